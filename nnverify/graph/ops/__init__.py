@@ -1,0 +1,1 @@
+"""Operator implementations: one module per op family; importing this package fills the registry."""

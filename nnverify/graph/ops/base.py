@@ -1,0 +1,91 @@
+"""The operator interface and the explicit operator registry.
+
+Calling convention (every op, every method): each tensor is a numpy array of shape ``(B, *onnx_shape)``.
+Variable tensors carry the batch of points being evaluated; constant tensors (initializers, folded
+values) carry a batch axis of size 1, so numpy broadcasting does the rest. Axis attributes therefore
+shift by one (``axis + 1``) inside ``eval``. Values are float64 (int64 for shape/index tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class ActKind(StrEnum):
+    """Nonlinear activations the analysis (bounds, encodings) understands."""
+
+    RELU = "relu"
+    SIGN = "sign"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One ONNX node after import: attribute defaults already filled in from the schema.
+
+    Attributes:
+        name: Node name (ONNX name, or ``<op_type>_<index>`` when the model leaves it empty).
+        op_type: ONNX operator type.
+        inputs: Names of input tensors (``""`` for an omitted optional input).
+        outputs: Names of output tensors.
+        attrs: Attribute values as Python objects (ints, floats, lists, numpy arrays, strings).
+    """
+
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Op:
+    """One ONNX operator type.
+
+    Class attributes:
+        op_type: The ONNX ``op_type`` this class implements.
+        affine: True if the output is affine in the variable inputs (the other inputs constant). Affine ops
+            need only ``eval``: the analysis extracts the matrix from it (see ``graph/passes.py``).
+        activation: For nonlinear elementwise ops, the activation kind the analysis handles.
+        variable_inputs: Positions of inputs that may be variable (non-constant). ``None`` = all of them.
+    """
+
+    op_type: ClassVar[str]
+    affine: ClassVar[bool] = False
+    activation: ClassVar[ActKind | None] = None
+    variable_inputs: ClassVar[tuple[int, ...] | None] = (0,)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        """Concrete semantics on batched float64 arrays (see the module docstring)."""
+        raise NotImplementedError
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        """Why this node cannot be handled (given which inputs are constant), or None if it can."""
+        allowed = self.variable_inputs
+        if allowed is None:
+            return None
+        for position, const in enumerate(is_const):
+            if not const and position not in allowed:
+                return f"input {position} of {self.op_type} must be a constant, found a variable tensor"
+        return None
+
+
+#: op_type -> operator implementation. Filled by ``@register`` when ``nnverify.graph.ops`` is imported.
+REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator adding an operator to ``REGISTRY``; a duplicate op_type fails at import."""
+    key = cls.op_type
+    if key in REGISTRY:
+        raise RuntimeError(f"operator {key!r} registered twice ({type(REGISTRY[key]).__name__}, {cls.__name__})")
+    REGISTRY[key] = cls()
+    return cls
+
+
+def const_value(x: np.ndarray) -> np.ndarray:
+    """The unbatched value of a constant argument (drops the size-1 batch axis)."""
+    return x[0]
