@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEV_TOOLS := pytest hypothesis ruff mypy
+DEV_TOOLS := pytest hypothesis ruff mypy gurobipy
 
 .PHONY: setup run test check lint typecheck clean
 

@@ -37,5 +37,8 @@ class Backend(Protocol):
         ...
 
     def solve(self, problem: Problem, *, timeout_s: float) -> BackendResult:
-        """Decide feasibility of ``problem`` within ``timeout_s`` (a time limit is a status, not an exception)."""
+        """Decide feasibility of ``problem`` within ``timeout_s``.
+
+        A time limit is a status (TIMEOUT), not an exception.
+        """
         ...

@@ -46,9 +46,10 @@ class Disjunction:
 
 @dataclass(slots=True)
 class Problem:
-    """Variables with finite bounds, linear rows, ReLU / Sign / disjunction constraints; a feasibility question.
+    """A feasibility question: variables with finite bounds, linear rows, ReLU / Sign / disjunctions.
 
     ``integer[i]`` marks integer variables. ``objective`` (optional) is minimised: ``(idx, coef)``.
+    ``encode/milp.py`` lowers it to a MILP for the MILP backends.
     """
 
     lb: list[float] = field(default_factory=list)

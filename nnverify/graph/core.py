@@ -47,7 +47,7 @@ class Graph:
         return math.prod(self.output_shape)
 
     def eval_all(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every tensor's batched value for the batch ``x`` of shape ``(B, n_inputs)`` or ``(B, *input_shape)``."""
+        """Every tensor's batched value for inputs ``x``: ``(B, n_inputs)`` or ``(B, *input_shape)``."""
         batch = x.shape[0]
         env: dict[str, np.ndarray] = {name: value[None, ...] for name, value in self.constants.items()}
         env[self.input_name] = np.asarray(x, dtype=np.float64).reshape((batch, *self.input_shape))

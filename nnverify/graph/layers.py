@@ -60,7 +60,7 @@ def apply_activation(kind: ActKind, x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class LayerGraph:
-    """Layers in topological order; ``layers[0]`` is the ``InputLayer``; ``output`` indexes the output layer."""
+    """Layers in topological order; ``layers[0]`` is the ``InputLayer``; ``output`` is the output's index."""
 
     layers: tuple[Layer, ...]
     output: int
@@ -74,7 +74,7 @@ class LayerGraph:
         return self.layers[self.output].size
 
     def eval_all(self, x: np.ndarray) -> list[np.ndarray]:
-        """Value of every layer for a batch ``x`` of shape ``(B, n_inputs)``: a list of ``(B, size)`` arrays."""
+        """Value of every layer for a batch ``x`` of shape ``(B, n_inputs)``: ``(B, size)`` arrays."""
         values: list[np.ndarray] = []
         for layer in self.layers:
             if isinstance(layer, InputLayer):

@@ -65,3 +65,30 @@ class Property:
         for d in self.disjuncts:
             hit |= d.contains_input(x, atol) & (d.slack(x, y) <= atol)
         return hit
+
+    def to_vnnlib(self) -> str:
+        """The property as VNN-LIB text: declarations, then one ``(assert (or (and …) …))``.
+
+        Numbers are written with ``repr(float)``, so ``parse_vnnlib(p.to_vnnlib())`` gives back the same
+        arrays for any property the parser produced. (A hand-built row over a single input comes back as a
+        box bound, and an all-zero row as nothing or an empty disjunct: the same set, other arrays.)
+        """
+        lines = [f"(declare-const X_{i} Real)" for i in range(self.n_inputs)]
+        lines += [f"(declare-const Y_{j} Real)" for j in range(self.n_outputs)]
+        lines.append("(assert (or")
+        lines += [f"    (and {' '.join(_disjunct_atoms(d))})" for d in self.disjuncts]
+        lines.append("))")
+        return "\n".join(lines) + "\n"
+
+
+def _disjunct_atoms(d: Disjunct) -> list[str]:
+    """The comparisons of one disjunct: box bounds first, then ``(<= (+ (* c X_i) …) b)`` per row."""
+    atoms = []
+    for i, (lo, hi) in enumerate(zip(d.lb.tolist(), d.ub.tolist(), strict=True)):
+        atoms.append(f"(>= X_{i} {lo!r}) (<= X_{i} {hi!r})")
+    for r in range(d.n_rows):
+        terms = [f"(* {c!r} X_{i})" for i, c in enumerate(d.a_x[r].tolist()) if c != 0.0]
+        terms += [f"(* {c!r} Y_{j})" for j, c in enumerate(d.a_y[r].tolist()) if c != 0.0]
+        lhs = f"(+ {' '.join(terms)})" if terms else "0.0"
+        atoms.append(f"(<= {lhs} {float(d.b[r])!r})")
+    return atoms

@@ -51,12 +51,14 @@ class Op:
             need only ``eval``: the analysis extracts the matrix from it (see ``graph/passes.py``).
         activation: For nonlinear elementwise ops, the activation kind the analysis handles.
         variable_inputs: Positions of inputs that may be variable (non-constant). ``None`` = all of them.
+        notes: Restrictions worth listing in the ``nnverify ops`` table (e.g. "Div by constant only").
     """
 
     op_type: ClassVar[str]
     affine: ClassVar[bool] = False
     activation: ClassVar[ActKind | None] = None
     variable_inputs: ClassVar[tuple[int, ...] | None] = (0,)
+    notes: ClassVar[str] = ""
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
@@ -89,3 +91,19 @@ def register(cls: type[Op]) -> type[Op]:
 def const_value(x: np.ndarray) -> np.ndarray:
     """The unbatched value of a constant argument (drops the size-1 batch axis)."""
     return x[0]
+
+
+def has_input(node: Node, position: int) -> bool:
+    """True if the optional input at ``position`` is given (present and not the empty name)."""
+    return len(node.inputs) > position and node.inputs[position] != ""
+
+
+def align_ranks(*xs: np.ndarray) -> list[np.ndarray]:
+    """Batched operands with size-1 axes inserted after the batch axis so all have the same rank.
+
+    ONNX broadcasting right-aligns the operands' shapes; numpy would left-pad the shorter operand and so
+    mix its batch axis with a data axis. Inserting the missing axes right after the batch axis keeps the
+    batch axes aligned and gives ONNX (multidirectional) broadcasting for the rest.
+    """
+    rank = max(x.ndim for x in xs)
+    return [x.reshape((x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:])) for x in xs]

@@ -1,0 +1,59 @@
+"""The backend registry: a name maps to ``"module:Class"``, imported only when that backend is asked for.
+
+Adding a backend: one module with a class following ``base.Backend`` and one line in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from nnverify.backends.base import Backend, BackendResult, SolveStatus
+from nnverify.errors import BackendUnavailableError
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendResult",
+    "SolveStatus",
+    "available_backends",
+    "backend_class",
+    "get_backend",
+]
+
+BACKENDS: dict[str, str] = {
+    "highs": "nnverify.backends.highs:HighsBackend",
+    "gurobi": "nnverify.backends.gurobi:GurobiBackend",
+    # planned: "clpq": "nnverify.backends.clpq:ClpqBackend" (exact rational arithmetic in SWI-Prolog)
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name`` (imports its module, not its solver library).
+
+    Raises:
+        BackendUnavailableError: ``name`` is not in ``BACKENDS``.
+    """
+    if name not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return cast("type[Backend]", getattr(importlib.import_module(module_name), class_name))
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends usable here, in registry order."""
+    return [name for name in BACKENDS if backend_class(name).unavailable_reason() is None]
+
+
+def get_backend(name: str) -> Backend:
+    """A ready-to-use instance of backend ``name``.
+
+    Raises:
+        BackendUnavailableError: the name is unknown, or its solver is not installed (the message says how
+            to install it and which backends are available).
+    """
+    reason = backend_class(name).unavailable_reason()
+    if reason is not None:
+        usable = ", ".join(available_backends()) or "none"
+        raise BackendUnavailableError(f"backend {name!r} is not installed: {reason}. Available: {usable}.")
+    return backend_class(name)()

@@ -1,0 +1,127 @@
+"""The HiGHS backend (``highspy``, a core dependency): lowers the Problem to a MILP and solves it.
+
+It passes the whole model in one ``passModel`` call (row-wise CSR arrays) and reads the *model status*, not
+just the return code of ``run()``. HiGHS is silenced before it sees the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from nnverify.backends._milp_solve import Outcome, solve_milp
+from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.encode.milp import MilpModel
+from nnverify.encode.problem import Problem
+
+if TYPE_CHECKING:
+    import highspy
+
+logger = logging.getLogger(__name__)
+
+
+class HighsBackend:
+    """MILP feasibility with HiGHS: single-threaded, fixed seed, silent."""
+
+    name: ClassVar[str] = "highs"
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.seed = seed
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """None if ``highspy`` can be imported, else the install hint."""
+        if importlib.util.find_spec("highspy") is None:
+            return "pip install highspy"
+        return None
+
+    def solve(self, problem: Problem, *, timeout_s: float) -> BackendResult:
+        """Decide feasibility of ``problem``; a solution's values are the Problem's variables."""
+        return solve_milp(problem, timeout_s, self._run)
+
+    def _run(self, model: MilpModel, time_limit_s: float) -> Outcome:
+        import highspy
+
+        with highspy.Highs() as highs:
+            # Silence first: passModel itself may log (e.g. about tiny or huge coefficients).
+            for option, value in (
+                ("output_flag", False),
+                ("log_to_console", False),
+                ("threads", 1),
+                ("random_seed", self.seed),
+                ("time_limit", float(time_limit_s)),
+            ):
+                highs.setOptionValue(option, value)
+            _pass_model(highs, model)
+            if highs.run() == highspy.HighsStatus.kError and highs.getModelStatus() == (
+                highspy.HighsModelStatus.kNotset
+            ):
+                # HiGHS refuses to run when its process-wide thread pool was started with another thread
+                # count (e.g. by other highspy users in this process): restart the pool once and retry.
+                logger.debug("HiGHS run() failed before solving; restarting its thread pool")
+                highspy.Highs.resetGlobalScheduler(True)
+                highs.run()
+            return _outcome(highs, model)
+
+
+def _pass_model(highs: highspy.Highs, model: MilpModel) -> None:
+    import highspy
+
+    status = highs.passModel(
+        model.n_cols,
+        model.n_rows,
+        len(model.data),
+        int(highspy.MatrixFormat.kRowwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        model.c,
+        model.lb,
+        model.ub,
+        model.row_lo,
+        model.row_hi,
+        model.indptr[:-1].astype(np.int32),
+        model.indices.astype(np.int32),
+        model.data,
+        model.integrality.astype(np.int32),  # 1 = HighsVarType.kInteger
+    )
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the lowered model (a bug in encode/milp.py)")
+
+
+def _outcome(highs: highspy.Highs, model: MilpModel) -> Outcome:
+    import highspy
+
+    model_status = highs.getModelStatus()
+    has_solution = highs.getInfo().primal_solution_status == highspy.kSolutionStatusFeasible
+    status, note = status_from_highs(model_status.name, has_solution=has_solution, bounded=model.objective_bounded())
+    values = np.asarray(highs.getSolution().col_value) if status is SolveStatus.FEASIBLE else None
+    return Outcome(status, values, note)
+
+
+def status_from_highs(model_status: str, *, has_solution: bool, bounded: bool) -> tuple[SolveStatus, str]:
+    """Map a ``HighsModelStatus`` name to a ``SolveStatus`` and a note.
+
+    Args:
+        model_status: e.g. ``"kOptimal"``.
+        has_solution: HiGHS holds a primal feasible solution.
+        bounded: the objective is bounded over the column box (``MilpModel.objective_bounded``).
+    """
+    if model_status == "kOptimal":
+        return SolveStatus.FEASIBLE, ""
+    if model_status == "kInfeasible":
+        return SolveStatus.INFEASIBLE, ""
+    if model_status == "kUnboundedOrInfeasible" and bounded:
+        # A model whose objective is bounded below over its column box cannot be unbounded (a pure
+        # feasibility model has c = 0), so "unbounded or infeasible" can only mean infeasible.
+        return SolveStatus.INFEASIBLE, "HiGHS: unbounded or infeasible, and the objective is bounded"
+    if model_status == "kTimeLimit":
+        if has_solution:  # the question is feasibility: an incumbent answers it even if not optimal
+            return (
+                SolveStatus.FEASIBLE,
+                "HiGHS reached the time limit with a feasible, maybe not optimal, point",
+            )
+        return SolveStatus.TIMEOUT, ""
+    return SolveStatus.UNKNOWN, f"HiGHS model status {model_status}"

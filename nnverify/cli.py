@@ -1,0 +1,167 @@
+"""The ``nnverify`` command line. The only module that writes to the terminal.
+
+Exit codes (see ``errors.ExitCode``): 0 verdict printed, 2 usage, 3 bad model/property/witness file,
+4 backend/environment, 5 witness rejected (``nnverify witness``), 1 a bug (traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from nnverify.backends import BACKENDS
+from nnverify.errors import NnverifyError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit code of ``nnverify witness`` when the witness is rejected.
+WITNESS_REJECTED = 5
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux /proc), so ``--timeout`` covers interpreter start-up."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file + rename: never half-written."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(exc: NnverifyError) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(int(exc.exit_code))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nnverify")
+def main() -> None:
+    """nnverify: decide properties of neural networks (ONNX + VNN-LIB 1.0).
+
+    sat = the property is violated (a counterexample exists, printed and replayed on onnxruntime);
+    unsat = it holds for every input in the region.
+    """
+
+
+@main.command()
+@click.argument("network", type=click.Path(dir_okay=False))
+@click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Wall-clock budget in seconds, start-up included.",
+)
+@click.option(
+    "--backend", type=click.Choice(sorted(BACKENDS)), default="highs", show_default=True, help="Exact backend."
+)
+@click.option("--results-file", type=click.Path(dir_okay=False), help="Write the VNN-COMP result file here.")
+@click.option(
+    "--counterexample",
+    "cex_file",
+    type=click.Path(dir_okay=False),
+    help="Write the witness alone ((X_0 v) ... (Y_m v)) here when sat.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
+@click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
+def check(
+    network: str,
+    prop: str,
+    timeout_s: float,
+    backend: str,
+    results_file: str | None,
+    cex_file: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
+    from nnverify.options import Options
+    from nnverify.verify import verify
+
+    started = time.monotonic() - _process_age_s()
+    remaining = max(0.0, timeout_s - (time.monotonic() - started))
+    try:
+        result = verify(network, prop, Options(timeout_s=remaining, backend=backend, seed=seed))
+    except NnverifyError as exc:
+        _fail(exc)
+        return
+    if results_file:
+        _write_atomic(results_file, result.to_vnncomp())
+    if cex_file and result.counterexample is not None:
+        _write_atomic(cex_file, result.counterexample.to_vnncomp())
+    click.echo(result.verdict.value)
+    if as_json:
+        data = result.to_json()
+        data["wall_seconds"] = round(time.monotonic() - started, 3)
+        click.echo(json.dumps(data, indent=2))
+    elif result.counterexample is not None:
+        click.echo(result.counterexample.to_vnncomp(), nl=False)
+    elif result.note:
+        click.echo(f"note: {result.note}", err=True)
+
+
+@main.command()
+@click.argument("network", type=click.Path(dir_okay=False))
+@click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.argument("witness_file", metavar="WITNESS", type=click.Path(dir_okay=False))
+def witness(network: str, prop: str, witness_file: str) -> None:
+    """Check a VNN-COMP witness file (plain or .gz, optionally starting with 'sat') against NETWORK and PROPERTY.
+
+    Prints 'valid' (exit 0) or 'invalid: <reason>' (exit 5).
+    """
+    from nnverify.graph.onnx_import import load_network
+    from nnverify.spec.vnnlib import load_property
+    from nnverify.witness import check_witness_file
+
+    try:
+        graph = load_network(network)
+        spec = load_property(prop, graph.n_inputs, graph.n_outputs)
+        verdict = check_witness_file(network, spec, witness_file)
+    except NnverifyError as exc:
+        _fail(exc)
+        return
+    if verdict.valid:
+        click.echo("valid")
+    else:
+        click.echo(f"invalid: {verdict.reason}")
+        sys.exit(WITNESS_REJECTED)
+
+
+@main.command()
+def ops() -> None:
+    """List the supported ONNX operators."""
+    from nnverify.graph.ops import supported_ops_table
+
+    rows = supported_ops_table()
+    width = max(len(r[0]) for r in rows)
+    family_width = max(len(r[1]) for r in rows)
+    for op_type, family, note in rows:
+        click.echo(f"{op_type:<{width}}  {family:<{family_width}}  {note}".rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

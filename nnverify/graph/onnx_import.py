@@ -1,0 +1,265 @@
+"""ONNX file -> ``Graph``: reads the model, fills attribute defaults, folds constants and checks every node.
+
+All unsupported operators are collected before failing. Tensor shapes are found by evaluating the graph
+once on a zero input (batch 1), which also catches inconsistent models at load time. No analysis here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.defs
+from google.protobuf.message import DecodeError
+from onnx import numpy_helper
+
+from nnverify.errors import InputFileError, ModelError, UnsupportedOpsError
+from nnverify.graph.core import Graph
+from nnverify.graph.ops import REGISTRY
+from nnverify.graph.ops.base import Node
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+#: Errors an op's ``eval`` raises on inconsistent shapes or parameters (reported as a ModelError).
+_EVAL_ERRORS = (ValueError, IndexError, TypeError, KeyError, ArithmeticError)
+
+
+def load_network(path: str | os.PathLike[str]) -> Graph:
+    """Load an ONNX model with one input and one output as a ``Graph``.
+
+    Args:
+        path: The ``.onnx`` file.
+
+    Returns:
+        The graph: non-constant nodes in topological order, folded constants, input and output shapes.
+
+    Raises:
+        InputFileError: The file does not exist or cannot be read.
+        ModelError: The file is not an ONNX model, or the model is not one nnverify can handle.
+        UnsupportedOpsError: The model uses operators (or operator variants) without an implementation;
+            the message lists all of them.
+    """
+    model = _read_model(path)
+    return _Importer(str(path), model).run()
+
+
+def _read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Parse the file, mapping every failure to an ``NnverifyError``."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputFileError(f"{path}: no such file")
+    try:
+        model = onnx.load_model(file)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{path}: not an ONNX model ({exc})") from exc
+    if not model.HasField("graph") or model.ir_version == 0:
+        raise ModelError(f"{path}: not an ONNX model (no ir_version or graph)")
+    return model
+
+
+def _as_array(tensor: onnx.TensorProto) -> np.ndarray:
+    """A tensor as numpy: floats as float64, integers as int64, anything else unchanged."""
+    value = numpy_helper.to_array(tensor)
+    if np.issubdtype(value.dtype, np.floating):
+        return value.astype(np.float64)
+    if np.issubdtype(value.dtype, np.integer):
+        return value.astype(np.int64)
+    return value
+
+
+def _python_value(value: Any) -> Any:
+    """An attribute value as plain Python/numpy (strings decoded, tensors converted)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, onnx.TensorProto):
+        return _as_array(value)
+    if isinstance(value, list):
+        return [_python_value(v) for v in value]
+    return value
+
+
+def _attributes(proto: onnx.NodeProto, opset: int) -> dict[str, Any]:
+    """The node's attributes, with schema defaults for the ones it leaves out."""
+    attrs: dict[str, Any] = {}
+    if proto.domain in _DEFAULT_DOMAINS and onnx.defs.has(proto.op_type):
+        try:
+            schema = onnx.defs.get_schema(proto.op_type, opset)
+        except onnx.defs.SchemaError:
+            schema = None
+        for name, attr in schema.attributes.items() if schema else ():
+            if attr.default_value.name:
+                attrs[name] = _python_value(onnx.helper.get_attribute_value(attr.default_value))
+    for attr in proto.attribute:
+        attrs[attr.name] = _python_value(onnx.helper.get_attribute_value(attr))
+    return attrs
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    """The model's version of the default operator set."""
+    for entry in model.opset_import:
+        if entry.domain in _DEFAULT_DOMAINS:
+            return int(entry.version)
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _names(items: Iterable[str]) -> str:
+    """Quoted, comma-separated names for messages."""
+    return ", ".join(f"'{name}'" for name in items) or "none"
+
+
+def unsupported_message(path: str, problems: dict[str, list[tuple[str, str | None]]]) -> str:
+    """The ``UnsupportedOpsError`` text: one line per operator with its node count and first node.
+
+    Args:
+        path: The model file, as given by the user.
+        problems: Operator label -> ``(node name, reason or None)`` of every offending node, in model order.
+    """
+    count = len(problems)
+    lines = [f"{path} uses {count} ONNX operator{'' if count == 1 else 's'} that nnverify does not support:"]
+    op_width = max(len(op) for op in problems)
+    count_width = max(len(str(len(hits))) for hits in problems.values())
+    for op, hits in problems.items():
+        first, reason = hits[0]
+        n = f"{len(hits):>{count_width}}"
+        where = f"{n} node   '{first}'" if len(hits) == 1 else f"{n} nodes, first '{first}'"
+        lines.append(f"  {op:<{op_width}}  {where}" + (f": {reason}" if reason else ""))
+    return "\n".join(lines)
+
+
+@dataclass
+class _Importer:
+    """One model's import: walks the nodes once, folding constants and evaluating on a zero input."""
+
+    path: str
+    model: onnx.ModelProto
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # batch-1 value of every known tensor
+    constant: set[str] = field(default_factory=set)
+    unknown: set[str] = field(default_factory=set)  # outputs of unsupported nodes (and what follows them)
+    nodes: list[Node] = field(default_factory=list)
+    problems: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+
+    def run(self) -> Graph:
+        """Import the model (see ``load_network``)."""
+        graph = self.model.graph
+        for tensor in graph.initializer:
+            self.values[tensor.name] = _as_array(tensor)[None, ...]
+            self.constant.add(tensor.name)
+        input_name, input_shape = self._input()
+        output_name = self._output()
+        self.values[input_name] = np.zeros((1, *input_shape))
+        opset = _opset(self.model)
+        needed = self._needed_nodes(output_name)
+        consumed = {name for index in needed for name in graph.node[index].input} | {output_name}
+        for index in needed:
+            self._visit(graph.node[index], index, opset, consumed)
+        if self.problems:
+            raise UnsupportedOpsError(unsupported_message(self.path, self.problems))
+        if output_name not in self.values:
+            raise ModelError(f"{self.path}: output '{output_name}' is not computed by any node")
+        if output_name in self.constant:
+            raise ModelError(f"{self.path}: output '{output_name}' is a constant (it does not depend on the input)")
+        used = {name for node in self.nodes for name in node.inputs}
+        log.debug("%s: %d nodes after folding constants", self.path, len(self.nodes))
+        return Graph(
+            path=self.path,
+            input_name=input_name,
+            input_shape=input_shape,
+            output_name=output_name,
+            output_shape=tuple(self.values[output_name].shape[1:]),
+            nodes=tuple(self.nodes),
+            constants={name: self.values[name][0] for name in sorted(used & self.constant)},
+        )
+
+    def _input(self) -> tuple[str, tuple[int, ...]]:
+        """The single non-initializer graph input and its shape (symbolic or zero dimensions -> 1)."""
+        initializers = {tensor.name for tensor in self.model.graph.initializer}
+        inputs = [value for value in self.model.graph.input if value.name not in initializers]
+        if len(inputs) != 1:
+            names = _names(value.name for value in inputs)
+            raise ModelError(f"{self.path}: expected exactly one graph input, found {len(inputs)}: {names}")
+        tensor_type = inputs[0].type.tensor_type
+        if not tensor_type.HasField("shape"):
+            raise ModelError(f"{self.path}: input '{inputs[0].name}' has no shape")
+        shape = tuple(dim.dim_value if dim.dim_value > 0 else 1 for dim in tensor_type.shape.dim)
+        return inputs[0].name, shape
+
+    def _output(self) -> str:
+        """The name of the single graph output."""
+        outputs = [value.name for value in self.model.graph.output]
+        if len(outputs) != 1:
+            raise ModelError(f"{self.path}: expected exactly one graph output, found {len(outputs)}: {_names(outputs)}")
+        return outputs[0]
+
+    def _needed_nodes(self, output_name: str) -> list[int]:
+        """Indices of the nodes the output depends on, in model order (dead branches are dropped)."""
+        needed_tensors = {output_name}
+        keep = []
+        for index in reversed(range(len(self.model.graph.node))):
+            proto = self.model.graph.node[index]
+            if needed_tensors.intersection(proto.output):
+                keep.append(index)
+                needed_tensors.update(name for name in proto.input if name)
+        return keep[::-1]
+
+    def _report(self, proto: onnx.NodeProto, name: str, reason: str | None) -> None:
+        """Record an unsupported node; its outputs become unknown."""
+        label = proto.op_type if proto.domain in _DEFAULT_DOMAINS else f"{proto.domain}.{proto.op_type}"
+        self.problems.setdefault(label, []).append((name, reason))
+        self.unknown.update(proto.output)
+
+    def _visit(self, proto: onnx.NodeProto, index: int, opset: int, consumed: set[str]) -> None:
+        """Check one node, then fold it into a constant or evaluate it on the zero input."""
+        node = Node(
+            name=proto.name or f"{proto.op_type}_{index}",
+            op_type=proto.op_type,
+            inputs=tuple(proto.input),
+            outputs=tuple(proto.output),
+            attrs=_attributes(proto, opset),
+        )
+        for name in node.inputs:
+            if name and name not in self.values and name not in self.unknown:
+                raise ModelError(
+                    f"{self.path}: node '{node.name}' ({node.op_type}) reads tensor '{name}', "
+                    "which is not defined before it"
+                )
+        is_const = tuple(not name or name in self.constant for name in node.inputs)
+        if all(is_const):
+            self.constant.update(node.outputs)
+        op = REGISTRY.get(node.op_type) if proto.domain in _DEFAULT_DOMAINS else None
+        if op is None:
+            self._report(proto, node.name, None)
+            return
+        extra = [name for name in node.outputs[1:] if name in consumed]
+        reason = op.check(node, is_const) or (
+            f"output {_names(extra)} is used (only the first output is supported)" if extra else None
+        )
+        if reason:
+            self._report(proto, node.name, reason)
+            return
+        if any(name in self.unknown for name in node.inputs):
+            self.unknown.update(node.outputs)
+            return
+        self._evaluate(node, all(is_const))
+
+    def _evaluate(self, node: Node, folded: bool) -> None:
+        """Evaluate a supported node with batch 1; keep it as a graph node unless it was folded."""
+        args = [self.values[name] if name else np.empty((1, 0)) for name in node.inputs]
+        try:
+            with np.errstate(all="ignore"):
+                value = np.asarray(REGISTRY[node.op_type].eval(node, *args))
+        except _EVAL_ERRORS as exc:
+            raise ModelError(f"{self.path}: node '{node.name}' ({node.op_type}) cannot be evaluated: {exc}") from exc
+        if value.ndim == 0 or value.shape[0] != 1:
+            raise ModelError(f"{self.path}: node '{node.name}' ({node.op_type}) gave a value of shape {value.shape}")
+        self.values[node.outputs[0]] = value
+        if not folded:
+            self.nodes.append(node)

@@ -1,0 +1,81 @@
+"""Convolution (Conv) with groups, strides, pads, dilations and auto_pad, in numpy over sliding windows.
+
+The weights and bias must be constants, so Conv is affine in its data input. Any number of spatial
+dimensions is handled (1-D, 2-D, 3-D ...).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+
+
+def conv_pads(
+    node: Node, in_sizes: Sequence[int], extents: Sequence[int], strides: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(begin, end) zero padding per spatial axis from ``pads`` or ``auto_pad``.
+
+    Args:
+        node: The Conv node (attributes ``auto_pad`` and ``pads``).
+        in_sizes: Spatial input sizes.
+        extents: Dilated kernel sizes ``dilation * (k - 1) + 1``.
+        strides: Strides per spatial axis.
+    """
+    auto_pad = node.attrs["auto_pad"]
+    n = len(in_sizes)
+    if auto_pad == "VALID":
+        return [(0, 0)] * n
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, extent, stride in zip(in_sizes, extents, strides, strict=True):
+            out = -(-size // stride)
+            total = max(0, (out - 1) * stride + extent - size)
+            small, large = total // 2, total - total // 2
+            pads.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
+        return pads
+    flat = [int(p) for p in node.attrs.get("pads", [0] * (2 * n))]
+    return list(zip(flat[:n], flat[n:], strict=True))
+
+
+@register
+class Conv(Op):
+    """N-d convolution ``Y = W * X + bias`` (cross-correlation, as in ONNX)."""
+
+    op_type = "Conv"
+    affine = True
+    notes = "constant weights and bias"
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        x, w = xs[0], const_value(xs[1])
+        batch, n, channels, *in_sizes = x.shape
+        m, group_channels, *kernel = w.shape
+        nd = len(kernel)
+        groups = int(node.attrs["group"])
+        strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
+        dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
+        extents = [d * (k - 1) + 1 for d, k in zip(dilations, kernel, strict=True)]
+        pads = conv_pads(node, in_sizes, extents, strides)
+        xp = np.pad(x.reshape(batch * n, channels, *in_sizes), [(0, 0), (0, 0), *pads])
+        spatial = tuple(range(2, 2 + nd))
+        windows = sliding_window_view(xp, extents, axis=spatial)
+        index = (
+            slice(None),
+            slice(None),
+            *(slice(None, None, s) for s in strides),
+            *(slice(None, None, d) for d in dilations),
+        )
+        windows = windows[index]
+        out_sizes = windows.shape[2 : 2 + nd]
+        windows = windows.reshape(batch * n, groups, group_channels, *out_sizes, *kernel)
+        w = w.reshape(groups, m // groups, group_channels, *kernel)
+        o, k = string.ascii_letters[:nd], string.ascii_letters[nd : 2 * nd]
+        y = np.einsum(f"XGC{o}{k},GMC{k}->XGM{o}", windows, w, optimize=True)
+        y = y.reshape(batch, n, m, *out_sizes)
+        if has_input(node, 2):
+            y = y + const_value(xs[2]).reshape(m, *(1,) * nd)
+        return y

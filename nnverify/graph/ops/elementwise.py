@@ -1,0 +1,106 @@
+"""Elementwise arithmetic: Add, Sub, Mul, Div, Neg and the identity-like Identity and Dropout.
+
+All are affine as long as products and quotients have a constant on one side; operands of different
+ranks broadcast as in ONNX (see ``align_ranks``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnverify.graph.ops.base import Node, Op, align_ranks, register
+
+
+@register
+class Add(Op):
+    """Sum of two tensors (either or both may be variable, e.g. a residual connection)."""
+
+    op_type = "Add"
+    affine = True
+    variable_inputs = None
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = align_ranks(xs[0], xs[1])
+        return a + b
+
+
+@register
+class Sub(Op):
+    """Difference of two tensors (either or both may be variable)."""
+
+    op_type = "Sub"
+    affine = True
+    variable_inputs = None
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = align_ranks(xs[0], xs[1])
+        return a - b
+
+
+@register
+class Mul(Op):
+    """Product with a constant factor on either side."""
+
+    op_type = "Mul"
+    affine = True
+    variable_inputs = None
+    notes = "one factor constant"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        if not is_const[0] and not is_const[1]:
+            return "both factors are variable tensors (only multiplication by a constant is supported)"
+        return None
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = align_ranks(xs[0], xs[1])
+        return a * b
+
+
+@register
+class Div(Op):
+    """Quotient by a constant divisor (integer operands divide with truncation, as in ONNX)."""
+
+    op_type = "Div"
+    affine = True
+    variable_inputs = (0,)
+    notes = "Div by constant only"
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = align_ranks(xs[0], xs[1])
+        if np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer):
+            return np.trunc(a / b).astype(np.int64)
+        return a / b
+
+
+@register
+class Neg(Op):
+    """``-x``."""
+
+    op_type = "Neg"
+    affine = True
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return -xs[0]
+
+
+@register
+class Identity(Op):
+    """``x`` unchanged."""
+
+    op_type = "Identity"
+    affine = True
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return xs[0]
+
+
+@register
+class Dropout(Op):
+    """Inference-mode dropout: the identity on the data (the optional mask output is not supported)."""
+
+    op_type = "Dropout"
+    affine = True
+    notes = "inference mode (identity)"
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return xs[0]

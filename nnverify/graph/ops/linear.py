@@ -1,0 +1,82 @@
+"""Matrix products: Gemm and MatMul (affine when one factor is a constant).
+
+A product of two variable tensors is bilinear, not affine, and is rejected by ``check``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnverify.graph.ops.base import Node, Op, align_ranks, has_input, register
+
+
+def _one_variable_factor(is_const: tuple[bool, ...], op_type: str) -> str | None:
+    """The reason a product of two variable factors is not supported, or None."""
+    if not is_const[0] and not is_const[1]:
+        return f"both factors of {op_type} are variable tensors (only products with a constant are affine)"
+    return None
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ONNX (numpy-style) MatMul of two batched operands, including 1-D promotion.
+
+    Args:
+        a: Batched left operand ``(B, ..., M, K)`` or ``(B, K)``.
+        b: Batched right operand ``(B, ..., K, N)`` or ``(B, K)``.
+
+    Returns:
+        The batched product; promoted 1-D axes are removed again as in ``numpy.matmul``.
+    """
+    a_vector, b_vector = a.ndim == 2, b.ndim == 2
+    if a_vector:
+        a = a[:, None, :]
+    if b_vector:
+        b = b[:, :, None]
+    a, b = align_ranks(a, b)
+    out = np.matmul(a, b)
+    if b_vector:
+        out = out[..., 0]
+    if a_vector:
+        out = out[..., 0, :] if not b_vector else out[..., 0]
+    return out
+
+
+@register
+class Gemm(Op):
+    """``Y = alpha * A' @ B' + beta * C`` with optional transposes of the 2-D factors A and B."""
+
+    op_type = "Gemm"
+    affine = True
+    variable_inputs = None
+    notes = "one factor constant"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        return _one_variable_factor(is_const, self.op_type)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = xs[0], xs[1]
+        if node.attrs["transA"]:
+            a = np.swapaxes(a, -1, -2)
+        if node.attrs["transB"]:
+            b = np.swapaxes(b, -1, -2)
+        out = node.attrs["alpha"] * np.matmul(a, b)
+        if has_input(node, 2):
+            out, c = align_ranks(out, xs[2])
+            out = out + node.attrs["beta"] * c
+        return out
+
+
+@register
+class MatMul(Op):
+    """Numpy-style matrix product; one side must be a constant."""
+
+    op_type = "MatMul"
+    affine = True
+    variable_inputs = None
+    notes = "one factor constant"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        return _one_variable_factor(is_const, self.op_type)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return matmul(xs[0], xs[1])

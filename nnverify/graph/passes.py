@@ -1,0 +1,165 @@
+"""``Graph`` -> ``LayerGraph``: affine nodes become matrices (read off their ``eval``), activations stay.
+
+Exact identities (Flatten of an already flat tensor, Identity, Dropout ...) are dropped, and consecutive
+affine layers are composed whenever the inner one has no other consumer, so e.g. Sub, Flatten, MatMul,
+Add becomes one layer and BatchNormalization disappears into the Conv or Gemm before it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnverify.errors import ModelError
+from nnverify.graph.core import Graph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
+from nnverify.graph.ops.base import REGISTRY, Node
+
+
+def to_layers(graph: Graph) -> LayerGraph:
+    """The analysis view of ``graph``: flat affine layers and activations, float64, affine chains merged.
+
+    Raises:
+        ModelError: A node is neither affine nor an activation the analysis understands.
+    """
+    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
+    layers: list[Layer] = [InputLayer(size=graph.n_inputs, name=graph.input_name)]
+    layer_of = {graph.input_name: 0}
+    for node in graph.nodes:
+        op = REGISTRY[node.op_type]
+        layer: Layer
+        if op.affine:
+            affine = _affine_layer(graph, node, shapes, layer_of)
+            if _is_identity(affine, layers):
+                layer_of[node.outputs[0]] = affine.sources[0]
+                continue
+            layer = affine
+        elif op.activation is not None:
+            source = layer_of[node.inputs[0]]
+            layer = ActivationLayer(node.name, source, op.activation, layers[source].size)
+        else:
+            raise ModelError(f"{graph.path}: node '{node.name}' ({node.op_type}) is neither affine nor an activation")
+        layer_of[node.outputs[0]] = len(layers)
+        layers.append(layer)
+    return _merge_affine(layers, layer_of[graph.output_name])
+
+
+#: Unit vectors evaluated at once when reading off a weight matrix (bounds the temporary memory).
+_BLOCK = 512
+
+
+def _affine_layer(
+    graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], layer_of: dict[str, int]
+) -> AffineLayer:
+    """The node as ``y = sum_k W_k x_k + b``, read off its ``eval`` at zero and at unit vectors."""
+    op = REGISTRY[node.op_type]
+    variables = list(dict.fromkeys(name for name in node.inputs if name and name not in graph.constants))
+    out_size = math.prod(shapes[node.outputs[0]])
+
+    def evaluate(values: dict[str, np.ndarray]) -> np.ndarray:
+        args = [
+            values[name] if name in values else graph.constants[name][None, ...] if name else np.empty((1, 0))
+            for name in node.inputs
+        ]
+        batch = max(value.shape[0] for value in values.values())
+        out = op.eval(node, *args)
+        return np.broadcast_to(out, (batch, *out.shape[1:])).reshape(batch, out_size).astype(np.float64)
+
+    zeros = {name: np.zeros((1, *shapes[name])) for name in variables}
+    bias = evaluate(zeros)[0]
+    weights: dict[int, np.ndarray] = {}
+    for name in variables:  # a tensor read twice (x + x) is set in both places at once
+        size = math.prod(shapes[name])
+        weight = np.empty((out_size, size))
+        for start in range(0, size, _BLOCK):
+            count = min(_BLOCK, size - start)
+            units = np.zeros((count, size))
+            units[np.arange(count), start + np.arange(count)] = 1.0
+            weight[:, start : start + count] = (evaluate(zeros | {name: units.reshape(count, *shapes[name])}) - bias).T
+        source = layer_of[name]  # two tensors may share a layer when an identity node was dropped
+        weights[source] = weights[source] + weight if source in weights else weight
+    return AffineLayer(node.name, tuple(weights), tuple(weights.values()), bias)
+
+
+def _is_identity(layer: AffineLayer, layers: list[Layer]) -> bool:
+    """True if the layer maps its single source to itself unchanged."""
+    if len(layer.sources) != 1 or layer.size != layers[layer.sources[0]].size or np.any(layer.bias):
+        return False
+    return bool(np.array_equal(layer.weights[0], np.eye(layer.size)))
+
+
+def _sources(layer: Layer | None) -> tuple[int, ...]:
+    """The layers a layer reads (none for the input and for removed layers)."""
+    if isinstance(layer, AffineLayer):
+        return layer.sources
+    if isinstance(layer, ActivationLayer):
+        return (layer.source,)
+    return ()
+
+
+def _consumers(layers: list[Layer | None]) -> list[int]:
+    """How many layers read each layer."""
+    counts = [0] * len(layers)
+    for layer in layers:
+        for source in set(_sources(layer)):
+            counts[source] += 1
+    return counts
+
+
+def _compose(outer: AffineLayer, position: int, inner: AffineLayer) -> AffineLayer:
+    """``outer`` with its source at ``position`` (which is ``inner``) replaced by ``inner``'s sources."""
+    w_outer = outer.weights[position]
+    weights: dict[int, np.ndarray] = {}
+    terms = [(s, w) for k, (s, w) in enumerate(zip(outer.sources, outer.weights, strict=True)) if k != position]
+    terms += [(s, w_outer @ w) for s, w in zip(inner.sources, inner.weights, strict=True)]
+    for source, weight in terms:
+        weights[source] = weights[source] + weight if source in weights else weight
+    return AffineLayer(outer.name, tuple(weights), tuple(weights.values()), outer.bias + w_outer @ inner.bias)
+
+
+def _mergeable_source(layer: AffineLayer, layers: list[Layer | None], consumers: list[int], output: int) -> int | None:
+    """Position of a source of ``layer`` that is affine, read only by ``layer`` and not the output."""
+    for position, source in enumerate(layer.sources):
+        if isinstance(layers[source], AffineLayer) and consumers[source] == 1 and source != output:
+            return position
+    return None
+
+
+def _merge_affine(layers: list[Layer], output: int) -> LayerGraph:
+    """Compose every affine layer into its affine consumer when it has no other use, then renumber.
+
+    One pass in topological order suffices: a merge into layer ``i`` can only make a layer mergeable whose
+    last remaining consumer is ``i`` itself, and ``i`` keeps merging until none of its sources qualifies.
+    """
+    merged: list[Layer | None] = list(layers)
+    consumers = _consumers(merged)
+    for index, layer in enumerate(merged):
+        while isinstance(layer, AffineLayer):
+            position = _mergeable_source(layer, merged, consumers, output)
+            if position is None:
+                break
+            source = layer.sources[position]
+            inner = merged[source]
+            assert isinstance(inner, AffineLayer)
+            for shared in set(inner.sources) & set(layer.sources):
+                consumers[shared] -= 1  # read by the outer layer already; the inner one goes away
+            layer = merged[index] = _compose(layer, position, inner)
+            merged[source] = None
+    return _renumber(merged, output)
+
+
+def _renumber(layers: list[Layer | None], output: int) -> LayerGraph:
+    """Drop the removed layers and rewrite source indices."""
+    new_index: dict[int, int] = {}
+    kept: list[Layer] = []
+    for index, layer in enumerate(layers):
+        if layer is None:
+            continue
+        new_index[index] = len(kept)
+        if isinstance(layer, AffineLayer):
+            layer = AffineLayer(layer.name, tuple(new_index[s] for s in layer.sources), layer.weights, layer.bias)
+        elif isinstance(layer, ActivationLayer):
+            layer = ActivationLayer(layer.name, new_index[layer.source], layer.kind, layer.size)
+        kept.append(layer)
+    return LayerGraph(tuple(kept), new_index[output])

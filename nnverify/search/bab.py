@@ -1,0 +1,215 @@
+"""Branch and bound by input splitting, with forward symbolic bounds and an exact backend at the leaves.
+
+Boxes are processed in batches, depth first. In each box a disjunct is ruled out when a sound lower
+bound of one of its rows is positive; a box with every disjunct ruled out is proven. Each undecided box
+offers attack points (its centre and the vertex minimising the tightest row's linear bound) to the
+caller's replay callback, then is split in two along the dimension with the largest
+``width * |coefficient|`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
+backend with the box's symbolic bounds as big-M constants, so the search is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnverify.backends.base import Backend, SolveStatus
+from nnverify.bounds.symbolic import SymbolicBounds, rows_lower_bound_symbolic, symbolic_bounds
+from nnverify.budget import Budget
+from nnverify.graph.layers import LayerGraph
+from nnverify.options import Options
+from nnverify.search.exact import solve_box
+from nnverify.spec.property import Disjunct
+
+#: Boxes bounded together in one numpy call.
+BATCH = 256
+#: Splits along one path before the exact backend decides the box.
+MAX_DEPTH = 48
+
+
+@dataclass(slots=True)
+class SearchStats:
+    boxes: int = 0
+    leaves_exact: int = 0
+    candidates: int = 0
+    max_depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOutcome:
+    """``INFEASIBLE`` = proven, ``FEASIBLE`` = a replayed counterexample ``x``; otherwise undecided."""
+
+    status: SolveStatus
+    x: np.ndarray | None = None
+    note: str = ""
+    stats: SearchStats = field(default_factory=SearchStats)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
+
+    a_x: np.ndarray
+    a_y: np.ndarray
+    b: np.ndarray
+    owner: np.ndarray
+
+    @classmethod
+    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
+        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
+        return cls(
+            np.vstack([d.a_x for d in disjuncts]),
+            np.vstack([d.a_y for d in disjuncts]),
+            np.concatenate([d.b for d in disjuncts]),
+            owner,
+        )
+
+    def dead_disjuncts(self, lower: np.ndarray, n_disjuncts: int) -> np.ndarray:
+        """``(B, D)``: disjunct ruled out in box (some row's lower bound > 0)."""
+        dead = np.zeros((lower.shape[0], n_disjuncts), dtype=bool)
+        np.logical_or.at(dead.T, self.owner, (lower > 0.0).T)
+        return dead
+
+
+def _attack_points(
+    coef: np.ndarray, lower: np.ndarray, live_rows: np.ndarray, lb: np.ndarray, ub: np.ndarray
+) -> np.ndarray:
+    """Per box: the centre and the vertex minimising the live row with the largest lower bound."""
+    masked = np.where(live_rows, lower, -np.inf)
+    row = np.argmax(masked, axis=1)
+    w = coef[np.arange(coef.shape[0]), row, :-1]
+    vertex = np.where(w > 0.0, lb, ub)
+    return np.vstack([(lb + ub) / 2.0, vertex])
+
+
+def _split(lb: np.ndarray, ub: np.ndarray, coef: np.ndarray, live_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of each box along its best dimension; returns stacked ``(2B, n)`` lower and upper bounds."""
+    width = ub - lb
+    weight = np.einsum("bk,bkn->bn", live_rows.astype(np.float64), np.abs(coef[..., :-1]))
+    score = width * (weight + 1e-12)
+    dim = np.argmax(score, axis=1)
+    rows = np.arange(lb.shape[0])
+    mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
+    left_ub, right_lb = ub.copy(), lb.copy()
+    left_ub[rows, dim] = mid
+    right_lb[rows, dim] = mid
+    return np.vstack([lb, right_lb]), np.vstack([left_ub, ub])
+
+
+def _exact_leaf(
+    graph: LayerGraph,
+    sym: SymbolicBounds,
+    i: int,
+    disjuncts: list[Disjunct],
+    backend: Backend,
+    budget: Budget,
+) -> tuple[SolveStatus, np.ndarray | None, str]:
+    lbs = [v[i] for v in sym.lb]
+    ubs = [v[i] for v in sym.ub]
+    outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget)
+    return outcome.status, outcome.x, outcome.note
+
+
+def input_split_search(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    lb: np.ndarray,
+    ub: np.ndarray,
+    backend: Backend,
+    budget: Budget,
+    options: Options,
+    is_counterexample: Callable[[np.ndarray], bool],
+) -> SearchOutcome:
+    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box)."""
+    rows = _Rows.of(disjuncts)
+    stats = SearchStats()
+    stack_lb, stack_ub, stack_depth = [lb[None, :]], [ub[None, :]], [np.zeros(1, dtype=np.int64)]
+    undecided_note = ""
+    while stack_lb:
+        if budget.expired():
+            return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
+        blb, bub, depth = _pop_batch(stack_lb, stack_ub, stack_depth)
+        stats.boxes += blb.shape[0]
+        sym = symbolic_bounds(graph, blb, bub, margin_rel=options.bound_margin_rel, margin_abs=options.bound_margin_abs)
+        lower, coef = rows_lower_bound_symbolic(
+            sym,
+            graph.output,
+            rows.a_x,
+            rows.a_y,
+            rows.b,
+            blb,
+            bub,
+            options.bound_margin_rel,
+            options.bound_margin_abs,
+        )
+        dead = rows.dead_disjuncts(lower, len(disjuncts))
+        open_box = ~np.all(dead, axis=1)
+        if not np.any(open_box):
+            continue
+        live_rows = ~dead[:, rows.owner] & open_box[:, None]
+        pts = _attack_points(coef, lower, live_rows, blb, bub)[np.concatenate([open_box, open_box])]
+        found = _try_points(graph, disjuncts, pts, is_counterexample, stats)
+        if found is not None:
+            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
+        deep = open_box & (depth >= MAX_DEPTH)
+        for i in np.nonzero(deep)[0]:
+            stats.leaves_exact += 1
+            live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
+            status, x, note = _exact_leaf(graph, sym, int(i), live, backend, budget)
+            if status is SolveStatus.FEASIBLE and x is not None:
+                stats.candidates += 1
+                if is_counterexample(x):
+                    return SearchOutcome(SolveStatus.FEASIBLE, x, stats=stats)
+                undecided_note = "an exact-leaf solution did not replay"
+            elif status is SolveStatus.TIMEOUT:
+                return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
+            elif status is not SolveStatus.INFEASIBLE:
+                undecided_note = note or status.value
+        grow = open_box & ~deep
+        if np.any(grow):
+            new_lb, new_ub = _split(blb[grow], bub[grow], coef[grow], live_rows[grow])
+            stack_lb.append(new_lb)
+            stack_ub.append(new_ub)
+            stack_depth.append(np.concatenate([depth[grow] + 1, depth[grow] + 1]))
+            stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
+    if undecided_note:
+        return SearchOutcome(SolveStatus.UNKNOWN, note=undecided_note, stats=stats)
+    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
+
+
+def _pop_batch(
+    stack_lb: list[np.ndarray], stack_ub: list[np.ndarray], stack_depth: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Take up to ``BATCH`` boxes from the top of the stack (depth first keeps the stack small)."""
+    lb, ub, depth = stack_lb.pop(), stack_ub.pop(), stack_depth.pop()
+    if lb.shape[0] > BATCH:
+        stack_lb.append(lb[BATCH:])
+        stack_ub.append(ub[BATCH:])
+        stack_depth.append(depth[BATCH:])
+        lb, ub, depth = lb[:BATCH], ub[:BATCH], depth[:BATCH]
+    return lb, ub, depth
+
+
+def _try_points(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    pts: np.ndarray,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+) -> np.ndarray | None:
+    """Evaluate points on our own evaluator; replay the ones that violate a disjunct (best first, at most 3)."""
+    if pts.shape[0] == 0:
+        return None
+    y = graph.eval(pts)
+    best = np.full(pts.shape[0], np.inf)
+    for d in disjuncts:
+        best = np.minimum(best, np.where(d.contains_input(pts), d.slack(pts, y), np.inf))
+    for i in np.argsort(best)[:3]:
+        if best[i] > 0.0:
+            break
+        stats.candidates += 1
+        if is_counterexample(pts[i]):
+            return pts[i]
+    return None

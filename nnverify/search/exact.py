@@ -1,0 +1,98 @@
+"""Decides one input box exactly: sound bounds prune disjuncts, the rest goes to a MILP/exact backend.
+
+The backend's "feasible" is only a candidate: the caller replays it before calling anything sat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.backends.base import Backend, BackendResult, SolveStatus
+from nnverify.bounds.interval import Bounds, interval_bounds, rows_lower_bound
+from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
+from nnverify.budget import Budget
+from nnverify.encode.network import encode_query
+from nnverify.graph.layers import LayerGraph
+from nnverify.options import Options
+from nnverify.spec.property import Disjunct
+
+#: Seconds kept back from a solver call so the whole run stays inside its budget.
+SOLVER_RESERVE_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class BoxOutcome:
+    """What happened to one box: ``INFEASIBLE`` (proven safe), ``FEASIBLE`` (candidate ``x``), or not decided."""
+
+    status: SolveStatus
+    x: np.ndarray | None = None
+    note: str = ""
+    solver_calls: int = 0
+
+
+def live_disjuncts(
+    disjuncts: list[Disjunct], bounds: Bounds, box: int, output: int, options: Options
+) -> list[Disjunct]:
+    """The disjuncts that interval bounds of box ``box`` cannot rule out."""
+    x_lb, x_ub = bounds.lb[0][box : box + 1], bounds.ub[0][box : box + 1]
+    y_lb, y_ub = bounds.lb[output][box : box + 1], bounds.ub[output][box : box + 1]
+    live = []
+    for d in disjuncts:
+        if d.n_rows == 0:
+            live.append(d)
+            continue
+        lower = rows_lower_bound(
+            d.a_x, d.a_y, d.b, x_lb, x_ub, y_lb, y_ub, options.bound_margin_rel, options.bound_margin_abs
+        )
+        if not np.any(lower[0] > 0.0):
+            live.append(d)
+    return live
+
+
+def solve_box(
+    graph: LayerGraph,
+    lbs: list[np.ndarray],
+    ubs: list[np.ndarray],
+    disjuncts: list[Disjunct],
+    backend: Backend,
+    budget: Budget,
+) -> BoxOutcome:
+    """Encode the box (per-layer bounds ``lbs/ubs``) with the given disjuncts and ask the backend."""
+    time_left = budget.remaining() - SOLVER_RESERVE_S
+    if time_left <= 0.0:
+        return BoxOutcome(SolveStatus.TIMEOUT, note="budget spent before the solver call")
+    enc = encode_query(graph, lbs, ubs, disjuncts)
+    result: BackendResult = backend.solve(enc.problem, timeout_s=min(time_left, budget.remaining() - SOLVER_RESERVE_S))
+    if result.status is SolveStatus.FEASIBLE and result.values is not None:
+        return BoxOutcome(SolveStatus.FEASIBLE, result.values[enc.x_idx], result.note, 1)
+    return BoxOutcome(result.status, note=result.note, solver_calls=1)
+
+
+def decide_box(
+    graph: LayerGraph,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    disjuncts: list[Disjunct],
+    backend: Backend,
+    budget: Budget,
+    options: Options,
+) -> BoxOutcome:
+    """Interval and symbolic bounds on the box (intersected), prune, then one exact solver call."""
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    bounds = interval_bounds(graph, lb, ub, **margins)
+    sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
+    tight = Bounds(
+        [np.maximum(a, b) for a, b in zip(bounds.lb, sym.lb, strict=True)],
+        [np.minimum(a, b) for a, b in zip(bounds.ub, sym.ub, strict=True)],
+    )
+    live = []
+    for d in live_disjuncts(disjuncts, tight, 0, graph.output, options):
+        lower, _ = rows_lower_bound_symbolic(sym, graph.output, d.a_x, d.a_y, d.b, lb[None, :], ub[None, :], **margins)
+        if not np.any(lower[0] > 0.0):
+            live.append(d)
+    if not live:
+        return BoxOutcome(SolveStatus.INFEASIBLE, note="bounds")
+    lbs, ubs = tight.box(0)
+    return solve_box(graph, lbs, ubs, live, backend, budget)

@@ -1,0 +1,195 @@
+"""The pipeline behind ``nnverify check`` and ``nnverify.verify``: load, prune, attack, decide, replay.
+
+Order: interval bounds rule out disjuncts; random sampling proposes counterexamples; every remaining
+input box is decided by the search (``search/``) with an exact backend at its leaves. Nothing is called
+``sat`` before ``witness.py`` replays it on the original ONNX model with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnverify import attack
+from nnverify.backends import get_backend
+from nnverify.backends.base import Backend, SolveStatus
+from nnverify.budget import Budget
+from nnverify.errors import PropertyError
+from nnverify.graph.core import Graph
+from nnverify.graph.layers import LayerGraph
+from nnverify.graph.onnx_import import load_network
+from nnverify.graph.passes import to_layers
+from nnverify.options import Options
+from nnverify.result import Counterexample, Result, Verdict
+from nnverify.search.bab import input_split_search
+from nnverify.search.exact import decide_box
+from nnverify.spec.property import Disjunct, Property
+from nnverify.spec.vnnlib import load_property
+from nnverify.witness import OnnxRunner, check_counterexample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Run:
+    """Mutable bookkeeping of one verification run."""
+
+    graph: Graph
+    layers: LayerGraph
+    prop: Property
+    options: Options
+    budget: Budget
+    runner: OnnxRunner
+    started: float
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def result(self, verdict: Verdict, method: str, cex: Counterexample | None = None) -> Result:
+        return Result(verdict, cex, method, time.monotonic() - self.started, "; ".join(self.notes), self.stats)
+
+    def replay(self, x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> Counterexample | None:
+        """Clip ``x`` into its box and replay it; the counterexample if onnxruntime confirms it."""
+        x = float32_inside(np.clip(np.asarray(x, dtype=np.float64), lb, ub), lb, ub)
+        self.stats["replays"] = int(self.stats.get("replays", 0)) + 1
+        check = check_counterexample(
+            self.runner,
+            self.prop,
+            x,
+            output_rtol=self.options.output_rtol,
+            violation_atol=self.options.violation_atol,
+        )
+        if check.valid and check.y is not None:
+            return Counterexample(x, check.y)
+        self.notes.append(f"a candidate failed replay: {check.reason}")
+        return None
+
+
+def float32_inside(x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """``x`` rounded to float32 values (what onnxruntime sees), stepping back inside ``[lb, ub]`` where
+    rounding to nearest left the box (unless the box is narrower than float32 spacing there)."""
+    x32 = x.astype(np.float32)
+    over = x32.astype(np.float64) > ub
+    x32[over] = np.nextafter(x32[over], np.float32(-np.inf))
+    under = x32.astype(np.float64) < lb
+    x32[under] = np.nextafter(x32[under], np.float32(np.inf))
+    return x32.astype(np.float64)
+
+
+def _group_by_box(disjuncts: tuple[Disjunct, ...]) -> list[list[Disjunct]]:
+    """Disjuncts sharing the same input box, in file order (one exact query per box)."""
+    groups: dict[bytes, list[Disjunct]] = {}
+    for d in disjuncts:
+        groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)
+    return list(groups.values())
+
+
+def _check_sizes(graph: Graph, prop: Property) -> None:
+    if prop.n_inputs != graph.n_inputs or prop.n_outputs != graph.n_outputs:
+        raise PropertyError(
+            f"the property has {prop.n_inputs} inputs and {prop.n_outputs} outputs; "
+            f"{graph.path} has {graph.n_inputs} inputs and {graph.n_outputs} outputs",
+            prop.path or "<property>",
+            1,
+            1,
+        )
+
+
+def _attack(run: _Run) -> Counterexample | None:
+    for x in attack.candidates(
+        run.layers, list(run.prop.disjuncts), samples=run.options.attack_samples, seed=run.options.seed
+    ):
+        box = next(d for d in run.prop.disjuncts if d.contains_input(x[None, :])[0])
+        cex = run.replay(x, box.lb, box.ub)
+        if cex is not None:
+            return cex
+    return None
+
+
+#: Inputs up to this dimension are decided by input splitting; wider ones by one exact query per box.
+INPUT_SPLIT_MAX_DIM = 16
+
+
+def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[SolveStatus, Counterexample | None, str]:
+    """Decide one input box with its disjuncts; a counterexample only if it replayed."""
+    lb, ub = group[0].lb, group[0].ub
+    found: list[Counterexample] = []
+
+    def accept(x: np.ndarray) -> bool:
+        cex = run.replay(x, lb, ub)
+        if cex is not None:
+            found.append(cex)
+        return cex is not None
+
+    if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM:
+        out = input_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
+        for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
+            run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
+        return out.status, (found[-1] if found else None), out.note
+    box = decide_box(run.layers, lb, ub, group, backend, run.budget, run.options)
+    run.stats["solver_calls"] = int(run.stats.get("solver_calls", 0)) + box.solver_calls
+    if box.status is SolveStatus.FEASIBLE and box.x is not None:
+        if accept(box.x):
+            return SolveStatus.FEASIBLE, found[-1], ""
+        return SolveStatus.UNKNOWN, None, "the solver's solution did not replay"
+    return box.status, None, box.note
+
+
+def _decide(run: _Run) -> Result:
+    backend = get_backend(run.options.backend)
+    method = ("input-split+" if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM else "") + f"milp:{backend.name}"
+    undecided: list[str] = []
+    timed_out = False
+    for group in _group_by_box(run.prop.disjuncts):
+        status, cex, note = _decide_group(run, group, backend)
+        if status is SolveStatus.FEASIBLE and cex is not None:
+            return run.result(Verdict.SAT, method, cex)
+        if status is SolveStatus.INFEASIBLE:
+            continue
+        timed_out |= status is SolveStatus.TIMEOUT
+        undecided.append(note or status.value)
+        if run.budget.expired():
+            timed_out = True
+            break
+    if not undecided:
+        return run.result(Verdict.UNSAT, method)
+    run.notes.extend(undecided)
+    return run.result(Verdict.TIMEOUT if timed_out else Verdict.UNKNOWN, method)
+
+
+def verify(
+    network: str | os.PathLike[str] | Graph,
+    prop: str | os.PathLike[str] | Property,
+    options: Options | None = None,
+) -> Result:
+    """Decide whether ``network`` violates ``prop`` (sat) or provably satisfies it (unsat).
+
+    Args:
+        network: An ONNX file path or a ``Graph`` from ``load_network``.
+        prop: A VNN-LIB file path or a ``Property`` from ``load_property``.
+        options: Run options (timeout, backend, seed ...); defaults if None.
+
+    Raises:
+        NnverifyError: bad model or property, unavailable backend.
+    """
+    options = options or Options()
+    started = time.monotonic()
+    budget = Budget(started + options.timeout_s)
+    graph = network if isinstance(network, Graph) else load_network(network)
+    if not isinstance(prop, Property):
+        prop = load_property(prop, graph.n_inputs, graph.n_outputs)
+    _check_sizes(graph, prop)
+    get_backend(options.backend)  # fail early on an unavailable backend
+    run = _Run(graph, to_layers(graph), prop, options, budget, OnnxRunner(graph.path), started)
+    if not prop.disjuncts:
+        run.notes.append("the property's input region is empty")
+        return run.result(Verdict.UNSAT, "spec")
+    cex = _attack(run)
+    if cex is not None:
+        return run.result(Verdict.SAT, "attack", cex)
+    if budget.expired():
+        return run.result(Verdict.TIMEOUT, "attack")
+    return _decide(run)

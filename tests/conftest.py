@@ -1,0 +1,28 @@
+"""Fixtures shared by all test packages: where the benchmark data lives, and one parameter per network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+#: VNN-COMP benchmark sets with ground truth, next to the repository (``../shared/benchmarks``).
+BENCHMARKS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+#: Globs (relative to BENCHMARKS_DIR) of the networks the ``benchmark_net`` parameter runs over.
+BENCHMARK_NET_GLOBS = ("test/*.onnx", "acasxu/onnx/*.onnx", "mnistfc/onnx/*.onnx")
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    """The benchmark data directory (skips the test if it is not there)."""
+    if not BENCHMARKS_DIR.is_dir():
+        pytest.skip(f"benchmark data not found at {BENCHMARKS_DIR}")
+    return BENCHMARKS_DIR
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize a ``benchmark_net`` argument over every benchmark network (id: ``set/name``)."""
+    if "benchmark_net" in metafunc.fixturenames:
+        nets = sorted(path for pattern in BENCHMARK_NET_GLOBS for path in BENCHMARKS_DIR.glob(pattern))
+        ids = [f"{path.relative_to(BENCHMARKS_DIR).parts[0]}/{path.stem}" for path in nets]
+        metafunc.parametrize("benchmark_net", nets, ids=ids)
