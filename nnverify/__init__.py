@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from nnverify.errors import NnverifyError
     from nnverify.graph.onnx_import import load_network
     from nnverify.options import Options
+    from nnverify.pipeline import verify
     from nnverify.result import Counterexample, Result, Verdict
     from nnverify.spec.vnnlib import load_property
-    from nnverify.verify import verify
 
 _EXPORTS = {
     "Counterexample": "nnverify.result",
@@ -25,7 +25,7 @@ _EXPORTS = {
     "Verdict": "nnverify.result",
     "load_network": "nnverify.graph.onnx_import",
     "load_property": "nnverify.spec.vnnlib",
-    "verify": "nnverify.verify",
+    "verify": "nnverify.pipeline",
 }
 
 __all__ = [

@@ -100,7 +100,7 @@ def check(
 ) -> None:
     """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
     from nnverify.options import Options
-    from nnverify.verify import verify
+    from nnverify.pipeline import verify
 
     started = time.monotonic() - _process_age_s()
     remaining = max(0.0, timeout_s - (time.monotonic() - started))

@@ -178,3 +178,12 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0
     assert proc.stdout.splitlines()[0] == "sat"
+
+
+def test_readme_ops_table_matches_registry() -> None:
+    from nnverify.graph.ops import supported_ops_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- ops-table -->")[1].split("<!-- /ops-table -->")[0]
+    listed = [line.split("|")[1].strip().strip("`") for line in table.strip().splitlines()[2:]]
+    assert listed == [op for op, _, _ in supported_ops_table()]

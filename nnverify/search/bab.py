@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
-from nnverify.bounds.symbolic import SymbolicBounds, rows_lower_bound_symbolic, symbolic_bounds
+from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
+from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
-from nnverify.graph.layers import LayerGraph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
+from nnverify.graph.ops.base import ActKind
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
 from nnverify.spec.property import Disjunct
 
 #: Boxes bounded together in one numpy call.
-BATCH = 256
+BATCH = 128
 #: Splits along one path before the exact backend decides the box.
 MAX_DEPTH = 48
 
@@ -84,11 +86,31 @@ def _attack_points(
     return np.vstack([(lb + ub) / 2.0, vertex])
 
 
-def _split(lb: np.ndarray, ub: np.ndarray, coef: np.ndarray, live_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two halves of each box along its best dimension; returns stacked ``(2B, n)`` lower and upper bounds."""
-    width = ub - lb
-    weight = np.einsum("bk,bkn->bn", live_rows.astype(np.float64), np.abs(coef[..., :-1]))
-    score = width * (weight + 1e-12)
+def _gradient_bound(graph: LayerGraph, bounds: LayerBounds, weights: np.ndarray) -> np.ndarray:
+    """Per box, an upper bound on ``|d(weights . y) / dx_i|`` over the box: ``(B, n)``.
+
+    Back-propagates absolute values through ``|W|``, with ReLU masks of 1 where the neuron can be active
+    (``ub > 0``); Sign has no gradient. This is ReluVal's gradient interval, used by the smear heuristic.
+    """
+    grads: dict[int, np.ndarray] = {graph.output: weights}
+    for j in range(graph.output, 0, -1):
+        if j not in grads:
+            continue
+        g = grads.pop(j)
+        layer = graph.layers[j]
+        if isinstance(layer, AffineLayer):
+            for src, w in zip(layer.sources, layer.weights, strict=True):
+                contribution = g @ np.abs(w)
+                grads[src] = grads[src] + contribution if src in grads else contribution
+        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
+            masked = g * (bounds.ub[layer.source] > 0.0)
+            grads[layer.source] = grads[layer.source] + masked if layer.source in grads else masked
+    return grads.get(0, np.zeros_like(bounds.lb[0]))
+
+
+def _split(lb: np.ndarray, ub: np.ndarray, smear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of each box along the dimension with the largest smear ``width * gradient bound``."""
+    score = (ub - lb) * (smear + 1e-12)
     dim = np.argmax(score, axis=1)
     rows = np.arange(lb.shape[0])
     mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
@@ -100,7 +122,7 @@ def _split(lb: np.ndarray, ub: np.ndarray, coef: np.ndarray, live_rows: np.ndarr
 
 def _exact_leaf(
     graph: LayerGraph,
-    sym: SymbolicBounds,
+    sym: LayerBounds,
     i: int,
     disjuncts: list[Disjunct],
     backend: Backend,
@@ -133,17 +155,13 @@ def input_split_search(
         blb, bub, depth = _pop_batch(stack_lb, stack_ub, stack_depth)
         stats.boxes += blb.shape[0]
         sym = symbolic_bounds(graph, blb, bub, margin_rel=options.bound_margin_rel, margin_abs=options.bound_margin_abs)
-        lower, coef = rows_lower_bound_symbolic(
-            sym,
-            graph.output,
-            rows.a_x,
-            rows.a_y,
-            rows.b,
-            blb,
-            bub,
-            options.bound_margin_rel,
-            options.bound_margin_abs,
+        margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+        fwd_lower, _ = rows_lower_bound_symbolic(sym, graph.output, rows.a_x, rows.a_y, rows.b, blb, bub, **margins)
+        tight = crown_bounds(graph, sym.lb, sym.ub, **margins)
+        lower, coef = backward_rows_lower(
+            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
         )
+        lower = np.maximum(lower, fwd_lower)
         dead = rows.dead_disjuncts(lower, len(disjuncts))
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
@@ -157,7 +175,7 @@ def input_split_search(
         for i in np.nonzero(deep)[0]:
             stats.leaves_exact += 1
             live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
-            status, x, note = _exact_leaf(graph, sym, int(i), live, backend, budget)
+            status, x, note = _exact_leaf(graph, tight, int(i), live, backend, budget)
             if status is SolveStatus.FEASIBLE and x is not None:
                 stats.candidates += 1
                 if is_counterexample(x):
@@ -169,7 +187,10 @@ def input_split_search(
                 undecided_note = note or status.value
         grow = open_box & ~deep
         if np.any(grow):
-            new_lb, new_ub = _split(blb[grow], bub[grow], coef[grow], live_rows[grow])
+            row_weights = np.abs(live_rows[grow].astype(np.float64) @ np.abs(rows.a_y))
+            grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
+            smear = _gradient_bound(graph, grow_bounds, row_weights) + np.abs(live_rows[grow] @ np.abs(rows.a_x))
+            new_lb, new_ub = _split(blb[grow], bub[grow], smear)
             stack_lb.append(new_lb)
             stack_ub.append(new_ub)
             stack_depth.append(np.concatenate([depth[grow] + 1, depth[grow] + 1]))

@@ -8,6 +8,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from nnverify.bounds.backward import SLOPE_RULES, backward_rows_lower, crown_bounds
 from nnverify.bounds.interval import interval_bounds, rows_lower_bound
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
@@ -44,7 +45,7 @@ NETS = {
 
 
 @pytest.mark.parametrize("name", list(NETS), ids=list(NETS))
-@pytest.mark.parametrize("method", ["interval", "symbolic"], ids=["interval", "symbolic"])
+@pytest.mark.parametrize("method", ["interval", "symbolic", "crown"], ids=["interval", "symbolic", "crown"])
 def test_sampled_points_stay_inside_bounds(name: str, method: str) -> None:
     rng = np.random.default_rng(7)
     for trial in range(5):
@@ -53,7 +54,12 @@ def test_sampled_points_stay_inside_bounds(name: str, method: str) -> None:
         centre = rng.normal(size=(3, n))
         radius = rng.uniform(0.01, 1.0, size=(3, n))
         lb, ub = centre - radius, centre + radius
-        bounds = interval_bounds(net, lb, ub) if method == "interval" else symbolic_bounds(net, lb, ub)
+        if method == "interval":
+            bounds = interval_bounds(net, lb, ub)
+        else:
+            bounds = symbolic_bounds(net, lb, ub)
+            if method == "crown":
+                bounds = crown_bounds(net, bounds.lb, bounds.ub)
         for box in range(3):
             x = rng.uniform(lb[box], ub[box], size=(1000, n))
             x[:8] = np.where(rng.integers(0, 2, size=(8, n)).astype(bool), lb[box], ub[box])
@@ -75,11 +81,17 @@ def test_row_bounds_are_below_sampled_row_values(name: str) -> None:
     itv = interval_bounds(net, lb, ub)
     lower_sym, _ = rows_lower_bound_symbolic(sym, net.output, a_x, a_y, b, lb, ub)
     lower_itv = rows_lower_bound(a_x, a_y, b, lb, ub, itv.lb[net.output], itv.ub[net.output])
+    tight = crown_bounds(net, sym.lb, sym.ub)
+    backward = [backward_rows_lower(net, tight.lb, tight.ub, a_x, a_y, b, rules=(rule,)) for rule in SLOPE_RULES]
     for box in range(2):
         x = rng.uniform(lb[box], ub[box], size=(1000, n))
         rows = x @ a_x.T + net.eval(x) @ a_y.T - b
         assert np.all(rows >= lower_sym[box])
         assert np.all(rows >= lower_itv[box])
+        for lower, funcs in backward:
+            assert np.all(rows >= lower[box])
+            # the returned linear functions are themselves lower bounds at every sampled point
+            assert np.all(rows >= x @ funcs[box, :, :-1].T + funcs[box, :, -1])
 
 
 A = 1.0 + 2.0**-30  # A * A = 1 + 2^-29 + 2^-60 exactly, which float64 rounds to 1 + 2^-29
@@ -106,24 +118,30 @@ def test_margin_example_is_feasible_in_exact_arithmetic() -> None:
     assert y1 - y0 <= Fraction(-(2.0**-61))
 
 
-@pytest.mark.parametrize("method", ["interval", "symbolic"], ids=["interval", "symbolic"])
+@pytest.mark.parametrize("method", ["interval", "symbolic", "backward"], ids=["interval", "symbolic", "backward"])
 def test_without_margin_rounding_gives_a_wrong_proof(method: str) -> None:
     net, lb, ub, a_x, a_y, b = margin_net()
     zero = {"margin_rel": 0.0, "margin_abs": 0.0}
     if method == "interval":
         itv = interval_bounds(net, lb, ub, **zero)
         lower = rows_lower_bound(a_x, a_y, b, lb, ub, itv.lb[2], itv.ub[2], 0.0, 0.0)
+    elif method == "backward":
+        itv = interval_bounds(net, lb, ub, **zero)
+        lower, _ = backward_rows_lower(net, itv.lb, itv.ub, a_x, a_y, b, **zero)
     else:
         lower, _ = rows_lower_bound_symbolic(symbolic_bounds(net, lb, ub, **zero), 2, a_x, a_y, b, lb, ub, 0.0, 0.0)
     assert lower[0, 0] > 0.0  # the unsound "proof" that the margin exists to prevent
 
 
-@pytest.mark.parametrize("method", ["interval", "symbolic"], ids=["interval", "symbolic"])
+@pytest.mark.parametrize("method", ["interval", "symbolic", "backward"], ids=["interval", "symbolic", "backward"])
 def test_default_margin_keeps_the_disjunct_open(method: str) -> None:
     net, lb, ub, a_x, a_y, b = margin_net()
     if method == "interval":
         itv = interval_bounds(net, lb, ub)
         lower = rows_lower_bound(a_x, a_y, b, lb, ub, itv.lb[2], itv.ub[2])
+    elif method == "backward":
+        itv = interval_bounds(net, lb, ub)
+        lower, _ = backward_rows_lower(net, itv.lb, itv.ub, a_x, a_y, b)
     else:
         lower, _ = rows_lower_bound_symbolic(symbolic_bounds(net, lb, ub), 2, a_x, a_y, b, lb, ub)
     assert lower[0, 0] <= 0.0

@@ -99,6 +99,8 @@ def _check_sizes(graph: Graph, prop: Property) -> None:
 
 
 def _attack(run: _Run) -> Counterexample | None:
+    if run.options.attack_samples <= 0:
+        return None
     for x in attack.candidates(
         run.layers, list(run.prop.disjuncts), samples=run.options.attack_samples, seed=run.options.seed
     ):

@@ -1,0 +1,203 @@
+"""Backward (back-substitution) linear bounds, CROWN style: for the property rows and for every neuron.
+
+A linear objective over some layer is rewritten backwards through the layers into a linear function of the
+input that is a sound lower bound over the box: affine layers substitute exactly, ReLUs use the triangle
+upper line and the adaptive lower line ``y >= a x`` with ``a`` in {0, 1} (Zhang et al., "Efficient Neural
+Network Robustness Certification with General Activation Functions", NeurIPS 2018; Singh et al.,
+DeepPoly, POPL 2019), Sign uses its constant bounds. ``crown_bounds`` applies it to every layer that
+feeds an activation, in order, each using the tightened bounds of the layers below it.
+
+Floating point: alongside the coefficients the pass carries the same products in absolute value, and every
+result moves outward by ``margin_rel * magnitude + margin_abs`` (see ``interval.py`` for the argument).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph, apply_activation
+from nnverify.graph.ops.base import ActKind
+from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
+
+
+@dataclass(frozen=True, slots=True)
+class LayerBounds:
+    """Concrete bounds ``(B, size)`` of every layer."""
+
+    lb: list[np.ndarray]
+    ub: list[np.ndarray]
+
+
+#: Lower-slope rules for unstable ReLUs: CROWN's adaptive choice, parallel to the upper line, 0, 1.
+SLOPE_RULES = ("adaptive", "parallel", "zero", "one")
+
+
+def _relu_lines(lb: np.ndarray, ub: np.ndarray, rule: str = "adaptive") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per neuron ``(B, size)``: lower slope, upper slope, upper intercept of the ReLU relaxation.
+
+    Any lower slope in [0, 1] is sound (``relu(z) >= a z``); ``rule`` picks one for unstable neurons.
+    """
+    unstable = (lb < 0.0) & (ub > 0.0)
+    denom = np.where(unstable, ub - lb, 1.0)
+    up_slope = np.where(lb >= 0.0, 1.0, np.where(unstable, ub / denom, 0.0))
+    up_icpt = np.where(unstable, -up_slope * lb, 0.0)
+    choice = {
+        "adaptive": (ub > -lb).astype(np.float64),
+        "parallel": up_slope,
+        "zero": np.zeros_like(lb),
+        "one": np.ones_like(lb),
+    }[rule]
+    low_slope = np.where(lb >= 0.0, 1.0, np.where(unstable, choice, 0.0))
+    return low_slope, up_slope, up_icpt
+
+
+def _matmul_shared(lam: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``lam @ w`` for ``lam`` of shape ``(B, K, s)`` and a shared ``w`` ``(s, t)``, as one GEMM."""
+    b, k, s = lam.shape
+    return (lam.reshape(b * k, s) @ w).reshape(b, k, w.shape[1])
+
+
+def _add(acc: dict[int, np.ndarray], key: int, value: np.ndarray) -> None:
+    acc[key] = acc[key] + value if key in acc else value
+
+
+def _substitute(
+    graph: LayerGraph, bounds: LayerBounds, start: int, lam0: np.ndarray, rule: str = "adaptive"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower-bound ``lam0 @ value(start)`` by a linear function of the input.
+
+    Returns ``(coef_x (B,K,n), const (B,K), scale (B,K))``. ``scale`` bounds the magnitude of every product
+    formed on the way: step ``j`` computes ``lam_j @ W_j`` with rounding error at most
+    ``gamma * |lam_j| |W_j|`` (``gamma = width * 2^-53``), and that error acts on values bounded by the
+    layer's concrete bounds, so ``sum_j |lam_j| @ (|W_j| @ max(|lb|, |ub|))`` (plus bias and intercept terms)
+    times ``margin_rel`` (>= 1e4 * gamma) covers the rounding of the whole substitution.
+    """
+    batch, k = lam0.shape[0], lam0.shape[1]
+    lam: dict[int, np.ndarray] = {start: lam0}
+    const = np.zeros((batch, k))
+    scale = np.zeros((batch, k))
+    for j in range(start, 0, -1):
+        if j not in lam:
+            continue
+        coef = lam.pop(j)
+        abs_coef = np.abs(coef)
+        layer = graph.layers[j]
+        if isinstance(layer, AffineLayer):
+            const += coef @ layer.bias
+            pre = np.broadcast_to(np.abs(layer.bias), (batch, layer.size)).copy()
+            for src, w in zip(layer.sources, layer.weights, strict=True):
+                _add(lam, src, _matmul_shared(coef, w))
+                pre += _abs_max(bounds, src) @ np.abs(w).T
+            scale += np.einsum("bkn,bn->bk", abs_coef, pre)
+        elif isinstance(layer, ActivationLayer):
+            src_lb, src_ub = bounds.lb[layer.source], bounds.ub[layer.source]
+            neg = np.minimum(coef, 0.0)
+            if layer.kind is ActKind.RELU:
+                low, up, icpt = _relu_lines(src_lb, src_ub, rule)
+                _add(lam, layer.source, coef * low[:, None, :] + neg * (up - low)[:, None, :])
+                const += np.einsum("bkn,bn->bk", neg, icpt)
+                scale += np.einsum("bkn,bn->bk", abs_coef, _abs_max(bounds, layer.source) + np.abs(icpt))
+            else:
+                pos = coef - neg
+                const += np.einsum("bkn,bn->bk", pos, np.sign(src_lb)) + np.einsum("bkn,bn->bk", neg, np.sign(src_ub))
+                scale += abs_coef.sum(axis=2)
+    n = bounds.lb[0].shape[1]
+    return lam.get(0, np.zeros((batch, k, n))), const, scale
+
+
+def _abs_max(bounds: LayerBounds, k: int) -> np.ndarray:
+    return np.maximum(np.abs(bounds.lb[k]), np.abs(bounds.ub[k]))
+
+
+def _concretize_lower(
+    coef_x: np.ndarray, const: np.ndarray, scale: np.ndarray, bounds: LayerBounds, margin_rel: float, margin_abs: float
+) -> np.ndarray:
+    """Minimum over the box of each linear function, moved down by the margin on ``scale`` (plus the terms
+    of the concretization itself)."""
+    x_lb, x_ub = bounds.lb[0], bounds.ub[0]
+    scale = scale + np.einsum("bkn,bn->bk", np.abs(coef_x), _abs_max(bounds, 0)) + np.abs(const)
+    lower = (
+        const
+        + np.einsum("bkn,bn->bk", np.maximum(coef_x, 0.0), x_lb)
+        + np.einsum("bkn,bn->bk", np.minimum(coef_x, 0.0), x_ub)
+    )
+    return lower - margin_rel * scale - margin_abs
+
+
+def backward_rows_lower(
+    graph: LayerGraph,
+    lbs: list[np.ndarray],
+    ubs: list[np.ndarray],
+    a_x: np.ndarray,
+    a_y: np.ndarray,
+    b: np.ndarray,
+    *,
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
+    rules: tuple[str, ...] = ("adaptive",),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` over the boxes ``lbs[0] <= x <= ubs[0]``,
+    and the linear functions ``(B, K, n + 1)`` of ``x`` behind them (last column the constant, margin
+    included: each function is below its row everywhere in the box). With several ``rules`` (lower ReLU
+    slopes, see ``SLOPE_RULES``) each row keeps its best bound: a cheap stand-in for optimising the slopes."""
+    bounds = LayerBounds(lbs, ubs)
+    batch = lbs[0].shape[0]
+    lam0 = np.broadcast_to(a_y, (batch, *a_y.shape)).copy()
+    best_lower: np.ndarray | None = None
+    best_funcs = np.empty(0)
+    for rule in rules:
+        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule)
+        coef_x = coef_x + a_x
+        const = const - b
+        lower = _concretize_lower(coef_x, const, scale + np.abs(b), bounds, margin_rel, margin_abs)
+        # fold the margin into the constant so each returned function is itself a sound lower bound
+        sound_const = lower - (
+            np.einsum("bkn,bn->bk", np.maximum(coef_x, 0.0), lbs[0])
+            + np.einsum("bkn,bn->bk", np.minimum(coef_x, 0.0), ubs[0])
+        )
+        funcs = np.concatenate([coef_x, np.minimum(sound_const, const)[..., None]], axis=2)
+        if best_lower is None:
+            best_lower, best_funcs = lower, funcs
+        else:
+            better = lower > best_lower
+            best_lower = np.where(better, lower, best_lower)
+            best_funcs = np.where(better[..., None], funcs, best_funcs)
+    assert best_lower is not None
+    return best_lower, best_funcs
+
+
+def crown_bounds(
+    graph: LayerGraph,
+    lbs: list[np.ndarray],
+    ubs: list[np.ndarray],
+    *,
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
+) -> LayerBounds:
+    """Tighten the given sound bounds (e.g. forward symbolic) of every activation input by back-substitution.
+
+    Layers are processed in order so each back-substitution uses the tightened bounds below it; activation
+    outputs are recomputed from their tightened inputs; other layers keep the given bounds.
+    """
+    lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
+    bounds = LayerBounds(lbs, ubs)
+    feeds_activation = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
+    batch = lbs[0].shape[0]
+    for k, layer in enumerate(graph.layers):
+        if isinstance(layer, ActivationLayer):
+            lbs[k] = apply_activation(layer.kind, lbs[layer.source])
+            ubs[k] = apply_activation(layer.kind, ubs[layer.source])
+        elif isinstance(layer, AffineLayer) and k in feeds_activation and layer.sources != (0,):
+            # only neurons unstable in some box of the batch can change a relaxation
+            idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
+            if idx.size == 0:
+                continue
+            eye = np.eye(layer.size)[idx]
+            lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, layer.size)).copy()
+            coef_x, const, scale = _substitute(graph, bounds, k, lam0)
+            low = _concretize_lower(coef_x, const, scale, bounds, margin_rel, margin_abs)
+            lbs[k][:, idx] = np.maximum(lbs[k][:, idx], low[:, : idx.size])
+            ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -low[:, idx.size :])
+    return bounds
