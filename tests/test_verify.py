@@ -87,9 +87,12 @@ def test_zero_budget_is_a_timeout_not_a_verdict() -> None:
 
 
 class LyingBackend:
-    """Claims every problem feasible with an all-zero solution (inside the test only)."""
+    """Claims every problem feasible, with a given (non-violating) input point (inside the test only)."""
 
     name = "liar"
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -97,14 +100,21 @@ class LyingBackend:
 
     def solve(self, problem: Problem, *, timeout_s: float) -> BackendResult:
         values = np.clip(np.zeros(problem.n_vars), problem.lb, problem.ub)
+        values[: self.x.size] = self.x  # the network's input variables come first in the encoding
         return BackendResult(SolveStatus.FEASIBLE, values, "made up")
 
 
 def test_unreplayable_solver_solution_gives_unknown_never_sat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify_module, "get_backend", lambda name: LyingBackend())
+    # a sat instance (so no bound can prove it) whose input region is mostly safe
+    onnx = BENCH / "acasxu" / "onnx" / "ACASXU_run2a_1_9_batch_2000.onnx"
+    vnnlib = BENCH / "acasxu" / "vnnlib" / "prop_7.vnnlib"
+    prop = nnverify.load_property(vnnlib, 5, 5)
+    box = prop.disjuncts[0]
+    points = np.random.default_rng(0).uniform(box.lb, box.ub, size=(200, 5))
+    safe = points[~prop.violated_by(points, OnnxRunner(onnx).run(points), atol=1e-3)][0]
+    monkeypatch.setattr(verify_module, "get_backend", lambda name: LyingBackend(safe))
     monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)  # straight to the exact backend
-    options = nnverify.Options(attack_samples=0)
-    result = nnverify.verify(BENCH / "test" / "test_unsat.onnx", BENCH / "test" / "test_prop.vnnlib", options)
+    result = nnverify.verify(onnx, vnnlib, nnverify.Options(attack_samples=0))
     assert result.verdict is nnverify.Verdict.UNKNOWN
     assert result.counterexample is None
     assert "replay" in result.note

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnverify.backends.base import Backend, BackendResult, SolveStatus
+from nnverify.bounds.backward import SLOPE_RULES, backward_rows_lower, crown_bounds
 from nnverify.bounds.interval import Bounds, interval_bounds, rows_lower_bound
-from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
+from nnverify.bounds.symbolic import symbolic_bounds
 from nnverify.budget import Budget
 from nnverify.encode.network import encode_query
 from nnverify.graph.layers import LayerGraph
@@ -79,20 +80,21 @@ def decide_box(
     budget: Budget,
     options: Options,
 ) -> BoxOutcome:
-    """Interval and symbolic bounds on the box (intersected), prune, then one exact solver call."""
+    """Interval, symbolic and back-substitution bounds on the box (intersected), prune, then one exact call."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
     bounds = interval_bounds(graph, lb, ub, **margins)
     sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
-    tight = Bounds(
+    tight = crown_bounds(
+        graph,
         [np.maximum(a, b) for a, b in zip(bounds.lb, sym.lb, strict=True)],
         [np.minimum(a, b) for a, b in zip(bounds.ub, sym.ub, strict=True)],
+        **margins,
     )
     live = []
-    for d in live_disjuncts(disjuncts, tight, 0, graph.output, options):
-        lower, _ = rows_lower_bound_symbolic(sym, graph.output, d.a_x, d.a_y, d.b, lb[None, :], ub[None, :], **margins)
+    for d in live_disjuncts(disjuncts, Bounds(tight.lb, tight.ub), 0, graph.output, options):
+        lower, _ = backward_rows_lower(graph, tight.lb, tight.ub, d.a_x, d.a_y, d.b, rules=SLOPE_RULES, **margins)
         if not np.any(lower[0] > 0.0):
             live.append(d)
     if not live:
         return BoxOutcome(SolveStatus.INFEASIBLE, note="bounds")
-    lbs, ubs = tight.box(0)
-    return solve_box(graph, lbs, ubs, live, backend, budget)
+    return solve_box(graph, [v[0] for v in tight.lb], [v[0] for v in tight.ub], live, backend, budget)
