@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -45,26 +46,53 @@ class HighsBackend:
     def _run(self, model: MilpModel, time_limit_s: float) -> Outcome:
         import highspy
 
-        with highspy.Highs() as highs:
-            # Silence first: passModel itself may log (e.g. about tiny or huge coefficients).
-            for option, value in (
-                ("output_flag", False),
-                ("log_to_console", False),
-                ("threads", 1),
-                ("random_seed", self.seed),
-                ("time_limit", float(time_limit_s)),
-            ):
-                highs.setOptionValue(option, value)
-            _pass_model(highs, model)
-            if highs.run() == highspy.HighsStatus.kError and highs.getModelStatus() == (
-                highspy.HighsModelStatus.kNotset
-            ):
-                # HiGHS refuses to run when its process-wide thread pool was started with another thread
-                # count (e.g. by other highspy users in this process): restart the pool once and retry.
-                logger.debug("HiGHS run() failed before solving; restarting its thread pool")
-                highspy.Highs.resetGlobalScheduler(True)
-                highs.run()
-            return _outcome(highs, model)
+        highs = highspy.Highs()
+        # Silence first: passModel itself may log (e.g. about tiny or huge coefficients).
+        for option, value in (
+            ("output_flag", False),
+            ("log_to_console", False),
+            ("threads", 1),
+            ("random_seed", self.seed),
+            ("time_limit", float(time_limit_s)),
+        ):
+            highs.setOptionValue(option, value)
+        highs.HandleUserInterrupt = True
+        _pass_model(highs, model)
+        if not _run_with_deadline(highs, time_limit_s):
+            return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit (in presolve); abandoned")
+        if highs.getModelStatus() == highspy.HighsModelStatus.kNotset:
+            # HiGHS refuses to run when its process-wide thread pool was started with another thread
+            # count (e.g. by other highspy users in this process): restart the pool once and retry.
+            logger.debug("HiGHS run() failed before solving; restarting its thread pool")
+            highspy.Highs.resetGlobalScheduler(True)
+            if not _run_with_deadline(highs, time_limit_s):
+                return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit; abandoned")
+        return _outcome(highs, model)
+
+
+#: Seconds HiGHS may overrun ``time_limit`` before the backend stops waiting for it.
+OVERRUN_GRACE_S = 0.3
+#: Solves that overran and were left to finish in their daemon thread (kept alive so they are not freed).
+_ABANDONED: list[tuple[object, threading.Thread]] = []
+
+
+def _run_with_deadline(highs: highspy.Highs, time_limit_s: float) -> bool:
+    """Run HiGHS in its own daemon thread and wait at most ``time_limit_s`` plus a grace period.
+
+    HiGHS checks ``time_limit`` only between presolve reductions, and one reduction can take many seconds on
+    big-M models; the budget is a promise to the user, so an overrunning solve is cancelled and abandoned
+    (False) instead of being waited for.
+    """
+    thread = highs.startSolve()
+    thread.join(time_limit_s + OVERRUN_GRACE_S if np.isfinite(time_limit_s) else None)
+    if not thread.is_alive():
+        return True
+    highs.cancelSolve()
+    thread.join(0.05)
+    if thread.is_alive():
+        _ABANDONED.append((highs, thread))
+        return False
+    return True
 
 
 def _pass_model(highs: highspy.Highs, model: MilpModel) -> None:
@@ -117,7 +145,7 @@ def status_from_highs(model_status: str, *, has_solution: bool, bounded: bool) -
         # A model whose objective is bounded below over its column box cannot be unbounded (a pure
         # feasibility model has c = 0), so "unbounded or infeasible" can only mean infeasible.
         return SolveStatus.INFEASIBLE, "HiGHS: unbounded or infeasible, and the objective is bounded"
-    if model_status == "kTimeLimit":
+    if model_status in ("kTimeLimit", "kInterrupt"):
         if has_solution:  # the question is feasibility: an incumbent answers it even if not optimal
             return (
                 SolveStatus.FEASIBLE,

@@ -21,7 +21,7 @@ from nnverify.encode.problem import Problem
         ("kUnbounded", True, False, SolveStatus.UNKNOWN),
         ("kTimeLimit", False, True, SolveStatus.TIMEOUT),
         ("kTimeLimit", True, True, SolveStatus.FEASIBLE),
-        ("kInterrupt", False, True, SolveStatus.UNKNOWN),
+        ("kInterrupt", False, True, SolveStatus.TIMEOUT),  # only the deadline interrupts HiGHS
         ("kSolveError", False, True, SolveStatus.UNKNOWN),
     ],
     ids=lambda v: str(v),
@@ -48,3 +48,29 @@ def test_recovers_when_thread_pool_has_another_size() -> None:
     p.add_row(np.array([y]), np.array([1.0]), 0.5)
     result = HighsBackend().solve(p, timeout_s=30.0)
     assert result.status is SolveStatus.FEASIBLE
+
+
+def test_overrunning_solve_is_abandoned_not_waited_for() -> None:
+    import threading
+
+    from nnverify.backends import highs as highs_module
+
+    release = threading.Event()
+
+    class StuckHighs:
+        cancelled = False
+
+        def startSolve(self) -> threading.Thread:
+            thread = threading.Thread(target=release.wait, daemon=True)
+            thread.start()
+            return thread
+
+        def cancelSolve(self) -> None:
+            self.cancelled = True
+
+    stuck = StuckHighs()
+    try:
+        assert highs_module._run_with_deadline(stuck, 0.01) is False  # type: ignore[arg-type]
+        assert stuck.cancelled
+    finally:
+        release.set()
