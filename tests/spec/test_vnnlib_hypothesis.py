@@ -139,7 +139,9 @@ def test_to_vnnlib_round_trip(prop: Property) -> None:
 SMALL = st.integers(-2, 2)
 LINEAR = st.tuples(SMALL, SMALL, SMALL)  # cx * X_0 + cy * Y_0 + c
 ATOMIC = st.tuples(st.just("cmp"), st.sampled_from(["<=", ">=", "<", ">", "="]), LINEAR, LINEAR)
-TREE = st.recursive(ATOMIC, lambda kids: st.tuples(st.sampled_from(["and", "or"]), st.lists(kids, max_size=3)))
+TREE = st.recursive(
+    ATOMIC, lambda kids: st.tuples(st.sampled_from(["and", "or"]), st.lists(kids, max_size=3)), max_leaves=8
+)
 
 
 def render(f: tuple) -> str:
