@@ -134,6 +134,69 @@ def _exact_leaf(
     return outcome.status, outcome.x, outcome.note
 
 
+@dataclass(frozen=True, slots=True)
+class _Boxes:
+    """A batch of boxes, their depths, and sound bounds of every layer inherited from their parents."""
+
+    lb: np.ndarray
+    ub: np.ndarray
+    depth: np.ndarray
+    layer_lb: list[np.ndarray] | None = None
+    layer_ub: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return int(self.lb.shape[0])
+
+    def part(self, sel: slice | np.ndarray) -> _Boxes:
+        lbs = None if self.layer_lb is None else [v[sel] for v in self.layer_lb]
+        ubs = None if self.layer_ub is None else [v[sel] for v in self.layer_ub]
+        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], lbs, ubs)
+
+
+def _pop_batch(stack: list[_Boxes]) -> _Boxes:
+    """Take up to ``BATCH`` boxes from the top of the stack (depth first keeps the stack small)."""
+    top = stack.pop()
+    if len(top) > BATCH:
+        stack.append(top.part(slice(BATCH, None)))
+        top = top.part(slice(0, BATCH))
+    return top
+
+
+def _bound(
+    graph: LayerGraph, rows: _Rows, boxes: _Boxes, options: Options
+) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
+    """Layer bounds (forward symbolic, intersected with the parents', tightened by back-substitution) and the
+    rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``."""
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    sym = symbolic_bounds(graph, boxes.lb, boxes.ub, **margins)
+    lbs, ubs = sym.lb, sym.ub
+    if boxes.layer_lb is not None and boxes.layer_ub is not None:  # a child box lies inside its parent
+        lbs = [np.maximum(a, b) for a, b in zip(lbs, boxes.layer_lb, strict=True)]
+        ubs = [np.minimum(a, b) for a, b in zip(ubs, boxes.layer_ub, strict=True)]
+    fwd_lower, _ = rows_lower_bound_symbolic(
+        sym, graph.output, rows.a_x, rows.a_y, rows.b, boxes.lb, boxes.ub, **margins
+    )
+    tight = crown_bounds(graph, lbs, ubs, **margins)
+    lower, coef = backward_rows_lower(
+        graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
+    )
+    return tight, np.maximum(lower, fwd_lower), coef
+
+
+def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
+    """Both halves of every box, carrying the parent's layer bounds."""
+    row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
+    smear = _gradient_bound(graph, tight, row_weights) + np.abs(live_rows @ np.abs(rows.a_x))
+    new_lb, new_ub = _split(boxes.lb, boxes.ub, smear)
+    return _Boxes(
+        new_lb,
+        new_ub,
+        np.concatenate([boxes.depth + 1, boxes.depth + 1]),
+        [np.vstack([v, v]) for v in tight.lb],
+        [np.vstack([v, v]) for v in tight.ub],
+    )
+
+
 def input_split_search(
     graph: LayerGraph,
     disjuncts: list[Disjunct],
@@ -147,31 +210,24 @@ def input_split_search(
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box)."""
     rows = _Rows.of(disjuncts)
     stats = SearchStats()
-    stack_lb, stack_ub, stack_depth = [lb[None, :]], [ub[None, :]], [np.zeros(1, dtype=np.int64)]
+    stack = [_Boxes(lb[None, :], ub[None, :], np.zeros(1, dtype=np.int64))]
     undecided_note = ""
-    while stack_lb:
+    while stack:
         if budget.expired():
             return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
-        blb, bub, depth = _pop_batch(stack_lb, stack_ub, stack_depth)
-        stats.boxes += blb.shape[0]
-        sym = symbolic_bounds(graph, blb, bub, margin_rel=options.bound_margin_rel, margin_abs=options.bound_margin_abs)
-        margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
-        fwd_lower, _ = rows_lower_bound_symbolic(sym, graph.output, rows.a_x, rows.a_y, rows.b, blb, bub, **margins)
-        tight = crown_bounds(graph, sym.lb, sym.ub, **margins)
-        lower, coef = backward_rows_lower(
-            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
-        )
-        lower = np.maximum(lower, fwd_lower)
+        boxes = _pop_batch(stack)
+        stats.boxes += len(boxes)
+        tight, lower, coef = _bound(graph, rows, boxes, options)
         dead = rows.dead_disjuncts(lower, len(disjuncts))
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
             continue
         live_rows = ~dead[:, rows.owner] & open_box[:, None]
-        pts = _attack_points(coef, lower, live_rows, blb, bub)[np.concatenate([open_box, open_box])]
+        pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
         found = _try_points(graph, disjuncts, pts, is_counterexample, stats)
         if found is not None:
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
-        deep = open_box & (depth >= MAX_DEPTH)
+        deep = open_box & (boxes.depth >= MAX_DEPTH)
         for i in np.nonzero(deep)[0]:
             stats.leaves_exact += 1
             live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
@@ -187,30 +243,12 @@ def input_split_search(
                 undecided_note = note or status.value
         grow = open_box & ~deep
         if np.any(grow):
-            row_weights = np.abs(live_rows[grow].astype(np.float64) @ np.abs(rows.a_y))
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            smear = _gradient_bound(graph, grow_bounds, row_weights) + np.abs(live_rows[grow] @ np.abs(rows.a_x))
-            new_lb, new_ub = _split(blb[grow], bub[grow], smear)
-            stack_lb.append(new_lb)
-            stack_ub.append(new_ub)
-            stack_depth.append(np.concatenate([depth[grow] + 1, depth[grow] + 1]))
-            stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
+            stack.append(_children(graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
+            stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
     if undecided_note:
         return SearchOutcome(SolveStatus.UNKNOWN, note=undecided_note, stats=stats)
     return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
-
-
-def _pop_batch(
-    stack_lb: list[np.ndarray], stack_ub: list[np.ndarray], stack_depth: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Take up to ``BATCH`` boxes from the top of the stack (depth first keeps the stack small)."""
-    lb, ub, depth = stack_lb.pop(), stack_ub.pop(), stack_depth.pop()
-    if lb.shape[0] > BATCH:
-        stack_lb.append(lb[BATCH:])
-        stack_ub.append(ub[BATCH:])
-        stack_depth.append(depth[BATCH:])
-        lb, ub, depth = lb[:BATCH], ub[:BATCH], depth[:BATCH]
-    return lb, ub, depth
 
 
 def _try_points(
