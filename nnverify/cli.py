@@ -13,12 +13,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from nnverify.backends import BACKENDS
+from nnverify.cli_bench import bench
 from nnverify.errors import NnverifyError
+
+if TYPE_CHECKING:
+    from nnverify.result import Counterexample
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +92,12 @@ def main() -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
+@click.option(
+    "--image",
+    "image_file",
+    type=click.Path(dir_okay=False),
+    help="When sat, save a PNG of the counterexample (images: beside the region's centre; vectors: per input).",
+)
 def check(
     network: str,
     prop: str,
@@ -97,6 +107,7 @@ def check(
     cex_file: str | None,
     seed: int,
     as_json: bool,
+    image_file: str | None,
 ) -> None:
     """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
     from nnverify.options import Options
@@ -113,6 +124,8 @@ def check(
         _write_atomic(results_file, result.to_vnncomp())
     if cex_file and result.counterexample is not None:
         _write_atomic(cex_file, result.counterexample.to_vnncomp())
+    if image_file and result.counterexample is not None:
+        _save_image(network, prop, result.counterexample, image_file)
     click.echo(result.verdict.value)
     if as_json:
         data = result.to_json()
@@ -151,6 +164,15 @@ def witness(network: str, prop: str, witness_file: str) -> None:
         sys.exit(WITNESS_REJECTED)
 
 
+def _save_image(network: str, prop: str, cex: Counterexample, image_file: str) -> None:
+    from nnverify.graph.onnx_import import load_network
+    from nnverify.imaging import save_counterexample_image
+    from nnverify.spec.vnnlib import load_property
+
+    graph = load_network(network)
+    save_counterexample_image(graph, load_property(prop, graph.n_inputs, graph.n_outputs), cex, image_file)
+
+
 @main.command()
 def ops() -> None:
     """List the supported ONNX operators."""
@@ -161,6 +183,9 @@ def ops() -> None:
     family_width = max(len(r[1]) for r in rows)
     for op_type, family, note in rows:
         click.echo(f"{op_type:<{width}}  {family:<{family_width}}  {note}".rstrip())
+
+
+main.add_command(bench)
 
 
 if __name__ == "__main__":  # pragma: no cover

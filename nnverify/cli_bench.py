@@ -1,0 +1,178 @@
+"""``nnverify bench run`` and ``nnverify bench score``: VNN-COMP style benchmark runs from the command line.
+
+The runner (``nnverify.bench``) never prints; this module draws the rich progress bar and the tables.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from nnverify.backends import BACKENDS
+from nnverify.errors import NnverifyError
+
+
+def _fail(exc: NnverifyError) -> None:
+    click.echo(f"Error: {exc}", err=True)
+    sys.exit(int(exc.exit_code))
+
+
+@click.group()
+def bench() -> None:
+    """Run VNN-COMP benchmark sets (instances.csv) and score the results."""
+
+
+@bench.command("run")
+@click.argument("instances_csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_csv",
+    type=click.Path(dir_okay=False),
+    default="results.csv",
+    show_default=True,
+    help="Results CSV (VNN-COMP columns + method, peak memory, note); rows already there are skipped.",
+)
+@click.option("--category", help="Category name for the rows (default: the CSV's directory name).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Instances in parallel.")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="highs", show_default=True)
+@click.option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT): run the instances on that cluster.")
+@click.option("--witness-dir", type=click.Path(file_okay=False), help="Save each sat row's witness here.")
+@click.option(
+    "--images",
+    "image_dir",
+    type=click.Path(file_okay=False),
+    help="Save a counterexample PNG for each sat row here (implies witnesses).",
+)
+def bench_run(
+    instances_csv: str,
+    out_csv: str,
+    category: str | None,
+    jobs: int,
+    backend: str,
+    scheduler: str | None,
+    witness_dir: str | None,
+    image_dir: str | None,
+) -> None:
+    """Run every row of INSTANCES_CSV, each in its own process under its row's hard timeout."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from nnverify.bench import DaskExecutor, LocalExecutor, read_instances, run_benchmark
+
+    try:
+        instances = read_instances(instances_csv, category)
+    except NnverifyError as exc:
+        _fail(exc)
+        return
+    if image_dir and not witness_dir:
+        witness_dir = str(Path(image_dir) / "witnesses")
+    for folder in (witness_dir, image_dir):
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(jobs)
+    tally: Counter[str] = Counter()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=None, transient=False) as bar:
+        task = bar.add_task("running", total=len(instances))
+
+        def progress(row: object, done: int, total: int) -> None:
+            tally[str(getattr(row, "result", ""))] += 1
+            text = " ".join(f"{k} {tally[k]}" for k in ("sat", "unsat", "timeout", "unknown", "error") if tally[k])
+            bar.update(task, completed=done, total=total, description=text or "running")
+
+        rows = run_benchmark(
+            instances,
+            out_csv,
+            jobs=jobs,
+            backend=backend,
+            executor=executor,
+            witness_dir=witness_dir,
+            progress=progress,
+        )
+    counts = Counter(str(r.result) for r in rows)
+    click.echo(f"{len(rows)} instances: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {out_csv}")
+    if image_dir and witness_dir:
+        _save_images(instances, Path(witness_dir), Path(image_dir))
+
+
+def _save_images(instances: list, witness_dir: Path, image_dir: Path) -> None:
+    """A counterexample PNG for every instance that has a witness file."""
+    import numpy as np
+
+    from nnverify.graph.onnx_import import load_network
+    from nnverify.imaging import save_counterexample_image
+    from nnverify.result import Counterexample
+    from nnverify.spec.vnnlib import load_property
+    from nnverify.spec.witness_format import load_witness
+
+    for inst in instances:
+        witness = witness_dir / f"{inst.onnx.stem}_{inst.vnnlib.stem}.counterexample"
+        if not witness.exists():
+            continue
+        graph = load_network(inst.onnx)
+        prop = load_property(inst.vnnlib, graph.n_inputs, graph.n_outputs)
+        values = load_witness(witness)
+        x = np.array([values.x[i] for i in range(graph.n_inputs)])
+        y = np.array([values.y.get(j, np.nan) for j in range(graph.n_outputs)])
+        save_counterexample_image(graph, prop, Counterexample(x, y), image_dir / f"{witness.stem}.png")
+
+
+@bench.command("score")
+@click.argument("results_csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--expected",
+    "expected_csv",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Ground truth (onnx,vnnlib,expected,...).",
+)
+@click.option("--peers", "peers_csv", type=click.Path(dir_okay=False), help="peer_times.csv to compare with.")
+@click.option(
+    "--witness-dir",
+    type=click.Path(file_okay=False),
+    help="Replay each sat row's witness from here (a sat without a valid witness counts as wrong).",
+)
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), help="Write a cactus plot PNG here.")
+def bench_score(
+    results_csv: str, expected_csv: str, peers_csv: str | None, witness_dir: str | None, plot_png: str | None
+) -> None:
+    """Score RESULTS_CSV with the VNN-COMP 2025 rules (+10 correct, -150 wrong)."""
+    from nnverify.bench.plots import cactus_plot, solved_times
+    from nnverify.bench.scoring import (
+        format_table,
+        load_expected,
+        peer_reports,
+        read_csv_rows,
+        score,
+        witness_checker,
+        wrong_lines,
+    )
+
+    expected = load_expected(expected_csv)
+    checker = witness_checker(Path(expected_csv).parent, witness_dir) if witness_dir else None
+    ours = score(read_csv_rows(results_csv), expected, witness_ok=checker)
+    peers = peer_reports(read_csv_rows(peers_csv), expected) if peers_csv else {}
+    click.echo(format_table(ours, peers))
+    for line in wrong_lines(ours):
+        click.secho(line, fg="red", bold=True)
+    if plot_png:
+        series = {ours.tool: solved_times(ours.instances)}
+        series.update({name: solved_times(rep.instances) for name, rep in peers.items()})
+        cactus_plot(series, plot_png, title=f"{Path(expected_csv).parent.name}: instances solved vs. time")
+        click.echo(f"cactus plot -> {plot_png}")
