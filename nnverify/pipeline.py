@@ -27,6 +27,7 @@ from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
 from nnverify.search.bab import input_split_search
 from nnverify.search.exact import decide_box
+from nnverify.search.polish import polish
 from nnverify.spec.property import Disjunct, Property
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample
@@ -52,20 +53,34 @@ class _Run:
         return Result(verdict, cex, method, time.monotonic() - self.started, "; ".join(self.notes), self.stats)
 
     def replay(self, x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> Counterexample | None:
-        """Clip ``x`` into its box and replay it; the counterexample if onnxruntime confirms it."""
-        x = float32_inside(np.clip(np.asarray(x, dtype=np.float64), lb, ub), lb, ub)
-        self.stats["replays"] = int(self.stats.get("replays", 0)) + 1
-        check = check_counterexample(
-            self.runner,
-            self.prop,
-            x,
-            output_rtol=self.options.output_rtol,
-            violation_atol=self.options.violation_atol,
-        )
-        if check.valid and check.y is not None:
-            return Counterexample(x, check.y)
+        """Replay ``x`` (clipped into its box), first polished away from the unsafe set's boundary; the
+        counterexample if onnxruntime confirms either point."""
+        x = np.clip(np.asarray(x, dtype=np.float64), lb, ub)
+        check = None
+        for point in (self._polished(x), x):
+            point = float32_inside(np.clip(point, lb, ub), lb, ub)
+            self.stats["replays"] = int(self.stats.get("replays", 0)) + 1
+            check = check_counterexample(
+                self.runner,
+                self.prop,
+                point,
+                output_rtol=self.options.output_rtol,
+                violation_atol=self.options.violation_atol,
+            )
+            if check.valid and check.y is not None:
+                return Counterexample(point, check.y)
+        assert check is not None
         self.notes.append(f"a candidate failed replay: {check.reason}")
         return None
+
+    def _polished(self, x: np.ndarray) -> np.ndarray:
+        """``x`` moved deeper into the disjunct it reaches (see ``search/polish.py``)."""
+        y = self.layers.eval(x[None, :])
+        inside = [d for d in self.prop.disjuncts if d.contains_input(x[None, :])[0]]
+        if not inside:
+            return x
+        target = min(inside, key=lambda d: float(d.slack(x[None, :], y)[0]))
+        return polish(self.layers, target, x)
 
 
 def float32_inside(x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
