@@ -116,9 +116,11 @@ def _check_sizes(graph: Graph, prop: Property) -> None:
 def _attack(run: _Run) -> Counterexample | None:
     if run.options.attack_samples <= 0:
         return None
-    for x in attack.candidates(
-        run.layers, list(run.prop.disjuncts), samples=run.options.attack_samples, seed=run.options.seed
-    ):
+    disjuncts = list(run.prop.disjuncts)
+    proposals = attack.candidates(run.layers, disjuncts, samples=run.options.attack_samples, seed=run.options.seed)
+    if not proposals:
+        proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed)
+    for x in proposals:
         box = next(d for d in run.prop.disjuncts if d.contains_input(x[None, :])[0])
         cex = run.replay(x, box.lb, box.ub)
         if cex is not None:

@@ -127,3 +127,18 @@ def test_solver_counterexample_is_replayed_and_reported(monkeypatch: pytest.Monk
     result = nnverify.verify(BENCH / "test" / "test_sat.onnx", BENCH / "test" / "test_prop.vnnlib", options)
     assert result.verdict is nnverify.Verdict.SAT
     assert result.method == "milp:highs"
+
+
+def test_pgd_finds_a_counterexample_that_sampling_misses() -> None:
+    from nnverify import attack
+    from nnverify.graph.passes import to_layers
+
+    root = BENCH / "mnistfc"
+    graph = nnverify.load_network(root / "onnx" / "mnist-net_256x2.onnx")
+    prop = nnverify.load_property(root / "vnnlib" / "prop_1_0.03.vnnlib", graph.n_inputs, graph.n_outputs)
+    layers = to_layers(graph)
+    assert not attack.candidates(layers, list(prop.disjuncts), samples=500, seed=0)
+    found = attack.pgd_candidates(layers, list(prop.disjuncts), seed=0)
+    assert found
+    x = found[0]
+    assert prop.violated_by(x[None, :], layers.eval(x[None, :]))[0]
