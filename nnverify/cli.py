@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from nnverify.backends import BACKENDS
-from nnverify.cli_bench import bench
+from nnverify.cli_bench import bench, output_path
 from nnverify.errors import NnverifyError
 
 if TYPE_CHECKING:
@@ -83,11 +83,14 @@ def main() -> None:
 @click.option(
     "--backend", type=click.Choice(sorted(BACKENDS)), default="highs", show_default=True, help="Exact backend."
 )
-@click.option("--results-file", type=click.Path(dir_okay=False), help="Write the VNN-COMP result file here.")
+@click.option(
+    "--results-file", type=click.Path(dir_okay=False), callback=output_path, help="Write the VNN-COMP result file here."
+)
 @click.option(
     "--counterexample",
     "cex_file",
     type=click.Path(dir_okay=False),
+    callback=output_path,
     help="Write the witness alone ((X_0 v) ... (Y_m v)) here when sat.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
@@ -96,6 +99,7 @@ def main() -> None:
     "--image",
     "image_file",
     type=click.Path(dir_okay=False),
+    callback=output_path,
     help="When sat, save a PNG of the counterexample (images: beside the region's centre; vectors: per input).",
 )
 def check(

@@ -15,6 +15,13 @@ from nnverify.backends import BACKENDS
 from nnverify.errors import NnverifyError
 
 
+def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for output files: the directory must exist (checked before any work is done)."""
+    if value is not None and not Path(value).resolve().parent.is_dir():
+        raise click.BadParameter(f"directory {str(Path(value).parent)!r} does not exist")
+    return value
+
+
 def _fail(exc: NnverifyError) -> None:
     click.echo(f"Error: {exc}", err=True)
     sys.exit(int(exc.exit_code))
@@ -31,6 +38,7 @@ def bench() -> None:
     "--out",
     "out_csv",
     type=click.Path(dir_okay=False),
+    callback=output_path,
     default="results.csv",
     show_default=True,
     help="Results CSV (VNN-COMP columns + method, peak memory, note); rows already there are skipped.",
@@ -134,21 +142,25 @@ def _save_images(instances: list, witness_dir: Path, image_dir: Path) -> None:
 
 
 @bench.command("score")
-@click.argument("results_csv", type=click.Path(dir_okay=False))
+@click.argument("results_csv", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--expected",
     "expected_csv",
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     required=True,
     help="Ground truth (onnx,vnnlib,expected,...).",
 )
-@click.option("--peers", "peers_csv", type=click.Path(dir_okay=False), help="peer_times.csv to compare with.")
+@click.option(
+    "--peers", "peers_csv", type=click.Path(exists=True, dir_okay=False), help="peer_times.csv to compare with."
+)
 @click.option(
     "--witness-dir",
     type=click.Path(file_okay=False),
     help="Replay each sat row's witness from here (a sat without a valid witness counts as wrong).",
 )
-@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), help="Write a cactus plot PNG here.")
+@click.option(
+    "--plot", "plot_png", type=click.Path(dir_okay=False), callback=output_path, help="Write a cactus plot PNG here."
+)
 def bench_score(
     results_csv: str, expected_csv: str, peers_csv: str | None, witness_dir: str | None, plot_png: str | None
 ) -> None:

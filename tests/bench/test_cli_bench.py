@@ -59,3 +59,22 @@ def test_bench_run_bad_instances_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["bench", "run", str(bad), "--out", str(tmp_path / "r.csv")])
     assert res.exit_code == 3
     assert res.stderr.startswith(f"Error: {bad}:1:")
+
+
+def test_missing_inputs_and_output_directories_are_usage_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["bench", "score", str(tmp_path / "nope.csv"), "--expected", str(TEST / "expected.csv")])
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+    for flag in ("--image", "--results-file", "--counterexample"):
+        res = runner.invoke(
+            main,
+            [
+                "check",
+                str(TEST / "test_sat.onnx"),
+                str(TEST / "test_prop.vnnlib"),
+                flag,
+                str(tmp_path / "no_such_dir" / "f"),
+            ],
+        )
+        assert res.exit_code == 2, flag
+        assert "Traceback" not in res.output and "does not exist" in res.stderr
