@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
-from nnverify.graph.ops.base import ActKind
+from nnverify.graph.layers import LayerGraph, backpropagate
 from nnverify.spec.property import Disjunct
 
 
@@ -42,27 +41,6 @@ def candidates(
     return [x for _, x in found]
 
 
-def _row_gradients(graph: LayerGraph, x: np.ndarray, rows_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Outputs ``(B, m)`` and, per point, the gradient ``(B, n)`` of ``rows_y[b] . y`` with respect to x.
-
-    Back-propagation through affine layers and ReLU masks (Sign has zero gradient almost everywhere).
-    """
-    values = graph.eval_all(x)
-    grads: dict[int, np.ndarray] = {graph.output: rows_y}
-    for j in range(graph.output, 0, -1):
-        if j not in grads:
-            continue
-        g = grads.pop(j)
-        layer = graph.layers[j]
-        if isinstance(layer, AffineLayer):
-            for src, w in zip(layer.sources, layer.weights, strict=True):
-                grads[src] = grads[src] + g @ w if src in grads else g @ w
-        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
-            masked = g * (values[layer.source] > 0.0)
-            grads[layer.source] = grads[layer.source] + masked if layer.source in grads else masked
-    return values[graph.output], grads.get(0, np.zeros_like(x))
-
-
 def pgd_candidates(
     graph: LayerGraph, disjuncts: list[Disjunct], *, restarts: int = 8, steps: int = 40, seed: int = 0
 ) -> list[np.ndarray]:
@@ -83,8 +61,8 @@ def pgd_candidates(
             if np.any(np.max(rows, axis=1) <= 0.0):
                 break
             worst = np.argmax(rows, axis=1)
-            _, grad = _row_gradients(graph, x, d.a_y[worst])
-            grad += d.a_x[worst]
+            active = [v > 0.0 for v in graph.eval_all(x)]
+            grad = backpropagate(graph, d.a_y[worst], active) + d.a_x[worst]
             x = np.clip(x - (0.25 * (1.0 - step / steps) + 0.01) * width * np.sign(grad), d.lb, d.ub)
         slack = d.slack(x, graph.eval(x))
         found.extend((float(slack[i]), x[i]) for i in np.nonzero(slack <= 0.0)[0])

@@ -91,3 +91,28 @@ class LayerGraph:
     def eval(self, x: np.ndarray) -> np.ndarray:
         """Outputs ``(B, n_outputs)``."""
         return self.eval_all(x)[self.output]
+
+
+def backpropagate(
+    graph: LayerGraph, seed: np.ndarray, active: list[np.ndarray], *, absolute: bool = False
+) -> np.ndarray:
+    """Push per-point output weights ``seed`` ``(B, m)`` back to the input: ``(B, n)``.
+
+    Affine layers multiply by ``W`` (``|W|`` when ``absolute``); a ReLU passes the weight of neuron ``i`` where
+    ``active[source][:, i]`` is true; Sign passes nothing (zero gradient almost everywhere). With the ReLU pattern
+    of a point this is the gradient; with ``|W|`` and "can be active" masks it is an upper bound of it.
+    """
+    grads: dict[int, np.ndarray] = {graph.output: seed}
+    for j in range(graph.output, 0, -1):
+        if j not in grads:
+            continue
+        g = grads.pop(j)
+        layer = graph.layers[j]
+        if isinstance(layer, AffineLayer):
+            for src, w in zip(layer.sources, layer.weights, strict=True):
+                part = g @ (np.abs(w) if absolute else w)
+                grads[src] = grads[src] + part if src in grads else part
+        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
+            part = g * active[layer.source]
+            grads[layer.source] = grads[layer.source] + part if layer.source in grads else part
+    return grads.get(0, np.zeros((seed.shape[0], graph.n_inputs)))

@@ -4,7 +4,7 @@ Boxes are processed in batches, depth first. In each box a disjunct is ruled out
 bound of one of its rows is positive; a box with every disjunct ruled out is proven. Each undecided box
 offers attack points (its centre and the vertex minimising the tightest row's linear bound) to the
 caller's replay callback, then is split in two along the dimension with the largest
-``width * |coefficient|`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
+``width * gradient bound`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
 backend with the box's symbolic bounds as big-M constants, so the search is complete.
 """
 
@@ -19,8 +19,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
-from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
-from nnverify.graph.ops.base import ActKind
+from nnverify.graph.layers import LayerGraph, backpropagate
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
 from nnverify.spec.property import Disjunct
@@ -84,28 +83,6 @@ def _attack_points(
     w = coef[np.arange(coef.shape[0]), row, :-1]
     vertex = np.where(w > 0.0, lb, ub)
     return np.vstack([(lb + ub) / 2.0, vertex])
-
-
-def _gradient_bound(graph: LayerGraph, bounds: LayerBounds, weights: np.ndarray) -> np.ndarray:
-    """Per box, an upper bound on ``|d(weights . y) / dx_i|`` over the box: ``(B, n)``.
-
-    Back-propagates absolute values through ``|W|``, with ReLU masks of 1 where the neuron can be active
-    (``ub > 0``); Sign has no gradient. This is ReluVal's gradient interval, used by the smear heuristic.
-    """
-    grads: dict[int, np.ndarray] = {graph.output: weights}
-    for j in range(graph.output, 0, -1):
-        if j not in grads:
-            continue
-        g = grads.pop(j)
-        layer = graph.layers[j]
-        if isinstance(layer, AffineLayer):
-            for src, w in zip(layer.sources, layer.weights, strict=True):
-                contribution = g @ np.abs(w)
-                grads[src] = grads[src] + contribution if src in grads else contribution
-        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
-            masked = g * (bounds.ub[layer.source] > 0.0)
-            grads[layer.source] = grads[layer.source] + masked if layer.source in grads else masked
-    return grads.get(0, np.zeros_like(bounds.lb[0]))
 
 
 def _split(lb: np.ndarray, ub: np.ndarray, smear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +163,9 @@ def _bound(
 def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
     """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
-    smear = _gradient_bound(graph, tight, row_weights) + np.abs(live_rows @ np.abs(rows.a_x))
+    smear = backpropagate(graph, row_weights, [u > 0.0 for u in tight.ub], absolute=True) + np.abs(
+        live_rows @ np.abs(rows.a_x)
+    )
     new_lb, new_ub = _split(boxes.lb, boxes.ub, smear)
     return _Boxes(
         new_lb,
