@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from nnverify.backends import BACKENDS
-from nnverify.cli_bench import bench, output_path
+from nnverify.cli_bench import bench, fail_with, output_path
 from nnverify.errors import NnverifyError
 
 if TYPE_CHECKING:
@@ -52,11 +52,6 @@ def _write_atomic(path: str, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _fail(exc: NnverifyError) -> None:
-    click.echo(f"Error: {exc}", err=True)
-    sys.exit(int(exc.exit_code))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +117,7 @@ def check(
     try:
         result = verify(network, prop, Options(timeout_s=remaining, backend=backend, seed=seed))
     except NnverifyError as exc:
-        _fail(exc)
+        fail_with(exc)
         return
     if results_file:
         _write_atomic(results_file, result.to_vnncomp())
@@ -159,7 +154,7 @@ def witness(network: str, prop: str, witness_file: str) -> None:
         spec = load_property(prop, graph.n_inputs, graph.n_outputs)
         verdict = check_witness_file(network, spec, witness_file)
     except NnverifyError as exc:
-        _fail(exc)
+        fail_with(exc)
         return
     if verdict.valid:
         click.echo("valid")

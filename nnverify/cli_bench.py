@@ -22,7 +22,8 @@ def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -
     return value
 
 
-def _fail(exc: NnverifyError) -> None:
+def fail_with(exc: NnverifyError) -> None:
+    """Print ``Error: <message>`` on stderr and exit with the error's documented code."""
     click.echo(f"Error: {exc}", err=True)
     sys.exit(int(exc.exit_code))
 
@@ -79,7 +80,7 @@ def bench_run(
     try:
         instances = read_instances(instances_csv, category)
     except NnverifyError as exc:
-        _fail(exc)
+        fail_with(exc)
         return
     if image_dir and not witness_dir:
         witness_dir = str(Path(image_dir) / "witnesses")
