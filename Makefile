@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# SWI-Prolog >= 9.1.12 + janus-swi for the clpq backend: scripts/install_swipl.sh uses a new enough system
+# swipl, else its cached build (~/.cache/nnverify), else builds 9.2.9 from Debian trixie's source (1-5 min, once).
+PROLOG_STAMP := $(VENV)/.janus
 DEV_TOOLS := pytest hypothesis ruff mypy gurobipy
 
 .PHONY: setup run test check lint typecheck clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(PROLOG_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +18,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e . $(DEV_TOOLS)
 	touch $(STAMP)
 
+$(PROLOG_STAMP): $(STAMP) scripts/install_swipl.sh
+	swipl_bin=$$(scripts/install_swipl.sh) && PATH="$$swipl_bin:$$PATH" $(BIN)/pip install --quiet janus-swi
+	$(BIN)/python -c "import janus_swi as j; j.query_once('use_module(library(clpq))')"
+	touch $(PROLOG_STAMP)
+
 # Main job on a shipped example: ACAS Xu network 1_1, property 3 (expected: unsat).
 run: setup
 	$(BIN)/nnverify check networks/ACASXU_run2a_1_1_batch_2000.onnx properties/prop_3.vnnlib --timeout 116
 
+# NNVERIFY_REQUIRE_CLPQ: the clpq tests fail instead of skipping when janus-swi is missing.
 test: setup
-	$(BIN)/pytest -q
+	NNVERIFY_REQUIRE_CLPQ=1 $(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check nnverify tests

@@ -88,6 +88,13 @@ def main() -> None:
     callback=output_path,
     help="Write the witness alone ((X_0 v) ... (Y_m v)) here when sat.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["exact", "float"]),
+    default="exact",
+    show_default=True,
+    help="clpq backend only: exact rationals (clpq) or floating point (clpr, faster, not exact).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
 @click.option(
@@ -104,6 +111,7 @@ def check(
     backend: str,
     results_file: str | None,
     cex_file: str | None,
+    precision: str,
     seed: int,
     as_json: bool,
     image_file: str | None,
@@ -115,7 +123,7 @@ def check(
     started = time.monotonic() - _process_age_s()
     remaining = max(0.0, timeout_s - (time.monotonic() - started))
     try:
-        result = verify(network, prop, Options(timeout_s=remaining, backend=backend, seed=seed))
+        result = verify(network, prop, Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision))
     except NnverifyError as exc:
         fail_with(exc)
         return

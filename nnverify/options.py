@@ -23,6 +23,7 @@ class Options:
         violation_atol: VNN-COMP witness rule: absolute tolerance on the violated output constraints.
         bound_margin_rel: Relative outward margin on floating-point bounds (soundness; do not set to 0).
         bound_margin_abs: Absolute outward margin on floating-point bounds.
+        precision: Arithmetic of the clpq backend: ``"exact"`` (rationals, clpq) or ``"float"`` (clpr).
     """
 
     timeout_s: float = 60.0
@@ -33,3 +34,4 @@ class Options:
     violation_atol: float = 1e-4
     bound_margin_rel: float = BOUND_MARGIN_REL
     bound_margin_abs: float = BOUND_MARGIN_ABS
+    precision: str = "exact"

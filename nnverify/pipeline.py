@@ -158,8 +158,9 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
 
 
 def _decide(run: _Run) -> Result:
-    backend = get_backend(run.options.backend)
-    method = ("input-split+" if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM else "") + f"milp:{backend.name}"
+    backend = get_backend(run.options.backend, run.options)
+    kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
+    method = ("input-split+" if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM else "") + kind
     undecided: list[str] = []
     timed_out = False
     for group in _group_by_box(run.prop.disjuncts):
@@ -201,8 +202,9 @@ def verify(
     if not isinstance(prop, Property):
         prop = load_property(prop, graph.n_inputs, graph.n_outputs)
     _check_sizes(graph, prop)
-    get_backend(options.backend)  # fail early on an unavailable backend
-    run = _Run(graph, to_layers(graph), prop, options, budget, OnnxRunner(graph.path), started)
+    backend = get_backend(options.backend, options)  # fail early on an unavailable backend
+    layers = to_layers(graph, merge=not backend.exact)
+    run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started)
     if not prop.disjuncts:
         run.notes.append("the property's input region is empty")
         return run.result(Verdict.UNSAT, "spec")

@@ -90,6 +90,7 @@ class LyingBackend:
     """Claims every problem feasible, with a given (non-violating) input point (inside the test only)."""
 
     name = "liar"
+    exact = False
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
@@ -112,7 +113,7 @@ def test_unreplayable_solver_solution_gives_unknown_never_sat(monkeypatch: pytes
     box = prop.disjuncts[0]
     points = np.random.default_rng(0).uniform(box.lb, box.ub, size=(200, 5))
     safe = points[~prop.violated_by(points, OnnxRunner(onnx).run(points), atol=1e-3)][0]
-    monkeypatch.setattr(verify_module, "get_backend", lambda name: LyingBackend(safe))
+    monkeypatch.setattr(verify_module, "get_backend", lambda name, options=None: LyingBackend(safe))
     monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)  # straight to the exact backend
     result = nnverify.verify(onnx, vnnlib, nnverify.Options(attack_samples=0))
     assert result.verdict is nnverify.Verdict.UNKNOWN

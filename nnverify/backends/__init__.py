@@ -10,6 +10,7 @@ from typing import cast
 
 from nnverify.backends.base import Backend, BackendResult, SolveStatus
 from nnverify.errors import BackendUnavailableError
+from nnverify.options import Options
 
 __all__ = [
     "BACKENDS",
@@ -24,7 +25,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "highs": "nnverify.backends.highs:HighsBackend",
     "gurobi": "nnverify.backends.gurobi:GurobiBackend",
-    # planned: "clpq": "nnverify.backends.clpq:ClpqBackend" (exact rational arithmetic in SWI-Prolog)
+    "clpq": "nnverify.backends.clpq:ClpqBackend",
 }
 
 
@@ -45,8 +46,8 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if backend_class(name).unavailable_reason() is None]
 
 
-def get_backend(name: str) -> Backend:
-    """A ready-to-use instance of backend ``name``.
+def get_backend(name: str, options: Options | None = None) -> Backend:
+    """A ready-to-use instance of backend ``name``, configured from ``options`` (defaults if None).
 
     Raises:
         BackendUnavailableError: the name is unknown, or its solver is not installed (the message says how
@@ -56,4 +57,4 @@ def get_backend(name: str) -> Backend:
     if reason is not None:
         usable = ", ".join(available_backends()) or "none"
         raise BackendUnavailableError(f"backend {name!r} is not installed: {reason}. Available: {usable}.")
-    return backend_class(name)()
+    return backend_class(name).from_options(options or Options())

@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from nnverify.encode.problem import Problem
+from nnverify.options import Options
 
 
 class SolveStatus(StrEnum):
@@ -30,6 +31,20 @@ class BackendResult:
 
 class Backend(Protocol):
     name: ClassVar[str]
+
+    @classmethod
+    def from_options(cls, options: Options) -> Backend:
+        """An instance configured from the run options (seed, precision ...)."""
+        ...
+
+    @property
+    def exact(self) -> bool:
+        """True if INFEASIBLE is decided in exact rational arithmetic (no solver tolerance).
+
+        The pipeline then keeps the network's affine layers unmerged, so the weights the backend sees are the
+        network's own float32 values rather than float64 products of them.
+        """
+        ...
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

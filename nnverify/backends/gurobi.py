@@ -16,6 +16,7 @@ from nnverify.backends.base import BackendResult, SolveStatus
 from nnverify.encode.milp import MilpModel
 from nnverify.encode.problem import Problem
 from nnverify.errors import BackendError
+from nnverify.options import Options
 
 if TYPE_CHECKING:
     import gurobipy
@@ -28,10 +29,15 @@ _SIZE_LIMIT_ERRNO = 10010  # GRB_ERROR_SIZE_LIMIT_EXCEEDED
 class GurobiBackend:
     """MILP feasibility with Gurobi: single-threaded, fixed seed, silent (no licence banner either)."""
 
+    exact: ClassVar[bool] = False  # MILP tolerances: see README "Backends"
     name: ClassVar[str] = "gurobi"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
+
+    @classmethod
+    def from_options(cls, options: Options) -> GurobiBackend:
+        return cls(seed=options.seed)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -17,6 +17,7 @@ from nnverify.backends._milp_solve import Outcome, solve_milp
 from nnverify.backends.base import BackendResult, SolveStatus
 from nnverify.encode.milp import MilpModel
 from nnverify.encode.problem import Problem
+from nnverify.options import Options
 
 if TYPE_CHECKING:
     import highspy
@@ -27,10 +28,15 @@ logger = logging.getLogger(__name__)
 class HighsBackend:
     """MILP feasibility with HiGHS: single-threaded, fixed seed, silent."""
 
+    exact: ClassVar[bool] = False  # MILP tolerances: see README "Backends"
     name: ClassVar[str] = "highs"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
+
+    @classmethod
+    def from_options(cls, options: Options) -> HighsBackend:
+        return cls(seed=options.seed)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

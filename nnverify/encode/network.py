@@ -46,8 +46,11 @@ def encode_network(graph: LayerGraph, lbs: list[np.ndarray], ubs: list[np.ndarra
     for k, layer in enumerate(graph.layers):
         v = problem.add_vars(lbs[k], ubs[k], prefix=f"l{k}")
         if isinstance(layer, AffineLayer):
+            sources = ", ".join(f"layer {s}" for s in layer.sources)
+            problem.begin_section(f"layer {k}: {layer.size} neurons, affine in {sources} (ONNX node '{layer.name}')")
             _affine_rows(problem, layer, v, [var[s] for s in layer.sources])
         elif isinstance(layer, ActivationLayer):
+            problem.begin_section(f"layer {k}: {layer.kind.value} of layer {layer.source} (ONNX node '{layer.name}')")
             add = problem.add_relu if layer.kind is ActKind.RELU else problem.add_sign
             for xi, yi in zip(var[layer.source], v, strict=True):
                 add(int(xi), int(yi))
@@ -79,6 +82,7 @@ def encode_query(
     problem, var = encode_network(graph, lbs, ubs)
     x_idx, y_idx = var[0], var[graph.output]
     terms = [disjunct_rows(d, x_idx, y_idx) for d in disjuncts]
+    problem.begin_section("the unsafe set (the property's violation)")
     if len(terms) == 1:
         problem.rows.extend(terms[0])
     else:

@@ -44,6 +44,19 @@ class Disjunction:
     terms: tuple[tuple[Row, ...], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A titled part of a problem (e.g. one layer): the rows, ReLUs and Signs added after ``begin_section``.
+
+    Only for people reading an exported program; solvers ignore it.
+    """
+
+    title: str
+    first_row: int
+    first_relu: int
+    first_sign: int
+
+
 @dataclass(slots=True)
 class Problem:
     """A feasibility question: variables with finite bounds, linear rows, ReLU / Sign / disjunctions.
@@ -61,10 +74,15 @@ class Problem:
     signs: list[Sign] = field(default_factory=list)
     disjunctions: list[Disjunction] = field(default_factory=list)
     objective: tuple[np.ndarray, np.ndarray] | None = None
+    sections: list[Section] = field(default_factory=list)
 
     @property
     def n_vars(self) -> int:
         return len(self.lb)
+
+    def begin_section(self, title: str) -> None:
+        """Start a titled part: the constraints added from now on belong to it (for exported programs)."""
+        self.sections.append(Section(title, len(self.rows), len(self.relus), len(self.signs)))
 
     def add_var(self, lb: float, ub: float, *, integer: bool = False, name: str = "") -> int:
         """Add one variable and return its index."""

@@ -8,6 +8,7 @@ Add becomes one layer and BatchNormalization disappears into the Conv or Gemm be
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -17,8 +18,13 @@ from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Laye
 from nnverify.graph.ops.base import REGISTRY, Node
 
 
-def to_layers(graph: Graph) -> LayerGraph:
+def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
     """The analysis view of ``graph``: flat affine layers and activations, float64, affine chains merged.
+
+    ``merge=False`` composes two layers only when float64 computes the composition exactly (one of them
+    merely selects, negates or shifts values, e.g. MatMul then Add), so every weight and bias is still the
+    model's own number. Exact backends use that view: a general composition multiplies weights in float64,
+    which rounds.
 
     Raises:
         ModelError: A node is neither affine nor an activation the analysis understands.
@@ -42,7 +48,7 @@ def to_layers(graph: Graph) -> LayerGraph:
             raise ModelError(f"{graph.path}: node '{node.name}' ({node.op_type}) is neither affine nor an activation")
         layer_of[node.outputs[0]] = len(layers)
         layers.append(layer)
-    return _merge_affine(layers, layer_of[graph.output_name])
+    return _merge_affine(layers, layer_of[graph.output_name], exact_only=not merge)
 
 
 #: Unit vectors evaluated at once when reading off a weight matrix (bounds the temporary memory).
@@ -118,15 +124,43 @@ def _compose(outer: AffineLayer, position: int, inner: AffineLayer) -> AffineLay
     return AffineLayer(outer.name, tuple(weights), tuple(weights.values()), outer.bias + w_outer @ inner.bias)
 
 
-def _mergeable_source(layer: AffineLayer, layers: list[Layer | None], consumers: list[int], output: int) -> int | None:
-    """Position of a source of ``layer`` that is affine, read only by ``layer`` and not the output."""
+def _selects(weight: np.ndarray) -> bool:
+    """True if every row has at most one nonzero and it is +1 or -1 (multiplying by it is exact)."""
+    nonzero = weight != 0
+    return bool(np.all(nonzero.sum(axis=1) <= 1) and np.all(np.abs(weight[nonzero]) == 1.0))
+
+
+def _exact_sum(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if ``a + b`` is computed exactly in float64 (elementwise)."""
+    triples = zip(a.tolist(), b.tolist(), (a + b).tolist(), strict=True)
+    return all(Fraction(x) + Fraction(y) == Fraction(z) for x, y, z in triples)
+
+
+def _composes_exactly(outer: AffineLayer, position: int, inner: AffineLayer) -> bool:
+    """True if ``_compose(outer, position, inner)`` has exactly the real numbers of the two layers' product."""
+    if len(outer.sources) != 1 or len(inner.sources) != 1:
+        return False
+    w_outer, w_inner = outer.weights[position], inner.weights[0]
+    if _selects(w_outer):
+        return _exact_sum(outer.bias, w_outer @ inner.bias)
+    return _selects(w_inner) and not np.any(inner.bias)
+
+
+def _mergeable_source(
+    layer: AffineLayer, layers: list[Layer | None], consumers: list[int], output: int, exact_only: bool
+) -> int | None:
+    """Position of a source of ``layer`` that is affine, read only by ``layer`` and not the output (and, if
+    ``exact_only``, whose composition with ``layer`` is exact)."""
     for position, source in enumerate(layer.sources):
-        if isinstance(layers[source], AffineLayer) and consumers[source] == 1 and source != output:
+        inner = layers[source]
+        if not isinstance(inner, AffineLayer) or consumers[source] != 1 or source == output:
+            continue
+        if not exact_only or _composes_exactly(layer, position, inner):
             return position
     return None
 
 
-def _merge_affine(layers: list[Layer], output: int) -> LayerGraph:
+def _merge_affine(layers: list[Layer], output: int, *, exact_only: bool = False) -> LayerGraph:
     """Compose every affine layer into its affine consumer when it has no other use, then renumber.
 
     One pass in topological order suffices: a merge into layer ``i`` can only make a layer mergeable whose
@@ -136,7 +170,7 @@ def _merge_affine(layers: list[Layer], output: int) -> LayerGraph:
     consumers = _consumers(merged)
     for index, layer in enumerate(merged):
         while isinstance(layer, AffineLayer):
-            position = _mergeable_source(layer, merged, consumers, output)
+            position = _mergeable_source(layer, merged, consumers, output, exact_only)
             if position is None:
                 break
             source = layer.sources[position]
