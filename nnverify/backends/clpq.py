@@ -20,11 +20,9 @@ import time
 from fractions import Fraction
 from typing import Any, ClassVar
 
-import numpy as np
-
 from nnverify.backends.base import BackendResult, SolveStatus
 from nnverify.encode.problem import Problem
-from nnverify.encode.prolog import SCRIPT_ENTRY, Precision, write_program
+from nnverify.encode.prolog import Precision, write_program
 from nnverify.options import Options
 
 #: Defined once per process in module ``user``: load a program into a temporary module and decide it.
@@ -101,11 +99,10 @@ class ClpqBackend:
         if timeout_s <= 0:
             return BackendResult(SolveStatus.TIMEOUT, note="no time left to solve")
         program = write_program(problem, self.precision)
-        body = program[: -len(SCRIPT_ENTRY)]
         fd, path = tempfile.mkstemp(prefix="nnverify-", suffix=".pl")
         try:
             with os.fdopen(fd, "w") as handle:
-                handle.write(body)
+                handle.write(program.body)
             left = timeout_s - (time.perf_counter() - start)
             if left <= 0:
                 return BackendResult(SolveStatus.TIMEOUT, note="time budget spent writing the program")
@@ -116,7 +113,7 @@ class ClpqBackend:
         seconds = time.perf_counter() - start
         status = str(answer["Status"])
         if status == "sat":
-            values = np.array([_to_float(v) for v in answer["Values"]], dtype=np.float64)
+            values = program.values([_to_float(v) for v in answer["Values"]])
             return BackendResult(SolveStatus.FEASIBLE, values, f"clpq ({self.precision})", seconds)
         if status == "unsat":
             return BackendResult(SolveStatus.INFEASIBLE, None, f"clpq ({self.precision})", seconds)

@@ -41,7 +41,7 @@ def _affine_rows(problem: Problem, layer: AffineLayer, out: np.ndarray, srcs: li
 
 def encode_network(graph: LayerGraph, lbs: list[np.ndarray], ubs: list[np.ndarray]) -> tuple[Problem, list[np.ndarray]]:
     """Variables and constraints of the network; ``lbs/ubs`` are per-layer bounds ``(size,)`` for one box."""
-    problem = Problem()
+    problem = Problem(implied_bounds=True)  # the per-layer bounds are sound consequences of the network
     var: list[np.ndarray] = []
     for k, layer in enumerate(graph.layers):
         v = problem.add_vars(lbs[k], ubs[k], prefix=f"l{k}")

@@ -62,6 +62,9 @@ class Problem:
     """A feasibility question: variables with finite bounds, linear rows, ReLU / Sign / disjunctions.
 
     ``integer[i]`` marks integer variables. ``objective`` (optional) is minimised: ``(idx, coef)``.
+    ``implied_bounds``: the bounds of variables defined by an equality row (``v = ...`` over earlier variables)
+    are consequences of the other constraints (true of network encodings, whose bounds come from sound bound
+    propagation), so a backend may drop them; otherwise they are constraints like any other.
     ``encode/milp.py`` lowers it to a MILP for the MILP backends.
     """
 
@@ -75,6 +78,7 @@ class Problem:
     disjunctions: list[Disjunction] = field(default_factory=list)
     objective: tuple[np.ndarray, np.ndarray] | None = None
     sections: list[Section] = field(default_factory=list)
+    implied_bounds: bool = False
 
     @property
     def n_vars(self) -> int:

@@ -3,6 +3,9 @@
 The program is the one the ``clpq`` backend runs and the one ``nnverify export --format prolog`` writes:
 linear rows become ``{}/1`` constraints, ReLUs and Signs become choice points (the search is
 ``backends/clpq_solver.pl``, copied into every program), the unsafe set's disjuncts become clauses.
+Affine neurons and stable activations are substituted into the constraints that use them, exactly
+(``encode/eliminate.py``), so the program's variables are the input, the unstable activations' inputs and
+outputs, and integer variables.
 
 Numbers: with ``Precision.EXACT`` every coefficient and bound is written as the exact rational value of its
 float64 (``Fraction(x)``, e.g. ``0.1`` → ``3602879701896397r36028797018963968``). The network's float32
@@ -19,11 +22,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 from importlib.resources import files
 
 import numpy as np
 
+from nnverify.encode.eliminate import Eliminator, Form
 from nnverify.encode.problem import Problem, Relu, Row, Section, Sign
 
 
@@ -43,10 +49,10 @@ def solver_source() -> str:
     return files("nnverify.backends").joinpath("clpq_solver.pl").read_text()
 
 
-def number(value: float, precision: Precision) -> str:
-    """A Prolog number literal: the exact rational of ``value`` (``NrD``), or a float."""
+def number(value: float | Fraction, precision: Precision) -> str:
+    """A Prolog number literal: the exact rational (``NrD``), or a float."""
     if precision is Precision.EXACT:
-        num, den = float(value).as_integer_ratio()
+        num, den = value.as_integer_ratio()
         return str(num) if den == 1 else f"{num}r{den}"
     text = repr(float(value))
     mantissa, _, exponent = text.partition("e")
@@ -55,9 +61,9 @@ def number(value: float, precision: Precision) -> str:
     return mantissa + ("e" + exponent if exponent else "")
 
 
-#: Significant bits kept when a bound is written (rounded outward, so still a sound bound). Short numbers keep
-#: the exact simplex's rationals small: full 53-bit bounds in the triangle relaxations make clpq's pivots
-#: grow numbers with thousands of digits.
+#: Significant bits kept for the bounds in a triangle relaxation (rounded outward, so still sound). Short
+#: numbers keep the exact simplex's rationals small: full 53-bit bounds make clpq's pivots grow numbers with
+#: thousands of digits.
 BOUND_BITS = 12
 
 
@@ -74,7 +80,7 @@ def outward(lo: float, hi: float, bits: int = BOUND_BITS) -> tuple[float, float]
 
 
 def _var_names(problem: Problem) -> list[str]:
-    """Prolog variable names from the problem's names (``l1_17`` → ``L1_17``), made unique."""
+    """Prolog variable names from the problem's names (``l1_17`` -> ``L1_17``), made unique."""
     names, seen = [], set()
     for i, raw in enumerate(problem.names):
         name = re.sub(r"\W", "_", raw)
@@ -86,73 +92,107 @@ def _var_names(problem: Problem) -> list[str]:
     return names
 
 
+@dataclass(frozen=True, slots=True)
+class PrologProgram:
+    """A written program: its text, the problem variables it solves for (in the order ``nnv_decide``
+    returns their values), and what rebuilds the eliminated ones."""
+
+    text: str
+    kept: list[int]
+    eliminator: Eliminator
+
+    @property
+    def body(self) -> str:
+        """The program without its ``SCRIPT_ENTRY`` line (what the backend loads)."""
+        return self.text[: -len(SCRIPT_ENTRY)]
+
+    def values(self, kept_values: list[float]) -> np.ndarray:
+        """All problem variables from the values of the kept ones."""
+        return self.eliminator.fill(dict(zip(self.kept, kept_values, strict=True)))
+
+
 class _Writer:
     def __init__(self, problem: Problem, precision: Precision) -> None:
         self.p = problem
         self.precision = precision
         self.names = _var_names(problem)
+        self.elim = Eliminator(problem)
 
-    def num(self, value: float) -> str:
+    def num(self, value: float | Fraction) -> str:
         return number(value, self.precision)
 
-    def expr(self, idx: np.ndarray, coef: np.ndarray, constant: float = 0.0) -> str:
-        """``c0 + a1*V1 - a2*V2 ...`` (a term with coefficient 1 is written as the bare variable)."""
+    def terms(self, terms: dict[int, Fraction]) -> str:
+        """``a1*V1 - a2*V2 ...`` in variable order (a coefficient 1 is left out)."""
         parts: list[str] = []
-        if constant != 0.0:
-            parts.append(self.num(constant))
-        for i, a in zip(idx.tolist(), coef.tolist(), strict=True):
-            if a == 0.0:
-                continue
-            magnitude = "" if abs(a) == 1.0 else self.num(abs(a)) + "*"
-            sign = "-" if a < 0 else "+"
+        for i in sorted(terms):
+            a = terms[i]
+            magnitude = "" if abs(a) == 1 else self.num(abs(a)) + "*"
             if not parts:
                 parts.append(("-" if a < 0 else "") + magnitude + self.names[i])
             else:
-                parts.append(f"{sign} {magnitude}{self.names[i]}")
+                parts.append(f"{'-' if a < 0 else '+'} {magnitude}{self.names[i]}")
         return " ".join(parts) if parts else "0"
 
-    def row(self, row: Row) -> str:
-        """One row as a ``{}/1`` goal; an equality with a leading ``+1`` term reads ``V = ...``."""
-        if row.lo == row.hi:
-            if len(row.idx) and row.coef[0] == 1.0:
-                return f"{{{self.names[int(row.idx[0])]} = {self.expr(row.idx[1:], -row.coef[1:], row.lo)}}}"
-            return f"{{{self.expr(row.idx, row.coef)} = {self.num(row.lo)}}}"
-        goals = []
-        if np.isfinite(row.lo):
-            goals.append(f"{self.expr(row.idx, row.coef)} >= {self.num(row.lo)}")
-        if np.isfinite(row.hi):
-            goals.append(f"{self.expr(row.idx, row.coef)} =< {self.num(row.hi)}")
+    def constraint(self, form: Form, lo: float | Fraction, hi: float | Fraction) -> str:
+        """``lo <= form <= hi`` as a ``{}/1`` goal (constant moved to the bounds, exactly)."""
+        terms, const = form
+        lo_f = None if not math.isfinite(lo) else Fraction(lo) - const
+        hi_f = None if not math.isfinite(hi) else Fraction(hi) - const
+        lhs = self.terms(terms)
+        if not terms:  # a constant constraint: true or false
+            ok = (lo_f is None or lo_f <= 0) and (hi_f is None or hi_f >= 0)
+            return "true" if ok else "fail"
+        if lo_f is not None and lo_f == hi_f:
+            return f"{{{lhs} = {self.num(lo_f)}}}"
+        goals = [f"{lhs} >= {self.num(lo_f)}"] if lo_f is not None else []
+        goals += [f"{lhs} =< {self.num(hi_f)}"] if hi_f is not None else []
         return "{" + ", ".join(goals) + "}" if goals else "true"
 
-    def bounds(self, i: int) -> str | None:
-        lo, hi = self.p.lb[i], self.p.ub[i]
-        if lo != hi:
-            lo, hi = outward(lo, hi)
-        v = self.names[i]
-        if lo == hi:
-            return f"{{{v} = {self.num(lo)}}}"
-        goals = [f"{v} >= {self.num(lo)}"] if np.isfinite(lo) else []
-        goals += [f"{v} =< {self.num(hi)}"] if np.isfinite(hi) else []
-        return "{" + ", ".join(goals) + "}" if goals else None
+    def row(self, row: Row) -> str:
+        return self.constraint(self.elim.form(row.idx, row.coef), row.lo, row.hi)
 
-    def relu(self, relu: Relu) -> tuple[str, str | None]:
-        """The ReLU's constraints, and its entry in the list to branch on (None when stable)."""
+    def definition(self, v: int) -> str:
+        """``{V = ...}`` for a kept variable that is defined by the (rewritten) expression."""
+        terms, const = self.elim.definition_form(v)
+        rhs = self.terms(terms)
+        if const:
+            rhs = (
+                (rhs + " + " if terms else "") + self.num(const)
+                if const > 0 or not terms
+                else f"{rhs} - {self.num(-const)}"
+            )
+        return f"{{{self.names[v]} = {rhs}}}"
+
+    def bounds(self, v: int) -> str | None:
+        """The bounds of ``v`` as a constraint, if the program needs them."""
+        lo, hi = self.p.lb[v], self.p.ub[v]
+        if v in self.elim.defs and self.p.implied_bounds:
+            return None
+        if self.elim.eliminated(v):
+            return self.constraint(self.elim.form((v,), (Fraction(1),)), lo, hi)
+        return self.constraint(({v: Fraction(1)}, Fraction(0)), lo, hi)
+
+    def relu(self, relu: Relu) -> tuple[str | None, str | None]:
+        """The ReLU's constraint (None when eliminated) and its entry in the list to branch on (None if stable)."""
+        if self.elim.eliminated(relu.y):
+            return None, None
         x, y = self.names[relu.x], self.names[relu.y]
         lo, hi = self.p.lb[relu.x], self.p.ub[relu.x]
         if lo >= 0.0:
-            return f"{{{y} = {x}}}  % stable: active (input >= {lo:.6g})", None
+            return f"{{{y} = {x}}}  % stable: active", None
         if hi <= 0.0:
-            return f"{{{y} = 0}}  % stable: inactive (input =< {hi:.6g})", None
-        # Triangle relaxation (Ehlers, ATVA 2017): y >= 0, y >= x, (hi - lo) * y =< hi * (x - lo). Written
-        # with the bounds themselves so the solver does the arithmetic (exactly, in clpq): a float product
-        # here could cut off real solutions.
+            return f"{{{y} = 0}}  % stable: inactive", None
+        # Triangle relaxation (Ehlers, ATVA 2017): y >= 0, y >= x, (hi - lo) * y =< hi * (x - lo), with the
+        # bounds widened to short numbers; the solver does the arithmetic (exactly, in clpq).
         low, up = (f"({self.num(v)})" for v in outward(lo, hi))
         goal = f"{{{y} >= 0, {y} >= {x}, ({up} - {low})*{y} =< {up}*({x} - {low})}}"
         comment = f"  % unstable: input in [{lo:.6g}, {hi:.6g}]"
         active_first = "true" if hi >= -lo else "false"
         return goal + comment, f"relu({x}, {y}, {active_first})"
 
-    def sign(self, sign: Sign) -> tuple[str, str | None]:
+    def sign(self, sign: Sign) -> tuple[str | None, str | None]:
+        if self.elim.eliminated(sign.y):
+            return None, None
         x, y = self.names[sign.x], self.names[sign.y]
         lo, hi = self.p.lb[sign.x], self.p.ub[sign.x]
         if lo > 0.0:
@@ -160,19 +200,6 @@ class _Writer:
         if hi < 0.0:
             return f"{{{y} = -1}}  % stable: input < 0", None
         return f"{{{y} >= -1, {y} =< 1}}", f"sign({x}, {y})"
-
-
-def _defined_vars(problem: Problem) -> set[int]:
-    """Variables fixed by others: the left side of a ``V = ...`` row, and activation outputs.
-
-    Their bounds are consequences of the other constraints plus the bounds of the free variables, so the
-    program leaves them out: clpq pays a pivot for each bound on a dependent variable.
-    """
-    defined = {r.y for r in problem.relus} | {s.y for s in problem.signs}
-    for row in problem.rows:
-        if row.lo == row.hi and len(row.idx) and row.coef[0] == 1.0:
-            defined.add(int(row.idx[0]))
-    return defined
 
 
 def _sections(problem: Problem) -> list[tuple[str, range, range, range]]:
@@ -202,21 +229,32 @@ def _clause(head: str, goals: list[str], comments: Iterable[str] = ()) -> Iterat
 
 
 def _args(names: list[str], idx: Iterable[int]) -> str:
-    return ", ".join(names[i] for i in sorted(set(idx)))
+    """The variables as one list argument (clause arity is limited to 1024 in SWI-Prolog)."""
+    return "[" + ", ".join(names[i] for i in sorted(set(idx))) + "]"
+
+
+def _used(goals: list[str], names: list[str], candidates: Iterable[int]) -> list[int]:
+    """The candidate variables whose names occur in ``goals``."""
+    text = " ".join(goals)
+    found = set(re.findall(r"\b[A-Z]\w*", text))
+    return [v for v in candidates if names[v] in found]
 
 
 def relu_order(problem: Problem) -> list[int]:
     """The documented branching order of the ReLUs: layer by layer (runs of consecutive inputs), and inside a
     layer the neuron whose input interval straddles zero most evenly (largest ``min(-lb, ub)``) first."""
+
+    def key(j: int) -> float:
+        return -min(-problem.lb[problem.relus[j].x], problem.ub[problem.relus[j].x])
+
     order: list[int] = []
     run: list[int] = []
     for k, relu in enumerate(problem.relus):
         if run and relu.x != problem.relus[run[-1]].x + 1:
-            order += sorted(run, key=lambda j: -min(-problem.lb[problem.relus[j].x], problem.ub[problem.relus[j].x]))
+            order += sorted(run, key=key)
             run = []
         run.append(k)
-    order += sorted(run, key=lambda j: -min(-problem.lb[problem.relus[j].x], problem.ub[problem.relus[j].x]))
-    return order
+    return order + sorted(run, key=key)
 
 
 def write_program(
@@ -225,31 +263,29 @@ def write_program(
     *,
     header: Iterable[str] = (),
     inputs: np.ndarray | None = None,
-    outputs: np.ndarray | None = None,
-) -> str:
+) -> PrologProgram:
     """The whole program: header comments, the library, the search, the problem, and (last line) the
     ``SCRIPT_ENTRY`` that makes ``swipl program.pl`` print ``sat``/``unsat``.
 
-    ``inputs``/``outputs`` (variable indices) let the script print a counterexample in the VNN-COMP format.
+    ``inputs`` (variable indices of the network input) lets the script print the counterexample's inputs in the
+    VNN-COMP format.
     """
-    return "".join(_program(problem, precision, list(header), inputs, outputs))
+    writer = _Writer(problem, precision)
+    kept = writer.elim.kept()
+    text = "".join(_program(writer, kept, list(header), inputs))
+    return PrologProgram(text, kept, writer.elim)
 
 
-def _program(
-    problem: Problem,
-    precision: Precision,
-    header: list[str],
-    inputs: np.ndarray | None,
-    outputs: np.ndarray | None,
-) -> Iterator[str]:
-    w = _Writer(problem, precision)
-    library = "clpq" if precision is Precision.EXACT else "clpr"
+def _program(w: _Writer, kept: list[int], header: list[str], inputs: np.ndarray | None) -> Iterator[str]:
+    problem = w.p
+    library = "clpq" if w.precision is Precision.EXACT else "clpr"
     yield "%% A verification query written by nnverify. Run it with:  swipl <this file>\n"
     yield "%% It prints `sat` and a counterexample (the network violates the property) or `unsat` (it cannot).\n"
     for line in header:
         yield f"%% {line}\n"
-    yield f"%% Numbers: {'exact rationals (NrD is N/D)' if precision is Precision.EXACT else 'floats (clpr)'}.\n"
-    yield "%% Variables: Lk_i is neuron i of layer k; layer 0 is the network input.\n\n"
+    yield f"%% Numbers: {'exact rationals (NrD is N/D)' if w.precision is Precision.EXACT else 'floats (clpr)'}.\n"
+    yield "%% Variables: Lk_i is neuron i of layer k; layer 0 is the network input. Affine neurons and stable\n"
+    yield "%% activations do not appear: they are substituted, exactly, into the constraints that use them.\n\n"
     yield f":- use_module(library({library})).\n:- use_module(library(lists)).\n"
     yield ":- style_check(-singleton).  % a layer's clause may not use every variable it is given\n\n"
     yield solver_source()
@@ -259,70 +295,81 @@ def _program(
     calls: list[str] = []
     branch_relu: dict[int, str] = {}
     branch_sign: list[str] = []
-    defined = _defined_vars(problem)
-    bounded = [w.bounds(i) for i in range(problem.n_vars) if i not in defined]
-    yield from _clause(
-        f"nnv_bounds({', '.join(w.names)})" if problem.n_vars else "nnv_bounds",
-        [b for b in bounded if b is not None],
-        ["Sound bounds of every variable (the input box for layer 0), from nnverify's bound propagation."],
-    )
-    calls.append(f"nnv_bounds({', '.join(w.names)})" if problem.n_vars else "nnv_bounds")
+    bounds = [b for b in (w.bounds(v) for v in range(problem.n_vars)) if b is not None]
+    head = f"nnv_bounds({_args(w.names, _used(bounds, w.names, kept))})"
+    yield from _clause(head, bounds, ["The input box (and any other bound that is not implied by the rest)."])
+    calls.append(head)
     for s, (title, rows, relus, signs) in enumerate(_sections(problem)):
-        if not (rows or relus or signs):
-            continue
-        goals = [w.row(problem.rows[r]) for r in rows]
-        used = [int(i) for r in rows for i in problem.rows[r].idx]
+        goals: list[str] = []
+        composed = 0
+        for r in rows:
+            v = w.elim.defining_row.get(r)
+            if v is None:
+                goals.append(w.row(problem.rows[r]))
+            elif w.elim.eliminated(v):
+                composed += 1
+            else:
+                goals.append(w.definition(v) + "  % input of an unstable activation")
         for k in relus:
             goal, item = w.relu(problem.relus[k])
-            goals.append(goal)
-            used += [problem.relus[k].x, problem.relus[k].y]
+            composed += goal is None
+            goals += [goal] if goal is not None else []
             if item is not None:
                 branch_relu[k] = item
         for k in signs:
             goal, item = w.sign(problem.signs[k])
-            goals.append(goal)
-            used += [problem.signs[k].x, problem.signs[k].y]
+            composed += goal is None
+            goals += [goal] if goal is not None else []
             if item is not None:
                 branch_sign.append(item)
-        head = f"nnv_part_{s}({_args(w.names, used)})"
-        yield from _clause(head, goals, [title])
+        comments = [title] + (
+            [f"({composed} neurons substituted into the constraints that use them)"] if composed else []
+        )
+        if not goals:
+            yield "".join(f"%% {c}\n" for c in comments) + "\n"
+            continue
+        head = f"nnv_part_{s}({_args(w.names, _used(goals, w.names, kept))})"
+        yield from _clause(head, goals, comments)
         calls.append(head)
     for d, disjunction in enumerate(problem.disjunctions):
-        used = [int(i) for term in disjunction.terms for row in term for i in row.idx]
-        head = f"nnv_unsafe_{d}({_args(w.names, used)})"
+        terms = [[w.row(row) for row in term] for term in disjunction.terms]
+        head = f"nnv_unsafe_{d}({_args(w.names, _used([g for t in terms for g in t], w.names, kept))})"
         yield f"%% Disjunction {d}: one clause per disjunct; Prolog tries them in turn.\n"
-        for term in disjunction.terms:
-            yield from _clause(head, [w.row(row) for row in term])
-        if not disjunction.terms:
+        for goals in terms:
+            yield from _clause(head, goals or ["true"])
+        if not terms:
             yield f"{head} :- fail.\n\n"
         calls.append(head)
     ordered = [branch_relu[k] for k in relu_order(problem) if k in branch_relu]
     calls.append(f"Relus = [{', '.join(ordered)}]")
     calls.append(f"Signs = [{', '.join(branch_sign)}]")
-    calls.append(f"Ints = [{', '.join(w.names[i] for i in range(problem.n_vars) if problem.integer[i])}]")
-    objective = "none" if problem.objective is None else w.expr(*problem.objective)
+    calls.append(f"Ints = [{', '.join(w.names[i] for i in kept if problem.integer[i])}]")
+    objective = "none"
+    if problem.objective is not None:
+        obj_terms, obj_const = w.elim.form(*problem.objective)
+        objective = w.terms(obj_terms) + (f" + {w.num(obj_const)}" if obj_const else "")
     calls.append(f"Obj = {objective}")
     yield from _clause(
         "nnv_problem(Vars, Relus, Signs, Ints, Obj)",
-        [f"Vars = [{', '.join(w.names)}]", *calls],
+        [f"Vars = [{', '.join(w.names[v] for v in kept)}]", *calls],
         [
             "All constraints. Relus, Signs and the integer variables Ints are left to the search, in the order it",
             "decides them; Obj is the expression to minimise (none: any solution will do).",
         ],
     )
     yield from _clause(f"nnv_objective({'none' if problem.objective is None else 'some'})", [])
-    x_idx = [] if inputs is None else [int(i) for i in inputs]
-    y_idx = [] if outputs is None else [int(i) for i in outputs]
-    yield from _clause(f"nnv_io({x_idx}, {y_idx})", [], ["Positions of the network inputs and outputs in Vars."])
+    position = {v: k for k, v in enumerate(kept)}
+    x_pos = [] if inputs is None else [position[int(i)] for i in inputs]
+    yield from _clause(f"nnv_io({x_pos})", [], ["Positions of the network inputs in Vars."])
     yield _PRINT_WITNESS
     yield "\n" + SCRIPT_ENTRY
 
 
-_PRINT_WITNESS = """%% The counterexample in the VNN-COMP witness format (values as floats).
+_PRINT_WITNESS = """%% The counterexample's inputs in the VNN-COMP witness format (as floats; the outputs are left to
+%% onnxruntime: `nnverify witness NET PROP FILE` checks such a file).
 nnv_print_witness(Values) :-
-    nnv_io(XIdx, YIdx),
+    nnv_io(XIdx),
     format("(~n"),
     forall(nth0(K, XIdx, I), (nth0(I, Values, V), F is float(V), format("(X_~d ~17g)~n", [K, F]))),
-    forall(nth0(K, YIdx, I), (nth0(I, Values, V), F is float(V), format("(Y_~d ~17g)~n", [K, F]))),
     format(")~n").
 """
