@@ -181,6 +181,43 @@ def _save_image(network: str, prop: str, cex: Counterexample, image_file: str) -
 
 
 @main.command()
+@click.argument("network", type=click.Path(dir_okay=False))
+@click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["prolog", "lp", "mps"]),
+    default="prolog",
+    show_default=True,
+    help="prolog: the clpq program (run it with `swipl FILE`); lp/mps: the MILP, as HiGHS writes it.",
+)
+@click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False), required=True, callback=output_path, help="File to write."
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["exact", "float"]),
+    default="exact",
+    show_default=True,
+    help="prolog only: exact rationals (clpq) or floats (clpr).",
+)
+def export(network: str, prop: str, fmt: str, out: str, precision: str) -> None:
+    """Write the exact query of PROPERTY on NETWORK for other solvers (one file per input box)."""
+    from nnverify.encode.prolog import Precision
+    from nnverify.export import ExportFormat, export_query
+
+    if fmt in ("lp", "mps") and not out.endswith(f".{fmt}"):
+        raise click.BadParameter(f"the output of --format {fmt} must end in .{fmt}: {out!r}", param_hint="-o/--output")
+    try:
+        written = export_query(network, prop, out, ExportFormat(fmt), Precision(precision))
+    except NnverifyError as exc:
+        fail_with(exc)
+        return
+    for box in written:
+        click.echo(f"{box.path}" + ("  (bounds alone prove this box safe)" if box.decided_by_bounds else ""))
+
+
+@main.command()
 def ops() -> None:
     """List the supported ONNX operators."""
     from nnverify.graph.ops import supported_ops_table

@@ -26,3 +26,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         nets = sorted(path for pattern in BENCHMARK_NET_GLOBS for path in BENCHMARKS_DIR.glob(pattern))
         ids = [f"{path.relative_to(BENCHMARKS_DIR).parts[0]}/{path.stem}" for path in nets]
         metafunc.parametrize("benchmark_net", nets, ids=ids)
+
+
+@pytest.fixture(scope="session")
+def clpq_ready() -> None:
+    """Skips the test when the clpq backend (SWI-Prolog + janus-swi) is not usable here, unless
+    ``NNVERIFY_REQUIRE_CLPQ=1`` (set by ``make test``, so CI fails instead of skipping)."""
+    import os
+
+    from nnverify.backends import backend_class
+
+    reason = backend_class("clpq").unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("NNVERIFY_REQUIRE_CLPQ") == "1":
+        pytest.fail(f"clpq backend required (NNVERIFY_REQUIRE_CLPQ=1) but unavailable: {reason}")
+    pytest.skip(f"clpq backend unavailable: {reason}")

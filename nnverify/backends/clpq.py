@@ -64,6 +64,22 @@ def _janus() -> Any:
     return janus_swi
 
 
+def swipl_executable() -> str | None:
+    """The ``swipl`` program of the SWI-Prolog that janus-swi uses (to run exported programs), if found."""
+    import shutil
+    from pathlib import Path
+
+    if importlib.util.find_spec("janus_swi") is not None:
+        try:
+            answer = _janus().query_once("current_prolog_flag(home, Home), current_prolog_flag(arch, Arch)")
+            candidate = Path(str(answer["Home"])) / "bin" / str(answer["Arch"]) / "swipl"
+            if candidate.is_file():
+                return str(candidate)
+        except Exception:  # a broken installation: fall back to PATH
+            pass
+    return shutil.which("swipl")
+
+
 class ClpqBackend:
     """Exact feasibility in SWI-Prolog clpq (or clpr with ``precision="float"``)."""
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from nnverify.backends._milp_solve import Outcome, solve_milp
 from nnverify.backends.base import BackendResult, SolveStatus
-from nnverify.encode.milp import MilpModel
+from nnverify.encode.milp import MilpModel, lower
 from nnverify.encode.problem import Problem
 from nnverify.options import Options
 
@@ -159,3 +160,26 @@ def status_from_highs(model_status: str, *, has_solution: bool, bounded: bool) -
             )
         return SolveStatus.TIMEOUT, ""
     return SolveStatus.UNKNOWN, f"HiGHS model status {model_status}"
+
+
+def write_milp(problem: Problem, path: Path, fmt: str) -> None:
+    """Write the MILP of ``problem`` (as the backend would solve it) in HiGHS's ``lp`` or ``mps`` format.
+
+    ``path`` must end in ``.lp`` / ``.mps``: HiGHS chooses the format by the suffix. Columns keep the
+    problem's variable names; the binaries added by the lowering are ``aux_<column>``.
+    """
+    import highspy
+
+    if path.suffix != f".{fmt}":
+        raise ValueError(f"{path}: a {fmt} file must end in .{fmt}")
+    model = lower(problem)
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("log_to_console", False)
+    _pass_model(highs, model)
+    for col in range(model.n_cols):
+        highs.passColName(col, problem.names[col] if col < model.n_original else f"aux_{col}")
+    for row in range(model.n_rows):
+        highs.passRowName(row, f"row_{row}")
+    if highs.writeModel(str(path)) == highspy.HighsStatus.kError:
+        raise OSError(f"HiGHS could not write {path}")

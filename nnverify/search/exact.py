@@ -71,16 +71,20 @@ def solve_box(
     return BoxOutcome(result.status, note=result.note, solver_calls=1)
 
 
-def decide_box(
-    graph: LayerGraph,
-    lb: np.ndarray,
-    ub: np.ndarray,
-    disjuncts: list[Disjunct],
-    backend: Backend,
-    budget: Budget,
-    options: Options,
-) -> BoxOutcome:
-    """Interval, symbolic and back-substitution bounds on the box (intersected), prune, then one exact call."""
+@dataclass(frozen=True, slots=True)
+class BoxQuery:
+    """What is left of one input box after bounding: per-layer bounds ``(size,)`` and the live disjuncts."""
+
+    lbs: list[np.ndarray]
+    ubs: list[np.ndarray]
+    live: list[Disjunct]
+
+
+def bound_box(
+    graph: LayerGraph, lb: np.ndarray, ub: np.ndarray, disjuncts: list[Disjunct], options: Options
+) -> BoxQuery:
+    """Interval, symbolic and back-substitution bounds on the box (intersected); the disjuncts they cannot
+    rule out."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
     bounds = interval_bounds(graph, lb, ub, **margins)
     sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
@@ -95,6 +99,20 @@ def decide_box(
         lower, _ = backward_rows_lower(graph, tight.lb, tight.ub, d.a_x, d.a_y, d.b, rules=SLOPE_RULES, **margins)
         if not np.any(lower[0] > 0.0):
             live.append(d)
-    if not live:
+    return BoxQuery([v[0] for v in tight.lb], [v[0] for v in tight.ub], live)
+
+
+def decide_box(
+    graph: LayerGraph,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    disjuncts: list[Disjunct],
+    backend: Backend,
+    budget: Budget,
+    options: Options,
+) -> BoxOutcome:
+    """``bound_box``, then one exact call on what is left."""
+    query = bound_box(graph, lb, ub, disjuncts, options)
+    if not query.live:
         return BoxOutcome(SolveStatus.INFEASIBLE, note="bounds")
-    return solve_box(graph, [v[0] for v in tight.lb], [v[0] for v in tight.ub], live, backend, budget)
+    return solve_box(graph, query.lbs, query.ubs, query.live, backend, budget)
