@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "highs": "nnverify.backends.highs:HighsBackend",
     "gurobi": "nnverify.backends.gurobi:GurobiBackend",
     "clpq": "nnverify.backends.clpq:ClpqBackend",
+    "cpsat": "nnverify.backends.cpsat:CpSatBackend",
 }
 
 

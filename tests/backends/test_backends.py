@@ -13,7 +13,11 @@ from nnverify.errors import BackendUnavailableError
 TIMEOUT_S = 30.0
 
 
-@pytest.fixture(params=available_backends(), ids=str)
+#: Backends for continuous problems (CP-SAT takes pure integer problems only: tests/backends/test_cpsat.py).
+CONTINUOUS_BACKENDS = [name for name in available_backends() if name != "cpsat"]
+
+
+@pytest.fixture(params=CONTINUOUS_BACKENDS, ids=str)
 def backend(request: pytest.FixtureRequest) -> Backend:
     return get_backend(request.param)
 
