@@ -60,20 +60,23 @@ def _fraction(value: float) -> Fraction:
     return Fraction(*float(value).as_integer_ratio())
 
 
-def integer_form(form: Form) -> tuple[dict[int, int], int, Fraction]:
-    """``form = scale^-1 * (sum c_v v + c0)`` with coprime integers ``c``; returns ``(c, c0, scale)``, scale > 0."""
+def integer_form(form: Form) -> tuple[dict[int, int], Fraction, Fraction]:
+    """``form = (sum c_v v + q) / scale`` with coprime integers ``c``, a rational ``q`` and ``scale > 0``.
+
+    Only the variables' coefficients are made integers: the constant stays rational, so a BatchNormalization's
+    arbitrary float64 shift never inflates the integers (a ±1 block keeps coefficients ±1).
+    """
     terms, const = form
-    values = [*terms.values(), const]
     lcm = 1
-    for v in values:
+    for v in terms.values():
         lcm = lcm * v.denominator // math.gcd(lcm, v.denominator)
     ints = {k: int(v * lcm) for k, v in terms.items()}
-    c0 = int(const * lcm)
     gcd = 0
-    for c in [*ints.values(), c0]:
+    for c in ints.values():
         gcd = math.gcd(gcd, c)
     gcd = gcd or 1
-    return {k: v // gcd for k, v in ints.items()}, c0 // gcd, Fraction(lcm, gcd)
+    scale = Fraction(lcm, gcd)
+    return {k: v // gcd for k, v in ints.items()}, const * scale, scale
 
 
 def _range(problem: Problem, coefs: dict[int, int]) -> tuple[int, int]:
@@ -94,23 +97,26 @@ def _row(problem: Problem, coefs: dict[int, int], lo: float, hi: float) -> None:
 
 
 def _sign_neuron(problem: Problem, form: Form, name: str) -> Form:
-    """Booleans ``p = [z >= 1]``, ``n = [z <= -1]`` for the neuron's integer pre-activation ``z``; its output."""
-    coefs, c0, _ = integer_form(form)
+    """Booleans ``p = [z > 0]`` and ``n = [z < 0]`` for the neuron's pre-activation ``z``; its output ``p - n``.
+
+    With ``z = (t + q) / scale``, ``t`` an integer expression: ``z > 0`` iff ``t >= floor(-q) + 1`` and ``z < 0``
+    iff ``t <= ceil(-q) - 1`` (the neuron's integer thresholds).
+    """
+    coefs, q, _ = integer_form(form)
     lo, hi = _range(problem, coefs)
-    lo, hi = lo + c0, hi + c0
-    if lo >= 1:
+    pos, neg = math.floor(-q) + 1, math.ceil(-q) - 1
+    if lo >= pos:
         return {}, Fraction(1)
-    if hi <= -1:
+    if hi <= neg:
         return {}, Fraction(-1)
-    if lo == hi == 0:
+    if lo == hi:  # t is constant and z = 0
         return {}, Fraction(0)
-    p = problem.add_var(0, 1 if hi >= 1 else 0, integer=True, name=f"{name}_pos")
-    n = problem.add_var(0, 1 if lo <= -1 else 0, integer=True, name=f"{name}_neg")
-    # z = sum coefs + c0, with z in [lo, hi]. p = 1 => z >= 1; p = 0 => z <= 0; n = 1 => z <= -1; n = 0 => z >= 0.
-    _row(problem, coefs | {p: -(1 - lo)}, lo - c0, np.inf)
-    _row(problem, coefs | {p: -hi}, -np.inf, -c0)
-    _row(problem, coefs | {n: hi + 1}, -np.inf, hi - c0)
-    _row(problem, coefs | {n: -lo}, -c0, np.inf)
+    p = problem.add_var(0, 1 if hi >= pos else 0, integer=True, name=f"{name}_pos")
+    n = problem.add_var(0, 1 if lo <= neg else 0, integer=True, name=f"{name}_neg")
+    _row(problem, coefs | {p: -(pos - lo)}, lo, np.inf)  # p = 1 => t >= pos
+    _row(problem, coefs | {p: -(hi - pos + 1)}, -np.inf, pos - 1)  # p = 0 => t <= pos - 1
+    _row(problem, coefs | {n: hi - neg}, -np.inf, hi)  # n = 1 => t <= neg
+    _row(problem, coefs | {n: neg + 1 - lo}, neg + 1, np.inf)  # n = 0 => t >= neg + 1
     return {p: Fraction(1), n: Fraction(-1)}, Fraction(0)
 
 
@@ -178,9 +184,9 @@ def disjunct_form_rows(enc: BnnEncoding, graph: LayerGraph, d: Disjunct) -> list
             const += a * f_const
             for v, c in f_terms.items():
                 terms[v] = terms.get(v, Fraction(0)) + a * c
-        coefs, c0, scale = integer_form(({v: c for v, c in terms.items() if c}, const))
-        # scale^-1 (sum coefs + c0) <= b  <=>  sum coefs <= floor(b * scale - c0): the left side is an integer.
-        rows.append((coefs, math.floor(_fraction(d.b[r]) * scale - c0)))
+        coefs, q, scale = integer_form(({v: c for v, c in terms.items() if c}, const))
+        # (sum coefs + q) / scale <= b  <=>  sum coefs <= floor(b * scale - q): the left side is an integer.
+        rows.append((coefs, math.floor(_fraction(d.b[r]) * scale - q)))
     return rows
 
 

@@ -103,8 +103,8 @@ def test_sign_of_exactly_zero_is_zero() -> None:
 def test_integer_form_folds_scale_and_threshold() -> None:
     from fractions import Fraction
 
-    coefs, c0, scale = integer_form(({0: Fraction(3, 4), 1: Fraction(-3, 4)}, Fraction(-3, 8)))
-    assert (coefs, c0, scale) == ({0: 2, 1: -2}, -1, Fraction(8, 3))
+    coefs, q, scale = integer_form(({0: Fraction(3, 4), 1: Fraction(-3, 4)}, Fraction(-3, 8)))
+    assert (coefs, q, scale) == ({0: 1, 1: -1}, Fraction(-1, 2), Fraction(4, 3))
 
 
 def test_non_sign_networks_and_real_inputs_are_refused() -> None:
