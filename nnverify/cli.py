@@ -223,6 +223,123 @@ def export(network: str, prop: str, fmt: str, out: str, precision: str) -> None:
         click.echo(f"{box.path}" + ("  (bounds alone prove this box safe)" if box.decided_by_bounds else ""))
 
 
+def _default_bnn(grains: int) -> str:
+    """The shipped porous-media BNN for ``grains`` (``networks/`` of the working directory or the checkout)."""
+    name = f"porous_bnn_d{grains}.onnx"
+    for root in (Path("networks"), Path(__file__).resolve().parents[1] / "networks"):
+        if (root / name).is_file():
+            return str(root / name)
+    return str(Path("networks") / name)
+
+
+def _parse_seeds(text: str | None) -> tuple[tuple[int, int], ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple((int(r), int(c)) for r, c in (pair.split(",") for pair in text.split()))
+    except ValueError:
+        raise click.BadParameter(f"expected 'row,col row,col …', found {text!r}", param_hint="--seeds") from None
+
+
+@main.command()
+@click.option("--grains", type=click.IntRange(1, 5), default=2, show_default=True, help="Number of grains w.")
+@click.option("--interval", nargs=2, type=float, required=True, help="Target range A B of the network's output.")
+@click.option("--network", type=click.Path(dir_okay=False), help="BNN (default: networks/porous_bnn_d<grains>.onnx).")
+@click.option("--seeds", help="Seed cell of each grain, 'row,col row,col …' (default: drawn from --seed).")
+@click.option("--compactness", type=click.IntRange(min=1), help="At most S runs per row/column of a grain (1: convex).")
+@click.option("--solid-fraction", nargs=2, type=int, help="Number of solid pixels between LO and HI.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (seed cells).")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Distinct images to find.")
+@click.option(
+    "--image", "image_file", type=click.Path(dir_okay=False), callback=output_path, help="PNG of the image(s)."
+)
+@click.option("--query", "query_file", type=click.Path(dir_okay=False), callback=output_path, help="Save the query.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="cpsat", show_default=True)
+def generate(
+    grains: int,
+    interval: tuple[float, float],
+    network: str | None,
+    seeds: str | None,
+    compactness: int | None,
+    solid_fraction: tuple[int, int] | None,
+    seed: int,
+    count: int,
+    image_file: str | None,
+    query_file: str | None,
+    timeout_s: float,
+    backend: str,
+) -> None:
+    """Generate porous-media unit cells whose BNN-predicted coefficient lies in --interval (exactly solved).
+
+    The first line is sat (images follow, each re-checked: flood fill, onnxruntime, PDE), unsat or timeout.
+    """
+    from nnverify.backends import get_backend
+    from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
+    from nnverify.bnn.shapes import ShapeParams
+    from nnverify.graph.onnx_import import load_network
+    from nnverify.graph.passes import to_layers
+    from nnverify.options import Options
+    from nnverify.spec.discrete import parse_discrete
+
+    started = time.monotonic() - _STARTUP_S
+    net_path = network or _default_bnn(grains)
+    low, high = interval
+    try:
+        shape = ShapeParams(
+            grains,
+            seeds=_parse_seeds(seeds),
+            compactness=compactness,
+            solid_fraction=(solid_fraction[0], solid_fraction[1]) if solid_fraction else None,
+            random_seed=seed,
+        )
+        text, model = build_query(GenerateParams(shape, low, high))
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    try:
+        graph = load_network(net_path)
+        query = parse_discrete(text, query_file or "<generated query>")
+        engine = get_backend(backend, Options(seed=seed))
+        left = max(0.0, timeout_s - (time.monotonic() - started))
+        out = solve_query(to_layers(graph), query, engine, count=count, timeout_s=left)
+    except NnverifyError as exc:
+        fail_with(exc)
+        return
+    if query_file:
+        _write_atomic(query_file, text)
+    verdict = {"feasible": "sat", "infeasible": "unsat"}.get(out.status.value, out.status.value)
+    if out.status.value == "feasible":
+        cells, checks = [], []
+        for values in out.values:
+            cells.append(labels_of(values, model, shape))
+            checks.append(check_image(cells[-1], grains, net_path, low, high))
+        failed = [
+            f"image {k + 1}: {'; '.join(c.problems) or 'output outside the interval'}"
+            for k, c in enumerate(checks)
+            if not c.ok
+        ]
+        if failed:
+            click.echo("unknown")
+            click.echo("note: a generated image failed the independent checks: " + " | ".join(failed), err=True)
+            return
+        click.echo("sat")
+        for k, (labels, check) in enumerate(zip(cells, checks, strict=True)):
+            gap = abs(check.predicted - check.pde)
+            click.echo(f"image {k + 1}: BNN {check.predicted:.2f}, PDE {check.pde:.2f} (|BNN - PDE| = {gap:.2f})")
+            for row in labels:
+                click.echo("  " + "".join(".#@%&$"[v] for v in row))
+        if image_file:
+            from nnverify.imaging import save_cells_image
+
+            titles = [f"BNN {c.predicted:.1f}, PDE {c.pde:.1f}" for c in checks]
+            save_cells_image(cells, titles, image_file)
+    else:
+        click.echo(verdict)
+        if out.note:
+            click.echo(f"note: {out.note}", err=True)
+    click.echo(f"seconds: {out.seconds:.2f} ({out.method})", err=True)
+
+
 @main.command()
 def ops() -> None:
     """List the supported ONNX operators."""

@@ -332,3 +332,29 @@ def _linear_text(terms: list[tuple[float, str, float]], constant: float) -> str:
             return " + ".join(parts[:-1]) + " " + parts[-1]
         return f"{constant:.6g}"
     return " + ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- unit cells
+
+#: Void white; grains in distinct colours (up to 5 grains).
+_CELL_COLOURS = ["#ffffff", "#1f4e79", "#c0504d", "#4f8a3c", "#8064a2", "#f79646"]
+
+
+def save_cells_image(cells: list[np.ndarray], titles: list[str], out_png: str | Path) -> None:
+    """Label images (0 void, 1.. grains) side by side in a grid, each with its title; one PNG, written atomically."""
+    from matplotlib.colors import ListedColormap
+
+    count = len(cells)
+    cols = min(count, 5)
+    rows = math.ceil(count / cols)
+    fig = _new_figure(2.6 * cols, 2.9 * rows)
+    cmap = ListedColormap(_CELL_COLOURS)
+    for k, (cell, title) in enumerate(zip(cells, titles, strict=True)):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(cell, cmap=cmap, vmin=0, vmax=len(_CELL_COLOURS) - 1, interpolation="nearest")
+        ax.set_xticks(np.arange(-0.5, cell.shape[1], 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, cell.shape[0], 1), minor=True)
+        ax.grid(which="minor", color="#dddddd", linewidth=0.4)
+        ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
+        ax.set_title(title, fontsize=8)
+    _save_atomically(fig, Path(out_png))
