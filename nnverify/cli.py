@@ -148,6 +148,20 @@ def check(
         click.echo(result.counterexample.to_vnncomp(), nl=False)
     elif result.note:
         click.echo(f"note: {result.note}", err=True)
+    _exit_now_if_solver_threads_remain()
+
+
+def _exit_now_if_solver_threads_remain() -> None:
+    """Leave without interpreter shutdown when a solver thread was abandoned at its deadline.
+
+    An abandoned HiGHS solve may still be running in C++ when Python tears down its modules, which can crash
+    the process (SIGSEGV) after the verdict was printed. Everything is written and flushed by now.
+    """
+    highs = sys.modules.get("nnverify.backends.highs")
+    if highs is not None and getattr(highs, "_ABANDONED", None):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @main.command()

@@ -187,3 +187,16 @@ def test_readme_ops_table_matches_registry() -> None:
     table = readme.split("<!-- ops-table -->")[1].split("<!-- /ops-table -->")[0]
     listed = [line.split("|")[1].strip().strip("`") for line in table.strip().splitlines()[2:]]
     assert listed == [op for op, _, _ in supported_ops_table()]
+
+
+def test_abandoned_solver_threads_end_the_process_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnverify.backends.highs as highs_module
+    from nnverify import cli
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    cli._exit_now_if_solver_threads_remain()
+    assert exits == []
+    monkeypatch.setattr(highs_module, "_ABANDONED", [(object(), object())])
+    cli._exit_now_if_solver_threads_remain()
+    assert exits == [0]
