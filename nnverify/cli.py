@@ -148,20 +148,30 @@ def check(
         click.echo(result.counterexample.to_vnncomp(), nl=False)
     elif result.note:
         click.echo(f"note: {result.note}", err=True)
-    _exit_now_if_solver_threads_remain()
 
 
-def _exit_now_if_solver_threads_remain() -> None:
-    """Leave without interpreter shutdown when a solver thread was abandoned at its deadline.
+def entry() -> None:
+    """The ``nnverify`` program: ``main``, then, if a solver thread was abandoned at its deadline, leave
+    without interpreter shutdown.
 
     An abandoned HiGHS solve may still be running in C++ when Python tears down its modules, which can crash
-    the process (SIGSEGV) after the verdict was printed. Everything is written and flushed by now.
+    the process (SIGSEGV) after the verdict was printed. Only the program does this, never ``main`` itself:
+    a host process (a test runner calling ``main``) must not be ended.
     """
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if _solver_threads_remain():
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
+
+
+def _solver_threads_remain() -> bool:
     highs = sys.modules.get("nnverify.backends.highs")
-    if highs is not None and getattr(highs, "_ABANDONED", None):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    return bool(highs is not None and getattr(highs, "_ABANDONED", None))
 
 
 @main.command()

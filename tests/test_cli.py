@@ -189,14 +189,21 @@ def test_readme_ops_table_matches_registry() -> None:
     assert listed == [op for op, _, _ in supported_ops_table()]
 
 
-def test_abandoned_solver_threads_end_the_process_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
     import nnverify.backends.highs as highs_module
     from nnverify import cli
 
     exits: list[int] = []
+    real_main = cli.main
     monkeypatch.setattr(cli.os, "_exit", exits.append)
-    cli._exit_now_if_solver_threads_remain()
-    assert exits == []
+    monkeypatch.setattr(cli, "main", lambda: sys.exit(0))
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert exits == []  # nothing abandoned: the normal exit
     monkeypatch.setattr(highs_module, "_ABANDONED", [(object(), object())])
-    cli._exit_now_if_solver_threads_remain()
+    with pytest.raises(SystemExit):  # os._exit is patched out, so the SystemExit goes on
+        cli.entry()
     assert exits == [0]
+    # main itself (what CliRunner and any host process call) never ends the process
+    result = CliRunner().invoke(real_main, ["ops"])
+    assert result.exit_code == 0 and exits == [0]
