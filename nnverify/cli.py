@@ -380,4 +380,4 @@ main.add_command(bench)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()
