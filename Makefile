@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PROLOG_STAMP := $(VENV)/.janus
 DEV_TOOLS := pytest hypothesis ruff mypy gurobipy
 
-.PHONY: setup run test check lint typecheck clean
+.PHONY: setup run test check lint typecheck clean bnn-models
 
 setup: $(STAMP) $(PROLOG_STAMP)
 
@@ -30,6 +30,11 @@ run: setup
 # NNVERIFY_REQUIRE_CLPQ: the clpq tests fail instead of skipping when janus-swi is missing.
 test: setup
 	NNVERIFY_REQUIRE_CLPQ=1 $(BIN)/pytest -q
+
+# The porous-media BNN surrogates, from scratch: datasets (cached in bench/data/), training, ONNX + metrics JSON.
+bnn-models: setup
+	OMP_NUM_THREADS=1 $(BIN)/python -m nnverify.bnn.train --grains 2 --out networks/porous_bnn_d2.onnx
+	OMP_NUM_THREADS=1 $(BIN)/python -m nnverify.bnn.train --grains 3 --out networks/porous_bnn_d3.onnx
 
 lint: setup
 	$(BIN)/ruff check nnverify tests
