@@ -197,6 +197,7 @@ def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: 
     real_main = cli.main
     monkeypatch.setattr(cli.os, "_exit", exits.append)
     monkeypatch.setattr(cli, "main", lambda: sys.exit(0))
+    monkeypatch.setattr(highs_module, "_ABANDONED", [])  # earlier tests may have abandoned real solves
     with pytest.raises(SystemExit):
         cli.entry()
     assert exits == []  # nothing abandoned: the normal exit
