@@ -86,11 +86,18 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--grains", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--from-log", type=Path, help="Only summarise the rows printed in this run log.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for grains in args.grains:
-        rows += run(grains, args.per_interval, args.timeout, args.out)
+    if args.from_log:
+        import ast
+
+        lines = args.from_log.read_text().splitlines()
+        rows = [ast.literal_eval(line) for line in lines if line.startswith("{")]
+    else:
+        for grains in args.grains:
+            rows += run(grains, args.per_interval, args.timeout, args.out)
     fields = ["grains", "interval", "instance", "status", "seconds", "method", "bnn", "pde", "checks_ok"]
     with (args.out / "table1.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
