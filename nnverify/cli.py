@@ -41,6 +41,13 @@ def _process_age_s() -> float:
         return 0.0
 
 
+def _precision_option(help_text: str) -> Callable[[F], F]:
+    """The ``--precision exact|float`` option of the clpq backend and the Prolog export."""
+    return click.option(
+        "--precision", type=click.Choice(["exact", "float"]), default="exact", show_default=True, help=help_text
+    )
+
+
 #: Seconds from process start to this module's import (interpreter start-up and imports).
 _STARTUP_S = _process_age_s()
 
@@ -92,13 +99,7 @@ def main() -> None:
     callback=output_path,
     help="Write the witness alone ((X_0 v) ... (Y_m v)) here when sat.",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["exact", "float"]),
-    default="exact",
-    show_default=True,
-    help="clpq backend only: exact rationals (clpq) or floating point (clpr, faster, not exact).",
-)
+@_precision_option("clpq backend only: exact rationals (clpq) or floating point (clpr, faster, not exact).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
 @click.option(
@@ -224,13 +225,7 @@ def _save_image(network: str, prop: str, cex: Counterexample, image_file: str) -
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), required=True, callback=output_path, help="File to write."
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["exact", "float"]),
-    default="exact",
-    show_default=True,
-    help="prolog only: exact rationals (clpq) or floats (clpr).",
-)
+@_precision_option("prolog only: exact rationals (clpq) or floats (clpr).")
 def export(network: str, prop: str, fmt: str, out: str, precision: str) -> None:
     """Write the exact query of PROPERTY on NETWORK for other solvers (one file per input box)."""
     from nnverify.encode.prolog import Precision
