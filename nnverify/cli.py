@@ -296,6 +296,8 @@ def generate(
     from nnverify.backends import get_backend
     from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
     from nnverify.bnn.shapes import ShapeParams
+    from nnverify.encode.bnn import is_bnn
+    from nnverify.errors import ModelError
     from nnverify.graph.onnx_import import load_network
     from nnverify.graph.passes import to_layers
     from nnverify.options import Options
@@ -317,10 +319,17 @@ def generate(
         raise click.BadParameter(str(err)) from None
     try:
         graph = load_network(net_path)
+        layers = to_layers(graph)
+        if not is_bnn(layers) or graph.n_inputs != shape.size**2 or graph.n_outputs < 1:
+            raise ModelError(
+                f"{net_path}: expected a binarized network (Sign activations only) with {shape.size**2} inputs and "
+                f"an output; found {graph.n_inputs} inputs, {graph.n_outputs} outputs"
+                + ("" if is_bnn(layers) else ", and activations other than Sign")
+            )
         query = parse_discrete(text, query_file or "<generated query>")
         engine = get_backend(backend, Options(seed=seed))
         left = max(0.0, timeout_s - (time.monotonic() - started))
-        out = solve_query(to_layers(graph), query, engine, count=count, timeout_s=left)
+        out = solve_query(layers, query, engine, count=count, timeout_s=left)
     except NnverifyError as exc:
         fail_with(exc)
         return

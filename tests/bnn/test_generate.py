@@ -87,3 +87,10 @@ def test_an_interval_the_network_never_outputs_is_unsat_by_bounds(bnn: Path) -> 
 def test_bad_generate_arguments_are_usage_errors(bnn: Path) -> None:
     result = CliRunner().invoke(main, ["generate", "--network", str(bnn), "--interval", "60", "70", "--seeds", "x"])
     assert result.exit_code == 2 and "--seeds" in result.output
+
+
+def test_a_network_that_is_not_a_porous_media_bnn_is_a_clear_error() -> None:
+    net = "networks/ACASXU_run2a_1_1_batch_2000.onnx"
+    result = CliRunner().invoke(main, ["generate", "--network", net, "--interval", "60", "70"])
+    assert result.exit_code == 3
+    assert result.output.startswith(f"Error: {net}: expected a binarized network")
