@@ -28,6 +28,7 @@ from nnverify.result import Counterexample, Result, Verdict
 from nnverify.search.bab import input_split_search
 from nnverify.search.exact import decide_box
 from nnverify.search.polish import polish
+from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
 from nnverify.spec.property import Disjunct, Property
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample
@@ -148,6 +149,13 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
         for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
             run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
         return out.status, (found[-1] if found else None), out.note
+    if uses_relu_splitting(run.layers):
+        out = relu_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
+        for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
+            run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))
+        if out.note:
+            run.stats["decided_by"] = out.note
+        return out.status, (found[-1] if found else None), out.note
     box = decide_box(run.layers, lb, ub, group, backend, run.budget, run.options)
     run.stats["solver_calls"] = int(run.stats.get("solver_calls", 0)) + box.solver_calls
     if box.status is SolveStatus.FEASIBLE and box.x is not None:
@@ -160,7 +168,10 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
 def _decide(run: _Run) -> Result:
     backend = get_backend(run.options.backend, run.options)
     kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
-    method = ("input-split+" if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM else "") + kind
+    if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM:
+        method = "input-split+" + kind
+    else:
+        method = ("relu-split+" if uses_relu_splitting(run.layers) else "") + kind
     undecided: list[str] = []
     timed_out = False
     for group in _group_by_box(run.prop.disjuncts):

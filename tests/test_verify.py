@@ -118,7 +118,8 @@ def test_unreplayable_solver_solution_gives_unknown_never_sat(monkeypatch: pytes
     points = np.random.default_rng(0).uniform(box.lb, box.ub, size=(200, 5))
     safe = points[~prop.violated_by(points, OnnxRunner(onnx).run(points), atol=1e-3)][0]
     monkeypatch.setattr(verify_module, "get_backend", lambda name, options=None: LyingBackend(safe))
-    monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)  # straight to the exact backend
+    monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)
+    monkeypatch.setattr(verify_module, "uses_relu_splitting", lambda graph: False)  # straight to the backend
     result = nnverify.verify(onnx, vnnlib, nnverify.Options(attack_samples=0))
     assert result.verdict is nnverify.Verdict.UNKNOWN
     assert result.counterexample is None
@@ -127,6 +128,7 @@ def test_unreplayable_solver_solution_gives_unknown_never_sat(monkeypatch: pytes
 
 def test_solver_counterexample_is_replayed_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)
+    monkeypatch.setattr(verify_module, "uses_relu_splitting", lambda graph: False)
     options = nnverify.Options(attack_samples=0)
     result = assert_verdict(BENCH / "test", "test_sat.onnx", "test_prop.vnnlib", "sat", 60.0)
     result = nnverify.verify(BENCH / "test" / "test_sat.onnx", BENCH / "test" / "test_prop.vnnlib", options)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -31,6 +32,8 @@ class HighsBackend:
 
     exact: ClassVar[bool] = False  # MILP tolerances: see README "Backends"
     name: ClassVar[str] = "highs"
+    #: ``solve`` accepts a ``cancel`` event (used to race the MILP against branch and bound).
+    cancellable: ClassVar[bool] = True
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
@@ -46,11 +49,14 @@ class HighsBackend:
             return "pip install highspy"
         return None
 
-    def solve(self, problem: Problem, *, timeout_s: float) -> BackendResult:
-        """Decide feasibility of ``problem``; a solution's values are the Problem's variables."""
-        return solve_milp(problem, timeout_s, self._run)
+    def solve(
+        self, problem: Problem, *, timeout_s: float, cancel: threading.Event | None = None
+    ) -> BackendResult:
+        """Decide feasibility of ``problem``; a solution's values are the Problem's variables. Setting
+        ``cancel`` (from another thread) stops the solve within about 0.1 s with status TIMEOUT."""
+        return solve_milp(problem, timeout_s, lambda model, limit: self._run(model, limit, cancel))
 
-    def _run(self, model: MilpModel, time_limit_s: float) -> Outcome:
+    def _run(self, model: MilpModel, time_limit_s: float, cancel: threading.Event | None = None) -> Outcome:
         import highspy
 
         highs = highspy.Highs()
@@ -65,33 +71,54 @@ class HighsBackend:
             highs.setOptionValue(option, value)
         highs.HandleUserInterrupt = True
         _pass_model(highs, model)
-        if not _run_with_deadline(highs, time_limit_s):
+        if not _run_with_deadline(highs, time_limit_s, cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit (in presolve); abandoned")
+        if cancel is not None and cancel.is_set():
+            return Outcome(SolveStatus.TIMEOUT, None, "cancelled")
         if highs.getModelStatus() == highspy.HighsModelStatus.kNotset:
             # HiGHS refuses to run when its process-wide thread pool was started with another thread
             # count (e.g. by other highspy users in this process): restart the pool once and retry.
             logger.debug("HiGHS run() failed before solving; restarting its thread pool")
             highspy.Highs.resetGlobalScheduler(True)
-            if not _run_with_deadline(highs, time_limit_s):
+            if not _run_with_deadline(highs, time_limit_s, cancel):
                 return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit; abandoned")
         return _outcome(highs, model)
 
 
 #: Seconds HiGHS may overrun ``time_limit`` before the backend stops waiting for it.
 OVERRUN_GRACE_S = 0.3
+#: Seconds between looks at a ``cancel`` event while HiGHS runs.
+CANCEL_POLL_S = 0.05
 #: Solves that overran and were left to finish in their daemon thread (kept alive so they are not freed).
 _ABANDONED: list[tuple[object, threading.Thread]] = []
 
 
-def _run_with_deadline(highs: highspy.Highs, time_limit_s: float) -> bool:
+def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: threading.Event | None = None) -> bool:
     """Run HiGHS in its own daemon thread and wait at most ``time_limit_s`` plus a grace period.
 
     HiGHS checks ``time_limit`` only between presolve reductions, and one reduction can take many seconds on
     big-M models; the budget is a promise to the user, so an overrunning solve is cancelled and abandoned
-    (False) instead of being waited for.
+    (False) instead of being waited for. A set ``cancel`` event cancels the solve the same way.
     """
-    thread = highs.startSolve()
-    thread.join(time_limit_s + OVERRUN_GRACE_S if np.isfinite(time_limit_s) else None)
+    if highs.is_solver_running():
+        # highspy allows one startSolve per process (class-level locks): while a racing MILP runs in
+        # another thread, solve here directly; HiGHS still honours its time_limit option.
+        highs.run()
+        return True
+    try:
+        thread = highs.startSolve()
+    except Exception as exc:  # the same lock taken between the check above and here
+        if "already running" not in str(exc):
+            raise
+        highs.run()
+        return True
+    wait = time_limit_s + OVERRUN_GRACE_S if np.isfinite(time_limit_s) else float("inf")
+    if cancel is None:
+        thread.join(None if np.isinf(wait) else wait)
+    else:
+        until = time.monotonic() + wait
+        while thread.is_alive() and not cancel.is_set() and time.monotonic() < until:
+            thread.join(min(CANCEL_POLL_S, max(0.0, until - time.monotonic())))
     if not thread.is_alive():
         return True
     highs.cancelSolve()

@@ -5,6 +5,7 @@ The backend's "feasible" is only a candidate: the caller replays it before calli
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,13 +60,19 @@ def solve_box(
     disjuncts: list[Disjunct],
     backend: Backend,
     budget: Budget,
+    cancel: threading.Event | None = None,
 ) -> BoxOutcome:
-    """Encode the box (per-layer bounds ``lbs/ubs``) with the given disjuncts and ask the backend."""
+    """Encode the box (per-layer bounds ``lbs/ubs``) with the given disjuncts and ask the backend (with a
+    ``cancel`` event if the backend is ``cancellable``)."""
     time_left = budget.remaining() - SOLVER_RESERVE_S
     if time_left <= 0.0:
         return BoxOutcome(SolveStatus.TIMEOUT, note="budget spent before the solver call")
     enc = encode_query(graph, lbs, ubs, disjuncts)
-    result: BackendResult = backend.solve(enc.problem, timeout_s=min(time_left, budget.remaining() - SOLVER_RESERVE_S))
+    timeout_s = min(time_left, budget.remaining() - SOLVER_RESERVE_S)
+    if cancel is not None and getattr(backend, "cancellable", False):
+        result: BackendResult = backend.solve(enc.problem, timeout_s=timeout_s, cancel=cancel)  # type: ignore[call-arg]
+    else:
+        result = backend.solve(enc.problem, timeout_s=timeout_s)
     if result.status is SolveStatus.FEASIBLE and result.values is not None:
         return BoxOutcome(SolveStatus.FEASIBLE, result.values[enc.x_idx], result.note, 1)
     return BoxOutcome(result.status, note=result.note, solver_calls=1)

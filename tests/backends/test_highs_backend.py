@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import highspy
 import numpy as np
 import pytest
@@ -68,9 +70,19 @@ def test_overrunning_solve_is_abandoned_not_waited_for() -> None:
         def cancelSolve(self) -> None:
             self.cancelled = True
 
+        def is_solver_running(self) -> bool:
+            return False
+
     stuck = StuckHighs()
     try:
         assert highs_module._run_with_deadline(stuck, 0.01) is False  # type: ignore[arg-type]
         assert stuck.cancelled
+        # a cancel event stops the wait long before the time limit
+        cancel = threading.Event()
+        again = StuckHighs()
+        threading.Timer(0.1, cancel.set).start()
+        started = time.monotonic()
+        assert highs_module._run_with_deadline(again, 60.0, cancel) is False  # type: ignore[arg-type]
+        assert again.cancelled and time.monotonic() - started < 5.0
     finally:
         release.set()

@@ -1,0 +1,349 @@
+"""Optimised back-substitution bounds for ReLU networks: α-CROWN lower slopes and β-CROWN split multipliers.
+
+The lower bound of a row ``c @ y`` over an input box is the back-substitution of ``backward.py`` with two
+kinds of free parameters, each of which keeps the bound sound for any value in its range:
+
+- ``alpha`` in [0, 1]: the lower line ``relu(z) >= alpha z`` of every unstable ReLU, one per row (Xu et al.,
+  "Fast and Complete", ICLR 2021, α-CROWN);
+- ``beta`` >= 0: Lagrange multipliers of ReLU split constraints. In a branch where neuron ``z`` was split
+  active (``z >= 0``) the objective gets ``- beta z``, inactive (``z <= 0``) ``+ beta z`` (Wang et al.,
+  "Beta-CROWN", NeurIPS 2021). With the best ``alpha, beta`` the bound equals the LP of the triangle
+  relaxation under the splits.
+
+Both are improved by projected gradient ascent (Adam). The gradient needs no autodiff: for fixed signs the
+bound is linear in each layer's coefficients ``lam_j``, and ``d bound / d lam_j`` is the value of layer ``j`` at
+the relaxation's minimiser, which one forward pass computes (input vertex picked by the final coefficients,
+then each ReLU through the line its coefficient used). Every evaluation, including the ones inside the
+optimisation, carries the rounding scale of ``backward.py``, so every bound returned is sound in floating
+point whatever the parameters are; the optimisation only decides how tight it is.
+
+Only graphs made of affine layers and ReLUs are handled here (``supports``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.bounds.backward import LayerBounds, _abs_max, _add, _concretize_lower, _matmul_shared
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
+from nnverify.graph.ops.base import ActKind
+
+#: Adam step sizes for the slopes and the split multipliers (β-CROWN's defaults).
+LR_ALPHA = 0.1
+LR_BETA = 0.05
+
+
+def supports(graph: LayerGraph) -> bool:
+    """Whether every layer is the input, affine, or a ReLU."""
+    return all(
+        isinstance(layer, InputLayer | AffineLayer)
+        or (isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU)
+        for layer in graph.layers
+    )
+
+
+def relu_layers(graph: LayerGraph) -> list[int]:
+    """Indices of the ReLU layers, in order."""
+    return [k for k, layer in enumerate(graph.layers) if isinstance(layer, ActivationLayer)]
+
+
+@dataclass(slots=True)
+class Duals:
+    """Free parameters of a batch of bounds: ``alpha[r]`` ``(B, K, size)`` per ReLU layer ``r``, ``beta[s]``
+    ``(B, K, size)`` per pre-activation layer ``s`` that carries splits."""
+
+    alpha: dict[int, np.ndarray]
+    beta: dict[int, np.ndarray]
+
+    @classmethod
+    def initial(cls, graph: LayerGraph, bounds: LayerBounds, rows: int, splits: dict[int, np.ndarray]) -> Duals:
+        """CROWN's adaptive slopes (1 where ``ub > -lb``), zero multipliers."""
+        alpha = {}
+        for r in relu_layers(graph):
+            src = graph.layers[r].source  # type: ignore[union-attr]
+            lb, ub = bounds.lb[src], bounds.ub[src]
+            alpha[r] = np.repeat((ub > -lb).astype(np.float64)[:, None, :], rows, axis=1)
+        beta = {s: np.zeros((v.shape[0], rows, v.shape[1])) for s, v in splits.items()}
+        return cls(alpha, beta)
+
+    def take(self, sel: np.ndarray) -> Duals:
+        return Duals({k: v[sel] for k, v in self.alpha.items()}, {k: v[sel] for k, v in self.beta.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """One back-substitution: input coefficients, constant, rounding scale, and the coefficient on every
+    ReLU output (kept for the gradient and for branching)."""
+
+    coef_x: np.ndarray
+    const: np.ndarray
+    scale: np.ndarray
+    lam: dict[int, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What a batch's bounds fix for every evaluation of an optimisation: per ReLU layer the upper slope and
+    intercept and the unstable mask ``(B, n)``; per layer ``max(|lb|, |ub|)``; per affine layer the magnitude
+    ``|bias| + sum |W| max|src|`` of its pre-activations (for the rounding scale)."""
+
+    up: dict[int, np.ndarray]
+    icpt: dict[int, np.ndarray]
+    unstable: dict[int, np.ndarray]
+    active: dict[int, np.ndarray]
+    abs_max: list[np.ndarray]
+    pre: dict[int, np.ndarray]
+
+    @classmethod
+    def of(cls, graph: LayerGraph, bounds: LayerBounds, start: int) -> _Fixed:
+        up, icpt, unstable, active, pre = {}, {}, {}, {}, {}
+        abs_max = [_abs_max(bounds, k) if k <= start else np.empty(0) for k in range(len(graph.layers))]
+        for j in range(1, start + 1):
+            layer = graph.layers[j]
+            if isinstance(layer, ActivationLayer):
+                lb, ub = bounds.lb[layer.source], bounds.ub[layer.source]
+                unstable[j] = (lb < 0.0) & (ub > 0.0)
+                denom = np.where(unstable[j], ub - lb, 1.0)
+                up[j] = np.where(lb >= 0.0, 1.0, np.where(unstable[j], ub / denom, 0.0))
+                icpt[j] = np.where(unstable[j], -up[j] * lb, 0.0)
+                active[j] = (lb >= 0.0).astype(np.float64)
+            elif isinstance(layer, AffineLayer):
+                acc = np.abs(layer.bias)[None, :]
+                for src, w in zip(layer.sources, layer.weights, strict=True):
+                    acc = acc + abs_max[src] @ np.abs(w).T
+                pre[j] = acc
+        return cls(up, icpt, unstable, active, abs_max, pre)
+
+    def low(self, j: int, alpha: np.ndarray) -> np.ndarray:
+        """Lower slope ``(B, K, n)`` of ReLU layer ``j``: ``alpha`` where unstable, else 0 or 1."""
+        return np.where(self.unstable[j][:, None, :], alpha, self.active[j][:, None, :])
+
+
+def _substitute(
+    graph: LayerGraph,
+    fixed: _Fixed,
+    start: int,
+    lam0: np.ndarray,
+    duals: Duals,
+    splits: dict[int, np.ndarray],
+    n_inputs: int,
+) -> _Pass:
+    """Lower-bound ``lam0 @ value(start)`` by a linear function of the input (see ``backward._substitute``
+    for the rounding scale), with the given slopes and split multipliers."""
+    batch, k = lam0.shape[0], lam0.shape[1]
+    lam: dict[int, np.ndarray] = {start: lam0}
+    kept: dict[int, np.ndarray] = {}
+    const = np.zeros((batch, k))
+    scale = np.zeros((batch, k))
+    for j in range(start, 0, -1):
+        if j not in lam:
+            continue
+        coef = lam.pop(j)
+        if j in duals.beta and j in splits:
+            beta_term = duals.beta[j] * splits[j][:, None, :]
+            coef = coef - beta_term
+            scale += np.einsum("bkn,bn->bk", np.abs(beta_term), fixed.abs_max[j])
+        layer = graph.layers[j]
+        if isinstance(layer, AffineLayer):
+            const += coef @ layer.bias
+            for src, w in zip(layer.sources, layer.weights, strict=True):
+                _add(lam, src, _matmul_shared(coef, w))
+            scale += np.einsum("bkn,bn->bk", np.abs(coef), np.broadcast_to(fixed.pre[j], (batch, layer.size)))
+        elif isinstance(layer, ActivationLayer):
+            kept[j] = coef
+            neg = np.minimum(coef, 0.0)
+            _add(lam, layer.source, (coef - neg) * fixed.low(j, duals.alpha[j]) + neg * fixed.up[j][:, None, :])
+            const += np.einsum("bkn,bn->bk", neg, fixed.icpt[j])
+            scale += np.einsum("bkn,bn->bk", np.abs(coef), fixed.abs_max[layer.source] + np.abs(fixed.icpt[j]))
+    return _Pass(lam.get(0, np.zeros((batch, k, n_inputs))), const, scale, kept)
+
+
+def _gradients(
+    graph: LayerGraph,
+    fixed: _Fixed,
+    bounds: LayerBounds,
+    start: int,
+    coef_x: np.ndarray,
+    passed: _Pass,
+    duals: Duals,
+    splits: dict[int, np.ndarray],
+) -> Duals:
+    """``d bound / d alpha`` and ``d bound / d beta`` by one forward pass of the relaxation's minimiser."""
+    x_star = np.where(coef_x >= 0.0, bounds.lb[0][:, None, :], bounds.ub[0][:, None, :])
+    values: dict[int, np.ndarray] = {0: x_star}
+    grad_alpha: dict[int, np.ndarray] = {}
+    grad_beta: dict[int, np.ndarray] = {}
+    for j in range(1, start):
+        layer = graph.layers[j]
+        if isinstance(layer, AffineLayer):
+            acc = np.broadcast_to(layer.bias, (*x_star.shape[:2], layer.size)).copy()
+            for src, w in zip(layer.sources, layer.weights, strict=True):
+                acc += _matmul_shared(values[src], w.T)
+            values[j] = acc
+        elif isinstance(layer, ActivationLayer):
+            g_src = values[layer.source]
+            lam = passed.lam.get(j)
+            if lam is None:
+                values[j] = np.maximum(g_src, 0.0)
+                continue
+            values[j] = np.where(
+                lam >= 0.0,
+                fixed.low(j, duals.alpha[j]) * g_src,
+                fixed.up[j][:, None, :] * g_src + fixed.icpt[j][:, None, :],
+            )
+            grad_alpha[j] = np.where(fixed.unstable[j][:, None, :] & (lam > 0.0), lam * g_src, 0.0)
+        if j in duals.beta and j in splits:
+            grad_beta[j] = -splits[j][:, None, :] * values[j]
+    return Duals(grad_alpha, grad_beta)
+
+
+def rows_lower(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    start: int,
+    lam0: np.ndarray,
+    a_x: np.ndarray,
+    b: np.ndarray,
+    duals: Duals,
+    splits: dict[int, np.ndarray],
+    margin_rel: float,
+    margin_abs: float,
+    fixed: _Fixed | None = None,
+) -> tuple[np.ndarray, _Pass, np.ndarray]:
+    """Sound lower bounds ``(B, K)`` of ``lam0 @ value(start) + a_x @ x - b`` over the boxes, the pass
+    behind them and the final input coefficients ``(B, K, n)``."""
+    fixed = fixed or _Fixed.of(graph, bounds, start)
+    passed = _substitute(graph, fixed, start, lam0, duals, splits, bounds.lb[0].shape[1])
+    coef_x = passed.coef_x + a_x
+    lower = _concretize_lower(coef_x, passed.const - b, passed.scale + np.abs(b), bounds, margin_rel, margin_abs)
+    return lower, passed, coef_x
+
+
+@dataclass(slots=True)
+class _Adam:
+    """Adam ascent state for one parameter dictionary."""
+
+    m: dict[int, np.ndarray]
+    v: dict[int, np.ndarray]
+
+    @classmethod
+    def like(cls, params: dict[int, np.ndarray]) -> _Adam:
+        return cls({k: np.zeros_like(p) for k, p in params.items()}, {k: np.zeros_like(p) for k, p in params.items()})
+
+    def step(self, params: dict[int, np.ndarray], grads: dict[int, np.ndarray], lr: float, t: int) -> None:
+        for k, g in grads.items():
+            if k not in params:
+                continue
+            self.m[k] = 0.9 * self.m[k] + 0.1 * g
+            self.v[k] = 0.999 * self.v[k] + 0.001 * g * g
+            m_hat = self.m[k] / (1.0 - 0.9**t)
+            v_hat = self.v[k] / (1.0 - 0.999**t)
+            params[k] = params[k] + lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+
+
+def optimize(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    start: int,
+    lam0: np.ndarray,
+    a_x: np.ndarray,
+    b: np.ndarray,
+    duals: Duals,
+    splits: dict[int, np.ndarray],
+    *,
+    iterations: int,
+    margin_rel: float,
+    margin_abs: float,
+) -> tuple[np.ndarray, Duals, _Pass, np.ndarray]:
+    """Improve ``duals`` for ``iterations`` steps; the best sound lower bounds ``(B, K)`` seen, the duals that
+    gave them, and the pass and input coefficients of the last evaluation of the best duals."""
+    fixed = _Fixed.of(graph, bounds, start)
+    best_lower, best_pass, best_cx = rows_lower(
+        graph, bounds, start, lam0, a_x, b, duals, splits, margin_rel, margin_abs, fixed
+    )
+    best = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
+    cur = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
+    lower, passed, coef_x = best_lower, best_pass, best_cx
+    adam_a, adam_b = _Adam.like(cur.alpha), _Adam.like(cur.beta)
+    for t in range(1, iterations + 1):
+        grads = _gradients(graph, fixed, bounds, start, coef_x, passed, cur, splits)
+        adam_a.step(cur.alpha, grads.alpha, LR_ALPHA, t)
+        adam_b.step(cur.beta, grads.beta, LR_BETA, t)
+        for k in cur.alpha:
+            np.clip(cur.alpha[k], 0.0, 1.0, out=cur.alpha[k])
+        for k in cur.beta:
+            np.maximum(cur.beta[k], 0.0, out=cur.beta[k])
+        lower, passed, coef_x = rows_lower(
+            graph, bounds, start, lam0, a_x, b, cur, splits, margin_rel, margin_abs, fixed
+        )
+        better = lower > best_lower  # (B, K): keep the best parameters per row
+        if np.any(better):
+            best_lower = np.where(better, lower, best_lower)
+            sel = better[..., None]
+            for k in best.alpha:
+                best.alpha[k] = np.where(sel, cur.alpha[k], best.alpha[k])
+            for k in best.beta:
+                best.beta[k] = np.where(sel, cur.beta[k], best.beta[k])
+            best_pass = _merge_pass(best_pass, passed, better)
+            best_cx = np.where(sel, coef_x, best_cx)
+    return best_lower, best, best_pass, best_cx
+
+
+def _merge_pass(old: _Pass, new: _Pass, better: np.ndarray) -> _Pass:
+    sel = better[..., None]
+    lam = {k: np.where(sel, new.lam[k], v) for k, v in old.lam.items()}
+    return _Pass(
+        np.where(sel, new.coef_x, old.coef_x),
+        np.where(better, new.const, old.const),
+        np.where(better, new.scale, old.scale),
+        lam,
+    )
+
+
+def optimized_layer_bounds(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    *,
+    iterations: int,
+    margin_rel: float,
+    margin_abs: float,
+) -> LayerBounds:
+    """α-CROWN on every pre-activation layer in order: optimise the slopes below each layer for the bounds
+    of its unstable neurons, each layer using the tightened bounds of the layers below it."""
+    lbs, ubs = [v.copy() for v in bounds.lb], [v.copy() for v in bounds.ub]
+    tight = LayerBounds(lbs, ubs)
+    batch = lbs[0].shape[0]
+    feeds = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
+    for k, layer in enumerate(graph.layers):
+        if isinstance(layer, ActivationLayer):
+            lbs[k] = np.maximum(lbs[layer.source], 0.0)
+            ubs[k] = np.maximum(ubs[layer.source], 0.0)
+            continue
+        if not isinstance(layer, AffineLayer) or k not in feeds or layer.sources == (0,):
+            continue
+        idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
+        if idx.size == 0:
+            continue
+        eye = np.eye(layer.size)[idx]
+        lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, layer.size)).copy()
+        rows = 2 * idx.size
+        duals = Duals.initial(graph, tight, rows, {})
+        duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
+        lower, _, _, _ = optimize(
+            graph,
+            tight,
+            k,
+            lam0,
+            np.zeros((rows, lbs[0].shape[1])),
+            np.zeros(rows),
+            duals,
+            {},
+            iterations=iterations,
+            margin_rel=margin_rel,
+            margin_abs=margin_abs,
+        )
+        lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower[:, : idx.size])
+        ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -lower[:, idx.size :])
+    return tight

@@ -1,0 +1,407 @@
+"""Branch and bound on ReLU splits for wide inputs (MNIST: 784), with α/β-CROWN bounds and exact leaves.
+
+The input box stays whole; a *domain* is a disjunct plus a set of split constraints (``z >= 0`` or ``z <= 0``)
+on unstable ReLU inputs. At the root the intermediate bounds are tightened once (interval, forward symbolic,
+CROWN, then α-CROWN per layer) and kept fixed: a domain clamps its split neurons' bounds at 0 and adds the
+split constraints through β multipliers (``bounds/optimized.py``), as β-CROWN does. Domains are bounded in
+batches, depth first; a domain is proven when a row of its disjunct has a positive sound lower bound.
+
+Branching (a BaBSR-like score, Bunel et al., JMLR 2020): the unstable, unsplit neuron whose upper-line
+intercept costs the bound most, ``-min(lam_i, 0) * (-u_i l_i / (u_i - l_i))`` with ``lam`` the coefficient of
+the neuron in the domain's best row. A domain with no unstable neuron left is an LP, handed to the exact
+backend with the domain's bounds (so the search is complete). Every domain's relaxed minimiser (an input
+vertex) is evaluated as a candidate counterexample; candidates go to the caller's replay callback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.backends.base import Backend, SolveStatus
+from nnverify.bounds.backward import LayerBounds
+from nnverify.bounds.optimized import (
+    Duals,
+    optimize,
+    optimized_layer_bounds,
+    relu_layers,
+    rows_lower,
+    supports,
+)
+from nnverify.budget import Budget
+from nnverify.graph.layers import ActivationLayer, LayerGraph
+from nnverify.options import Options
+from nnverify.search.bab import SearchOutcome, SearchStats
+from nnverify.search.exact import BoxOutcome, bound_box, solve_box
+from nnverify.spec.property import Disjunct
+
+#: α-CROWN iterations per pre-activation layer at the root, for the rows at the root, and per branching step.
+ROOT_LAYER_ITERATIONS = 20
+ROOT_ITERATIONS = 50
+BRANCH_ITERATIONS = 10
+#: Domains taken from the stack per step (each gives two children).
+BATCH = 64
+#: Neurons whose children are bounded before one is chosen (filtered smart branching).
+FSB_CANDIDATES = 6
+#: Right-hand side of the padding rows of disjuncts with fewer rows than the widest (never provable).
+_PAD_B = 1e30
+
+
+def uses_relu_splitting(graph: LayerGraph) -> bool:
+    """Whether this search applies: affine layers and at least one ReLU, nothing else."""
+    return supports(graph) and bool(relu_layers(graph))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """Every live disjunct's rows padded to ``K``: ``a_y (D, K, m)``, ``a_x (D, K, n)``, ``b (D, K)``."""
+
+    a_y: np.ndarray
+    a_x: np.ndarray
+    b: np.ndarray
+
+    @classmethod
+    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
+        k = max(1, max(d.n_rows for d in disjuncts))
+        m, n = disjuncts[0].a_y.shape[1], disjuncts[0].a_x.shape[1]
+        a_y, a_x, b = (
+            np.zeros((len(disjuncts), k, m)),
+            np.zeros((len(disjuncts), k, n)),
+            np.full((len(disjuncts), k), _PAD_B),
+        )
+        for i, d in enumerate(disjuncts):
+            a_y[i, : d.n_rows], a_x[i, : d.n_rows], b[i, : d.n_rows] = d.a_y, d.a_x, d.b
+        if all(d.n_rows == 0 for d in disjuncts):
+            b[:] = 0.0  # a disjunct without rows is the whole box: never provable, as it should be
+        return cls(a_y, a_x, b)
+
+
+@dataclass(slots=True)
+class _Domains:
+    """A batch of domains: split signs per pre-activation layer ``(B, size)`` in {-1, 0, +1}, duals, the
+    disjunct each belongs to, its depth."""
+
+    splits: dict[int, np.ndarray]
+    duals: Duals
+    disjunct: np.ndarray
+    depth: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.disjunct.shape[0])
+
+    def take(self, sel: np.ndarray) -> _Domains:
+        return _Domains(
+            {k: v[sel] for k, v in self.splits.items()}, self.duals.take(sel), self.disjunct[sel], self.depth[sel]
+        )
+
+
+class _Search:
+    """State of one ReLU branch and bound over one input box."""
+
+    def __init__(
+        self,
+        graph: LayerGraph,
+        root: LayerBounds,
+        rows: _Rows,
+        disjuncts: list[Disjunct],
+        options: Options,
+    ) -> None:
+        self.graph, self.root, self.rows, self.disjuncts = graph, root, rows, disjuncts
+        self.margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+        self.pre = [graph.layers[r].source for r in relu_layers(graph)]  # type: ignore[union-attr]
+        self.stats = SearchStats()
+
+    def bounds_of(self, splits: dict[int, np.ndarray]) -> LayerBounds:
+        """The root bounds with every split neuron's bound clamped at 0, for a batch of domains."""
+        batch = next(iter(splits.values())).shape[0]
+        lbs = [np.broadcast_to(v, (batch, v.shape[1])) for v in self.root.lb]
+        ubs = [np.broadcast_to(v, (batch, v.shape[1])) for v in self.root.ub]
+        for s, sign in splits.items():
+            lbs[s] = np.where(sign > 0, np.maximum(lbs[s], 0.0), lbs[s])
+            ubs[s] = np.where(sign < 0, np.minimum(ubs[s], 0.0), ubs[s])
+        for k, layer in enumerate(self.graph.layers):
+            if isinstance(layer, ActivationLayer):
+                lbs[k], ubs[k] = np.maximum(lbs[layer.source], 0.0), np.maximum(ubs[layer.source], 0.0)
+        return LayerBounds(lbs, ubs)
+
+    def evaluate(self, dom: _Domains, iterations: int) -> tuple[np.ndarray, Duals, np.ndarray, np.ndarray]:
+        """Optimised sound lower bound per domain ``(B,)`` (best row), the duals, the branching choice
+        ``(B, 2)`` (layer, neuron; -1 when none is left) and the relaxed minimiser ``(B, n)``."""
+        bounds = self.bounds_of(dom.splits)
+        d = dom.disjunct
+        lower, duals, passed, coef_x = optimize(
+            self.graph,
+            bounds,
+            self.graph.output,
+            self.rows.a_y[d].copy(),
+            self.rows.a_x[d],
+            self.rows.b[d],
+            dom.duals,
+            dom.splits,
+            iterations=iterations,
+            **self.margins,
+        )
+        best_row = np.argmax(lower, axis=1)
+        at = np.arange(len(dom))
+        x_star = np.where(coef_x[at, best_row] >= 0.0, bounds.lb[0], bounds.ub[0])
+        best = lower.max(axis=1)
+        choice = np.full((len(dom), 2), -1, dtype=np.int64)
+        open_ = np.nonzero(best <= 0.0)[0]
+        if open_.size:
+            cands = self._candidates(bounds, passed.lam, best_row, dom.splits, open_)
+            dom_open = dom.take(open_)
+            dom_open.duals = duals.take(open_)
+            choice[open_] = self._filter(dom_open, cands)
+        return best, duals, choice, x_star
+
+    def _candidates(
+        self,
+        bounds: LayerBounds,
+        lam: dict[int, np.ndarray],
+        row: np.ndarray,
+        splits: dict[int, np.ndarray],
+        sel: np.ndarray,
+    ) -> np.ndarray:
+        """``(B, FSB_CANDIDATES, 2)`` (layer, neuron) with the largest intercept scores (-1: no neuron)."""
+        scores, where = [], []
+        for r in relu_layers(self.graph):
+            s = self.graph.layers[r].source  # type: ignore[union-attr]
+            lb, ub = bounds.lb[s][sel], bounds.ub[s][sel]
+            unstable = (lb < 0.0) & (ub > 0.0) & (splits[s][sel] == 0)
+            icpt = np.where(unstable, -ub * lb / np.where(unstable, ub - lb, 1.0), 0.0)
+            coef = lam[r][sel, row[sel]] if r in lam else np.zeros_like(lb)
+            scores.append(np.where(unstable, -np.minimum(coef, 0.0) * icpt + 1e-6 * np.minimum(ub, -lb), -1.0))
+            where.append(np.stack([np.full(lb.shape[1], s), np.arange(lb.shape[1])], axis=1))
+        score = np.concatenate(scores, axis=1)
+        flat = np.concatenate(where, axis=0)
+        k = min(FSB_CANDIDATES, score.shape[1])
+        top = np.argsort(-score, axis=1)[:, :k]
+        picked = flat[top]
+        picked[np.take_along_axis(score, top, axis=1) < 0.0] = -1
+        return picked
+
+    def _filter(self, dom: _Domains, cands: np.ndarray) -> np.ndarray:
+        """Filtered smart branching (De Palma et al., ICLR 2021): bound both children of each candidate with
+        the parent's duals, no optimisation; keep the candidate whose worse child is best."""
+        b, k = cands.shape[0], cands.shape[1]
+        reps = np.repeat(np.arange(b), 2 * k)
+        trial = dom.take(reps)
+        trial.splits = {s: v.copy() for s, v in trial.splits.items()}
+        flat = cands.reshape(b * k, 2)
+        for t in range(2 * b * k):
+            s, j = flat[t // 2]
+            if s >= 0:
+                trial.splits[int(s)][t, j] = 1 if t % 2 == 0 else -1
+        bounds = self.bounds_of(trial.splits)
+        d = trial.disjunct
+        lower, _, _ = rows_lower(
+            self.graph,
+            bounds,
+            self.graph.output,
+            self.rows.a_y[d].copy(),
+            self.rows.a_x[d],
+            self.rows.b[d],
+            trial.duals,
+            trial.splits,
+            self.margins["margin_rel"],
+            self.margins["margin_abs"],
+        )
+        worse = lower.max(axis=1).reshape(b, k, 2).min(axis=2)
+        worse[cands[:, :, 0] < 0] = -np.inf
+        best = np.argmax(worse, axis=1)
+        return cands[np.arange(b), best]
+
+    def children(self, dom: _Domains, choice: np.ndarray) -> _Domains:
+        """Both branches of every domain on its chosen neuron."""
+        both = dom.take(np.concatenate([np.arange(len(dom)), np.arange(len(dom))]))
+        both.splits = {k: v.copy() for k, v in both.splits.items()}
+        half = len(dom)
+        for i in range(2 * half):
+            s, j = choice[i % half]
+            both.splits[int(s)][i, j] = 1 if i < half else -1
+        both.depth = both.depth + 1
+        return both
+
+
+class _RacingMilp:
+    """The whole box as one MILP (root bounds, open disjuncts) in a thread, raced against the search.
+
+    Used only with a ``cancellable`` backend: HiGHS releases the GIL while it solves, so on two cores the
+    MILP and the numpy bounding run side by side; whichever decides first wins and the other stops.
+    """
+
+    def __init__(
+        self, graph: LayerGraph, root: LayerBounds, disjuncts: list[Disjunct], backend: Backend, budget: Budget
+    ) -> None:
+        self.cancel = threading.Event()
+        self.outcome: BoxOutcome | None = None
+        lbs, ubs = [np.array(v[0]) for v in root.lb], [np.array(v[0]) for v in root.ub]
+
+        def run() -> None:
+            self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
+
+        self.thread = threading.Thread(target=run, name="nnverify-milp", daemon=True)
+        self.thread.start()
+
+    def result(self) -> BoxOutcome | None:
+        """The MILP's outcome once it has finished, else None."""
+        return None if self.thread.is_alive() else self.outcome
+
+    def stop(self) -> None:
+        self.cancel.set()
+        self.thread.join(1.0)
+
+
+def relu_split_search(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    lb: np.ndarray,
+    ub: np.ndarray,
+    backend: Backend,
+    budget: Budget,
+    options: Options,
+    is_counterexample: Callable[[np.ndarray], bool],
+    *,
+    race_milp: bool = True,
+) -> SearchOutcome:
+    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting,
+    raced against one MILP of the box when the backend can be cancelled (and ``race_milp``)."""
+    query = bound_box(graph, lb, ub, disjuncts, options)
+    if not query.live:
+        return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    root = optimized_layer_bounds(
+        graph,
+        LayerBounds([v[None, :] for v in query.lbs], [v[None, :] for v in query.ubs]),
+        iterations=ROOT_LAYER_ITERATIONS,
+        **margins,
+    )
+    live = query.live
+    search = _Search(graph, root, _Rows.of(live), live, options)
+    first = _Domains(
+        {s: np.zeros((len(live), root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
+        Duals({}, {}),
+        np.arange(len(live)),
+        np.zeros(len(live), dtype=np.int64),
+    )
+    first.duals = Duals.initial(graph, search.bounds_of(first.splits), search.rows.b.shape[1], first.splits)
+    races: list[_RacingMilp] = []
+
+    def start_race(open_disjuncts: list[Disjunct]) -> _RacingMilp | None:
+        if not getattr(backend, "cancellable", False) or not race_milp:
+            return None
+        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget))
+        return races[-1]
+
+    try:
+        return _run(search, first, backend, budget, is_counterexample, start_race)
+    finally:
+        for race in races:
+            race.stop()
+
+
+def _run(
+    search: _Search,
+    first: _Domains,
+    backend: Backend,
+    budget: Budget,
+    is_counterexample: Callable[[np.ndarray], bool],
+    start_race: Callable[[list[Disjunct]], _RacingMilp | None],
+) -> SearchOutcome:
+    """The search loop: bound a batch, try its minimisers, send exhausted domains to the exact backend,
+    push the rest; after the root, start (and then watch) the racing MILP."""
+    graph, live, stats = search.graph, search.disjuncts, search.stats
+    stack: list[tuple[_Domains, np.ndarray]] = []
+    undecided = ""
+    pending: list[_Domains] = [first]
+    iterations = ROOT_ITERATIONS
+    race: _RacingMilp | None = None
+    while pending or stack:
+        if budget.expired():
+            note = "budget spent during ReLU splitting" + (f" ({undecided})" if undecided else "")
+            return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
+        if race is not None and (milp := race.result()) is not None:
+            race = None
+            if milp.status is SolveStatus.INFEASIBLE:
+                return SearchOutcome(SolveStatus.INFEASIBLE, note="MILP", stats=stats)
+            if milp.status is SolveStatus.FEASIBLE and milp.x is not None:
+                stats.candidates += 1
+                if is_counterexample(milp.x):
+                    return SearchOutcome(SolveStatus.FEASIBLE, milp.x, stats=stats)
+        if not pending:
+            dom, choice = stack.pop()
+            pending = [search.children(dom, choice)]
+        dom = pending.pop()
+        stats.boxes += len(dom)
+        lower, duals, choice, x_star = search.evaluate(dom, iterations)
+        dom.duals = duals
+        open_ = lower <= 0.0
+        if not np.any(open_):
+            continue
+        found = _try_points(graph, live, x_star[open_], dom.disjunct[open_], is_counterexample, stats)
+        if found is not None:
+            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
+        if iterations == ROOT_ITERATIONS:
+            iterations = BRANCH_ITERATIONS
+            race = start_race([live[i] for i in np.unique(dom.disjunct[open_])])
+        leaf = open_ & (choice[:, 0] < 0)
+        for i in np.nonzero(leaf)[0]:
+            status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget)
+            if status is SolveStatus.FEASIBLE and x is not None:
+                stats.candidates += 1
+                if is_counterexample(x):
+                    return SearchOutcome(SolveStatus.FEASIBLE, x, stats=stats)
+                undecided = "an exact-leaf solution did not replay"
+            elif status is SolveStatus.TIMEOUT:
+                return SearchOutcome(
+                    SolveStatus.TIMEOUT, note=note + (f" ({undecided})" if undecided else ""), stats=stats
+                )
+            elif status is not SolveStatus.INFEASIBLE:
+                undecided = note or status.value
+        grow = np.nonzero(open_ & ~leaf)[0]
+        stats.max_depth = max(stats.max_depth, int(dom.depth.max()) + 1)
+        for start in range(0, grow.size, BATCH):
+            sel = grow[start : start + BATCH]
+            stack.append((dom.take(sel), choice[sel]))
+    if undecided:
+        return SearchOutcome(SolveStatus.UNKNOWN, note=undecided, stats=stats)
+    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
+
+
+def _exact_leaf(
+    search: _Search, dom: _Domains, backend: Backend, budget: Budget
+) -> tuple[SolveStatus, np.ndarray | None, str]:
+    """The domain (no unstable neuron left unsplit) decided by the exact backend with its clamped bounds."""
+    search.stats.leaves_exact += 1
+    bounds = search.bounds_of(dom.splits)
+    lbs = [np.array(v[0]) for v in bounds.lb]
+    ubs = [np.array(v[0]) for v in bounds.ub]
+    out = solve_box(search.graph, lbs, ubs, [search.disjuncts[int(dom.disjunct[0])]], backend, budget)
+    return out.status, out.x, out.note
+
+
+def _try_points(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    pts: np.ndarray,
+    owner: np.ndarray,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+) -> np.ndarray | None:
+    """Evaluate the domains' minimisers; replay the ones that reach their disjunct (best first, at most 3)."""
+    y = graph.eval(pts)
+    slack = np.full(pts.shape[0], np.inf)
+    for i, d in enumerate(disjuncts):
+        mine = owner == i
+        if np.any(mine):
+            slack[mine] = d.slack(pts[mine], y[mine])
+    for i in np.argsort(slack)[:3]:
+        if slack[i] > 0.0:
+            break
+        stats.candidates += 1
+        if is_counterexample(pts[i]):
+            return pts[i]
+    return None

@@ -1,0 +1,177 @@
+"""α/β-CROWN (``bounds/optimized.py``): sound by sampling for any slopes and multipliers, exact gradients,
+never looser than CROWN, equal to the triangle LP when converged, and the margin is needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from netgen import random_net
+from scipy.optimize import linprog
+
+from nnverify.bounds.backward import LayerBounds, crown_bounds
+from nnverify.bounds.interval import interval_bounds
+from nnverify.bounds.optimized import Duals, optimize, optimized_layer_bounds, relu_layers, rows_lower
+from nnverify.graph.layers import LayerGraph
+
+ZERO = {"margin_rel": 0.0, "margin_abs": 0.0}
+SAFE = {"margin_rel": 1e-9, "margin_abs": 1e-12}
+
+
+def _setup(seed: int, widths: list[int], residual: bool = False):
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, widths, residual=residual)
+    n = net.n_inputs
+    centre, radius = rng.normal(size=n), rng.uniform(0.2, 1.0, size=n)
+    lb, ub = centre - radius, centre + radius
+    ib = interval_bounds(net, lb, ub)
+    bounds = crown_bounds(net, ib.lb, ib.ub)
+    return rng, net, lb, ub, bounds
+
+
+def _random_splits(
+    rng: np.random.Generator, net: LayerGraph, bounds: LayerBounds, x0: np.ndarray
+) -> dict[int, np.ndarray]:
+    """About 30% of the unstable neurons split the way the point ``x0`` goes (so the domain is not empty)."""
+    values = net.eval_all(x0[None, :])
+    splits = {}
+    for r in relu_layers(net):
+        s = net.layers[r].source
+        unstable = (bounds.lb[s] < 0) & (bounds.ub[s] > 0)
+        pick = unstable & (rng.uniform(size=unstable.shape) < 0.3)
+        splits[s] = np.where(pick, np.where(values[s] >= 0, 1, -1), 0).astype(np.int8)
+    return splits
+
+
+def _clamped(net: LayerGraph, bounds: LayerBounds, splits: dict[int, np.ndarray]) -> LayerBounds:
+    lbs, ubs = [v.copy() for v in bounds.lb], [v.copy() for v in bounds.ub]
+    for s, sign in splits.items():
+        lbs[s] = np.where(sign > 0, np.maximum(lbs[s], 0.0), lbs[s])
+        ubs[s] = np.where(sign < 0, np.minimum(ubs[s], 0.0), ubs[s])
+    for r in relu_layers(net):
+        src = net.layers[r].source
+        lbs[r], ubs[r] = np.maximum(lbs[src], 0.0), np.maximum(ubs[src], 0.0)
+    return LayerBounds(lbs, ubs)
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["chain", "residual"])
+def test_any_duals_give_sound_bounds_under_splits(residual: bool) -> None:
+    """Random slopes in [0, 1], random multipliers >= 0, random splits: points of the box that satisfy the
+    splits never go below the bound (1,000 points per trial)."""
+    for seed in range(6):
+        rng, net, lb, ub, bounds = _setup(seed, [4, 10, 10, 10, 3], residual)
+        x0 = rng.uniform(lb, ub)
+        splits = _random_splits(rng, net, bounds, x0)
+        dom = _clamped(net, bounds, splits)
+        k = 4
+        c = rng.normal(size=(1, k, net.n_outputs))
+        a_x, b = rng.normal(size=(k, net.n_inputs)) * 0.1, rng.normal(size=k)
+        duals = Duals(
+            {r: rng.uniform(size=(1, k, net.layers[r].size)) for r in relu_layers(net)},
+            {s: rng.uniform(0, 2, size=(1, k, v.shape[1])) for s, v in splits.items()},
+        )
+        lower, _, _ = rows_lower(net, dom, net.output, c, a_x, b, duals, splits, **SAFE)
+        near = x0 + rng.uniform(-0.05, 0.05, size=(10000, net.n_inputs)) * (ub - lb)
+        x = np.vstack([rng.uniform(lb, ub, size=(10000, net.n_inputs)), np.clip(near, lb, ub), x0[None, :]])
+        values = net.eval_all(x)
+        keep = np.ones(x.shape[0], dtype=bool)
+        for s, sign in splits.items():
+            keep &= np.all((sign[0] == 0) | (np.sign(values[s]) * sign[0] >= 0), axis=1)
+        rows = values[net.output][keep] @ c[0].T + x[keep] @ a_x.T - b
+        assert keep.sum() > 0
+        assert np.all(rows >= lower[0] - 1e-12)
+
+
+def test_gradients_match_finite_differences() -> None:
+    rng, net, lb, ub, bounds = _setup(3, [3, 6, 6, 2])
+    splits = _random_splits(rng, net, bounds, rng.uniform(lb, ub))
+    dom = _clamped(net, bounds, splits)
+    c = rng.normal(size=(1, 1, 2))
+    zero_x, zero_b = np.zeros((1, 3)), np.zeros(1)
+    duals = Duals(
+        {r: rng.uniform(0.2, 0.8, size=(1, 1, net.layers[r].size)) for r in relu_layers(net)},
+        {s: rng.uniform(0.2, 1.0, size=(1, 1, v.shape[1])) for s, v in splits.items()},
+    )
+    from nnverify.bounds import optimized
+
+    fixed = optimized._Fixed.of(net, dom, net.output)
+    lower, passed, coef_x = rows_lower(net, dom, net.output, c, zero_x, zero_b, duals, splits, **ZERO, fixed=fixed)
+    grads = optimized._gradients(net, fixed, dom, net.output, coef_x, passed, duals, splits)
+    h = 1e-6
+    for params, g in ((duals.alpha, grads.alpha), (duals.beta, grads.beta)):
+        for key, p in params.items():
+            for i in range(p.shape[2]):
+                p[0, 0, i] += h
+                up, _, _ = rows_lower(net, dom, net.output, c, zero_x, zero_b, duals, splits, **ZERO)
+                p[0, 0, i] -= h
+                expected = (up[0, 0] - lower[0, 0]) / h
+                got = g.get(key, np.zeros_like(p))[0, 0, i]
+                assert got == pytest.approx(expected, abs=1e-4), (key, i)
+
+
+def test_optimisation_never_loosens_and_reaches_the_triangle_lp() -> None:
+    """On a one-hidden-layer net the optimum over slopes is the LP of the triangle relaxation."""
+    _rng, net, lb, ub, bounds = _setup(11, [3, 12, 1])
+    c = np.ones((1, 1, 1))
+    duals = Duals.initial(net, bounds, 1, {})
+    start, _, _ = rows_lower(net, bounds, net.output, c, np.zeros((1, 3)), np.zeros(1), duals, {}, **SAFE)
+    best, _, _, _ = optimize(
+        net, bounds, net.output, c, np.zeros((1, 3)), np.zeros(1), duals, {}, iterations=300, **SAFE
+    )
+    assert best[0, 0] >= start[0, 0]
+    w1, b1 = net.layers[1].weights[0], net.layers[1].bias
+    w2, b2 = net.layers[3].weights[0], net.layers[3].bias
+    lo, u = bounds.lb[1][0], bounds.ub[1][0]
+    n, h = 3, w1.shape[0]
+    # variables: x (n), z (h), a (h); minimise w2 a + b2
+    cost = np.concatenate([np.zeros(n + h), w2[0]])
+    a_eq = np.hstack([-w1, np.eye(h), np.zeros((h, h))])
+    rows, rhs = [], []
+    for i in range(h):
+        if u[i] <= 0:
+            rows.append(np.eye(1, n + 2 * h, n + h + i)[0])
+            rhs.append(0.0)
+        elif lo[i] >= 0:
+            r = np.zeros(n + 2 * h)
+            r[n + i] = 1
+            r[n + h + i] = -1
+            rows.append(r)
+            rhs.append(0.0)
+        else:
+            r = np.zeros(n + 2 * h)
+            r[n + i] = 1
+            r[n + h + i] = -1
+            rows.append(r)
+            rhs.append(0.0)
+            r = np.zeros(n + 2 * h)
+            s = u[i] / (u[i] - lo[i])
+            r[n + h + i] = 1
+            r[n + i] = -s
+            rows.append(r)
+            rhs.append(-s * lo[i])
+    bnds = [(lb[j], ub[j]) for j in range(n)] + [(lo[i], u[i]) for i in range(h)] + [(0, None)] * h
+    lp = linprog(cost, A_ub=np.array(rows), b_ub=np.array(rhs), A_eq=a_eq, b_eq=b1, bounds=bnds, method="highs")
+    assert lp.status == 0
+    assert best[0, 0] <= lp.fun + b2[0] + 1e-9
+    assert best[0, 0] == pytest.approx(lp.fun + b2[0], abs=1e-3)
+
+
+def test_optimised_layer_bounds_are_sound_and_no_looser() -> None:
+    for seed in range(4):
+        rng, net, lb, ub, bounds = _setup(seed, [5, 12, 12, 12, 3])
+        tight = optimized_layer_bounds(net, bounds, iterations=20, **SAFE)
+        values = net.eval_all(rng.uniform(lb, ub, size=(5000, 5)))
+        for k, v in enumerate(values):
+            assert np.all(tight.lb[k] >= bounds.lb[k]) and np.all(tight.ub[k] <= bounds.ub[k])
+            assert np.all(v >= tight.lb[k][0] - 1e-12) and np.all(v <= tight.ub[k][0] + 1e-12)
+
+
+def test_margin_is_applied() -> None:
+    """The returned bound sits below the unmargined one by at least ``margin_rel`` times the rounding scale:
+    removing the margin changes the result (and the sampling tests would then be unprotected)."""
+    rng, net, _lb, _ub, bounds = _setup(5, [4, 10, 10, 2])
+    c = rng.normal(size=(1, 1, 2)) * 1e3
+    duals = Duals.initial(net, bounds, 1, {})
+    safe, passed, _ = rows_lower(net, bounds, net.output, c, np.zeros((1, 4)), np.zeros(1), duals, {}, **SAFE)
+    bare, _, _ = rows_lower(net, bounds, net.output, c, np.zeros((1, 4)), np.zeros(1), duals, {}, **ZERO)
+    assert passed.scale[0, 0] > 0
+    assert bare[0, 0] - safe[0, 0] >= 1e-9 * passed.scale[0, 0]

@@ -1,0 +1,123 @@
+"""ReLU-split branch and bound agrees with the exact MILP on random nets; its sat answers replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from netgen import random_net
+
+from nnverify.backends import get_backend
+from nnverify.backends.base import SolveStatus
+from nnverify.budget import Budget
+from nnverify.options import Options
+from nnverify.search.exact import decide_box
+from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
+from nnverify.spec.property import Disjunct
+
+
+def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.ndarray, list[Disjunct]]:
+    centre = rng.uniform(-1, 1, size=n)
+    radius = rng.uniform(0.05, 0.6, size=n)
+    lb, ub = centre - radius, centre + radius
+    disjuncts = []
+    for _ in range(int(rng.integers(1, 4))):
+        k = int(rng.integers(1, 3))
+        disjuncts.append(Disjunct(lb, ub, np.zeros((k, n)), rng.normal(size=(k, m)), rng.normal(size=k) * 0.5))
+    return lb, ub, disjuncts
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["search-only", "raced-milp"])
+def test_agrees_with_the_milp_on_random_nets(race: bool) -> None:
+    rng = np.random.default_rng(42)
+    options = Options()
+    backend = get_backend("highs", options)
+    seen = {SolveStatus.FEASIBLE: 0, SolveStatus.INFEASIBLE: 0}
+    for _ in range(40):
+        net = random_net(rng, [6, 16, 16, 16, 3])
+        assert uses_relu_splitting(net)
+        lb, ub, disjuncts = _query(rng, 6, 3)
+        reference = decide_box(net, lb, ub, disjuncts, backend, Budget.starting_now(30), options)
+
+        def replays(x: np.ndarray, net=net, disjuncts=disjuncts) -> bool:
+            y = net.eval(x[None, :])
+            return any(d.contains_input(x[None, :], 1e-9)[0] and d.slack(x[None, :], y)[0] <= 1e-9 for d in disjuncts)
+
+        out = relu_split_search(
+            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, replays, race_milp=race
+        )
+        if reference.status is SolveStatus.FEASIBLE:
+            assert out.status is SolveStatus.FEASIBLE
+            assert replays(out.x)
+        else:
+            assert reference.status is SolveStatus.INFEASIBLE
+            assert out.status is SolveStatus.INFEASIBLE
+        seen[out.status] += 1
+    assert seen[SolveStatus.FEASIBLE] >= 5 and seen[SolveStatus.INFEASIBLE] >= 5, seen
+
+
+def test_search_alone_splits_and_reaches_exact_leaves() -> None:
+    """Without the racing MILP, unsat answers come from the splits themselves (and LP leaves)."""
+    rng = np.random.default_rng(5)
+    options = Options()
+    backend = get_backend("highs", options)
+    split_somewhere = False
+    for _ in range(30):
+        net = random_net(rng, [6, 16, 16, 3])
+        lb, ub, disjuncts = _query(rng, 6, 3)
+        out = relu_split_search(
+            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, lambda x: True, race_milp=False
+        )
+        split_somewhere |= out.stats.max_depth > 0
+    assert split_somewhere
+
+
+def test_a_spent_budget_is_a_timeout() -> None:
+    rng = np.random.default_rng(1)
+    net = random_net(rng, [6, 16, 16, 3])
+    lb, ub, disjuncts = _query(rng, 6, 3)
+    budget = Budget.starting_now(0.0)
+    out = relu_split_search(net, disjuncts, lb, ub, get_backend("highs", Options()), budget, Options(), lambda x: True)
+    assert out.status in (SolveStatus.TIMEOUT, SolveStatus.INFEASIBLE)
+
+
+class _LyingBackend:
+    """Claims every leaf feasible at the box's lower corner."""
+
+    name = "liar"
+    exact = False
+
+    def solve(self, problem, *, timeout_s: float):
+        from nnverify.backends.base import BackendResult
+
+        return BackendResult(SolveStatus.FEASIBLE, np.asarray(problem.lb, dtype=float).copy())
+
+
+def test_unreplayable_leaf_solutions_are_never_sat() -> None:
+    """On sat queries whose candidates all fail replay, the search runs down to exhausted domains, which go
+    to the (lying) backend: the box ends undecided (UNKNOWN with a note), never FEASIBLE."""
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _ in range(30):
+        net = random_net(rng, [4, 6, 6, 2])
+        lb, ub, disjuncts = _query(rng, 4, 2)
+        reference = decide_box(
+            net, lb, ub, disjuncts, get_backend("highs", Options()), Budget.starting_now(30), Options()
+        )
+        if reference.status is not SolveStatus.FEASIBLE:
+            continue
+        out = relu_split_search(
+            net,
+            disjuncts,
+            lb,
+            ub,
+            _LyingBackend(),
+            Budget.starting_now(30),
+            Options(),
+            lambda x: False,
+            race_milp=False,
+        )
+        assert out.status is not SolveStatus.FEASIBLE
+        if out.stats.leaves_exact:
+            assert out.status is SolveStatus.UNKNOWN and "replay" in out.note
+            checked += 1
+    assert checked >= 1
