@@ -22,7 +22,7 @@ from nnverify.cli_bench import bench, fail_with, output_path
 from nnverify.errors import NnverifyError
 
 if TYPE_CHECKING:
-    from nnverify.result import Counterexample
+    from nnverify.result import Counterexample, Result
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -130,7 +130,12 @@ def check(
     started = time.monotonic() - _STARTUP_S
     remaining = max(0.0, timeout_s - (time.monotonic() - started))
     try:
-        result = verify(network, prop, Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision))
+        if _is_discrete_query(prop):
+            result = _check_discrete(network, prop, backend, seed, remaining)
+        else:
+            result = verify(
+                network, prop, Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision)
+            )
     except NnverifyError as exc:
         fail_with(exc)
         return
@@ -149,6 +154,29 @@ def check(
         click.echo(result.counterexample.to_vnncomp(), nl=False)
     elif result.note:
         click.echo(f"note: {result.note}", err=True)
+
+
+def _is_discrete_query(path: str) -> bool:
+    """Whether the property file uses the discrete-query extension (Bool/Int declarations)."""
+    from nnverify.spec.discrete import is_discrete
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return is_discrete(handle.read())
+    except OSError:
+        return False  # verify() reports the unreadable file with its usual message
+
+
+def _check_discrete(network: str, prop: str, backend: str, seed: int, timeout_s: float) -> Result:
+    """A discrete query (``nnverify generate --query`` writes them) on a BNN; CP-SAT unless --backend was given."""
+    from nnverify.backends import get_backend
+    from nnverify.bnn.query import decide_query
+    from nnverify.options import Options
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("backend") is click.core.ParameterSource.DEFAULT:
+        backend = "cpsat"
+    return decide_query(network, prop, get_backend(backend, Options(seed=seed)), timeout_s)
 
 
 def entry() -> None:
@@ -378,6 +406,35 @@ def ops() -> None:
     family_width = max(len(r[1]) for r in rows)
     for op_type, family, note in rows:
         click.echo(f"{op_type:<{width}}  {family:<{family_width}}  {note}".rstrip())
+
+
+@main.group()
+def bnn() -> None:
+    """Binarized-network surrogates of the porous-media PDE (issue: constrained generation)."""
+
+
+@bnn.command("train")
+@click.option("--grains", type=click.Choice(["2", "3"]), required=True, help="Dataset D_2 (10,000) or D_3 (5,000).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The .onnx (metrics: .json).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default="bench/data", show_default=True)
+@click.option("--n", "size", type=click.IntRange(min=10), help="Dataset size (default: the paper's).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default: 100).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of split, initialisation, batches.")
+@click.option("--verbose", is_flag=True, help="Log every epoch.")
+def bnn_train(
+    grains: str, out_file: str, data_dir: str, size: int | None, epochs: int | None, seed: int, verbose: bool
+) -> None:
+    """Build (or reuse) the dataset, train the BNN and its non-binarised twin, export ONNX + metrics JSON.
+
+    The same as `make bnn-models` for one grain count; byte-for-byte reproducible for the same arguments.
+    """
+    from nnverify.bnn.train import main as train_main
+
+    argv = ["--grains", grains, "--out", out_file, "--data-dir", data_dir, "--seed", str(seed)]
+    argv += ["--n", str(size)] if size is not None else []
+    argv += ["--epochs", str(epochs)] if epochs is not None else []
+    argv += ["--verbose"] if verbose else []
+    sys.exit(train_main(argv))
 
 
 main.add_command(bench)

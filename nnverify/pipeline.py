@@ -216,12 +216,18 @@ def verify(
     backend = get_backend(options.backend, options)  # fail early on an unavailable backend
     layers = to_layers(graph, merge=not backend.exact)
     run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started)
+    run.stats["load_s"] = round(time.monotonic() - started, 4)
     if not prop.disjuncts:
         run.notes.append("the property's input region is empty")
         return run.result(Verdict.UNSAT, "spec")
+    phase = time.monotonic()
     cex = _attack(run)
+    run.stats["attack_s"] = round(time.monotonic() - phase, 4)
     if cex is not None:
         return run.result(Verdict.SAT, "attack", cex)
     if budget.expired():
         return run.result(Verdict.TIMEOUT, "attack")
-    return _decide(run)
+    phase = time.monotonic()
+    result = _decide(run)
+    run.stats["search_s"] = round(time.monotonic() - phase, 4)
+    return result

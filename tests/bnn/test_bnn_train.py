@@ -121,3 +121,21 @@ def test_shipped_model_loads_and_matches_onnxruntime(name: str) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected = np.array([session.run(None, {"x": row[None, :]})[0][0, 0] for row in x], dtype=np.float64)
     np.testing.assert_array_equal(graph.eval(x.astype(np.float64))[:, 0], expected)
+
+
+def test_bnn_train_command_writes_a_checked_onnx_and_metrics(tmp_path: Path) -> None:
+    """``nnverify bnn train`` end to end on a tiny dataset: ONNX that onnxruntime replays exactly, metrics JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from nnverify.cli import main
+
+    out = tmp_path / "tiny_bnn.onnx"
+    args = ["bnn", "train", "--grains", "2", "--out", str(out), "--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(main, [*args, "--n", "40", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.with_suffix(".json").read_text())
+    assert out.exists()
+    assert metrics["dataset"]["n"] == 40
+    assert metrics["onnx_check"]["exact"] is True
