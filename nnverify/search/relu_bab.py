@@ -44,8 +44,10 @@ ROOT_ITERATIONS = 50
 BRANCH_ITERATIONS = 10
 #: Domains taken from the stack per step (each gives two children).
 BATCH = 64
-#: Neurons whose children are bounded before one is chosen (filtered smart branching).
-FSB_CANDIDATES = 6
+#: Neurons per ReLU layer whose children are bounded before one is chosen (filtered smart branching).
+FSB_PER_LAYER = 2
+#: Weight of the better child when candidates' worse children tie.
+TIE_WEIGHT = 0.1
 #: Right-hand side of the padding rows of disjuncts with fewer rows than the widest (never provable).
 _PAD_B = 1e30
 
@@ -82,19 +84,25 @@ class _Rows:
 @dataclass(slots=True)
 class _Domains:
     """A batch of domains: split signs per pre-activation layer ``(B, size)`` in {-1, 0, +1}, duals, the
-    disjunct each belongs to, its depth."""
+    disjunct each belongs to, its depth, and the best lower bound known for it (its parent's: a child's
+    region lies inside its parent's, so the parent's bound holds for the child too)."""
 
     splits: dict[int, np.ndarray]
     duals: Duals
     disjunct: np.ndarray
     depth: np.ndarray
+    known: np.ndarray
 
     def __len__(self) -> int:
         return int(self.disjunct.shape[0])
 
     def take(self, sel: np.ndarray) -> _Domains:
         return _Domains(
-            {k: v[sel] for k, v in self.splits.items()}, self.duals.take(sel), self.disjunct[sel], self.depth[sel]
+            {k: v[sel] for k, v in self.splits.items()},
+            self.duals.take(sel),
+            self.disjunct[sel],
+            self.depth[sel],
+            self.known[sel],
         )
 
 
@@ -111,7 +119,9 @@ class _Search:
     ) -> None:
         self.graph, self.root, self.rows, self.disjuncts = graph, root, rows, disjuncts
         self.margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
-        self.pre = [graph.layers[r].source for r in relu_layers(graph)]  # type: ignore[union-attr]
+        self.relu = {r: graph.layers[r].source for r in relu_layers(graph)}  # type: ignore[union-attr]
+        self.relu_of = {src: r for r, src in self.relu.items()}
+        self.pre = list(self.relu.values())
         self.stats = SearchStats()
 
     def bounds_of(self, splits: dict[int, np.ndarray]) -> LayerBounds:
@@ -144,16 +154,22 @@ class _Search:
             iterations=iterations,
             **self.margins,
         )
+        # Seed the β slot of every unsplit neuron (where it has no effect) with its positive coefficient, so
+        # that a split can start from the parent's own line (``_split``).
+        for r, src in self.relu.items():
+            if r in passed.lam:
+                free = dom.splits[src][:, None, :] == 0
+                duals.beta[src] = np.where(free, np.maximum(passed.lam[r], 0.0), duals.beta[src])
         best_row = np.argmax(lower, axis=1)
         at = np.arange(len(dom))
         x_star = np.where(coef_x[at, best_row] >= 0.0, bounds.lb[0], bounds.ub[0])
-        best = lower.max(axis=1)
+        best = np.maximum(lower.max(axis=1), dom.known)
         choice = np.full((len(dom), 2), -1, dtype=np.int64)
         open_ = np.nonzero(best <= 0.0)[0]
         if open_.size:
             cands = self._candidates(bounds, passed.lam, best_row, dom.splits, open_)
             dom_open = dom.take(open_)
-            dom_open.duals = duals.take(open_)
+            dom_open.duals, dom_open.known = duals.take(open_), best[open_]
             choice[open_] = self._filter(dom_open, cands)
         return best, duals, choice, x_star
 
@@ -165,7 +181,8 @@ class _Search:
         splits: dict[int, np.ndarray],
         sel: np.ndarray,
     ) -> np.ndarray:
-        """``(B, FSB_CANDIDATES, 2)`` (layer, neuron) with the largest intercept scores (-1: no neuron)."""
+        """``(B, FSB_PER_LAYER * layers, 2)`` (layer, neuron) with the largest intercept scores per layer (-1: no
+        neuron)."""
         scores, where = [], []
         for r in relu_layers(self.graph):
             s = self.graph.layers[r].source  # type: ignore[union-attr]
@@ -175,13 +192,16 @@ class _Search:
             coef = lam[r][sel, row[sel]] if r in lam else np.zeros_like(lb)
             scores.append(np.where(unstable, -np.minimum(coef, 0.0) * icpt + 1e-6 * np.minimum(ub, -lb), -1.0))
             where.append(np.stack([np.full(lb.shape[1], s), np.arange(lb.shape[1])], axis=1))
-        score = np.concatenate(scores, axis=1)
-        flat = np.concatenate(where, axis=0)
-        k = min(FSB_CANDIDATES, score.shape[1])
-        top = np.argsort(-score, axis=1)[:, :k]
-        picked = flat[top]
-        picked[np.take_along_axis(score, top, axis=1) < 0.0] = -1
-        return picked
+        # the best FSB_PER_LAYER of every layer: a split in an early layer can matter more (through β) than
+        # its own intercept says
+        picks = []
+        for score, flat in zip(scores, where, strict=True):
+            k = min(FSB_PER_LAYER, score.shape[1])
+            top = np.argsort(-score, axis=1)[:, :k]
+            picked = flat[top]
+            picked[np.take_along_axis(score, top, axis=1) < 0.0] = -1
+            picks.append(picked)
+        return np.concatenate(picks, axis=1)
 
     def _filter(self, dom: _Domains, cands: np.ndarray) -> np.ndarray:
         """Filtered smart branching (De Palma et al., ICLR 2021): bound both children of each candidate with
@@ -194,7 +214,7 @@ class _Search:
         for t in range(2 * b * k):
             s, j = flat[t // 2]
             if s >= 0:
-                trial.splits[int(s)][t, j] = 1 if t % 2 == 0 else -1
+                self._split(trial, t, int(s), int(j), t % 2 == 0)
         bounds = self.bounds_of(trial.splits)
         d = trial.disjunct
         lower, _, _ = rows_lower(
@@ -209,9 +229,11 @@ class _Search:
             self.margins["margin_rel"],
             self.margins["margin_abs"],
         )
-        worse = lower.max(axis=1).reshape(b, k, 2).min(axis=2)
-        worse[cands[:, :, 0] < 0] = -np.inf
-        best = np.argmax(worse, axis=1)
+        pair = np.maximum(lower.max(axis=1), trial.known).reshape(b, k, 2)
+        # the worse child decides; the better child breaks ties (often many splits leave the worse one unchanged)
+        key = pair.min(axis=2) + TIE_WEIGHT * pair.max(axis=2)
+        key[cands[:, :, 0] < 0] = -np.inf
+        best = np.argmax(key, axis=1)
         return cands[np.arange(b), best]
 
     def children(self, dom: _Domains, choice: np.ndarray) -> _Domains:
@@ -221,9 +243,23 @@ class _Search:
         half = len(dom)
         for i in range(2 * half):
             s, j = choice[i % half]
-            both.splits[int(s)][i, j] = 1 if i < half else -1
+            self._split(both, i, int(s), int(j), i < half)
         both.depth = both.depth + 1
         return both
+
+    def _split(self, dom: _Domains, i: int, s: int, j: int, active: bool) -> None:
+        """Split neuron ``j`` of layer ``s`` in domain ``i`` (whose split arrays are its own copies).
+
+        The new multiplier starts where the parent's line is kept: with ``c = max(lam, 0)`` (seeded in the β
+        slot by ``evaluate``) and the parent's slope ``a``, the active child (``y = z``) gets ``β = c (1 - a)``
+        and the inactive one (``y = 0``) ``β = c a``, so the child's coefficient on ``z`` is the parent's ``c a``:
+        with β at 0 instead, the child's first bound is often below its parent's.
+        """
+        dom.splits[s][i, j] = 1 if active else -1
+        r = self.relu_of[s]
+        slot = dom.duals.beta[s][i, :, j]
+        slope = dom.duals.alpha[r][i, :, j]
+        dom.duals.beta[s][i, :, j] = slot * (1.0 - slope) if active else slot * slope
 
 
 class _RacingMilp:
@@ -286,6 +322,7 @@ def relu_split_search(
         Duals({}, {}),
         np.arange(len(live)),
         np.zeros(len(live), dtype=np.int64),
+        np.full(len(live), -np.inf),
     )
     first.duals = Duals.initial(graph, search.bounds_of(first.splits), search.rows.b.shape[1], first.splits)
     races: list[_RacingMilp] = []
@@ -337,7 +374,7 @@ def _run(
         dom = pending.pop()
         stats.boxes += len(dom)
         lower, duals, choice, x_star = search.evaluate(dom, iterations)
-        dom.duals = duals
+        dom.duals, dom.known = duals, lower
         open_ = lower <= 0.0
         if not np.any(open_):
             continue
