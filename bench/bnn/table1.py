@@ -6,7 +6,8 @@ exactly with ``nnverify``'s generation pipeline (shape rules + the shipped BNN, 
 ``--timeout`` seconds. Every generated image is re-checked (flood fill, onnxruntime, PDE). Half-open intervals
 [a, b) are asked as [a, b - 1e-6] (the network's output is real-valued).
 
-Usage: python bench/bnn/table1.py --per-interval 10 --timeout 600 --out bench/results/<date>-bnn
+Usage: python bench/bnn/table1.py --per-interval 10 --timeout 600 --out bench/results/<date>-bnn [--backend highs]
+Writes ``table1_<backend>.csv`` / ``.md`` and one PNG grid per set, interval and backend.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 INTERVALS = [(40, 50), (50, 60), (60, 70), (70, 80), (80, 90), (90, 100)]
 
 
-def run(grains: int, per_interval: int, timeout_s: float, out: Path) -> list[dict[str, object]]:
+def run(
+    grains: int, per_interval: int, timeout_s: float, out: Path, backend_name: str = "cpsat", start: int = 0
+) -> list[dict[str, object]]:
     from nnverify.backends import get_backend
     from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
     from nnverify.bnn.shapes import ShapeParams
@@ -31,12 +34,12 @@ def run(grains: int, per_interval: int, timeout_s: float, out: Path) -> list[dic
 
     net = f"networks/porous_bnn_d{grains}.onnx"
     layers = to_layers(load_network(net))
-    backend = get_backend("cpsat")
+    backend = get_backend(backend_name)
     rows: list[dict[str, object]] = []
     for a, b in INTERVALS:
         high = b - 1e-6 if b < 100 else float(b)
         cells, titles = [], []
-        for k in range(per_interval):
+        for k in range(start, start + per_interval):
             shape = ShapeParams(grains, random_seed=k)
             start = time.perf_counter()
             text, model = build_query(GenerateParams(shape, float(a), high))
@@ -60,7 +63,7 @@ def run(grains: int, per_interval: int, timeout_s: float, out: Path) -> list[dic
             rows.append(row)
             print(row, flush=True)
         if cells:
-            save_cells_image(cells, titles, out / f"d{grains}_{a}_{b}.png")
+            save_cells_image(cells, titles, out / f"d{grains}_{a}_{b}_{backend_name}.png")
     return rows
 
 
@@ -87,6 +90,8 @@ def main() -> None:
     parser.add_argument("--grains", type=int, nargs="+", default=[2, 3])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--from-log", type=Path, help="Only summarise the rows printed in this run log.")
+    parser.add_argument("--backend", default="cpsat", help="Exact backend (cpsat, highs, gurobi, clpq).")
+    parser.add_argument("--start", type=int, default=0, help="First instance (random seed of the seed cells).")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -97,13 +102,13 @@ def main() -> None:
         rows = [ast.literal_eval(line) for line in lines if line.startswith("{")]
     else:
         for grains in args.grains:
-            rows += run(grains, args.per_interval, args.timeout, args.out)
+            rows += run(grains, args.per_interval, args.timeout, args.out, args.backend, args.start)
     fields = ["grains", "interval", "instance", "status", "seconds", "method", "bnn", "pde", "checks_ok"]
-    with (args.out / "table1.csv").open("w", newline="") as handle:
+    with (args.out / f"table1_{args.backend}.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    (args.out / "table1.md").write_text(summary(rows) + "\n")
+    (args.out / f"table1_{args.backend}.md").write_text(summary(rows) + "\n")
     print(summary(rows))
 
 

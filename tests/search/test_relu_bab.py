@@ -121,3 +121,47 @@ def test_unreplayable_leaf_solutions_are_never_sat() -> None:
             assert out.status is SolveStatus.UNKNOWN and "replay" in out.note
             checked += 1
     assert checked >= 1
+
+
+def test_a_split_starts_from_its_parents_bound() -> None:
+    """β seeding: for a neuron whose coefficient is positive, both children's first bound (before any
+    optimisation) equals the parent's, so splitting never starts below the parent."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.bounds.interval import interval_bounds
+    from nnverify.bounds.optimized import Duals, optimized_layer_bounds, rows_lower
+    from nnverify.search import relu_bab
+
+    rng = np.random.default_rng(8)
+    net = random_net(rng, [5, 12, 12, 12, 2])
+    lb, ub = rng.uniform(-1, 0, 5), rng.uniform(0, 1, 5)
+    ib = interval_bounds(net, lb, ub)
+    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=10, margin_rel=1e-9, margin_abs=1e-12)
+    d = Disjunct(lb, ub, np.zeros((1, 5)), rng.normal(size=(1, 2)), np.array([5.0]))
+    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
+    dom = relu_bab._Domains(
+        {s: np.zeros((1, root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
+        Duals({}, {}),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.full(1, -np.inf),
+    )
+    dom.duals = Duals.initial(net, search.bounds_of(dom.splits), 1, dom.splits)
+    _, dom.duals, _, _ = search.evaluate(dom, 20)
+    bounds = search.bounds_of(dom.splits)
+    args = (net.output, search.rows.a_y[[0]].copy(), search.rows.a_x[[0]], search.rows.b[[0]])
+    parent, passed, _ = rows_lower(net, bounds, *args, dom.duals, dom.splits, 1e-9, 1e-12)
+    tried = 0
+    for r, s in search.relu.items():
+        lam = passed.lam[r][0, 0]
+        unstable = (root.lb[s][0] < 0) & (root.ub[s][0] > 0)
+        for j in np.nonzero(unstable & (lam > 1e-3))[0][:3]:
+            for active in (True, False):
+                child = dom.take(np.array([0]))
+                child.splits = {k: v.copy() for k, v in child.splits.items()}
+                search._split(child, 0, s, int(j), active)
+                low, _, _ = rows_lower(
+                    net, search.bounds_of(child.splits), *args, child.duals, child.splits, 1e-9, 1e-12
+                )
+                assert low[0, 0] == pytest.approx(parent[0, 0], abs=1e-6)
+                tried += 1
+    assert tried >= 4
