@@ -22,7 +22,7 @@ INTERVALS = [(40, 50), (50, 60), (60, 70), (70, 80), (80, 90), (90, 100)]
 
 
 def run(
-    grains: int, per_interval: int, timeout_s: float, out: Path, backend_name: str = "cpsat", start: int = 0
+    grains: int, per_interval: int, timeout_s: float, out: Path, backend_name: str = "cpsat", first: int = 0
 ) -> list[dict[str, object]]:
     from nnverify.backends import get_backend
     from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
@@ -39,7 +39,7 @@ def run(
     for a, b in INTERVALS:
         high = b - 1e-6 if b < 100 else float(b)
         cells, titles = [], []
-        for k in range(start, start + per_interval):
+        for k in range(first, first + per_interval):
             shape = ShapeParams(grains, random_seed=k)
             start = time.perf_counter()
             text, model = build_query(GenerateParams(shape, float(a), high))
