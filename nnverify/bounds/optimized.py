@@ -26,7 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.bounds.backward import LayerBounds, _abs_max, _add, _concretize_lower, _matmul_shared
+from nnverify.bounds.backward import (
+    LayerBounds,
+    _abs_max,
+    _add,
+    _concretize_lower,
+    _matmul_shared,
+    _relu_lines,
+)
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 
@@ -104,10 +111,8 @@ class _Fixed:
             layer = graph.layers[j]
             if isinstance(layer, ActivationLayer):
                 lb, ub = bounds.lb[layer.source], bounds.ub[layer.source]
+                _, up[j], icpt[j] = _relu_lines(lb, ub)
                 unstable[j] = (lb < 0.0) & (ub > 0.0)
-                denom = np.where(unstable[j], ub - lb, 1.0)
-                up[j] = np.where(lb >= 0.0, 1.0, np.where(unstable[j], ub / denom, 0.0))
-                icpt[j] = np.where(unstable[j], -up[j] * lb, 0.0)
                 active[j] = (lb >= 0.0).astype(np.float64)
             elif isinstance(layer, AffineLayer):
                 acc = np.abs(layer.bias)[None, :]

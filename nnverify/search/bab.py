@@ -211,15 +211,9 @@ def input_split_search(
             stats.leaves_exact += 1
             live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
             status, x, note = _exact_leaf(graph, tight, int(i), live, backend, budget)
-            if status is SolveStatus.FEASIBLE and x is not None:
-                stats.candidates += 1
-                if is_counterexample(x):
-                    return SearchOutcome(SolveStatus.FEASIBLE, x, stats=stats)
-                undecided_note = "an exact-leaf solution did not replay"
-            elif status is SolveStatus.TIMEOUT:
-                return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
-            elif status is not SolveStatus.INFEASIBLE:
-                undecided_note = note or status.value
+            done, undecided_note = settle_leaf(status, x, note, undecided_note, is_counterexample, stats)
+            if done is not None:
+                return done
         grow = open_box & ~deep
         if np.any(grow):
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
@@ -244,10 +238,42 @@ def _try_points(
     best = np.full(pts.shape[0], np.inf)
     for d in disjuncts:
         best = np.minimum(best, np.where(d.contains_input(pts), d.slack(pts, y), np.inf))
-    for i in np.argsort(best)[:3]:
-        if best[i] > 0.0:
+    return replay_best(pts, best, is_counterexample, stats)
+
+
+def replay_best(
+    pts: np.ndarray, slack: np.ndarray, is_counterexample: Callable[[np.ndarray], bool], stats: SearchStats
+) -> np.ndarray | None:
+    """Replay the points whose own-evaluator slack is <= 0, most violating first, at most 3; the first that
+    replays."""
+    for i in np.argsort(slack)[:3]:
+        if slack[i] > 0.0:
             break
         stats.candidates += 1
         if is_counterexample(pts[i]):
             return pts[i]
     return None
+
+
+def settle_leaf(
+    status: SolveStatus,
+    x: np.ndarray | None,
+    note: str,
+    undecided: str,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+) -> tuple[SearchOutcome | None, str]:
+    """What an exact leaf's answer means for the search: an outcome to return now (a replayed counterexample,
+    or the budget spent), else None and the updated note of why the search may end undecided."""
+    if status is SolveStatus.FEASIBLE and x is not None:
+        stats.candidates += 1
+        if is_counterexample(x):
+            return SearchOutcome(SolveStatus.FEASIBLE, x, stats=stats), undecided
+        return None, "an exact-leaf solution did not replay"
+    if status is SolveStatus.TIMEOUT:
+        return SearchOutcome(
+            SolveStatus.TIMEOUT, note=note + (f" ({undecided})" if undecided else ""), stats=stats
+        ), undecided
+    if status is not SolveStatus.INFEASIBLE:
+        return None, note or status.value
+    return None, undecided

@@ -34,7 +34,7 @@ from nnverify.bounds.optimized import (
 from nnverify.budget import Budget
 from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.options import Options
-from nnverify.search.bab import SearchOutcome, SearchStats
+from nnverify.search.bab import SearchOutcome, SearchStats, replay_best, settle_leaf
 from nnverify.search.exact import BoxOutcome, bound_box, solve_box
 from nnverify.spec.property import Disjunct
 
@@ -79,6 +79,10 @@ class _Rows:
         if all(d.n_rows == 0 for d in disjuncts):
             b[:] = 0.0  # a disjunct without rows is the whole box: never provable, as it should be
         return cls(a_y, a_x, b)
+
+    def take(self, disjunct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(a_y, a_x, b)`` of each domain's disjunct: ``(B, K, m)``, ``(B, K, n)``, ``(B, K)``."""
+        return self.a_y[disjunct], self.a_x[disjunct], self.b[disjunct]
 
 
 @dataclass(slots=True)
@@ -141,18 +145,16 @@ class _Search:
         """Optimised sound lower bound per domain ``(B,)`` (best row), the duals, the branching choice
         ``(B, 2)`` (layer, neuron; -1 when none is left) and the relaxed minimiser ``(B, n)``."""
         bounds = self.bounds_of(dom.splits)
-        d = dom.disjunct
         lower, duals, passed, coef_x = optimize(
             self.graph,
             bounds,
             self.graph.output,
-            self.rows.a_y[d].copy(),
-            self.rows.a_x[d],
-            self.rows.b[d],
+            *self.rows.take(dom.disjunct),
             dom.duals,
             dom.splits,
             iterations=iterations,
-            **self.margins,
+            margin_rel=self.margins["margin_rel"],
+            margin_abs=self.margins["margin_abs"],
         )
         # Seed the β slot of every unsplit neuron (where it has no effect) with its positive coefficient, so
         # that a split can start from the parent's own line (``_split``).
@@ -216,14 +218,11 @@ class _Search:
             if s >= 0:
                 self._split(trial, t, int(s), int(j), t % 2 == 0)
         bounds = self.bounds_of(trial.splits)
-        d = trial.disjunct
         lower, _, _ = rows_lower(
             self.graph,
             bounds,
             self.graph.output,
-            self.rows.a_y[d].copy(),
-            self.rows.a_x[d],
-            self.rows.b[d],
+            *self.rows.take(trial.disjunct),
             trial.duals,
             trial.splits,
             self.margins["margin_rel"],
@@ -387,17 +386,9 @@ def _run(
         leaf = open_ & (choice[:, 0] < 0)
         for i in np.nonzero(leaf)[0]:
             status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget)
-            if status is SolveStatus.FEASIBLE and x is not None:
-                stats.candidates += 1
-                if is_counterexample(x):
-                    return SearchOutcome(SolveStatus.FEASIBLE, x, stats=stats)
-                undecided = "an exact-leaf solution did not replay"
-            elif status is SolveStatus.TIMEOUT:
-                return SearchOutcome(
-                    SolveStatus.TIMEOUT, note=note + (f" ({undecided})" if undecided else ""), stats=stats
-                )
-            elif status is not SolveStatus.INFEASIBLE:
-                undecided = note or status.value
+            done, undecided = settle_leaf(status, x, note, undecided, is_counterexample, stats)
+            if done is not None:
+                return done
         grow = np.nonzero(open_ & ~leaf)[0]
         stats.max_depth = max(stats.max_depth, int(dom.depth.max()) + 1)
         for start in range(0, grow.size, BATCH):
@@ -435,10 +426,4 @@ def _try_points(
         mine = owner == i
         if np.any(mine):
             slack[mine] = d.slack(pts[mine], y[mine])
-    for i in np.argsort(slack)[:3]:
-        if slack[i] > 0.0:
-            break
-        stats.candidates += 1
-        if is_counterexample(pts[i]):
-            return pts[i]
-    return None
+    return replay_best(pts, slack, is_counterexample, stats)
