@@ -49,9 +49,7 @@ class HighsBackend:
             return "pip install highspy"
         return None
 
-    def solve(
-        self, problem: Problem, *, timeout_s: float, cancel: threading.Event | None = None
-    ) -> BackendResult:
+    def solve(self, problem: Problem, *, timeout_s: float, cancel: threading.Event | None = None) -> BackendResult:
         """Decide feasibility of ``problem``; a solution's values are the Problem's variables. Setting
         ``cancel`` (from another thread) stops the solve within about 0.1 s with status TIMEOUT."""
         return solve_milp(problem, timeout_s, lambda model, limit: self._run(model, limit, cancel))

@@ -237,6 +237,9 @@ class _Adam:
     def like(cls, params: dict[int, np.ndarray]) -> _Adam:
         return cls({k: np.zeros_like(p) for k, p in params.items()}, {k: np.zeros_like(p) for k, p in params.items()})
 
+    def take(self, sel: np.ndarray) -> _Adam:
+        return _Adam({k: v[sel] for k, v in self.m.items()}, {k: v[sel] for k, v in self.v.items()})
+
     def step(self, params: dict[int, np.ndarray], grads: dict[int, np.ndarray], lr: float, t: int) -> None:
         for k, g in grads.items():
             if k not in params:
@@ -261,19 +264,33 @@ def optimize(
     iterations: int,
     margin_rel: float,
     margin_abs: float,
+    stop_proven: bool = False,
 ) -> tuple[np.ndarray, Duals, _Pass, np.ndarray]:
     """Improve ``duals`` for ``iterations`` steps; the best sound lower bounds ``(B, K)`` seen, the duals that
-    gave them, and the pass and input coefficients of the last evaluation of the best duals."""
+    gave them, and the pass and input coefficients of the last evaluation of the best duals.
+
+    With ``stop_proven`` a box leaves the optimisation as soon as one of its rows is positive (the caller only
+    needs one proven row per box): later steps run on the boxes still open, so a batch of mostly easy boxes
+    costs little more than its hard ones."""
     fixed = _Fixed.of(graph, bounds, start)
     best_lower, best_pass, best_cx = rows_lower(
         graph, bounds, start, lam0, a_x, b, duals, splits, margin_rel, margin_abs, fixed
     )
     best = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
+    live = _Live(np.arange(best_lower.shape[0]), fixed, bounds, lam0, a_x, b, splits)
     cur = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
-    lower, passed, coef_x = best_lower, best_pass, best_cx
+    passed, coef_x = best_pass, best_cx
     adam_a, adam_b = _Adam.like(cur.alpha), _Adam.like(cur.beta)
     for t in range(1, iterations + 1):
-        grads = _gradients(graph, fixed, bounds, start, coef_x, passed, cur, splits)
+        if stop_proven:
+            open_ = best_lower[live.idx].max(axis=1) <= 0.0
+            if not np.any(open_):
+                break
+            if open_.sum() <= 0.75 * open_.size:  # compact once a quarter of the boxes is proven
+                live = live.take(open_)
+                cur, passed, coef_x = cur.take(open_), _take_pass(passed, open_), coef_x[open_]
+                adam_a, adam_b = adam_a.take(open_), adam_b.take(open_)
+        grads = _gradients(graph, live.fixed, live.bounds, start, coef_x, passed, cur, live.splits)
         adam_a.step(cur.alpha, grads.alpha, LR_ALPHA, t)
         adam_b.step(cur.beta, grads.beta, LR_BETA, t)
         for k in cur.alpha:
@@ -281,30 +298,87 @@ def optimize(
         for k in cur.beta:
             np.maximum(cur.beta[k], 0.0, out=cur.beta[k])
         lower, passed, coef_x = rows_lower(
-            graph, bounds, start, lam0, a_x, b, cur, splits, margin_rel, margin_abs, fixed
+            graph,
+            live.bounds,
+            start,
+            live.lam0,
+            live.a_x,
+            live.b,
+            cur,
+            live.splits,
+            margin_rel,
+            margin_abs,
+            live.fixed,
         )
-        better = lower > best_lower  # (B, K): keep the best parameters per row
+        idx = live.idx
+        better = lower > best_lower[idx]  # (b, K): keep the best parameters per row
         if np.any(better):
-            best_lower = np.where(better, lower, best_lower)
+            best_lower[idx] = np.where(better, lower, best_lower[idx])
             sel = better[..., None]
             for k in best.alpha:
-                best.alpha[k] = np.where(sel, cur.alpha[k], best.alpha[k])
+                best.alpha[k][idx] = np.where(sel, cur.alpha[k], best.alpha[k][idx])
             for k in best.beta:
-                best.beta[k] = np.where(sel, cur.beta[k], best.beta[k])
-            best_pass = _merge_pass(best_pass, passed, better)
-            best_cx = np.where(sel, coef_x, best_cx)
+                best.beta[k][idx] = np.where(sel, cur.beta[k], best.beta[k][idx])
+            best_pass = _merge_pass(best_pass, passed, better, idx)
+            best_cx[idx] = np.where(sel, coef_x, best_cx[idx])
     return best_lower, best, best_pass, best_cx
 
 
-def _merge_pass(old: _Pass, new: _Pass, better: np.ndarray) -> _Pass:
+def _rows(v: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """The selected boxes of a per-box array; arrays shared by the whole batch (leading 1, or none) as is."""
+    return v if v.ndim == 0 or v.shape[0] <= 1 else v[sel]
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """The boxes an optimisation still works on: their indices in the batch and their slices of its inputs."""
+
+    idx: np.ndarray
+    fixed: _Fixed
+    bounds: LayerBounds
+    lam0: np.ndarray
+    a_x: np.ndarray
+    b: np.ndarray
+    splits: dict[int, np.ndarray]
+
+    def take(self, sel: np.ndarray) -> _Live:
+        f = self.fixed
+
+        def rows_of(d: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+            return {k: _rows(v, sel) for k, v in d.items()}
+
+        fixed = _Fixed(
+            rows_of(f.up),
+            rows_of(f.icpt),
+            rows_of(f.unstable),
+            rows_of(f.active),
+            [_rows(v, sel) for v in f.abs_max],
+            rows_of(f.pre),
+        )
+        return _Live(
+            self.idx[sel],
+            fixed,
+            LayerBounds([_rows(v, sel) for v in self.bounds.lb], [_rows(v, sel) for v in self.bounds.ub]),
+            self.lam0[sel],
+            self.a_x[sel] if self.a_x.ndim == 3 else self.a_x,
+            self.b[sel] if self.b.ndim == 2 else self.b,
+            {k: v[sel] for k, v in self.splits.items()},
+        )
+
+
+def _take_pass(p: _Pass, sel: np.ndarray) -> _Pass:
+    return _Pass(p.coef_x[sel], p.const[sel], p.scale[sel], {k: v[sel] for k, v in p.lam.items()})
+
+
+def _merge_pass(old: _Pass, new: _Pass, better: np.ndarray, idx: np.ndarray) -> _Pass:
+    """``old`` with the rows of boxes ``idx`` that got ``better`` replaced by ``new``'s (in place)."""
     sel = better[..., None]
-    lam = {k: np.where(sel, new.lam[k], v) for k, v in old.lam.items()}
-    return _Pass(
-        np.where(sel, new.coef_x, old.coef_x),
-        np.where(better, new.const, old.const),
-        np.where(better, new.scale, old.scale),
-        lam,
-    )
+    for k, v in old.lam.items():
+        v[idx] = np.where(sel, new.lam[k], v[idx])
+    old.coef_x[idx] = np.where(sel, new.coef_x, old.coef_x[idx])
+    old.const[idx] = np.where(better, new.const, old.const[idx])
+    old.scale[idx] = np.where(better, new.scale, old.scale[idx])
+    return old
 
 
 def optimized_layer_bounds(

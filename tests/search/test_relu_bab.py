@@ -165,3 +165,52 @@ def test_a_split_starts_from_its_parents_bound() -> None:
                 assert low[0, 0] == pytest.approx(parent[0, 0], abs=1e-6)
                 tried += 1
     assert tried >= 4
+
+
+def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filtered smart branching ties when no candidate's worse child beats the parent's bound: the choice is
+    then the earliest layer's candidate, not the last layer's (whose better child wins the tie-break)."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.bounds.interval import interval_bounds
+    from nnverify.bounds.optimized import Duals, optimized_layer_bounds
+    from nnverify.search import relu_bab
+
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [5, 12, 12, 12, 2])
+    lb, ub = rng.uniform(-1, 0, 5), rng.uniform(0, 1, 5)
+    ib = interval_bounds(net, lb, ub)
+    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=10, margin_rel=1e-9, margin_abs=1e-12)
+    d = Disjunct(lb, ub, np.zeros((1, 5)), rng.normal(size=(1, 2)), np.array([50.0]))
+    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
+
+    def domain(known: float) -> relu_bab._Domains:
+        dom = relu_bab._Domains(
+            {s: np.zeros((1, root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
+            Duals({}, {}),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(1, dtype=np.int64),
+            np.full(1, known),
+        )
+        dom.duals = Duals.initial(net, search.bounds_of(dom.splits), 1, dom.splits)
+        return dom
+
+    best, duals, choice, _ = search.evaluate(domain(-np.inf), 5)
+    assert best[0] <= 0.0 and choice[0, 0] >= 0
+    layers = [s for s in search.pre if np.any((root.lb[s] < 0) & (root.ub[s] > 0))]
+    assert len(layers) >= 2
+    stuck = domain(-1.0)
+    stuck.duals = duals
+    bounds = search.bounds_of(stuck.splits)
+    lam = {r: -np.ones((1, 1, root.lb[s].shape[1])) for r, s in search.relu.items()}
+    cands = search._candidates(bounds, lam, np.zeros(1, dtype=np.int64), stuck.splits, np.array([0]))
+    k = cands.shape[1]
+    assert len({int(c) for c in cands[0, :, 0] if c >= 0}) >= 2
+
+    def crafted(*_args, **_kwargs):
+        # candidate c: the worse child stays below the parent (-1), the better one rises with c (later
+        # layers come later in the candidate list)
+        lower = np.array([[-2.0] if t % 2 == 0 else [float(t // 2)] for t in range(2 * k)])
+        return lower, None, None
+
+    monkeypatch.setattr(relu_bab, "rows_lower", crafted)
+    assert search._filter(stuck, cands)[0, 0] == cands[0, 0, 0] == layers[0]
