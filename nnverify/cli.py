@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from nnverify.backends import BACKENDS
-from nnverify.cli_bench import bench, fail_with, output_path
+from nnverify.cli_bench import bench, dir_of, fail_with, output_path, writable_dir
 from nnverify.errors import NnverifyError
 
 if TYPE_CHECKING:
@@ -415,8 +415,12 @@ def bnn() -> None:
 
 @bnn.command("train")
 @click.option("--grains", type=click.Choice(["2", "3"]), required=True, help="Dataset D_2 (10,000) or D_3 (5,000).")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="The .onnx (metrics: .json).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default="bench/data", show_default=True)
+@click.option(
+    "--out", "out_file", type=click.Path(dir_okay=False), callback=dir_of, required=True, help="The .onnx (+ .json)."
+)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), callback=writable_dir, default="bench/data", show_default=True
+)
 @click.option("--n", "size", type=click.IntRange(min=10), help="Dataset size (default: the paper's).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default: 100).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of split, initialisation, batches.")

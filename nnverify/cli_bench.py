@@ -5,6 +5,7 @@ The runner (``nnverify.bench``) never prints; this module draws the rich progres
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,27 @@ def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -
     """Click callback for output files: the directory must exist (checked before any work is done)."""
     if value is not None and not Path(value).resolve().parent.is_dir():
         raise click.BadParameter(f"directory {str(Path(value).parent)!r} does not exist")
+    return value
+
+
+def writable_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a directory the command creates if needed (``mkdir -p``): its nearest existing
+    ancestor must be a writable directory (checked before any work is done)."""
+    if value is None:
+        return value
+    probe = Path(value).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise click.BadParameter(f"{str(probe)!r} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"directory {str(probe)!r} is not writable")
+    return value
+
+
+def dir_of(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for an output file whose directory is created if needed: ``writable_dir`` on it."""
+    writable_dir(ctx, param, None if value is None else str(Path(value).resolve().parent))
     return value
 
 

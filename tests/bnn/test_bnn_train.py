@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,37 @@ def test_bnn_train_command_writes_a_checked_onnx_and_metrics(tmp_path: Path) -> 
     assert out.exists()
     assert metrics["dataset"]["n"] == 40
     assert metrics["onnx_check"]["exact"] is True
+
+
+@pytest.mark.parametrize("option", ["--data-dir", "--out"])
+@pytest.mark.parametrize("blocker", ["file", "read-only"])
+def test_bnn_train_refuses_an_unwritable_place_before_any_work(tmp_path: Path, option: str, blocker: str) -> None:
+    """A dataset directory or output file that cannot be written (under a regular file, or in a read-only
+    directory) is a usage error (exit 2, ``Error:`` line), reported at once: no dataset built, no traceback."""
+    from click.testing import CliRunner
+
+    from nnverify.cli import main
+
+    if blocker == "file":
+        base = tmp_path / "a_file"
+        base.write_text("not a directory\n")
+    else:
+        base = tmp_path / "locked"
+        base.mkdir()
+        base.chmod(0o500)
+        if os.access(base, os.W_OK):
+            base.chmod(0o700)
+            pytest.skip("running as a user who can write anywhere (root)")
+    try:
+        place = {"--data-dir": str(base / "data"), "--out": str(base / "sub" / "net.onnx")}
+        args = ["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "net.onnx")]
+        args[args.index(option) + 1] = place[option]
+        result = CliRunner().invoke(main, ["bnn", "train", "--grains", "2", *args, "--n", "40", "--epochs", "1"])
+    finally:
+        if blocker == "read-only":
+            base.chmod(0o700)
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.output
+    assert ("not writable" if blocker == "read-only" else "not a directory") in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "data").exists() and not (tmp_path / "net.onnx").exists()
