@@ -86,6 +86,11 @@ class CpSatBackend:
 
 def _integer_row(idx: np.ndarray, coef: np.ndarray, lo: float, hi: float) -> tuple[list[int], list[int], int, int]:
     """The row scaled exactly to integer coefficients; bounds rounded inwards (the left side is an integer)."""
+    if np.all(np.abs(coef) <= MAX_INT) and np.all(coef == np.round(coef)):  # integral already: no scaling
+        lo_i = -MAX_INT if not math.isfinite(lo) else math.ceil(lo)
+        hi_i = MAX_INT if not math.isfinite(hi) else math.floor(hi)
+        if abs(lo_i) <= MAX_INT and abs(hi_i) <= MAX_INT:
+            return idx.tolist(), coef.astype(np.int64).tolist(), lo_i, hi_i
     fracs = [Fraction(*float(c).as_integer_ratio()) for c in coef]
     scale = 1
     for f in fracs:
