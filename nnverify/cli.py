@@ -303,6 +303,12 @@ def _parse_seeds(text: str | None) -> tuple[tuple[int, int], ...] | None:
 @click.option("--query", "query_file", type=click.Path(dir_okay=False), callback=output_path, help="Save the query.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True)
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="cpsat", show_default=True)
+@click.option(
+    "--proposals/--no-proposals",
+    default=True,
+    show_default=True,
+    help="Try randomly grown cells first, each decided exactly with its pixels fixed (--no-proposals: search only).",
+)
 def generate(
     grains: int,
     interval: tuple[float, float],
@@ -316,13 +322,14 @@ def generate(
     query_file: str | None,
     timeout_s: float,
     backend: str,
+    proposals: bool,
 ) -> None:
     """Generate porous-media unit cells whose BNN-predicted coefficient lies in --interval (exactly solved).
 
     The first line is sat (images follow, each re-checked: flood fill, onnxruntime, PDE), unsat or timeout.
     """
     from nnverify.backends import get_backend
-    from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
+    from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, shape_proposals, solve_query
     from nnverify.bnn.shapes import ShapeParams
     from nnverify.encode.bnn import is_bnn
     from nnverify.errors import ModelError
@@ -342,7 +349,8 @@ def generate(
             solid_fraction=(solid_fraction[0], solid_fraction[1]) if solid_fraction else None,
             random_seed=seed,
         )
-        text, model = build_query(GenerateParams(shape, low, high))
+        params = GenerateParams(shape, low, high)
+        text, model = build_query(params)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
     try:
@@ -357,7 +365,8 @@ def generate(
         query = parse_discrete(text, query_file or "<generated query>")
         engine = get_backend(backend, Options(seed=seed))
         left = max(0.0, timeout_s - (time.monotonic() - started))
-        out = solve_query(layers, query, engine, count=count, timeout_s=left)
+        guesses = shape_proposals(layers, model, params) if proposals else None
+        out = solve_query(layers, query, engine, count=count, timeout_s=left, proposals=guesses)
     except NnverifyError as exc:
         fail_with(exc)
         return

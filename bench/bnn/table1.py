@@ -22,10 +22,23 @@ INTERVALS = [(40, 50), (50, 60), (60, 70), (70, 80), (80, 90), (90, 100)]
 
 
 def run(
-    grains: int, per_interval: int, timeout_s: float, out: Path, backend_name: str = "cpsat", first: int = 0
+    grains: int,
+    per_interval: int,
+    timeout_s: float,
+    out: Path,
+    backend_name: str = "cpsat",
+    first: int = 0,
+    proposals: bool = True,
 ) -> list[dict[str, object]]:
     from nnverify.backends import get_backend
-    from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, solve_query
+    from nnverify.bnn.generate import (
+        GenerateParams,
+        build_query,
+        check_image,
+        labels_of,
+        shape_proposals,
+        solve_query,
+    )
     from nnverify.bnn.shapes import ShapeParams
     from nnverify.graph.onnx_import import load_network
     from nnverify.graph.passes import to_layers
@@ -42,8 +55,10 @@ def run(
         for k in range(first, first + per_interval):
             shape = ShapeParams(grains, random_seed=k)
             start = time.perf_counter()
-            text, model = build_query(GenerateParams(shape, float(a), high))
-            out_ = solve_query(layers, parse_discrete(text), backend, timeout_s=timeout_s)
+            params = GenerateParams(shape, float(a), high)
+            text, model = build_query(params)
+            guesses = shape_proposals(layers, model, params) if proposals else None
+            out_ = solve_query(layers, parse_discrete(text), backend, timeout_s=timeout_s, proposals=guesses)
             seconds = time.perf_counter() - start
             row: dict[str, object] = {
                 "grains": grains,
@@ -92,6 +107,7 @@ def main() -> None:
     parser.add_argument("--from-log", type=Path, help="Only summarise the rows printed in this run log.")
     parser.add_argument("--backend", default="cpsat", help="Exact backend (cpsat, highs, gurobi, clpq).")
     parser.add_argument("--start", type=int, default=0, help="First instance (random seed of the seed cells).")
+    parser.add_argument("--no-proposals", action="store_true", help="Exact search only (no grown proposals first).")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -102,7 +118,9 @@ def main() -> None:
         rows = [ast.literal_eval(line) for line in lines if line.startswith("{")]
     else:
         for grains in args.grains:
-            rows += run(grains, args.per_interval, args.timeout, args.out, args.backend, args.start)
+            rows += run(
+                grains, args.per_interval, args.timeout, args.out, args.backend, args.start, not args.no_proposals
+            )
     fields = ["grains", "interval", "instance", "status", "seconds", "method", "bnn", "pde", "checks_ok"]
     with (args.out / f"table1_{args.backend}.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)

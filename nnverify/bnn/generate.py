@@ -6,18 +6,26 @@ shape rules hold (``bnn/shapes.py``) and ``a <= BNN(X) <= b``. ``build_query`` w
 asks an integer backend (CP-SAT by default); ``count > 1`` blocks each found pixel image and asks again.
 Every result is then re-checked outside the solver (``check_image``): flood fill (grains, separation, border),
 the network's forward pass on onnxruntime, and the PDE labeller's true coefficient.
+
+Proposals first: ``solve_query`` can take candidate pixel images (``shape_proposals``: random grains grown from
+the query's seeds and filtered by the network's float forward pass, ``sampling.py``). Each is handed to the same
+exact backend with the pixels fixed, so a proposal is accepted only when the exact encoding of the whole query
+accepts it; the full search runs for whatever is still missing. Proposals cannot make an answer wrong, only
+faster, and cannot turn a feasible query infeasible (a rejected proposal only means "not this image").
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
+from nnverify.bnn.sampling import propose
 from nnverify.bnn.shapes import ShapeModel, ShapeParams, decode, shape_model
 from nnverify.bounds.interval import interval_bounds
 from nnverify.encode.bnn import BnnEncoding, encode_bnn, integer_form
@@ -68,6 +76,8 @@ class Generated:
     seconds: float = 0.0
     method: str = ""
     note: str = ""
+    proposals_tried: int = 0
+    proposals_accepted: int = 0
 
 
 def output_range(graph: LayerGraph, query: DiscreteQuery) -> tuple[float, float]:
@@ -112,10 +122,52 @@ def _add_rows(enc: BnnEncoding, graph: LayerGraph, query: DiscreteQuery) -> dict
     return index
 
 
+#: At most this many proposals are handed to the exact backend per query, ...
+MAX_PROPOSALS = 16
+#: ... each with this time limit (seconds; with the pixels fixed the backend decides in well under one) ...
+PROPOSAL_TIMEOUT_S = 5.0
+#: ... and together within this share of the query's time limit.
+PROPOSAL_SHARE = 0.25
+
+
+def shape_proposals(
+    graph: LayerGraph, model: ShapeModel, params: GenerateParams, *, seed: int | None = None
+) -> Iterator[np.ndarray]:
+    """Pixel vectors of random cells that obey the shape rules and whose float output lies in the interval."""
+    rng = np.random.default_rng(params.shape.random_seed if seed is None else seed)
+    for p in propose(graph, params.shape, model.seeds, params.low, params.high, rng=rng):
+        yield p.pixels
+
+
+def _confirm(enc: BnnEncoding, backend: Backend, pixels: np.ndarray, timeout_s: float) -> np.ndarray | None:
+    """The exact backend's solution of the query with the pixels fixed to ``pixels``, or ``None``."""
+    problem = enc.problem
+    saved = [(problem.lb[k], problem.ub[k]) for k in enc.x_idx]
+    for k, v in zip(enc.x_idx, pixels, strict=True):
+        if not problem.lb[k] <= v <= problem.ub[k]:
+            return None
+        problem.lb[k] = problem.ub[k] = float(v)
+    try:
+        result = backend.solve(problem, timeout_s=timeout_s)
+    finally:
+        for k, (lo, hi) in zip(enc.x_idx, saved, strict=True):
+            problem.lb[k], problem.ub[k] = lo, hi
+    return result.values if result.status is SolveStatus.FEASIBLE else None
+
+
 def solve_query(
-    graph: LayerGraph, query: DiscreteQuery, backend: Backend, *, count: int = 1, timeout_s: float = 60.0
+    graph: LayerGraph,
+    query: DiscreteQuery,
+    backend: Backend,
+    *,
+    count: int = 1,
+    timeout_s: float = 60.0,
+    proposals: Iterable[np.ndarray] | None = None,
 ) -> Generated:
-    """Up to ``count`` solutions with pairwise different pixel images; INFEASIBLE if there is none."""
+    """Up to ``count`` solutions with pairwise different pixel images; INFEASIBLE if there is none.
+
+    ``proposals`` (optional): candidate pixel vectors tried first, each exactly (module docstring).
+    """
     start = time.perf_counter()
     low, high = output_range(graph, query)
     for row in query.rows:  # the bounds alone may rule out the asked output range
@@ -132,14 +184,9 @@ def solve_query(
     index = _add_rows(enc, graph, query)
     out = Generated(SolveStatus.INFEASIBLE, method=f"bnn+{backend.name}")
     x_idx = enc.x_idx
-    while len(out.images) < count:
-        left = timeout_s - (time.perf_counter() - start)
-        result = backend.solve(enc.problem, timeout_s=left)
-        if result.status is not SolveStatus.FEASIBLE or result.values is None:
-            if not out.images:
-                out.status, out.note = result.status, result.note
-            break
-        values = {name: round(result.values[k]) for name, k in index.items()}
+
+    def accept(values_vec: np.ndarray) -> None:
+        values = {name: round(values_vec[k]) for name, k in index.items()}
         pixels = np.array([values[f"X_{i}"] for i in range(query.n_inputs)])
         out.status = SolveStatus.FEASIBLE
         out.images.append(pixels)
@@ -147,6 +194,28 @@ def solve_query(
         # Block this pixel image: at least one pixel differs.
         coefs = np.where(pixels == 1, -1.0, 1.0)
         enc.problem.add_row(x_idx.copy(), coefs, 1.0 - float(pixels.sum()), np.inf)
+
+    if proposals is not None:
+        share = PROPOSAL_SHARE * timeout_s
+        for pixels in proposals:
+            spent = time.perf_counter() - start
+            if len(out.images) >= count or out.proposals_tried >= max(MAX_PROPOSALS, 2 * count) or spent >= share:
+                break
+            out.proposals_tried += 1
+            found = _confirm(enc, backend, pixels, min(PROPOSAL_TIMEOUT_S, share - spent))
+            if found is not None:
+                out.proposals_accepted += 1
+                accept(found)
+        if out.images and len(out.images) >= count:
+            out.method = f"proposal+{backend.name}"
+    while len(out.images) < count:
+        left = timeout_s - (time.perf_counter() - start)
+        result = backend.solve(enc.problem, timeout_s=left)
+        if result.status is not SolveStatus.FEASIBLE or result.values is None:
+            if not out.images:
+                out.status, out.note = result.status, result.note
+            break
+        accept(result.values)
     out.seconds = time.perf_counter() - start
     return out
 
