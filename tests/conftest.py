@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from benchdata import BENCHMARKS_DIR
 
-#: VNN-COMP benchmark sets with ground truth, next to the repository (``../shared/benchmarks``).
-BENCHMARKS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 #: Globs (relative to BENCHMARKS_DIR) of the networks the ``benchmark_net`` parameter runs over.
 BENCHMARK_NET_GLOBS = ("test/*.onnx", "acasxu/onnx/*.onnx", "mnistfc/onnx/*.onnx")
 
@@ -49,11 +48,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     saying where it was looked for, instead of failing them."""
     if BENCHMARKS_DIR.is_dir():
         return
-    skip = pytest.mark.skip(reason=f"benchmark data not found at {BENCHMARKS_DIR} (expected ../shared/benchmarks)")
+    skip = pytest.mark.skip(
+        reason=f"benchmark data not found at {BENCHMARKS_DIR} (set NNVERIFY_BENCHMARKS, or clone next to shared/)"
+    )
     uses_data: dict[Path, bool] = {}
     for item in items:
         path = Path(str(item.fspath))
         if path not in uses_data:
-            uses_data[path] = '"shared"' in path.read_text()
+            uses_data[path] = "BENCHMARKS_DIR" in path.read_text()
         if uses_data[path]:
             item.add_marker(skip)

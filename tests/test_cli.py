@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchdata import BENCHMARKS_DIR
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
@@ -16,7 +17,7 @@ from nnverify.cli import main
 from nnverify.spec.witness_format import load_witness
 from nnverify.witness import OnnxRunner
 
-BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCH = BENCHMARKS_DIR
 TEST = BENCH / "test"
 SAT_NET, UNSAT_NET, PROP = TEST / "test_sat.onnx", TEST / "test_unsat.onnx", TEST / "test_prop.vnnlib"
 

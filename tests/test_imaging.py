@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from benchdata import BENCHMARKS_DIR
 from onnx import TensorProto, helper, numpy_helper
 
 from nnverify.graph.core import Graph
@@ -18,7 +19,7 @@ from nnverify.spec.property import Disjunct, Property
 from nnverify.spec.vnnlib import load_property
 from nnverify.spec.witness_format import load_witness
 
-BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCH = BENCHMARKS_DIR
 MNIST_WITNESS = "counterexamples/2023_nnenum/mnist-net_256x2_prop_1_0.03.counterexample.gz"
 ACAS = BENCH / "acasxu"
 ACAS_WITNESS = ACAS / "counterexamples/2025_nnenum/ACASXU_run2a_1_2_batch_2000_prop_2.counterexample.gz"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 import nnverify
 import nnverify.pipeline as verify_module
@@ -14,7 +15,7 @@ from nnverify.backends.base import BackendResult, SolveStatus
 from nnverify.encode.problem import Problem
 from nnverify.witness import OnnxRunner, check_counterexample
 
-BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCH = BENCHMARKS_DIR
 
 
 def expected(set_name: str) -> dict[tuple[str, str], str]:

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "vnncomp_scripts"
-TEST_SET = REPO.parent / "shared" / "benchmarks" / "test"
+TEST_SET = BENCHMARKS_DIR / "test"
 SCRIPT_NAMES = ("install_tool.sh", "prepare_instance.sh", "run_instance.sh")
 SAT_NET, PROP = TEST_SET / "test_sat.onnx", TEST_SET / "test_prop.vnnlib"
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 from nnverify.graph.onnx_import import load_network
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample, check_witness_file
 
-BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+BENCH = BENCHMARKS_DIR
 
 
 def witness_cases() -> list[tuple[Path, Path, Path, bool]]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchdata import BENCHMARKS_DIR
 from click.testing import CliRunner
 
 from nnverify.cli import main
 
-TEST = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "test"
+TEST = BENCHMARKS_DIR / "test"
 
 
 def test_bench_run_then_score_reports_5_of_5_and_writes_a_cactus_plot(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 from nnverify.bench import runner
 from nnverify.bench.executors import DaskExecutor, LocalExecutor
@@ -14,7 +15,6 @@ from nnverify.bench.instances import Instance, InstancesFileError, read_instance
 from nnverify.bench.runner import CSV_FIELDS, BenchResult, Row, read_rows, run_benchmark, run_instance
 from nnverify.errors import InputFileError
 
-BENCHMARKS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
 TEST_SET = BENCHMARKS_DIR / "test"
 
 pytestmark = pytest.mark.skipif(not TEST_SET.is_dir(), reason=f"benchmark data not found at {TEST_SET}")

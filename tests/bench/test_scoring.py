@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 from nnverify.bench.plots import cactus_plot, solved_times
 from nnverify.bench.scoring import (
@@ -24,7 +25,7 @@ from nnverify.bench.scoring import (
     wrong_lines,
 )
 
-BENCHMARKS = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+BENCHMARKS = BENCHMARKS_DIR
 FIELDS = ["category", "onnx", "vnnlib", "prepare_time", "result", "run_time", "method", "peak_mem_mb", "note"]
 SAT_ONNX, SAT_PROP = "test_sat.onnx", "test_prop.vnnlib"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from benchdata import BENCHMARKS_DIR
 
 from nnverify.errors import InputFileError, PropertyError
 from nnverify.spec import sexpr
@@ -21,7 +22,7 @@ DECLS_1_1 = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
 
 def benchmarks_dir() -> Path:
     """The shared VNN-COMP benchmark data (the repository and ``shared/`` are siblings)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+    return BENCHMARKS_DIR
 
 
 def benchmark_files() -> list[Path]:

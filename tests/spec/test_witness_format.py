@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from benchdata import BENCHMARKS_DIR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ SIZES = {"acasxu": (5, 5), "mnistfc": (784, 10), "test": (5, 5)}
 
 def benchmarks_dir() -> Path:
     """The shared VNN-COMP benchmark data (the repository and ``shared/`` are siblings)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+    return BENCHMARKS_DIR
 
 
 def witness_files() -> list[Path]:
