@@ -151,8 +151,9 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
         return out.status, (found[-1] if found else None), out.note
     if uses_relu_splitting(run.layers):
         out = relu_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
-        for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
+        for key in ("boxes", "leaves_exact", "candidates", "max_depth", "refine_solves", "stabilised"):
             run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))
+        run.stats["refine_s"] = round(float(run.stats.get("refine_s", 0.0)) + out.stats.refine_s, 4)
         if out.note:
             run.stats["decided_by"] = out.note
         return out.status, (found[-1] if found else None), out.note

@@ -36,6 +36,10 @@ class SearchStats:
     leaves_exact: int = 0
     candidates: int = 0
     max_depth: int = 0
+    #: ReLU search only: MILP solves of the intermediate-bound refinement, neurons it stabilised, its seconds.
+    refine_solves: int = 0
+    stabilised: int = 0
+    refine_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

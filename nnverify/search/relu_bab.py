@@ -20,6 +20,7 @@ vertex) is evaluated as a candidate counterexample; candidates go to the caller'
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from nnverify.bounds.optimized import (
     rows_lower,
     supports,
 )
+from nnverify.bounds.refine import RefineStats, refinable_layers, refine_bounds
 from nnverify.budget import Budget
 from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.options import Options
@@ -46,6 +48,10 @@ from nnverify.spec.property import Disjunct
 ROOT_LAYER_ITERATIONS = 20
 ROOT_ITERATIONS = 50
 BRANCH_ITERATIONS = 30
+#: The racing thread refines the intermediate bounds by MILPs for this share of the budget left when the root
+#: stays open, at most ``REFINE_SOLVE_S`` per bound (``bounds/refine.py``), before its whole-box MILP.
+REFINE_SHARE = 0.6
+REFINE_SOLVE_S = 1.0
 #: Domains taken from the stack per step (each gives two children).
 BATCH = 64
 #: Neurons per ReLU layer whose children are bounded before one is chosen (filtered smart branching).
@@ -275,21 +281,51 @@ class _Search:
 
 
 class _RacingMilp:
-    """The whole box as one MILP (root bounds, open disjuncts) in a thread, raced against the search.
+    """A second thread beside the search: first MILP-refined intermediate bounds (``bounds/refine.py``, for
+    ``REFINE_SHARE`` of the budget left, when ``refine``), then the whole box as one MILP with those bounds.
 
     Used only with a ``cancellable`` backend: HiGHS releases the GIL while it solves, so on two cores the
-    MILP and the numpy bounding run side by side; whichever decides first wins and the other stops.
+    MILPs and the numpy bounding run side by side. The search restarts from the refined root when it arrives
+    (``refined``); whichever of the search and the MILP decides first wins and the other stops.
     """
 
     def __init__(
-        self, graph: LayerGraph, root: LayerBounds, disjuncts: list[Disjunct], backend: Backend, budget: Budget
+        self,
+        graph: LayerGraph,
+        root: LayerBounds,
+        disjuncts: list[Disjunct],
+        backend: Backend,
+        budget: Budget,
+        refine: bool,
+        margins: dict[str, float],
     ) -> None:
         self.cancel = threading.Event()
         self.outcome: BoxOutcome | None = None
+        self.refined: LayerBounds | None = None
+        self.refine_stats: RefineStats | None = None
         lbs, ubs = [np.array(v[0]) for v in root.lb], [np.array(v[0]) for v in root.ub]
 
+        def reoptimise(lo: list[np.ndarray], hi: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            b = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
+            b = optimized_layer_bounds(graph, b, iterations=ROOT_LAYER_ITERATIONS, **margins)
+            return [v[0] for v in b.lb], [v[0] for v in b.ub]
+
         def run() -> None:
-            self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
+            nonlocal lbs, ubs
+            if refine and refinable_layers(graph):
+                lbs, ubs, self.refine_stats = refine_bounds(
+                    graph,
+                    lbs,
+                    ubs,
+                    deadline=time.monotonic() + REFINE_SHARE * budget.remaining(),
+                    per_solve_s=REFINE_SOLVE_S,
+                    reoptimise=reoptimise,
+                    cancel=self.cancel,
+                )
+                if self.refine_stats.tightened:
+                    self.refined = LayerBounds([v[None] for v in lbs], [v[None] for v in ubs])
+            if not self.cancel.is_set():
+                self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
 
         self.thread = threading.Thread(target=run, name="nnverify-milp", daemon=True)
         self.thread.start()
@@ -297,6 +333,11 @@ class _RacingMilp:
     def result(self) -> BoxOutcome | None:
         """The MILP's outcome once it has finished, else None."""
         return None if self.thread.is_alive() else self.outcome
+
+    def take_refined(self) -> LayerBounds | None:
+        """The refined root bounds, once (None before they are ready and after they were taken)."""
+        refined, self.refined = self.refined, None
+        return refined
 
     def stop(self) -> None:
         self.cancel.set()
@@ -314,9 +355,11 @@ def relu_split_search(
     is_counterexample: Callable[[np.ndarray], bool],
     *,
     race_milp: bool = True,
+    refine: bool = True,
 ) -> SearchOutcome:
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting,
-    raced against one MILP of the box when the backend can be cancelled (and ``race_milp``)."""
+    raced against MILP refinement and one MILP of the box when the backend can be cancelled (and
+    ``race_milp``; the refinement only with ``refine``)."""
     query = bound_box(graph, lb, ub, disjuncts, options)
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
@@ -329,49 +372,65 @@ def relu_split_search(
     )
     live = query.live
     search = _Search(graph, root, _Rows.of(live), live, options)
-    first = _Domains(
-        {s: np.zeros((len(live), root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
-        Duals({}, {}),
-        np.arange(len(live)),
-        np.zeros(len(live), dtype=np.int64),
-        np.full(len(live), -np.inf),
-    )
-    first.duals = Duals.initial(graph, search.bounds_of(first.splits), search.rows.b.shape[1], first.splits)
     races: list[_RacingMilp] = []
 
     def start_race(open_disjuncts: list[Disjunct]) -> _RacingMilp | None:
         if not getattr(backend, "cancellable", False) or not race_milp:
             return None
-        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget))
+        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget, refine, margins))
         return races[-1]
 
     try:
-        return _run(search, first, backend, budget, is_counterexample, start_race)
+        out = _run(search, backend, budget, is_counterexample, start_race)
     finally:
         for race in races:
             race.stop()
+    for race in races:
+        if race.refine_stats is not None:
+            out.stats.refine_solves += race.refine_stats.solves
+            out.stats.stabilised += race.refine_stats.stabilised
+            out.stats.refine_s += race.refine_stats.seconds
+    return out
+
+
+def _root_domains(search: _Search) -> _Domains:
+    """One domain per live disjunct, nothing split, duals at their start values."""
+    n = len(search.disjuncts)
+    first = _Domains(
+        {s: np.zeros((n, search.root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
+        Duals({}, {}),
+        np.arange(n),
+        np.zeros(n, dtype=np.int64),
+        np.full(n, -np.inf),
+    )
+    first.duals = Duals.initial(search.graph, search.bounds_of(first.splits), search.rows.b.shape[1], first.splits)
+    return first
 
 
 def _run(
     search: _Search,
-    first: _Domains,
     backend: Backend,
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     start_race: Callable[[list[Disjunct]], _RacingMilp | None],
 ) -> SearchOutcome:
     """The search loop: bound a batch, try its minimisers, send exhausted domains to the exact backend,
-    push the rest; after the root, start (and then watch) the racing MILP."""
+    push the rest; after the root, start (and then watch) the racing thread, and start again from the root
+    when it brings refined bounds."""
     graph, live, stats = search.graph, search.disjuncts, search.stats
     stack: list[tuple[_Domains, np.ndarray]] = []
     undecided = ""
-    pending: list[_Domains] = [first]
+    pending: list[_Domains] = [_root_domains(search)]
     iterations = ROOT_ITERATIONS
     race: _RacingMilp | None = None
+    raced = False
     while pending or stack:
         if budget.expired():
             note = "budget spent during ReLU splitting" + (f" ({undecided})" if undecided else "")
             return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
+        if race is not None and (refined := race.take_refined()) is not None:
+            search.root = refined  # tighter and still sound: the tree so far is dropped, the search restarts
+            stack, pending, iterations = [], [_root_domains(search)], ROOT_ITERATIONS
         if race is not None and (milp := race.result()) is not None:
             race = None
             if milp.status is SolveStatus.INFEASIBLE:
@@ -395,7 +454,8 @@ def _run(
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
         if iterations == ROOT_ITERATIONS:
             iterations = BRANCH_ITERATIONS
-            race = start_race([live[i] for i in np.unique(dom.disjunct[open_])])
+            if not raced:
+                raced, race = True, start_race([live[i] for i in np.unique(dom.disjunct[open_])])
         leaf = open_ & (choice[:, 0] < 0)
         for i in np.nonzero(leaf)[0]:
             status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget)
