@@ -103,6 +103,11 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
 @click.option(
+    "--refine-bounds",
+    is_flag=True,
+    help="ReLU search: refine intermediate bounds by MILPs (HiGHS) beside the search; pays with 2 free cores.",
+)
+@click.option(
     "--image",
     "image_file",
     type=click.Path(dir_okay=False),
@@ -119,6 +124,7 @@ def check(
     precision: str,
     seed: int,
     as_json: bool,
+    refine_bounds: bool,
     image_file: str | None,
 ) -> None:
     """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
@@ -134,7 +140,11 @@ def check(
             result = _check_discrete(network, prop, backend, seed, remaining)
         else:
             result = verify(
-                network, prop, Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision)
+                network,
+                prop,
+                Options(
+                    timeout_s=remaining, backend=backend, seed=seed, precision=precision, refine_bounds=refine_bounds
+                ),
             )
     except NnverifyError as exc:
         fail_with(exc)

@@ -24,6 +24,9 @@ class Options:
         bound_margin_rel: Relative outward margin on floating-point bounds (soundness; do not set to 0).
         bound_margin_abs: Absolute outward margin on floating-point bounds.
         precision: Arithmetic of the clpq backend: ``"exact"`` (rationals, clpq) or ``"float"`` (clpr).
+        refine_bounds: ReLU search with HiGHS: refine the intermediate bounds by MILPs in the racing thread
+            before its whole-box MILP (``bounds/refine.py``). Off by default: it pays when the instance has
+            both cores to itself and needs it (README "MILP-refined intermediate bounds").
     """
 
     timeout_s: float = 60.0
@@ -35,3 +38,4 @@ class Options:
     bound_margin_rel: float = BOUND_MARGIN_REL
     bound_margin_abs: float = BOUND_MARGIN_ABS
     precision: str = "exact"
+    refine_bounds: bool = False

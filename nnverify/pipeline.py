@@ -150,7 +150,9 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
             run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
         return out.status, (found[-1] if found else None), out.note
     if uses_relu_splitting(run.layers):
-        out = relu_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
+        out = relu_split_search(
+            run.layers, group, lb, ub, backend, run.budget, run.options, accept, refine=run.options.refine_bounds
+        )
         for key in ("boxes", "leaves_exact", "candidates", "max_depth", "refine_solves", "stabilised"):
             run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))
         run.stats["refine_s"] = round(float(run.stats.get("refine_s", 0.0)) + out.stats.refine_s, 4)

@@ -355,7 +355,7 @@ def relu_split_search(
     is_counterexample: Callable[[np.ndarray], bool],
     *,
     race_milp: bool = True,
-    refine: bool = True,
+    refine: bool = False,
 ) -> SearchOutcome:
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting,
     raced against MILP refinement and one MILP of the box when the backend can be cancelled (and

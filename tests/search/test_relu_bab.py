@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from netgen import random_net
@@ -26,8 +28,27 @@ def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.nda
     return lb, ub, disjuncts
 
 
-@pytest.mark.parametrize("race", [False, True], ids=["search-only", "raced-milp"])
-def test_agrees_with_the_milp_on_random_nets(race: bool) -> None:
+@pytest.mark.parametrize(
+    ("race", "refine", "slow"),
+    [(False, False, 0.0), (True, False, 0.0), (True, True, 0.0), (True, True, 0.01)],
+    ids=["search-only", "raced-milp", "raced-refined", "raced-refined-slow-search"],
+)
+def test_agrees_with_the_milp_on_random_nets(
+    race: bool, refine: bool, slow: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``slow``: every bounding step of the search sleeps, so refined bounds arrive while the search is open
+    and it restarts from them."""
+    if slow:
+        from nnverify.search import relu_bab
+
+        evaluate = relu_bab._Search.evaluate
+
+        def slow_evaluate(self, dom, iterations):  # type: ignore[no-untyped-def]
+            time.sleep(slow)
+            return evaluate(self, dom, iterations)
+
+        monkeypatch.setattr(relu_bab._Search, "evaluate", slow_evaluate)
+    refined = 0
     rng = np.random.default_rng(42)
     options = Options()
     backend = get_backend("highs", options)
@@ -43,8 +64,9 @@ def test_agrees_with_the_milp_on_random_nets(race: bool) -> None:
             return any(d.contains_input(x[None, :], 1e-9)[0] and d.slack(x[None, :], y)[0] <= 1e-9 for d in disjuncts)
 
         out = relu_split_search(
-            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, replays, race_milp=race
+            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, replays, race_milp=race, refine=refine
         )
+        refined += out.stats.refine_solves
         if reference.status is SolveStatus.FEASIBLE:
             assert out.status is SolveStatus.FEASIBLE
             assert replays(out.x)
@@ -53,6 +75,10 @@ def test_agrees_with_the_milp_on_random_nets(race: bool) -> None:
             assert out.status is SolveStatus.INFEASIBLE
         seen[out.status] += 1
     assert seen[SolveStatus.FEASIBLE] >= 5 and seen[SolveStatus.INFEASIBLE] >= 5, seen
+    if not refine:
+        assert refined == 0
+    if slow:
+        assert refined > 0  # the refinement ran while the search was open
 
 
 def test_search_alone_splits_and_reaches_exact_leaves() -> None:
