@@ -44,8 +44,6 @@ MARGIN_ABS = 1e-5
 MARGIN_REL = 1e-6
 #: HiGHS settings for the refinement solves (one thread: the search runs on the other core).
 HIGHS_OPTIONS: dict[str, object] = {"threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0, "random_seed": 0}
-#: Only neurons whose nearer side is at most this share of their range are asked (1: every unstable neuron).
-MAX_RATIO = 1.0
 
 
 @dataclass(slots=True)
@@ -80,14 +78,13 @@ def _unstable(lbs: list[np.ndarray], ubs: list[np.ndarray], layers: list[int]) -
     return tuple(int(np.sum((lbs[s] < 0.0) & (ubs[s] > 0.0))) for s in layers)
 
 
-def _candidates(lb: np.ndarray, ub: np.ndarray, max_ratio: float) -> list[int]:
-    """Unstable neurons with ``min(-l, u) / (u - l) <= max_ratio``, nearest to stable first."""
+def _candidates(lb: np.ndarray, ub: np.ndarray) -> list[int]:
+    """Unstable neurons, nearest to stable (smallest ``min(-l, u) / (u - l)``) first."""
     idx = np.nonzero((lb < 0.0) & (ub > 0.0))[0]
     if idx.size == 0:
         return []
     ratio = np.minimum(-lb[idx], ub[idx]) / (ub[idx] - lb[idx])
-    keep = ratio <= max_ratio
-    return [int(j) for j in idx[keep][np.argsort(ratio[keep], kind="stable")]]
+    return [int(j) for j in idx[np.argsort(ratio, kind="stable")]]
 
 
 def refine_bounds(
@@ -98,7 +95,6 @@ def refine_bounds(
     deadline: float,
     per_solve_s: float,
     reoptimise: Reoptimise,
-    max_ratio: float = MAX_RATIO,
     cancel: threading.Event | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], RefineStats]:
     """Tighten the per-layer bounds ``lbs/ubs`` (one box, ``(size,)`` each) by MILPs until ``deadline``
@@ -111,7 +107,7 @@ def refine_bounds(
     for s in layers:
         if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
             break
-        todo = _candidates(lbs[s], ubs[s], max_ratio)
+        todo = _candidates(lbs[s], ubs[s])
         if not todo:
             continue
         highs, cols = _prefix_model(graph, s, lbs, ubs)
