@@ -103,9 +103,16 @@ def main() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
 @click.option(
-    "--refine-bounds",
-    is_flag=True,
-    help="ReLU search: refine intermediate bounds by MILPs (HiGHS) beside the search; pays with 2 free cores.",
+    "--refine-bounds/--no-refine-bounds",
+    default=None,
+    help="ReLU search: refine intermediate bounds by MILPs (HiGHS) beside the search. Default: on with 2+ cores.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Cores to use (parallel MILP refinement); 0 = every core this process may run on.",
 )
 @click.option(
     "--image",
@@ -124,7 +131,8 @@ def check(
     precision: str,
     seed: int,
     as_json: bool,
-    refine_bounds: bool,
+    refine_bounds: bool | None,
+    threads: int,
     image_file: str | None,
 ) -> None:
     """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
@@ -143,7 +151,12 @@ def check(
                 network,
                 prop,
                 Options(
-                    timeout_s=remaining, backend=backend, seed=seed, precision=precision, refine_bounds=refine_bounds
+                    timeout_s=remaining,
+                    backend=backend,
+                    seed=seed,
+                    precision=precision,
+                    refine_bounds=refine_bounds,
+                    threads=threads,
                 ),
             )
     except NnverifyError as exc:

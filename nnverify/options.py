@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 #: Relative safety margin added to every floating-point bound (see ``bounds/interval.py``).
 BOUND_MARGIN_REL = 1e-9
 #: Absolute safety margin added to every floating-point bound.
 BOUND_MARGIN_ABS = 1e-12
+#: The MILP refinement of intermediate bounds is on by default from this many cores: on one core it takes the
+#: search's time and lost two late whole-box MILP wins on MNIST-FC (bench/results/2026-11-23-relu-bab-refine).
+REFINE_MIN_CORES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +29,11 @@ class Options:
         bound_margin_abs: Absolute outward margin on floating-point bounds.
         precision: Arithmetic of the clpq backend: ``"exact"`` (rationals, clpq) or ``"float"`` (clpr).
         refine_bounds: ReLU search with HiGHS: refine the intermediate bounds by MILPs in the racing thread
-            before its whole-box MILP (``bounds/refine.py``). Off by default: it pays when the instance has
-            both cores to itself and needs it (README "MILP-refined intermediate bounds").
+            before its whole-box MILP (``bounds/refine.py``). ``None`` (the default) decides by the cores:
+            on when the run has at least ``REFINE_MIN_CORES`` (README "MILP-refined intermediate bounds").
+        threads: CPU cores the run may use (the refinement's parallel MILP solves); 0: every core the process
+            may run on (``os.sched_getaffinity``). ``nnverify bench run --jobs J`` gives each instance
+            ``cores // J``.
     """
 
     timeout_s: float = 60.0
@@ -38,4 +45,25 @@ class Options:
     bound_margin_rel: float = BOUND_MARGIN_REL
     bound_margin_abs: float = BOUND_MARGIN_ABS
     precision: str = "exact"
-    refine_bounds: bool = False
+    refine_bounds: bool | None = None
+    threads: int = 0
+
+    def cores(self) -> int:
+        """The cores this run may use (``threads``, or what the process may run on)."""
+        if self.threads > 0:
+            return self.threads
+        return available_cores()
+
+    def refines(self) -> bool:
+        """Whether the ReLU search refines intermediate bounds by MILPs (``refine_bounds``, else by cores)."""
+        if self.refine_bounds is not None:
+            return self.refine_bounds
+        return self.cores() >= REFINE_MIN_CORES
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -151,7 +151,16 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
         return out.status, (found[-1] if found else None), out.note
     if uses_relu_splitting(run.layers):
         out = relu_split_search(
-            run.layers, group, lb, ub, backend, run.budget, run.options, accept, refine=run.options.refine_bounds
+            run.layers,
+            group,
+            lb,
+            ub,
+            backend,
+            run.budget,
+            run.options,
+            accept,
+            refine=run.options.refines(),
+            refine_workers=run.options.cores(),
         )
         for key in ("boxes", "leaves_exact", "candidates", "max_depth", "refine_solves", "stabilised"):
             run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from nnverify.bench.executors import Executor, LocalExecutor
 from nnverify.bench.instances import Instance
+from nnverify.options import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -126,13 +127,14 @@ class _Outcome:
     stderr: str
 
 
-def check_command(instance: Instance, *, backend: str, results_file: Path) -> list[str]:
+def check_command(instance: Instance, *, backend: str, results_file: Path, threads: int = 0) -> list[str]:
     """The worker command for one instance (a test may monkeypatch this to run something else).
 
     Args:
         instance: The instance to decide.
         backend: Exact backend name (``highs``, ``gurobi``).
         results_file: Where the VNN-COMP result file goes.
+        threads: Cores the instance may use (``--threads``; 0: all the process may run on).
 
     Returns:
         ``argv`` of ``python -m nnverify.cli check ONNX VNNLIB --timeout T --json ...``.
@@ -151,6 +153,8 @@ def check_command(instance: Instance, *, backend: str, results_file: Path) -> li
         backend,
         "--results-file",
         str(results_file),
+        "--threads",
+        str(threads),
     ]
 
 
@@ -246,7 +250,9 @@ def _save_witness(results_file: Path, instance: Instance, witness_dir: Path) -> 
     shutil.copyfile(results_file, witness_dir / f"{instance.onnx.stem}_{instance.vnnlib.stem}.counterexample")
 
 
-def run_instance(instance: Instance, *, backend: str = "highs", witness_dir: str | Path | None = None) -> Row:
+def run_instance(
+    instance: Instance, *, backend: str = "highs", witness_dir: str | Path | None = None, threads: int = 0
+) -> Row:
     """Decide one instance in a separate ``nnverify check`` process with a hard timeout.
 
     The process gets ``--timeout instance.timeout_s``; if it is still running
@@ -259,6 +265,7 @@ def run_instance(instance: Instance, *, backend: str = "highs", witness_dir: str
         backend: Exact backend passed to ``nnverify check``.
         witness_dir: If given and the result is sat, the VNN-COMP result file (verdict + witness) is
             copied there as ``<onnx stem>_<vnnlib stem>.counterexample``.
+        threads: Cores the instance may use (0: all its process may run on).
 
     Returns:
         The results row.
@@ -267,7 +274,7 @@ def run_instance(instance: Instance, *, backend: str = "highs", witness_dir: str
     with tempfile.TemporaryDirectory(prefix="nnverify-bench-") as tmp:
         workdir = Path(tmp)
         results_file = workdir / "result.txt"
-        cmd = check_command(instance, backend=backend, results_file=results_file)
+        cmd = check_command(instance, backend=backend, results_file=results_file, threads=threads)
         try:
             outcome = _run_process(cmd, limit_s, workdir)
         except OSError as exc:
@@ -369,7 +376,8 @@ def run_benchmark(
     Args:
         instances: The instances (duplicates by ``(category, onnx, vnnlib)`` run once).
         out_csv: Results CSV; created with a header if missing, otherwise resumed.
-        jobs: Parallel instances for the default ``LocalExecutor`` (ignored when ``executor`` is given).
+        jobs: Parallel instances for the default ``LocalExecutor`` (ignored when ``executor`` is given); each
+            instance may use ``cores // jobs`` cores (``nnverify check --threads``).
         backend: Exact backend of ``nnverify check``.
         executor: Where to run (``LocalExecutor(jobs)`` by default, or a ``DaskExecutor``).
         witness_dir: Directory for the result files of sat instances (see ``run_instance``).
@@ -384,7 +392,9 @@ def run_benchmark(
     done = {row.key: row for row in read_rows(path)}
     todo = [instance for instance in unique if instance.key not in done]
     count, total = len(unique) - len(todo), len(unique)
-    task = functools.partial(run_instance, backend=backend, witness_dir=witness_dir)
+    # local jobs share this machine's cores; a Dask worker's process sees its own
+    threads = 0 if executor is not None else max(1, available_cores() // jobs)
+    task = functools.partial(run_instance, backend=backend, witness_dir=witness_dir, threads=threads)
     rows = (executor or LocalExecutor(jobs)).map_unordered(task, todo)
     try:
         for row in rows:

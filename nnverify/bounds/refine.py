@@ -43,7 +43,12 @@ from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 MARGIN_ABS = 1e-5
 MARGIN_REL = 1e-6
 #: HiGHS settings for the refinement solves (one thread: the search runs on the other core).
+#: Within a layer, refined bounds are handed to ``publish`` at most this often (α-CROWN re-run each time).
+PUBLISH_EVERY_S = 15.0
 HIGHS_OPTIONS: dict[str, object] = {"threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0, "random_seed": 0}
+
+
+_SCHEDULER_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -60,6 +65,7 @@ class RefineStats:
 
 
 Reoptimise = Callable[[list[np.ndarray], list[np.ndarray]], tuple[list[np.ndarray], list[np.ndarray]]]
+Publish = Callable[[list[np.ndarray], list[np.ndarray]], None]
 
 
 def refinable_layers(graph: LayerGraph) -> list[int]:
@@ -96,45 +102,159 @@ def refine_bounds(
     per_solve_s: float,
     reoptimise: Reoptimise,
     cancel: threading.Event | None = None,
+    workers: int = 1,
+    publish: Publish | None = None,
+    publish_every_s: float = PUBLISH_EVERY_S,
+    stats: RefineStats | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], RefineStats]:
     """Tighten the per-layer bounds ``lbs/ubs`` (one box, ``(size,)`` each) by MILPs until ``deadline``
-    (``time.monotonic()``); returns new lists (the inputs are not changed) and what was done."""
+    (``time.monotonic()``); returns new lists (the inputs are not changed) and what was done.
+
+    ``workers`` HiGHS models solve a layer's neurons side by side (the solves of one layer are independent:
+    each reads only the layers below, which stay fixed while the layer is refined). ``publish``, when given,
+    receives re-optimised copies of the bounds after every layer that changed and, within a layer, every
+    ``publish_every_s`` seconds once something was tightened, so a caller can use them before the end.
+    ``stats``, when given, is filled in as the work goes (a caller that stops early still sees the counts)."""
 
     started = time.monotonic()
     layers = refinable_layers(graph)
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
-    stats = RefineStats(unstable_before=_unstable(lbs, ubs, layers))
+    stats = stats if stats is not None else RefineStats()
+    stats.unstable_before = _unstable(lbs, ubs, layers)
+
+    def stopped() -> bool:
+        return time.monotonic() >= deadline or (cancel is not None and cancel.is_set())
+
     for s in layers:
-        if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+        if stopped():
             break
         todo = _candidates(lbs[s], ubs[s])
         if not todo:
             continue
-        highs, cols = _prefix_model(graph, s, lbs, ubs)
-        layer = graph.layers[s]
-        assert isinstance(layer, AffineLayer)
-        changed = False
-        for j in todo:
-            # the side nearer 0 first; the other only if the neuron is still unstable
-            for lower_side in (-lbs[s][j] < ubs[s][j], -lbs[s][j] >= ubs[s][j]):
-                left = deadline - time.monotonic()
-                if left <= 0.05 or (cancel is not None and cancel.is_set()) or lbs[s][j] >= 0.0 or ubs[s][j] <= 0.0:
-                    break
-                if _tighten(highs, cols, layer, j, lower_side, min(per_solve_s, left), lbs, ubs, s, stats):
-                    changed = True
-        if changed:
-            for k, act in enumerate(graph.layers):
-                if isinstance(act, ActivationLayer) and act.source == s:
-                    lbs[k], ubs[k] = np.maximum(lbs[s], 0.0), np.maximum(ubs[s], 0.0)
-            new_l, new_u = reoptimise(lbs, ubs)
-            lbs = [np.maximum(a, b) for a, b in zip(lbs, new_l, strict=True)]
-            ubs = [np.minimum(a, b) for a, b in zip(ubs, new_u, strict=True)]
+        before = stats.tightened
+        _ready_scheduler()
+        job = _LayerJob(graph, s, lbs, ubs, todo, stats, stopped, deadline, per_solve_s)
+        threads = [
+            threading.Thread(target=job.work, args=_prefix_model(graph, s, lbs, ubs), daemon=True)
+            for _ in range(max(1, min(workers, len(todo))))
+        ]
+        for t in threads:
+            t.start()
+        shown, last = before, time.monotonic()
+        while alive := [t for t in threads if t.is_alive()]:
+            alive[0].join(0.2)
+            if publish is not None and stats.tightened > shown and time.monotonic() - last >= publish_every_s:
+                shown, last = stats.tightened, time.monotonic()
+                publish(*_settle_copy(graph, s, job.snapshot(), reoptimise))
+        for t in threads:
+            t.join()
+        if stats.tightened > before:
+            lbs, ubs = _settle_copy(graph, s, job.snapshot(), reoptimise)
+            if publish is not None and not (cancel is not None and cancel.is_set()):
+                publish([v.copy() for v in lbs], [v.copy() for v in ubs])
     stats.unstable_after = _unstable(lbs, ubs, layers)
     stats.seconds = time.monotonic() - started
     return lbs, ubs, stats
 
 
-def _tighten(
+class _LayerJob:
+    """The neurons of one layer left to refine, shared by the worker threads (each with its own HiGHS).
+
+    Workers take neurons nearest to stable first and write only that neuron's entries of layer ``s``; the
+    layers below, which the models were built from, do not change while the layer is refined."""
+
+    def __init__(
+        self,
+        graph: LayerGraph,
+        s: int,
+        lbs: list[np.ndarray],
+        ubs: list[np.ndarray],
+        todo: list[int],
+        stats: RefineStats,
+        stopped: Callable[[], bool],
+        deadline: float,
+        per_solve_s: float,
+    ) -> None:
+        layer = graph.layers[s]
+        assert isinstance(layer, AffineLayer)
+        self.layer, self.s, self.lbs, self.ubs, self.stats = layer, s, lbs, ubs, stats
+        self.queue = list(reversed(todo))  # pop() takes the nearest to stable first
+        self.stopped, self.deadline, self.per_solve_s = stopped, deadline, per_solve_s
+        self.lock = threading.Lock()
+
+    def snapshot(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        with self.lock:
+            return [v.copy() for v in self.lbs], [v.copy() for v in self.ubs]
+
+    def work(self, highs: object, cols: list[np.ndarray]) -> None:
+        lb, ub = self.lbs[self.s], self.ubs[self.s]
+        while not self.stopped():
+            with self.lock:
+                if not self.queue:
+                    return
+                j = self.queue.pop()
+            # the side nearer 0 first; the other only if the neuron is still unstable
+            for lower_side in (-lb[j] < ub[j], -lb[j] >= ub[j]):
+                left = self.deadline - time.monotonic()
+                if left <= 0.05 or self.stopped() or lb[j] >= 0.0 or ub[j] <= 0.0:
+                    break
+                time_s = min(self.per_solve_s, left)
+                bound = _tighten_bound(highs, cols, self.layer, j, lower_side, time_s, self.lbs, self.ubs)
+                with self.lock:
+                    _apply(bound, j, lower_side, lb, ub, self.stats)
+
+
+def _ready_scheduler() -> None:
+    """Restart HiGHS's process-wide thread pool now if it was started with another size, so that the
+    workers do not each find out (and restart it under each other) in their first solve."""
+    import highspy
+
+    probe = highspy.Highs()
+    probe.setOptionValue("output_flag", False)
+    for name, value in HIGHS_OPTIONS.items():
+        probe.setOptionValue(name, value)
+    probe.addVars(1, np.zeros(1), np.ones(1))
+    probe.run()
+    if probe.getModelStatus() == highspy.HighsModelStatus.kNotset:
+        with _SCHEDULER_LOCK:
+            highspy.Highs.resetGlobalScheduler(True)
+
+
+def _settle_copy(
+    graph: LayerGraph, s: int, bounds: tuple[list[np.ndarray], list[np.ndarray]], reoptimise: Reoptimise
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``bounds`` (copies, refined up to layer ``s``) with the ReLU outputs of ``s`` following it and
+    α-CROWN re-run: what a caller may use while layer ``s`` is still being refined."""
+    lo, hi = bounds
+    for k, act in enumerate(graph.layers):
+        if isinstance(act, ActivationLayer) and act.source == s:
+            lo[k], hi[k] = np.maximum(lo[s], 0.0), np.maximum(hi[s], 0.0)
+    new_l, new_u = reoptimise(lo, hi)
+    return (
+        [np.maximum(a, b) for a, b in zip(lo, new_l, strict=True)],
+        [np.minimum(a, b) for a, b in zip(hi, new_u, strict=True)],
+    )
+
+
+def _apply(
+    bound: tuple[float, float] | None, j: int, lower_side: bool, lb: np.ndarray, ub: np.ndarray, stats: RefineStats
+) -> None:
+    """Move ``lb[j]`` or ``ub[j]`` inward to a proven ``(bound, margin)`` and count it."""
+    stats.solves += 1
+    if bound is None:
+        return
+    value, margin = bound
+    if lower_side and value - margin > lb[j]:
+        lb[j] = value - margin
+    elif not lower_side and value + margin < ub[j]:
+        ub[j] = value + margin
+    else:
+        return
+    stats.tightened += 1
+    stats.stabilised += int(lb[j] >= 0.0 or ub[j] <= 0.0)
+
+
+def _tighten_bound(
     highs: object,
     cols: list[np.ndarray],
     layer: AffineLayer,
@@ -143,32 +263,18 @@ def _tighten(
     time_s: float,
     lbs: list[np.ndarray],
     ubs: list[np.ndarray],
-    s: int,
-    stats: RefineStats,
-) -> bool:
-    """One solve for one side of neuron ``j`` of layer ``s``; moves ``lbs[s][j]`` or ``ubs[s][j]`` inward
-    (to the proven bound less the margin) and says whether it did."""
+) -> tuple[float, float] | None:
+    """One solve for one side of neuron ``j`` of ``layer``: the proven bound and the outward margin it needs,
+    or None when HiGHS proved nothing."""
     import highspy
 
-    lb, ub = lbs[s], ubs[s]
     scale = abs(float(layer.bias[j])) + sum(
         float(np.abs(w[j]) @ np.maximum(np.abs(lbs[src]), np.abs(ubs[src])))
         for src, w in zip(layer.sources, layer.weights, strict=True)
     )
     margin = MARGIN_ABS + MARGIN_REL * scale
     bound = _solve_side(highs, cols, layer, j, lower_side, 2.0 * margin, time_s, highspy)
-    stats.solves += 1
-    if bound is None:
-        return False
-    if lower_side and bound - margin > lb[j]:
-        lb[j] = bound - margin
-    elif not lower_side and bound + margin < ub[j]:
-        ub[j] = bound + margin
-    else:
-        return False
-    stats.tightened += 1
-    stats.stabilised += int(lb[j] >= 0.0 or ub[j] <= 0.0)
-    return True
+    return None if bound is None else (bound, margin)
 
 
 def _prefix_model(
@@ -221,9 +327,11 @@ def _solve_side(
     h.run()  # type: ignore[attr-defined]
     ms = highspy.HighsModelStatus  # type: ignore[attr-defined]
     if h.getModelStatus() == ms.kNotset:  # type: ignore[attr-defined]
-        # HiGHS's process-wide thread pool was started with another size (as in backends/highs.py).
-        highspy.Highs.resetGlobalScheduler(True)  # type: ignore[attr-defined]
-        h.run()  # type: ignore[attr-defined]
+        # HiGHS's process-wide thread pool was started with another size (as in backends/highs.py); workers
+        # restart it one at a time (``_ready_scheduler`` makes this rare: only another HiGHS user in between).
+        with _SCHEDULER_LOCK:
+            highspy.Highs.resetGlobalScheduler(True)  # type: ignore[attr-defined]
+            h.run()  # type: ignore[attr-defined]
     status = h.getModelStatus()  # type: ignore[attr-defined]
     info = h.getInfo()  # type: ignore[attr-defined]
     if status == ms.kInfeasible:

@@ -298,11 +298,13 @@ class _RacingMilp:
         budget: Budget,
         refine: bool,
         margins: dict[str, float],
+        workers: int = 1,
     ) -> None:
         self.cancel = threading.Event()
         self.outcome: BoxOutcome | None = None
         self.refined: LayerBounds | None = None
-        self.refine_stats: RefineStats | None = None
+        self.refine_stats = RefineStats()
+        self.refine_started: float | None = None
         lbs, ubs = [np.array(v[0]) for v in root.lb], [np.array(v[0]) for v in root.ub]
 
         def reoptimise(lo: list[np.ndarray], hi: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -310,10 +312,14 @@ class _RacingMilp:
             b = optimized_layer_bounds(graph, b, iterations=ROOT_LAYER_ITERATIONS, **margins)
             return [v[0] for v in b.lb], [v[0] for v in b.ub]
 
+        def publish(lo: list[np.ndarray], hi: list[np.ndarray]) -> None:
+            self.refined = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
+
         def run() -> None:
             nonlocal lbs, ubs
             if refine and refinable_layers(graph):
-                lbs, ubs, self.refine_stats = refine_bounds(
+                self.refine_started = time.monotonic()
+                lbs, ubs, _ = refine_bounds(
                     graph,
                     lbs,
                     ubs,
@@ -321,9 +327,10 @@ class _RacingMilp:
                     per_solve_s=REFINE_SOLVE_S,
                     reoptimise=reoptimise,
                     cancel=self.cancel,
+                    workers=workers,
+                    publish=publish,
+                    stats=self.refine_stats,
                 )
-                if self.refine_stats.tightened:
-                    self.refined = LayerBounds([v[None] for v in lbs], [v[None] for v in ubs])
             if not self.cancel.is_set():
                 self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
 
@@ -333,6 +340,12 @@ class _RacingMilp:
     def result(self) -> BoxOutcome | None:
         """The MILP's outcome once it has finished, else None."""
         return None if self.thread.is_alive() else self.outcome
+
+    def refine_seconds(self) -> float:
+        """Seconds the refinement ran (so far, when it was stopped before it returned)."""
+        if self.refine_stats.seconds or self.refine_started is None:
+            return self.refine_stats.seconds
+        return time.monotonic() - self.refine_started
 
     def take_refined(self) -> LayerBounds | None:
         """The refined root bounds, once (None before they are ready and after they were taken)."""
@@ -356,10 +369,11 @@ def relu_split_search(
     *,
     race_milp: bool = True,
     refine: bool = False,
+    refine_workers: int = 1,
 ) -> SearchOutcome:
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting,
     raced against MILP refinement and one MILP of the box when the backend can be cancelled (and
-    ``race_milp``; the refinement only with ``refine``)."""
+    ``race_milp``; the refinement only with ``refine``, solving ``refine_workers`` bounds at a time)."""
     query = bound_box(graph, lb, ub, disjuncts, options)
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
@@ -377,7 +391,7 @@ def relu_split_search(
     def start_race(open_disjuncts: list[Disjunct]) -> _RacingMilp | None:
         if not getattr(backend, "cancellable", False) or not race_milp:
             return None
-        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget, refine, margins))
+        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget, refine, margins, refine_workers))
         return races[-1]
 
     try:
@@ -386,10 +400,9 @@ def relu_split_search(
         for race in races:
             race.stop()
     for race in races:
-        if race.refine_stats is not None:
-            out.stats.refine_solves += race.refine_stats.solves
-            out.stats.stabilised += race.refine_stats.stabilised
-            out.stats.refine_s += race.refine_stats.seconds
+        out.stats.refine_solves += race.refine_stats.solves
+        out.stats.stabilised += race.refine_stats.stabilised
+        out.stats.refine_s += race.refine_seconds()
     return out
 
 

@@ -105,7 +105,7 @@ def test_hard_timeout_kills_and_continues(tmp_path: Path, monkeypatch: pytest.Mo
     quick = tmp_path / "quick.py"
     quick.write_text("import json\nprint('unsat')\nprint(json.dumps({'method': 'fake', 'note': ''}))\n")
 
-    def fake_command(instance: Instance, *, backend: str, results_file: Path) -> list[str]:
+    def fake_command(instance: Instance, *, backend: str, results_file: Path, threads: int = 0) -> list[str]:
         return [sys.executable, str(sleeper if instance.onnx.stem == "slow" else quick)]
 
     monkeypatch.setattr(runner, "check_command", fake_command)
@@ -123,7 +123,7 @@ def test_interrupted_run_kills_workers(tmp_path: Path, monkeypatch: pytest.Monke
     quick = tmp_path / "quick.py"
     quick.write_text("print('unknown')\n")
 
-    def fake_command(instance: Instance, *, backend: str, results_file: Path) -> list[str]:
+    def fake_command(instance: Instance, *, backend: str, results_file: Path, threads: int = 0) -> list[str]:
         return [sys.executable, str(sleeper if instance.onnx.stem == "slow" else quick)]
 
     def interrupt(row: Row, done: int, total: int) -> None:
