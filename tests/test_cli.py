@@ -209,3 +209,15 @@ def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: 
     # main itself (what CliRunner and any host process call) never ends the process
     result = CliRunner().invoke(real_main, ["ops"])
     assert result.exit_code == 0 and exits == [0]
+
+
+@pytest.mark.parametrize("flags", [("--threads", "1"), ("--threads", "2", "--no-refine-bounds"), ("--refine-bounds",)])
+def test_threads_and_refinement_flags(flags: tuple[str, ...]) -> None:
+    res = invoke("check", UNSAT_NET, PROP, "--timeout", "60", *flags)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == "unsat"
+
+
+def test_negative_threads_is_a_usage_error() -> None:
+    res = invoke("check", SAT_NET, PROP, "--threads", "-1")
+    assert res.exit_code == 2 and "--threads" in res.output

@@ -150,3 +150,15 @@ def test_pgd_finds_a_counterexample_that_sampling_misses() -> None:
     assert found
     x = found[0]
     assert prop.violated_by(x[None, :], layers.eval(x[None, :]))[0]
+
+
+def test_refinement_follows_the_cores_unless_forced() -> None:
+    """MILP refinement is on by default with two or more cores (parallel solves beside the search) and off
+    with one (it would take the search's time); ``refine_bounds`` forces either way."""
+    from nnverify.options import Options, available_cores
+
+    assert not Options(threads=1).refines()
+    assert Options(threads=2).refines()
+    assert Options(threads=1, refine_bounds=True).refines()
+    assert not Options(threads=8, refine_bounds=False).refines()
+    assert Options().cores() == available_cores() >= 1

@@ -181,3 +181,24 @@ def test_dask_executor(tmp_path: Path) -> None:
             assert client.status == "running"
     finally:
         cluster.close()
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 4])
+def test_each_local_job_gets_its_share_of_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    """``--jobs J`` passes ``--threads cores // J`` (at least 1) to every instance's ``nnverify check``, so
+    instances run side by side do not each start one MILP worker per core of the machine."""
+    quick = tmp_path / "quick.py"
+    quick.write_text("import json\nprint('unsat')\nprint(json.dumps({'method': 'fake', 'note': ''}))\n")
+    seen: list[list[str]] = []
+    real = runner.check_command
+
+    def recording(instance: Instance, *, backend: str, results_file: Path, threads: int = 0) -> list[str]:
+        seen.append(real(instance, backend=backend, results_file=results_file, threads=threads))
+        return [sys.executable, str(quick)]
+
+    monkeypatch.setattr(runner, "check_command", recording)
+    monkeypatch.setattr(runner, "available_cores", lambda: 4)
+    run_benchmark([slow_instance(tmp_path, "a"), slow_instance(tmp_path, "b")], tmp_path / "r.csv", jobs=jobs)
+    assert len(seen) == 2
+    for cmd in seen:
+        assert cmd[cmd.index("--threads") + 1] == str(max(1, 4 // jobs))
