@@ -6,10 +6,12 @@ just the return code of ``run()``. HiGHS is silenced before it sees the model.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -89,6 +91,25 @@ OVERRUN_GRACE_S = 0.3
 CANCEL_POLL_S = 0.05
 #: Solves that overran and were left to finish in their daemon thread (kept alive so they are not freed).
 _ABANDONED: list[tuple[object, threading.Thread]] = []
+#: Threads of this process inside ``Highs.run()`` outside this module (``bounds/refine.py``'s workers).
+_DIRECT = [0]
+_DIRECT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def direct_solves() -> Iterator[None]:
+    """While entered, HiGHS is running in other threads of this process by plain ``run()``.
+
+    highspy's ``startSolve`` thread calls ``resetGlobalScheduler`` when its solve ends, which tears down the
+    process-wide thread pool under any other running solve (the process aborts); so while this is entered,
+    ``_run_with_deadline`` calls ``run()`` directly (its ``time_limit`` still holds; cancelling waits for it)."""
+    with _DIRECT_LOCK:
+        _DIRECT[0] += 1
+    try:
+        yield
+    finally:
+        with _DIRECT_LOCK:
+            _DIRECT[0] -= 1
 
 
 def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: threading.Event | None = None) -> bool:
@@ -98,9 +119,10 @@ def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: thread
     big-M models; the budget is a promise to the user, so an overrunning solve is cancelled and abandoned
     (False) instead of being waited for. A set ``cancel`` event cancels the solve the same way.
     """
-    if highs.is_solver_running():
+    if highs.is_solver_running() or _DIRECT[0]:
         # highspy allows one startSolve per process (class-level locks): while a racing MILP runs in
-        # another thread, solve here directly; HiGHS still honours its time_limit option.
+        # another thread, solve here directly; HiGHS still honours its time_limit option. The same while
+        # other threads run HiGHS directly (``direct_solves``).
         highs.run()
         return True
     try:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnverify.backends.highs import direct_solves
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 
 #: Outward margin on a bound taken from HiGHS: ``MARGIN_ABS + MARGIN_REL * (|b_j| + |W_j| @ max|a|)``,
@@ -138,19 +139,22 @@ def refine_bounds(
             threading.Thread(target=job.work, args=_prefix_model(graph, s, lbs, ubs), daemon=True)
             for _ in range(max(1, min(workers, len(todo))))
         ]
-        for t in threads:
-            t.start()
-        shown, last = before, time.monotonic()
-        while alive := [t for t in threads if t.is_alive()]:
-            alive[0].join(0.2)
-            if publish is not None and stats.tightened > shown and time.monotonic() - last >= publish_every_s:
-                shown, last = stats.tightened, time.monotonic()
-                publish(*_settle_copy(graph, s, job.snapshot(), reoptimise))
-        for t in threads:
-            t.join()
+        with direct_solves():
+            for t in threads:
+                t.start()
+            shown, last = before, time.monotonic()
+            while alive := [t for t in threads if t.is_alive()]:
+                alive[0].join(0.2)
+                if publish is not None and stats.tightened > shown and time.monotonic() - last >= publish_every_s:
+                    shown, last = stats.tightened, time.monotonic()
+                    publish(*_settle_copy(graph, s, job.snapshot(), reoptimise))
+            for t in threads:
+                t.join()  # every solve has ended before the layer does (see ``direct_solves``)
+        if cancel is not None and cancel.is_set():
+            break
         if stats.tightened > before:
             lbs, ubs = _settle_copy(graph, s, job.snapshot(), reoptimise)
-            if publish is not None and not (cancel is not None and cancel.is_set()):
+            if publish is not None:
                 publish([v.copy() for v in lbs], [v.copy() for v in ubs])
     stats.unstable_after = _unstable(lbs, ubs, layers)
     stats.seconds = time.monotonic() - started

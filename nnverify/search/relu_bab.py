@@ -52,6 +52,9 @@ BRANCH_ITERATIONS = 30
 #: stays open, at most ``REFINE_SOLVE_S`` per bound (``bounds/refine.py``), before its whole-box MILP.
 REFINE_SHARE = 0.6
 REFINE_SOLVE_S = 1.0
+#: Seconds beyond one refinement solve that stopping the racing thread may wait (a whole-box MILP stops on
+#: cancel within about 0.1 s).
+STOP_GRACE_S = 4.0
 #: Domains taken from the stack per step (each gives two children).
 BATCH = 64
 #: Neurons per ReLU layer whose children are bounded before one is chosen (filtered smart branching).
@@ -353,8 +356,10 @@ class _RacingMilp:
         return refined
 
     def stop(self) -> None:
+        """Cancel and wait for the thread: a refinement solve stops at its own time limit, and a process
+        must not exit while HiGHS runs in one of its threads (the process aborts)."""
         self.cancel.set()
-        self.thread.join(1.0)
+        self.thread.join(REFINE_SOLVE_S + STOP_GRACE_S)
 
 
 def relu_split_search(

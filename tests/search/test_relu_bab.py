@@ -29,15 +29,16 @@ def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.nda
 
 
 @pytest.mark.parametrize(
-    ("race", "refine", "slow"),
-    [(False, False, 0.0), (True, False, 0.0), (True, True, 0.0), (True, True, 0.01)],
-    ids=["search-only", "raced-milp", "raced-refined", "raced-refined-slow-search"],
+    ("race", "refine", "slow", "workers"),
+    [(False, False, 0.0, 1), (True, False, 0.0, 1), (True, True, 0.0, 1), (True, True, 0.01, 1), (True, True, 0.01, 2)],
+    ids=["search-only", "raced-milp", "raced-refined", "raced-refined-slow-search", "two-workers-slow-search"],
 )
 def test_agrees_with_the_milp_on_random_nets(
-    race: bool, refine: bool, slow: float, monkeypatch: pytest.MonkeyPatch
+    race: bool, refine: bool, slow: float, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``slow``: every bounding step of the search sleeps, so refined bounds arrive while the search is open
-    and it restarts from them."""
+    and it restarts from them; ``workers``: refinement solves side by side (while the search's exact leaves
+    may solve too)."""
     if slow:
         from nnverify.search import relu_bab
 
@@ -64,7 +65,17 @@ def test_agrees_with_the_milp_on_random_nets(
             return any(d.contains_input(x[None, :], 1e-9)[0] and d.slack(x[None, :], y)[0] <= 1e-9 for d in disjuncts)
 
         out = relu_split_search(
-            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, replays, race_milp=race, refine=refine
+            net,
+            disjuncts,
+            lb,
+            ub,
+            backend,
+            Budget.starting_now(30),
+            options,
+            replays,
+            race_milp=race,
+            refine=refine,
+            refine_workers=workers,
         )
         refined += out.stats.refine_solves
         if reference.status is SolveStatus.FEASIBLE:
@@ -240,3 +251,37 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
 
     monkeypatch.setattr(relu_bab, "rows_lower", crafted)
     assert search._filter(stuck, cands)[0, 0] == cands[0, 0, 0] == layers[0]
+
+
+def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process must not exit while HiGHS runs in one of its threads (it aborts, SIGABRT): ``stop()`` returns
+    only once the racing thread has ended, refinement solves in flight included. Each solve here is made to
+    last as long as one may (``REFINE_SOLVE_S``) and proves nothing."""
+    from nnverify.bounds import refine
+    from nnverify.bounds.backward import LayerBounds, crown_bounds
+    from nnverify.bounds.interval import interval_bounds
+    from nnverify.search import relu_bab
+
+    solve_side = refine._solve_side
+
+    def slow_solve(*args, **kwargs):  # type: ignore[no-untyped-def]
+        solve_side(*args, **kwargs)
+        time.sleep(relu_bab.REFINE_SOLVE_S)
+        return None
+
+    monkeypatch.setattr(refine, "_solve_side", slow_solve)
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [6, 16, 16, 16, 3])
+    lb, ub, disjuncts = _query(rng, 6, 3)
+    ib = interval_bounds(net, lb, ub)
+    root = crown_bounds(net, ib.lb, ib.ub)
+    options = Options()
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    backend = get_backend("highs", options)
+    race = relu_bab._RacingMilp(
+        net, LayerBounds(root.lb, root.ub), disjuncts, backend, Budget.starting_now(60), True, margins, 2
+    )
+    time.sleep(0.3 * relu_bab.REFINE_SOLVE_S)  # both workers are inside a solve
+    assert race.thread.is_alive()
+    race.stop()
+    assert not race.thread.is_alive()
