@@ -17,6 +17,11 @@ too slow, but two observations make a cheap version pay:
   by 11 %, and the last hidden layer went from 144 unstable neurons to 32; at 0.5 s per solve, to 100; asking
   only the side nearer 0, to 114.
 
+- The solves of one layer are independent (each reads only the layers below, fixed while the layer runs),
+  so ``workers`` HiGHS models work through the layer side by side, and ``publish`` hands re-optimised
+  bounds to the caller every ``PUBLISH_EVERY_S`` and after each layer, so the search need not wait for the
+  end: with two workers prop_14 above is proven in 69 s instead of 181 s.
+
 This is the "MIP-refined intermediate bounds" step of α,β-CROWN (Zhang et al., "General cutting planes for
 bound-propagation-based neural network verification", NeurIPS 2022, and the VNN-COMP reports), done here
 with a time budget and nearest-to-stable ordering so that it fits a 2-core machine.
