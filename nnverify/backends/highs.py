@@ -6,6 +6,7 @@ just the return code of ``run()``. HiGHS is silenced before it sees the model.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import logging
@@ -91,9 +92,25 @@ OVERRUN_GRACE_S = 0.3
 CANCEL_POLL_S = 0.05
 #: Solves that overran and were left to finish in their daemon thread (kept alive so they are not freed).
 _ABANDONED: list[tuple[object, threading.Thread]] = []
+#: Seconds the interpreter's exit waits, in all, for abandoned (cancelled) solves to end (``_wait_abandoned``).
+EXIT_WAIT_S = 30.0
 #: Threads of this process inside ``Highs.run()`` outside this module (``bounds/refine.py``'s workers).
 _DIRECT = [0]
 _DIRECT_LOCK = threading.Lock()
+
+
+@atexit.register
+def _wait_abandoned() -> None:
+    """At interpreter exit, give abandoned solves (already cancelled) time to end.
+
+    Their threads are daemons: once the interpreter finalises, a daemon thread coming back from HiGHS is
+    ended by ``pthread_exit`` inside C++ code, which aborts the process ("terminate called without an active
+    exception") after the host program's own work is done. ``atexit`` runs before that, while the threads
+    still run normally. The ``nnverify`` program does not rely on this (``cli.entry`` leaves by
+    ``os._exit``); a host program using the API does."""
+    until = time.monotonic() + EXIT_WAIT_S
+    for _, thread in _ABANDONED:
+        thread.join(max(0.0, until - time.monotonic()))
 
 
 @contextlib.contextmanager

@@ -393,7 +393,6 @@ def optimized_layer_bounds(
     of its unstable neurons, each layer using the tightened bounds of the layers below it."""
     lbs, ubs = [v.copy() for v in bounds.lb], [v.copy() for v in bounds.ub]
     tight = LayerBounds(lbs, ubs)
-    batch = lbs[0].shape[0]
     feeds = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
     for k, layer in enumerate(graph.layers):
         if isinstance(layer, ActivationLayer):
@@ -405,24 +404,49 @@ def optimized_layer_bounds(
         idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
         if idx.size == 0:
             continue
-        eye = np.eye(layer.size)[idx]
-        lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, layer.size)).copy()
-        rows = 2 * idx.size
-        duals = Duals.initial(graph, tight, rows, {})
-        duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
+        lower, upper = neuron_bounds(
+            graph, tight, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs
+        )
+        lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower)
+        ubs[k][:, idx] = np.minimum(ubs[k][:, idx], upper)
+    return tight
+
+
+def neuron_bounds(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    k: int,
+    idx: np.ndarray,
+    *,
+    iterations: int,
+    margin_rel: float,
+    margin_abs: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound lower and upper bounds ``(B, len(idx))`` of neurons ``idx`` of layer ``k`` over each box, by
+    back-substitution through the bounds of the layers below ``k`` (CROWN's slopes, then ``iterations`` steps
+    of α optimisation)."""
+    batch, size = bounds.lb[0].shape[0], graph.layers[k].size
+    eye = np.eye(size)[idx]
+    lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()
+    rows = 2 * idx.size
+    zeros_x, zeros_b = np.zeros((rows, bounds.lb[0].shape[1])), np.zeros(rows)
+    # one slope per neuron, shared by the rows (broadcast), while nothing is optimised
+    duals = Duals.initial(graph, bounds, rows if iterations else 1, {})
+    duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
+    if iterations == 0:
+        lower, _, _ = rows_lower(graph, bounds, k, lam0, zeros_x, zeros_b, duals, {}, margin_rel, margin_abs)
+    else:
         lower, _, _, _ = optimize(
             graph,
-            tight,
+            bounds,
             k,
             lam0,
-            np.zeros((rows, lbs[0].shape[1])),
-            np.zeros(rows),
+            zeros_x,
+            zeros_b,
             duals,
             {},
             iterations=iterations,
             margin_rel=margin_rel,
             margin_abs=margin_abs,
         )
-        lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower[:, : idx.size])
-        ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -lower[:, idx.size :])
-    return tight
+    return lower[:, : idx.size], -lower[:, idx.size :]

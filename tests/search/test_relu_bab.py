@@ -165,7 +165,7 @@ def test_a_split_starts_from_its_parents_bound() -> None:
     optimisation) equals the parent's, so splitting never starts below the parent."""
     from nnverify.bounds.backward import LayerBounds
     from nnverify.bounds.interval import interval_bounds
-    from nnverify.bounds.optimized import Duals, optimized_layer_bounds, rows_lower
+    from nnverify.bounds.optimized import optimized_layer_bounds, rows_lower
     from nnverify.search import relu_bab
 
     rng = np.random.default_rng(8)
@@ -175,16 +175,9 @@ def test_a_split_starts_from_its_parents_bound() -> None:
     root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=10, margin_rel=1e-9, margin_abs=1e-12)
     d = Disjunct(lb, ub, np.zeros((1, 5)), rng.normal(size=(1, 2)), np.array([5.0]))
     search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
-    dom = relu_bab._Domains(
-        {s: np.zeros((1, root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
-        Duals({}, {}),
-        np.zeros(1, dtype=np.int64),
-        np.zeros(1, dtype=np.int64),
-        np.full(1, -np.inf),
-    )
-    dom.duals = Duals.initial(net, search.bounds_of(dom.splits), 1, dom.splits)
+    dom = relu_bab._root_domains(search)
     _, dom.duals, _, _ = search.evaluate(dom, 20)
-    bounds = search.bounds_of(dom.splits)
+    bounds = search.bounds_of(dom)
     args = (net.output, search.rows.a_y[[0]].copy(), search.rows.a_x[[0]], search.rows.b[[0]])
     parent, passed, _ = rows_lower(net, bounds, *args, dom.duals, dom.splits, 1e-9, 1e-12)
     tried = 0
@@ -194,11 +187,8 @@ def test_a_split_starts_from_its_parents_bound() -> None:
         for j in np.nonzero(unstable & (lam > 1e-3))[0][:3]:
             for active in (True, False):
                 child = dom.take(np.array([0]))
-                child.splits = {k: v.copy() for k, v in child.splits.items()}
                 search._split(child, 0, s, int(j), active)
-                low, _, _ = rows_lower(
-                    net, search.bounds_of(child.splits), *args, child.duals, child.splits, 1e-9, 1e-12
-                )
+                low, _, _ = rows_lower(net, search.bounds_of(child), *args, child.duals, child.splits, 1e-9, 1e-12)
                 assert low[0, 0] == pytest.approx(parent[0, 0], abs=1e-6)
                 tried += 1
     assert tried >= 4
@@ -209,7 +199,7 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     then the earliest layer's candidate, not the last layer's (whose better child wins the tie-break)."""
     from nnverify.bounds.backward import LayerBounds
     from nnverify.bounds.interval import interval_bounds
-    from nnverify.bounds.optimized import Duals, optimized_layer_bounds
+    from nnverify.bounds.optimized import optimized_layer_bounds
     from nnverify.search import relu_bab
 
     rng = np.random.default_rng(3)
@@ -221,14 +211,8 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
 
     def domain(known: float) -> relu_bab._Domains:
-        dom = relu_bab._Domains(
-            {s: np.zeros((1, root.lb[s].shape[1]), dtype=np.int8) for s in search.pre},
-            Duals({}, {}),
-            np.zeros(1, dtype=np.int64),
-            np.zeros(1, dtype=np.int64),
-            np.full(1, known),
-        )
-        dom.duals = Duals.initial(net, search.bounds_of(dom.splits), 1, dom.splits)
+        dom = relu_bab._root_domains(search)
+        dom.known[:] = known
         return dom
 
     best, duals, choice, _ = search.evaluate(domain(-np.inf), 5)
@@ -237,7 +221,7 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     assert len(layers) >= 2
     stuck = domain(-1.0)
     stuck.duals = duals
-    bounds = search.bounds_of(stuck.splits)
+    bounds = search.bounds_of(stuck)
     lam = {r: -np.ones((1, 1, root.lb[s].shape[1])) for r, s in search.relu.items()}
     cands = search._candidates(bounds, lam, np.zeros(1, dtype=np.int64), stuck.splits, np.array([0]))
     k = cands.shape[1]
@@ -285,3 +269,50 @@ def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.M
     assert race.thread.is_alive()
     race.stop()
     assert not race.thread.is_alive()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_domains_recomputed_bounds_hold_on_its_region_and_tighten(seed: int) -> None:
+    """After splits, ``tighten`` recomputes the later layers' bounds of each domain: every sampled input
+    that satisfies the domain's split signs has every pre-activation inside the new bounds, the new bounds
+    lie inside the clamped parent's, and across the domains some bound is strictly tighter."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.bounds.interval import interval_bounds
+    from nnverify.bounds.optimized import optimized_layer_bounds
+    from nnverify.search import relu_bab
+
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, [4, 16, 16, 16, 2])
+    lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
+    ib = interval_bounds(net, lb, ub)
+    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12)
+    d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
+    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
+    n_dom = 6
+    dom = relu_bab._root_domains(search).take(np.zeros(n_dom, dtype=np.int64))
+    first = search.pre[0]
+    unstable = np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0]
+    assert unstable.size >= 2
+    anchors = net.eval_all(rng.uniform(lb, ub, size=(n_dom, 4)))[first]  # each region holds its anchor
+    for i in range(n_dom):
+        for j in rng.choice(unstable, size=2, replace=False):
+            search._split(dom, i, first, int(j), bool(anchors[i, j] >= 0))
+    before = ({k: v.copy() for k, v in dom.lb.items()}, {k: v.copy() for k, v in dom.ub.items()})
+    search.tighten(dom)
+    assert np.all(dom.since == relu_bab._CLEAN)
+    tighter = 0
+    for k in search.pre:
+        assert np.all(dom.lb[k] >= before[0][k]) and np.all(dom.ub[k] <= before[1][k])
+        tighter += int(np.sum(dom.lb[k] > before[0][k] + 1e-9) + np.sum(dom.ub[k] < before[1][k] - 1e-9))
+    assert tighter > 0
+    x = rng.uniform(lb, ub, size=(20000, 4))
+    values = net.eval_all(x)
+    for i in range(n_dom):
+        inside = np.ones(x.shape[0], dtype=bool)
+        for s, sign in dom.splits.items():
+            for j in np.nonzero(sign[i])[0]:
+                inside &= values[s][:, j] >= 0 if sign[i, j] > 0 else values[s][:, j] <= 0
+        assert inside.sum() > 0
+        for k in search.pre:
+            z = values[k][inside]
+            assert np.all(z >= dom.lb[k][i]) and np.all(z <= dom.ub[k][i])
