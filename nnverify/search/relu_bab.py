@@ -1,10 +1,12 @@
 """Branch and bound on ReLU splits for wide inputs (MNIST: 784), with α/β-CROWN bounds and exact leaves.
 
 The input box stays whole; a *domain* is a disjunct plus a set of split constraints (``z >= 0`` or ``z <= 0``)
-on unstable ReLU inputs. At the root the intermediate bounds are tightened once (interval, forward symbolic,
-CROWN, then α-CROWN per layer) and kept fixed: a domain clamps its split neurons' bounds at 0 and adds the
-split constraints through β multipliers (``bounds/optimized.py``), as β-CROWN does. Domains are bounded in
-batches, depth first; a domain is proven when a row of its disjunct has a positive sound lower bound.
+on unstable ReLU inputs. At the root the intermediate bounds are tightened (interval, forward symbolic,
+CROWN, then α-CROWN per layer). Each domain keeps its own intermediate bounds: its parent's with the split
+neuron clamped at 0, the layers after the split recomputed by CROWN (``_Search.tighten``); the property's
+rows are bounded with those and the split constraints through β multipliers (``bounds/optimized.py``), as
+β-CROWN does. Domains are bounded in batches, depth first; a domain is proven when a row of its disjunct has a
+positive sound lower bound, or when its bounds cross (an empty region).
 
 Branching (a BaBSR-like score, Bunel et al., JMLR 2020): the unstable, unsplit neuron whose upper-line
 intercept costs the bound most, ``-min(lam_i, 0) * (-u_i l_i / (u_i - l_i))`` with ``lam`` the coefficient of
@@ -195,10 +197,26 @@ class _Search:
                 dom.ub[k][part[:, None], idx] = np.minimum(ub[:, idx], upper)
         dom.since[todo] = _CLEAN
 
+    def absorb(self, refined: LayerBounds, domains: list[_Domains]) -> None:
+        """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain): intersect
+        them into every open domain's bounds and have the layers after the first recomputed when each is
+        next bounded. The tree so far is kept (restarting from the root threw away up to a publishing
+        period of search each time the refinement published)."""
+        self.root = refined
+        for dom in domains:
+            for s in self.pre:
+                np.maximum(dom.lb[s], refined.lb[s], out=dom.lb[s])
+                np.minimum(dom.ub[s], refined.ub[s], out=dom.ub[s])
+            dom.since[:] = self.pre[0]
+
     def evaluate(self, dom: _Domains, iterations: int) -> tuple[np.ndarray, Duals, np.ndarray, np.ndarray]:
         """Optimised sound lower bound per domain ``(B,)`` (best row), the duals, the branching choice
         ``(B, 2)`` (layer, neuron; -1 when none is left) and the relaxed minimiser ``(B, n)``."""
         self.tighten(dom)
+        # bounds that cross (lb > ub) prove the domain's region empty: nothing in it can be a counterexample
+        empty = np.zeros(len(dom), dtype=bool)
+        for s in self.pre:
+            empty |= np.any(dom.lb[s] > dom.ub[s], axis=1)
         bounds = self.bounds_of(dom)
         lower, duals, passed, coef_x = optimize(
             self.graph,
@@ -221,7 +239,7 @@ class _Search:
         best_row = np.argmax(lower, axis=1)
         at = np.arange(len(dom))
         x_star = np.where(coef_x[at, best_row] >= 0.0, bounds.lb[0], bounds.ub[0])
-        best = np.maximum(lower.max(axis=1), dom.known)
+        best = np.where(empty, np.inf, np.maximum(lower.max(axis=1), dom.known))
         choice = np.full((len(dom), 2), -1, dtype=np.int64)
         open_ = np.nonzero(best <= 0.0)[0]
         if open_.size:
@@ -495,8 +513,7 @@ def _run(
             note = "budget spent during ReLU splitting" + (f" ({undecided})" if undecided else "")
             return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
         if race is not None and (refined := race.take_refined()) is not None:
-            search.root = refined  # tighter and still sound: the tree so far is dropped, the search restarts
-            stack, pending, iterations = [], [_root_domains(search)], ROOT_ITERATIONS
+            search.absorb(refined, [d for d, _ in stack] + pending)
         if race is not None and (milp := race.result()) is not None:
             race = None
             if milp.status is SolveStatus.INFEASIBLE:

@@ -316,3 +316,67 @@ def test_a_domains_recomputed_bounds_hold_on_its_region_and_tighten(seed: int) -
         for k in search.pre:
             z = values[k][inside]
             assert np.all(z >= dom.lb[k][i]) and np.all(z <= dom.ub[k][i])
+
+
+def _small_search(seed: int):  # type: ignore[no-untyped-def]
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.bounds.interval import interval_bounds
+    from nnverify.bounds.optimized import optimized_layer_bounds
+    from nnverify.search import relu_bab
+
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, [4, 16, 16, 16, 2])
+    lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
+    ib = interval_bounds(net, lb, ub)
+    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12)
+    d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
+    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options()), root
+
+
+def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
+    """``absorb`` keeps the tree: every domain's bounds become the intersection with the refined root's, split
+    clamps stay, and the layers after the first are marked for recomputation."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.search import relu_bab
+
+    search, root = _small_search(5)
+    dom = relu_bab._root_domains(search).take(np.zeros(3, dtype=np.int64))
+    first = search.pre[0]
+    j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
+    search._split(dom, 0, first, j, True)
+    search._split(dom, 1, first, j, False)
+    search.tighten(dom)
+    old = ({s: v.copy() for s, v in dom.lb.items()}, {s: v.copy() for s, v in dom.ub.items()})
+    mid = [(lo + hi) / 2 for lo, hi in zip(root.lb, root.ub, strict=True)]
+    refined = LayerBounds(
+        [np.minimum(lo + 0.1 * (m - lo), m) for lo, m in zip(root.lb, mid, strict=True)],
+        [np.maximum(hi - 0.1 * (hi - m), m) for hi, m in zip(root.ub, mid, strict=True)],
+    )
+    search.absorb(refined, [dom])
+    assert search.root is refined
+    for s in search.pre:
+        np.testing.assert_array_equal(dom.lb[s], np.maximum(old[0][s], refined.lb[s]))
+        np.testing.assert_array_equal(dom.ub[s], np.minimum(old[1][s], refined.ub[s]))
+    assert dom.lb[first][0, j] >= 0.0 and dom.ub[first][1, j] <= 0.0
+    assert np.all(dom.since == first)
+
+
+def test_a_domain_whose_bounds_cross_is_proven_empty() -> None:
+    """A split the refined bounds contradict (active on a neuron proven negative) leaves an empty region:
+    the domain is closed (bound +inf, nothing to branch on); its sibling stays open."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.search import relu_bab
+
+    search, root = _small_search(6)
+    first = search.pre[0]
+    dom = relu_bab._root_domains(search).take(np.zeros(2, dtype=np.int64))
+    _, dom.duals, _, _ = search.evaluate(dom, 5)
+    j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
+    search._split(dom, 0, first, j, True)
+    search._split(dom, 1, first, j, False)
+    ub = [v.copy() for v in root.ub]
+    ub[first][0, j] = -0.01
+    search.absorb(LayerBounds([v.copy() for v in root.lb], ub), [dom])
+    best, _, choice, _ = search.evaluate(dom, 5)
+    assert best[0] == np.inf and choice[0, 0] == -1
+    assert np.isfinite(best[1])
