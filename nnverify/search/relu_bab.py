@@ -351,8 +351,9 @@ class _RacingMilp:
     ``REFINE_SHARE`` of the budget left, when ``refine``), then the whole box as one MILP with those bounds.
 
     Used only with a ``cancellable`` backend: HiGHS releases the GIL while it solves, so on two cores the
-    MILPs and the numpy bounding run side by side. The search restarts from the refined root when it arrives
-    (``refined``); whichever of the search and the MILP decides first wins and the other stops.
+    MILPs and the numpy bounding run side by side. The search intersects the refined bounds into its open
+    domains when they arrive (``refined``); whichever of the search and the MILP decides first wins and the
+    other stops.
     """
 
     def __init__(
@@ -499,8 +500,8 @@ def _run(
     start_race: Callable[[list[Disjunct]], _RacingMilp | None],
 ) -> SearchOutcome:
     """The search loop: bound a batch, try its minimisers, send exhausted domains to the exact backend,
-    push the rest; after the root, start (and then watch) the racing thread, and start again from the root
-    when it brings refined bounds."""
+    push the rest; after the root, start (and then watch) the racing thread, and take the refined bounds it
+    brings into every open domain."""
     graph, live, stats = search.graph, search.disjuncts, search.stats
     stack: list[tuple[_Domains, np.ndarray]] = []
     undecided = ""
