@@ -141,7 +141,7 @@ def refine_bounds(
         _ready_scheduler()
         job = _LayerJob(graph, s, lbs, ubs, todo, stats, stopped, deadline, per_solve_s)
         threads = [
-            threading.Thread(target=job.work, args=_prefix_model(graph, s, lbs, ubs), daemon=True)
+            threading.Thread(target=job.work, args=(_prefix_model(graph, s, lbs, ubs),), daemon=True)
             for _ in range(max(1, min(workers, len(todo))))
         ]
         with direct_solves():
@@ -195,7 +195,7 @@ class _LayerJob:
         with self.lock:
             return [v.copy() for v in self.lbs], [v.copy() for v in self.ubs]
 
-    def work(self, highs: object, cols: list[np.ndarray]) -> None:
+    def work(self, prefix: _Prefix) -> None:
         lb, ub = self.lbs[self.s], self.ubs[self.s]
         while not self.stopped():
             with self.lock:
@@ -208,7 +208,7 @@ class _LayerJob:
                 if left <= 0.05 or self.stopped() or lb[j] >= 0.0 or ub[j] <= 0.0:
                     break
                 time_s = min(self.per_solve_s, left)
-                bound = _tighten_bound(highs, cols, self.layer, j, lower_side, time_s, self.lbs, self.ubs)
+                bound = _tighten_bound(prefix, self.layer, j, lower_side, time_s, self.lbs, self.ubs)
                 with self.lock:
                     _apply(bound, j, lower_side, lb, ub, self.stats)
 
@@ -264,8 +264,7 @@ def _apply(
 
 
 def _tighten_bound(
-    highs: object,
-    cols: list[np.ndarray],
+    prefix: _Prefix,
     layer: AffineLayer,
     j: int,
     lower_side: bool,
@@ -282,15 +281,22 @@ def _tighten_bound(
         for src, w in zip(layer.sources, layer.weights, strict=True)
     )
     margin = MARGIN_ABS + MARGIN_REL * scale
-    bound = _solve_side(highs, cols, layer, j, lower_side, 2.0 * margin, time_s, highspy)
+    bound = _solve_side(prefix, layer, j, lower_side, 2.0 * margin, time_s, highspy)
     return None if bound is None else (bound, margin)
 
 
-def _prefix_model(
-    graph: LayerGraph, s: int, lbs: list[np.ndarray], ubs: list[np.ndarray]
-) -> tuple[object, list[np.ndarray]]:
-    """HiGHS holding the network below layer ``s`` (its ReLUs exact, big-M from the bounds); the column
-    indices of every layer's variables."""
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """One worker's HiGHS model of the network below a layer, the column indices of every layer's variables,
+    and whether it has integer columns (without, HiGHS solves it as an LP)."""
+
+    highs: object
+    cols: list[np.ndarray]
+    is_mip: bool
+
+
+def _prefix_model(graph: LayerGraph, s: int, lbs: list[np.ndarray], ubs: list[np.ndarray]) -> _Prefix:
+    """HiGHS holding the network below layer ``s`` (its ReLUs exact, big-M from the bounds)."""
     import highspy
 
     from nnverify.backends.highs import _pass_model
@@ -305,12 +311,11 @@ def _prefix_model(
     _pass_model(highs, model)
     for name, value in HIGHS_OPTIONS.items():
         highs.setOptionValue(name, value)
-    return highs, var
+    return _Prefix(highs, var, bool(np.any(model.integrality)))
 
 
 def _solve_side(
-    highs: object,
-    cols: list[np.ndarray],
+    prefix: _Prefix,
     layer: AffineLayer,
     j: int,
     lower_side: bool,
@@ -322,13 +327,15 @@ def _solve_side(
 
     The objective is ``±(W_j a)``. Nodes that cannot reach ``|z_j| < gap`` on the wrong side are pruned
     (``objective_bound``), so "infeasible" proves ``z_j >= gap`` (or ``<= -gap``); otherwise the dual bound
-    reached (at the optimum or the time limit) is the bound."""
-    h = highs  # highspy.Highs
+    reached (at the optimum or the time limit) is the bound. Without an integer column the model is an LP,
+    whose ``mip_dual_bound`` is no bound (HiGHS reports 0.0): there the LP optimum is, or the cut-off when
+    the dual simplex stopped at it."""
+    h = prefix.highs  # highspy.Highs
     sense = 1.0 if lower_side else -1.0
     n = h.getNumCol()  # type: ignore[attr-defined]
     cost = np.zeros(n)
     for src, w in zip(layer.sources, layer.weights, strict=True):
-        np.add.at(cost, cols[src], sense * w[j])
+        np.add.at(cost, prefix.cols[src], sense * w[j])
     h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)  # type: ignore[attr-defined]
     cut = -sense * float(layer.bias[j])  # objective value where z_j = 0
     h.setOptionValue("objective_bound", cut + gap)  # type: ignore[attr-defined]
@@ -343,7 +350,13 @@ def _solve_side(
             h.run()  # type: ignore[attr-defined]
     status = h.getModelStatus()  # type: ignore[attr-defined]
     info = h.getInfo()  # type: ignore[attr-defined]
-    if status == ms.kInfeasible:
+    if status in (ms.kInfeasible, ms.kObjectiveBound) and not prefix.is_mip:
+        best = cut + gap  # LP: infeasible, or the dual simplex proved the optimum above the cut-off
+    elif not prefix.is_mip:
+        if status != ms.kOptimal:
+            return None
+        best = float(info.objective_function_value)
+    elif status == ms.kInfeasible:
         best = cut + gap  # every node pruned: the objective cannot go below the cut-off
     elif status in (ms.kOptimal, ms.kTimeLimit, ms.kObjectiveBound):
         # Nodes pruned by the cut-off are not in HiGHS's dual bound, and with an incumbent above the cut-off

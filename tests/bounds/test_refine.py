@@ -147,3 +147,26 @@ def test_parallel_refinement_matches_one_worker() -> None:
     assert one[2].solves == two[2].solves
     for a, b in zip(one[0] + one[1], two[0] + two[1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_prefix_without_unstable_relus_is_solved_as_an_lp_soundly(seed: int) -> None:
+    """When every ReLU below a layer is stable the prefix model has no binary: HiGHS solves an LP and its
+    ``mip_dual_bound`` is not a bound (it reads 0.0); the LP's optimum is. The refined bounds still hold for
+    sampled points, and they are the exact range (an LP over an affine-in-the-box prefix is exact)."""
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, [3, 6, 6, 2])
+    first = net.layers[1]
+    first.bias[:] = np.abs(first.bias) + 50.0  # every first-layer ReLU active on the box: no binary below
+    lb, ub = -np.ones(3), np.ones(3)
+    ib = interval_bounds(net, lb, ub)
+    b = crown_bounds(net, ib.lb, ib.ub)
+    lbs, ubs = [v[0] for v in b.lb], [v[0] for v in b.ub]
+    assert np.all(lbs[1] > 0)
+    s = refinable_layers(net)[0]
+    lbs[s], ubs[s] = np.minimum(lbs[s], 0.0) - 1.0, np.maximum(ubs[s], 0.0) + 1.0  # loose, around 0: work to do
+    new_l, new_u, stats = _refine(net, lbs, ubs)
+    assert stats.solves > 0
+    values = net.eval_all(_samples(rng, lb, ub, 20000))
+    z = values[s]
+    assert np.all(z >= new_l[s]) and np.all(z <= new_u[s])
