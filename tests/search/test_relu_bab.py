@@ -276,18 +276,10 @@ def test_a_domains_recomputed_bounds_hold_on_its_region_and_tighten(seed: int) -
     """After splits, ``tighten`` recomputes the later layers' bounds of each domain: every sampled input
     that satisfies the domain's split signs has every pre-activation inside the new bounds, the new bounds
     lie inside the clamped parent's, and across the domains some bound is strictly tighter."""
-    from nnverify.bounds.backward import LayerBounds
-    from nnverify.bounds.interval import interval_bounds
-    from nnverify.bounds.optimized import optimized_layer_bounds
     from nnverify.search import relu_bab
 
-    rng = np.random.default_rng(seed)
-    net = random_net(rng, [4, 16, 16, 16, 2])
-    lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
-    ib = interval_bounds(net, lb, ub)
-    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12)
-    d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
-    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
+    search, root, rng = _small_search(seed)
+    net, lb, ub = search.graph, search.disjuncts[0].lb, search.disjuncts[0].ub
     n_dom = 6
     dom = relu_bab._root_domains(search).take(np.zeros(n_dom, dtype=np.int64))
     first = search.pre[0]
@@ -330,7 +322,7 @@ def _small_search(seed: int):  # type: ignore[no-untyped-def]
     ib = interval_bounds(net, lb, ub)
     root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12)
     d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
-    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options()), root
+    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options()), root, rng
 
 
 def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
@@ -339,7 +331,7 @@ def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
     from nnverify.bounds.backward import LayerBounds
     from nnverify.search import relu_bab
 
-    search, root = _small_search(5)
+    search, root, _ = _small_search(5)
     dom = relu_bab._root_domains(search).take(np.zeros(3, dtype=np.int64))
     first = search.pre[0]
     j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
@@ -367,7 +359,7 @@ def test_a_domain_whose_bounds_cross_is_proven_empty() -> None:
     from nnverify.bounds.backward import LayerBounds
     from nnverify.search import relu_bab
 
-    search, root = _small_search(6)
+    search, root, _ = _small_search(6)
     first = search.pre[0]
     dom = relu_bab._root_domains(search).take(np.zeros(2, dtype=np.int64))
     _, dom.duals, _, _ = search.evaluate(dom, 5)
