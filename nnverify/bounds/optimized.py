@@ -381,6 +381,26 @@ def _merge_pass(old: _Pass, new: _Pass, better: np.ndarray, idx: np.ndarray) -> 
     return old
 
 
+@dataclass(frozen=True, slots=True)
+class Slopes:
+    """The lower slopes α-CROWN chose for the bounds of the unstable neurons ``idx`` of one pre-activation
+    layer: ``alpha[r]`` ``(2 * len(idx), size_r)`` per ReLU layer ``r`` below it (rows: the lower bounds of
+    ``idx``, then their upper bounds), and CROWN's adaptive slopes ``default[r]`` ``(size_r,)`` for neurons
+    not in ``idx``. Any slope in [0, 1] gives a sound bound; these are good ones to reuse on sub-regions."""
+
+    idx: np.ndarray
+    alpha: dict[int, np.ndarray]
+    default: dict[int, np.ndarray]
+
+    def rows(self, idx: np.ndarray) -> dict[int, np.ndarray]:
+        """Slopes ``(1, 2 * len(idx), size_r)`` for the lower then upper bounds of neurons ``idx``."""
+        pos = np.minimum(np.searchsorted(self.idx, idx), max(self.idx.size - 1, 0))
+        found = (self.idx[pos] == idx) if self.idx.size else np.zeros(idx.size, dtype=bool)
+        rows = np.concatenate([pos, pos + self.idx.size])
+        mask = np.concatenate([found, found])[:, None]
+        return {r: np.where(mask, a[rows], self.default[r][None, :])[None] for r, a in self.alpha.items()}
+
+
 def optimized_layer_bounds(
     graph: LayerGraph,
     bounds: LayerBounds,
@@ -388,9 +408,11 @@ def optimized_layer_bounds(
     iterations: int,
     margin_rel: float,
     margin_abs: float,
+    slopes: dict[int, Slopes] | None = None,
 ) -> LayerBounds:
     """α-CROWN on every pre-activation layer in order: optimise the slopes below each layer for the bounds
-    of its unstable neurons, each layer using the tightened bounds of the layers below it."""
+    of its unstable neurons, each layer using the tightened bounds of the layers below it. With ``slopes``
+    (a single box only), the slopes chosen for each layer are stored there."""
     lbs, ubs = [v.copy() for v in bounds.lb], [v.copy() for v in bounds.ub]
     tight = LayerBounds(lbs, ubs)
     feeds = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
@@ -404,11 +426,14 @@ def optimized_layer_bounds(
         idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
         if idx.size == 0:
             continue
-        lower, upper = neuron_bounds(
+        lower, upper, alpha = _neuron_bounds(
             graph, tight, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs
         )
         lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower)
         ubs[k][:, idx] = np.minimum(ubs[k][:, idx], upper)
+        if slopes is not None and iterations > 0 and lbs[k].shape[0] == 1:
+            default = Duals.initial(graph, tight, 1, {}).alpha
+            slopes[k] = Slopes(idx, {r: a[0] for r, a in alpha.items()}, {r: default[r][0, 0] for r in alpha})
     return tight
 
 
@@ -421,22 +446,45 @@ def neuron_bounds(
     iterations: int,
     margin_rel: float,
     margin_abs: float,
+    alpha: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sound lower and upper bounds ``(B, len(idx))`` of neurons ``idx`` of layer ``k`` over each box, by
-    back-substitution through the bounds of the layers below ``k`` (CROWN's slopes, then ``iterations`` steps
-    of α optimisation)."""
+    back-substitution through the bounds of the layers below ``k`` (CROWN's slopes, or the given ``alpha``
+    per ReLU layer below ``k``, ``(1 or B, 2 * len(idx), size)`` as ``Slopes.rows`` gives; then
+    ``iterations`` steps of α optimisation)."""
+    lower, upper, _ = _neuron_bounds(
+        graph, bounds, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs, alpha=alpha
+    )
+    return lower, upper
+
+
+def _neuron_bounds(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    k: int,
+    idx: np.ndarray,
+    *,
+    iterations: int,
+    margin_rel: float,
+    margin_abs: float,
+    alpha: dict[int, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """``neuron_bounds`` and the slopes behind the bounds (the best per row when optimised)."""
     batch, size = bounds.lb[0].shape[0], graph.layers[k].size
     eye = np.eye(size)[idx]
     lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()
     rows = 2 * idx.size
     zeros_x, zeros_b = np.zeros((rows, bounds.lb[0].shape[1])), np.zeros(rows)
-    # one slope per neuron, shared by the rows (broadcast), while nothing is optimised
-    duals = Duals.initial(graph, bounds, rows if iterations else 1, {})
-    duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
+    if alpha is not None:
+        duals = Duals({r: a for r, a in alpha.items() if r < k}, {})
+    else:
+        # one slope per neuron, shared by the rows (broadcast), while nothing is optimised
+        duals = Duals.initial(graph, bounds, rows if iterations else 1, {})
+        duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
     if iterations == 0:
         lower, _, _ = rows_lower(graph, bounds, k, lam0, zeros_x, zeros_b, duals, {}, margin_rel, margin_abs)
     else:
-        lower, _, _, _ = optimize(
+        lower, duals, _, _ = optimize(
             graph,
             bounds,
             k,
@@ -449,4 +497,4 @@ def neuron_bounds(
             margin_rel=margin_rel,
             margin_abs=margin_abs,
         )
-    return lower[:, : idx.size], -lower[:, idx.size :]
+    return lower[:, : idx.size], -lower[:, idx.size :], duals.alpha

@@ -32,6 +32,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import (
     Duals,
+    Slopes,
     neuron_bounds,
     optimize,
     optimized_layer_bounds,
@@ -151,8 +152,10 @@ class _Search:
         rows: _Rows,
         disjuncts: list[Disjunct],
         options: Options,
+        slopes: dict[int, Slopes] | None = None,
     ) -> None:
         self.graph, self.root, self.rows, self.disjuncts = graph, root, rows, disjuncts
+        self.slopes = slopes or {}
         self.margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
         self.relu = {r: graph.layers[r].source for r in relu_layers(graph)}  # type: ignore[union-attr]
         self.relu_of = {src: r for r, src in self.relu.items()}
@@ -190,14 +193,15 @@ class _Search:
                 idx = np.nonzero(np.any((lb < 0.0) & (ub > 0.0), axis=0))[0]
                 if idx.size == 0:
                     continue
+                alpha = self.slopes[k].rows(idx) if k in self.slopes else None
                 lower, upper = neuron_bounds(
-                    self.graph, self.bounds_of(dom, part), k, idx, iterations=0, **self.margins
+                    self.graph, self.bounds_of(dom, part), k, idx, iterations=0, alpha=alpha, **self.margins
                 )
                 dom.lb[k][part[:, None], idx] = np.maximum(lb[:, idx], lower)
                 dom.ub[k][part[:, None], idx] = np.minimum(ub[:, idx], upper)
         dom.since[todo] = _CLEAN
 
-    def absorb(self, refined: LayerBounds, domains: list[_Domains]) -> None:
+    def absorb(self, refined: LayerBounds, slopes: dict[int, Slopes], domains: list[_Domains]) -> None:
         """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain): intersect
         them into every open domain's bounds and have the layers after the first recomputed when each is
         next bounded. The tree so far is kept (restarting from the root threw away up to a publishing
@@ -369,18 +373,23 @@ class _RacingMilp:
     ) -> None:
         self.cancel = threading.Event()
         self.outcome: BoxOutcome | None = None
-        self.refined: LayerBounds | None = None
+        self.refined: tuple[LayerBounds, dict[int, Slopes]] | None = None
         self.refine_stats = RefineStats()
         self.refine_started: float | None = None
         lbs, ubs = [np.array(v[0]) for v in root.lb], [np.array(v[0]) for v in root.ub]
 
+        slopes: dict[int, Slopes] = {}
+
         def reoptimise(lo: list[np.ndarray], hi: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+            nonlocal slopes
+            slopes = {}
             b = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
-            b = optimized_layer_bounds(graph, b, iterations=ROOT_LAYER_ITERATIONS, **margins)
+            b = optimized_layer_bounds(graph, b, iterations=ROOT_LAYER_ITERATIONS, slopes=slopes, **margins)
             return [v[0] for v in b.lb], [v[0] for v in b.ub]
 
         def publish(lo: list[np.ndarray], hi: list[np.ndarray]) -> None:
-            self.refined = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
+            # one assignment, so the search never sees bounds with the slopes of other bounds
+            self.refined = (LayerBounds([v[None] for v in lo], [v[None] for v in hi]), slopes)
 
         def run() -> None:
             nonlocal lbs, ubs
@@ -414,8 +423,9 @@ class _RacingMilp:
             return self.refine_stats.seconds
         return time.monotonic() - self.refine_started
 
-    def take_refined(self) -> LayerBounds | None:
-        """The refined root bounds, once (None before they are ready and after they were taken)."""
+    def take_refined(self) -> tuple[LayerBounds, dict[int, Slopes]] | None:
+        """The refined root bounds and the α-CROWN slopes behind them, once (None before they are ready and
+        after they were taken)."""
         refined, self.refined = self.refined, None
         return refined
 
@@ -447,14 +457,16 @@ def relu_split_search(
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    slopes: dict[int, Slopes] = {}
     root = optimized_layer_bounds(
         graph,
         LayerBounds([v[None, :] for v in query.lbs], [v[None, :] for v in query.ubs]),
         iterations=ROOT_LAYER_ITERATIONS,
+        slopes=slopes,
         **margins,
     )
     live = query.live
-    search = _Search(graph, root, _Rows.of(live), live, options)
+    search = _Search(graph, root, _Rows.of(live), live, options, slopes)
     races: list[_RacingMilp] = []
 
     def start_race(open_disjuncts: list[Disjunct]) -> _RacingMilp | None:
@@ -514,7 +526,7 @@ def _run(
             note = "budget spent during ReLU splitting" + (f" ({undecided})" if undecided else "")
             return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
         if race is not None and (refined := race.take_refined()) is not None:
-            search.absorb(refined, [d for d, _ in stack] + pending)
+            search.absorb(*refined, [d for d, _ in stack] + pending)
         if race is not None and (milp := race.result()) is not None:
             race = None
             if milp.status is SolveStatus.INFEASIBLE:

@@ -165,6 +165,41 @@ def test_optimised_layer_bounds_are_sound_and_no_looser() -> None:
             assert np.all(v >= tight.lb[k][0] - 1e-12) and np.all(v <= tight.ub[k][0] + 1e-12)
 
 
+def test_stored_slopes_reproduce_the_layer_bounds_and_stay_sound_on_sub_boxes() -> None:
+    """``optimized_layer_bounds(..., slopes=)`` keeps α-CROWN's slopes per layer: reused through
+    ``Slopes.rows`` (any subset of the neurons, in any order, neurons it never saw get CROWN's slope), they
+    give back the layer's bounds on the same box, and sound bounds on a sub-box (with the sub-box's own
+    bounds below), where they are on average tighter than CROWN's adaptive slopes."""
+    from nnverify.bounds.optimized import neuron_bounds
+
+    rng, net, lb, ub, bounds = _setup(11, [5, 16, 16, 16, 3])
+    slopes: dict = {}
+    tight = optimized_layer_bounds(net, bounds, iterations=20, slopes=slopes, **SAFE)
+    assert len(slopes) >= 2
+    wins = 0
+    for k, sl in slopes.items():
+        assert np.all(np.diff(sl.idx) > 0)
+        idx = sl.idx[::-1][: max(1, sl.idx.size // 2)]
+        lo, hi = neuron_bounds(net, tight, k, idx, iterations=0, alpha=sl.rows(idx), **SAFE)
+        assert np.all(lo[0] <= tight.lb[k][0, idx] + 1e-9) and np.all(hi[0] >= tight.ub[k][0, idx] - 1e-9)
+        # a sub-box: its own interval/CROWN bounds below, the root's slopes reused
+        mid = (lb + ub) / 2
+        slb, sub = lb, mid + 0.25 * (ub - mid)
+        sb = crown_bounds(net, *(lambda ib: (ib.lb, ib.ub))(interval_bounds(net, slb, sub)))
+        sb = LayerBounds(
+            [np.maximum(a, b) for a, b in zip(sb.lb, tight.lb, strict=True)],
+            [np.minimum(a, b) for a, b in zip(sb.ub, tight.ub, strict=True)],
+        )
+        unseen = np.setdiff1d(np.arange(net.layers[k].size), sl.idx)[:2]
+        every = np.sort(np.concatenate([sl.idx, unseen]))
+        lo, hi = neuron_bounds(net, sb, k, every, iterations=0, alpha=sl.rows(every), **SAFE)
+        z = net.eval_all(rng.uniform(slb, sub, size=(5000, 5)))[k][:, every]
+        assert np.all(z >= lo[0] - 1e-12) and np.all(z <= hi[0] + 1e-12)
+        clo, chi = neuron_bounds(net, sb, k, every, iterations=0, **SAFE)
+        wins += int(np.sum(hi - lo) < np.sum(chi - clo))
+    assert wins >= 1
+
+
 def test_margin_is_applied() -> None:
     """The returned bound sits below the unmargined one by at least ``margin_rel`` times the rounding scale:
     removing the margin changes the result (and the sampling tests would then be unprotected)."""

@@ -320,9 +320,13 @@ def _small_search(seed: int):  # type: ignore[no-untyped-def]
     net = random_net(rng, [4, 16, 16, 16, 2])
     lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
     ib = interval_bounds(net, lb, ub)
-    root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12)
+    slopes: dict = {}
+    root = optimized_layer_bounds(
+        net, LayerBounds(ib.lb, ib.ub), iterations=5, margin_rel=1e-9, margin_abs=1e-12, slopes=slopes
+    )
+    assert slopes  # the recomputation reuses the root's α-CROWN slopes
     d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
-    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options()), root, rng
+    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options(), slopes), root, rng
 
 
 def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
@@ -344,7 +348,7 @@ def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
         [np.minimum(lo + 0.1 * (m - lo), m) for lo, m in zip(root.lb, mid, strict=True)],
         [np.maximum(hi - 0.1 * (hi - m), m) for hi, m in zip(root.ub, mid, strict=True)],
     )
-    search.absorb(refined, [dom])
+    search.absorb(refined, search.slopes, [dom])
     assert search.root is refined
     for s in search.pre:
         np.testing.assert_array_equal(dom.lb[s], np.maximum(old[0][s], refined.lb[s]))
@@ -368,7 +372,7 @@ def test_a_domain_whose_bounds_cross_is_proven_empty() -> None:
     search._split(dom, 1, first, j, False)
     ub = [v.copy() for v in root.ub]
     ub[first][0, j] = -0.01
-    search.absorb(LayerBounds([v.copy() for v in root.lb], ub), [dom])
+    search.absorb(LayerBounds([v.copy() for v in root.lb], ub), search.slopes, [dom])
     best, _, choice, _ = search.evaluate(dom, 5)
     assert best[0] == np.inf and choice[0, 0] == -1
     assert np.isfinite(best[1])
