@@ -170,3 +170,34 @@ def test_a_prefix_without_unstable_relus_is_solved_as_an_lp_soundly(seed: int) -
     values = net.eval_all(_samples(rng, lb, ub, 20000))
     z = values[s]
     assert np.all(z >= new_l[s]) and np.all(z <= new_u[s])
+
+
+def test_every_refined_bound_keeps_the_margin_below_highs_own_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound HiGHS proves holds only up to its feasibility tolerances: what the refinement applies sits
+    outside it (by ``MARGIN_ABS`` = 1e-5 at least; checked against 1e-6 here, not against the constant, so
+    that setting the margin to zero fails), wherever it was applied."""
+    from nnverify.bounds import refine
+
+    raw: list[tuple[int, bool, float]] = []
+    solve_side = refine._solve_side
+
+    def recording(prefix, layer, j, lower_side, gap, time_s, highspy):  # type: ignore[no-untyped-def]
+        bound = solve_side(prefix, layer, j, lower_side, gap, time_s, highspy)
+        if bound is not None:
+            raw.append((j, lower_side, bound))
+        return bound
+
+    monkeypatch.setattr(refine, "_solve_side", recording)
+    _, net, _, _, lbs, ubs = _crown(2, [3, 10, 10, 2])
+    (s,) = refinable_layers(net)
+    new_l, new_u, stats = _refine(net, lbs, ubs, seconds=30.0)
+    assert stats.tightened > 0 and raw
+    applied = 0
+    for j, lower_side, bound in raw:
+        if lower_side and new_l[s][j] != lbs[s][j]:
+            assert new_l[s][j] <= bound - 1e-6
+            applied += 1
+        elif not lower_side and new_u[s][j] != ubs[s][j]:
+            assert new_u[s][j] >= bound + 1e-6
+            applied += 1
+    assert applied > 0
