@@ -5,9 +5,13 @@ The runner (``nnverify.bench``) never prints; this module draws the rich progres
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -127,19 +131,42 @@ def bench_run(
             text = " ".join(f"{k} {tally[k]}" for k in ("sat", "unsat", "timeout", "unknown", "error") if tally[k])
             bar.update(task, completed=done, total=total, description=text or "running")
 
-        rows = run_benchmark(
-            instances,
-            out_csv,
-            jobs=jobs,
-            backend=backend,
-            executor=executor,
-            witness_dir=witness_dir,
-            progress=progress,
-        )
+        with _sigterm_as_exit():
+            rows = run_benchmark(
+                instances,
+                out_csv,
+                jobs=jobs,
+                backend=backend,
+                executor=executor,
+                witness_dir=witness_dir,
+                progress=progress,
+            )
     counts = Counter(str(r.result) for r in rows)
     click.echo(f"{len(rows)} instances: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {out_csv}")
     if image_dir and witness_dir:
         _save_images(instances, Path(witness_dir), Path(image_dir))
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """While the benchmark runs, SIGTERM (``kill``, a batch scheduler) stops it as Ctrl-C does: the running
+    instances' process groups are killed, finished rows stay in ``--out``; exit code 143 (128 + 15), 130 for
+    Ctrl-C. Without this, SIGTERM's default action would end this process at once and leave the workers
+    running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None  # 130, not click's "Aborted!" with 1 (our "a bug")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _save_images(instances: list, witness_dir: Path, image_dir: Path) -> None:

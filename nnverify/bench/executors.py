@@ -25,6 +25,12 @@ class Executor(Protocol):
         ...
 
 
+#: How often the waiting main thread wakes up (so that signals are handled promptly).
+WAKE_S = 0.2
+#: Name prefix of the local worker threads.
+THREAD_PREFIX = "nnverify-bench"
+
+
 class LocalExecutor:
     """``jobs`` worker threads on this machine; each instance is its own process, so threads suffice.
 
@@ -38,15 +44,25 @@ class LocalExecutor:
         self.jobs = jobs
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        """Run ``fn`` over ``items`` on a thread pool; pending items are cancelled if the consumer stops."""
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="nnverify-bench") as pool:
-            futures = [pool.submit(fn, item) for item in items]
-            try:
-                for future in concurrent.futures.as_completed(futures):
+        """Run ``fn`` over ``items`` on a thread pool; pending items are cancelled if the consumer stops, and
+        running ones are then not waited for."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix=THREAD_PREFIX)
+        futures = [pool.submit(fn, item) for item in items]
+        pending, finished = set(futures), False
+        try:
+            while pending:
+                # Wake up now and then: a signal (Ctrl-C, SIGTERM) is only handled when the main thread runs,
+                # and an untimed wait would hold it off for as long as the running instances take.
+                done, pending = concurrent.futures.wait(
+                    pending, timeout=WAKE_S, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
                     yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
+            finished = True
+        finally:
+            # Stopped early (an exception, or the consumer closed us): do not wait for the running items; the
+            # caller stops them (``bench/runner.py`` kills their process groups).
+            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 class DaskExecutor:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from nnverify.bench.executors import Executor, LocalExecutor
+from nnverify.bench.executors import THREAD_PREFIX, Executor, LocalExecutor
 from nnverify.bench.instances import Instance
 from nnverify.options import available_cores
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds past the instance's timeout after which its process group is killed.
 HARD_TIMEOUT_GRACE_S = 5.0
+#: After an interrupt, how long the runner keeps killing local workers' process groups while worker threads are
+#: still alive.
+ABORT_REAP_S = 5.0
 #: Columns of the results CSV: VNN-COMP's layout first, then ours.
 CSV_FIELDS = ("category", "onnx", "vnnlib", "prepare_time", "result", "run_time", "method", "peak_mem_mb", "note")
 #: Exit code of ``nnverify check`` for bad input / environment problems (an ``Error:`` line on stderr).
@@ -341,24 +344,19 @@ def _append_row(path: Path, row: Row) -> None:
 
 
 def _abort(rows: Iterator[Row]) -> None:
-    """Stop an interrupted benchmark: close the executor's stream while killing the local workers."""
-    stop = threading.Event()
-
-    def reaper() -> None:
-        while not stop.is_set():
-            _kill_live_groups()
-            stop.wait(0.05)
-
-    thread = threading.Thread(target=reaper, daemon=True)
-    thread.start()
-    try:
-        with contextlib.suppress(Exception):
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()
-    finally:
-        stop.set()
-        thread.join()
+    """Stop an interrupted benchmark: close the executor's stream and kill the local workers' process groups,
+    until no local worker thread is left (one may be between starting its process and registering it)."""
+    _kill_live_groups()
+    with contextlib.suppress(Exception):
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+    deadline = time.monotonic() + ABORT_REAP_S
+    while time.monotonic() < deadline:
+        _kill_live_groups()
+        if not any(t.name.startswith(THREAD_PREFIX) and t.is_alive() for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
 
 
 def run_benchmark(

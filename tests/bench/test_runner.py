@@ -202,3 +202,45 @@ def test_each_local_job_gets_its_share_of_the_cores(tmp_path: Path, monkeypatch:
     assert len(seen) == 2
     for cmd in seen:
         assert cmd[cmd.index("--threads") + 1] == str(max(1, 4 // jobs))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(15, 143), (2, 130)])
+def test_sigterm_stops_bench_run_and_kills_its_workers(tmp_path: Path, signum: int, code: int) -> None:
+    """``kill <bench pid>`` (SIGTERM) ends ``nnverify bench run`` as Ctrl-C (SIGINT) does: exit code 143 (130)
+    at once, the running instance's process is killed (SIGTERM's default action left it running on its own;
+    Ctrl-C waited for it), no row written."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    for name in ("n.onnx", "p.vnnlib"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "instances.csv").write_text("n.onnx,p.vnnlib,60\n")
+    out = tmp_path / "results.csv"
+    script = (
+        "import sys\nfrom nnverify.bench import runner\nfrom nnverify.cli import main\n"
+        f"runner.check_command = lambda *a, **k: [sys.executable, {str(sleeper)!r}]\n"
+        f"sys.argv = ['nnverify', 'bench', 'run', {str(tmp_path / 'instances.csv')!r}, '--out', {str(out)!r}]\n"
+        "main()\n"
+    )
+    err = tmp_path / "stderr.txt"
+    with err.open("wb") as handle:
+        bench = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=handle)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists(), err.read_text()
+    worker = int(pid_file.read_text())
+    sent = time.monotonic()
+    bench.send_signal(signal.Signals(signum))
+    assert bench.wait(timeout=20) == code, err.read_text()
+    assert time.monotonic() - sent < 10
+    with pytest.raises(ProcessLookupError):  # killed and reaped (it was the bench's child)
+        for _ in range(100):
+            os.kill(worker, 0)
+            time.sleep(0.05)
+    assert not out.exists() or read_rows(out) == []
