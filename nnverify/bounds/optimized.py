@@ -426,7 +426,7 @@ def optimized_layer_bounds(
         idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
         if idx.size == 0:
             continue
-        lower, upper, alpha = _neuron_bounds(
+        lower, upper, alpha = neuron_bounds(
             graph, tight, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs
         )
         lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower)
@@ -447,29 +447,11 @@ def neuron_bounds(
     margin_rel: float,
     margin_abs: float,
     alpha: dict[int, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
     """Sound lower and upper bounds ``(B, len(idx))`` of neurons ``idx`` of layer ``k`` over each box, by
     back-substitution through the bounds of the layers below ``k`` (CROWN's slopes, or the given ``alpha``
     per ReLU layer below ``k``, ``(1 or B, 2 * len(idx), size)`` as ``Slopes.rows`` gives; then
-    ``iterations`` steps of α optimisation)."""
-    lower, upper, _ = _neuron_bounds(
-        graph, bounds, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs, alpha=alpha
-    )
-    return lower, upper
-
-
-def _neuron_bounds(
-    graph: LayerGraph,
-    bounds: LayerBounds,
-    k: int,
-    idx: np.ndarray,
-    *,
-    iterations: int,
-    margin_rel: float,
-    margin_abs: float,
-    alpha: dict[int, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """``neuron_bounds`` and the slopes behind the bounds (the best per row when optimised)."""
+    ``iterations`` steps of α optimisation), and the slopes behind them (the best per row when optimised)."""
     batch, size = bounds.lb[0].shape[0], graph.layers[k].size
     eye = np.eye(size)[idx]
     lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()

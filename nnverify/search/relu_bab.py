@@ -194,7 +194,7 @@ class _Search:
                 if idx.size == 0:
                     continue
                 alpha = self.slopes[k].rows(idx) if k in self.slopes else None
-                lower, upper = neuron_bounds(
+                lower, upper, _ = neuron_bounds(
                     self.graph, self.bounds_of(dom, part), k, idx, iterations=0, alpha=alpha, **self.margins
                 )
                 dom.lb[k][part[:, None], idx] = np.maximum(lb[:, idx], lower)

@@ -180,7 +180,7 @@ def test_stored_slopes_reproduce_the_layer_bounds_and_stay_sound_on_sub_boxes() 
     for k, sl in slopes.items():
         assert np.all(np.diff(sl.idx) > 0)
         idx = sl.idx[::-1][: max(1, sl.idx.size // 2)]
-        lo, hi = neuron_bounds(net, tight, k, idx, iterations=0, alpha=sl.rows(idx), **SAFE)
+        lo, hi, _ = neuron_bounds(net, tight, k, idx, iterations=0, alpha=sl.rows(idx), **SAFE)
         assert np.all(lo[0] <= tight.lb[k][0, idx] + 1e-9) and np.all(hi[0] >= tight.ub[k][0, idx] - 1e-9)
         # a sub-box: its own interval/CROWN bounds below, the root's slopes reused
         mid = (lb + ub) / 2
@@ -192,10 +192,10 @@ def test_stored_slopes_reproduce_the_layer_bounds_and_stay_sound_on_sub_boxes() 
         )
         unseen = np.setdiff1d(np.arange(net.layers[k].size), sl.idx)[:2]
         every = np.sort(np.concatenate([sl.idx, unseen]))
-        lo, hi = neuron_bounds(net, sb, k, every, iterations=0, alpha=sl.rows(every), **SAFE)
+        lo, hi, _ = neuron_bounds(net, sb, k, every, iterations=0, alpha=sl.rows(every), **SAFE)
         z = net.eval_all(rng.uniform(slb, sub, size=(5000, 5)))[k][:, every]
         assert np.all(z >= lo[0] - 1e-12) and np.all(z <= hi[0] + 1e-12)
-        clo, chi = neuron_bounds(net, sb, k, every, iterations=0, **SAFE)
+        clo, chi, _ = neuron_bounds(net, sb, k, every, iterations=0, **SAFE)
         wins += int(np.sum(hi - lo) < np.sum(chi - clo))
     assert wins >= 1
 
