@@ -40,6 +40,7 @@ from nnverify.bounds.optimized import (
     rows_lower,
     supports,
 )
+from nnverify.bounds.propagate import propagate
 from nnverify.bounds.refine import RefineStats, refinable_layers, refine_bounds
 from nnverify.budget import Budget
 from nnverify.graph.layers import ActivationLayer, LayerGraph
@@ -63,6 +64,8 @@ STOP_GRACE_S = 4.0
 BATCH = 64
 #: Domains whose intermediate bounds are recomputed together (memory: rows x inputs per domain).
 TIGHTEN_CHUNK = 32
+#: Domains propagated together (memory: the rows that can tighten something, x their width).
+PROPAGATE_CHUNK = 16
 #: Neurons per ReLU layer whose children are bounded before one is chosen (filtered smart branching).
 FSB_PER_LAYER = 2
 #: Weight of the better child when candidates' worse children tie.
@@ -175,16 +178,19 @@ class _Search:
                 lbs[k], ubs[k] = np.maximum(lbs[layer.source], 0.0), np.maximum(ubs[layer.source], 0.0)
         return LayerBounds(lbs, ubs)
 
-    def tighten(self, dom: _Domains) -> None:
-        """Recompute (CROWN) the bounds of the layers after each domain's new splits, in place.
+    def tighten(self, dom: _Domains) -> np.ndarray:
+        """Recompute the bounds of the domains with new splits, in place; ``(B,)`` mask of the domains found
+        empty.
 
         A split clamps its neuron's bound at 0, which tightens every later layer: the bounds of the layers
         after ``since`` are back-substituted again through the domain's bounds and intersected with the ones
         it had (both hold on the domain's region). On MNIST 256x4 prop_3 at eps 0.05 this took the search from
-        4,761 domains to 577."""
+        4,761 domains to 577. Then constraint propagation (``bounds/propagate.py``) carries the splits back to
+        the earlier layers and forward again (491 domains to 117)."""
         todo = dom.since < _CLEAN
+        empty = np.zeros(len(dom), dtype=bool)
         if not np.any(todo):
-            return
+            return empty
         for k in self.pre:
             sel = np.nonzero(dom.since < k)[0]
             for start in range(0, sel.size, TIGHTEN_CHUNK):
@@ -199,7 +205,15 @@ class _Search:
                 )
                 dom.lb[k][part[:, None], idx] = np.maximum(lb[:, idx], lower)
                 dom.ub[k][part[:, None], idx] = np.minimum(ub[:, idx], upper)
+        sel = np.nonzero(todo)[0]
+        for start in range(0, sel.size, PROPAGATE_CHUNK):
+            part = sel[start : start + PROPAGATE_CHUNK]
+            tight, crossed = propagate(self.graph, self.bounds_of(dom, part), **self.margins)
+            for s in self.pre:
+                dom.lb[s][part], dom.ub[s][part] = tight.lb[s], tight.ub[s]
+            empty[part] = crossed
         dom.since[todo] = _CLEAN
+        return empty
 
     def absorb(self, refined: LayerBounds, slopes: dict[int, Slopes], domains: list[_Domains]) -> None:
         """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain): intersect
@@ -216,9 +230,8 @@ class _Search:
     def evaluate(self, dom: _Domains, iterations: int) -> tuple[np.ndarray, Duals, np.ndarray, np.ndarray]:
         """Optimised sound lower bound per domain ``(B,)`` (best row), the duals, the branching choice
         ``(B, 2)`` (layer, neuron; -1 when none is left) and the relaxed minimiser ``(B, n)``."""
-        self.tighten(dom)
         # bounds that cross (lb > ub) prove the domain's region empty: nothing in it can be a counterexample
-        empty = np.zeros(len(dom), dtype=bool)
+        empty = self.tighten(dom)
         for s in self.pre:
             empty |= np.any(dom.lb[s] > dom.ub[s], axis=1)
         bounds = self.bounds_of(dom)
