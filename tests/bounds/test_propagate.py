@@ -37,7 +37,8 @@ def _domain(seed: int) -> tuple[np.random.Generator, LayerGraph, LayerBounds, np
         if isinstance(layer, ActivationLayer):
             lbs[k], ubs[k] = np.maximum(lbs[layer.source], 0.0), np.maximum(ubs[layer.source], 0.0)
     values = net.eval_all(x)
-    inside = np.all([np.all((v >= lo) & (v <= hi), axis=1) for v, lo, hi in zip(values, lbs, ubs)], axis=0)
+    held = [np.all((v >= lo) & (v <= hi), axis=1) for v, lo, hi in zip(values, lbs, ubs, strict=True)]
+    inside = np.all(held, axis=0)
     return rng, net, LayerBounds(lbs, ubs), x[inside]
 
 
