@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnverify.bounds.backward import LayerBounds
-from nnverify.bounds.interval import affine_interval
+from nnverify.bounds.interval import activation_interval, affine_interval
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
@@ -73,9 +73,10 @@ def propagate(
             )
             np.maximum(lbs[k], lo, out=lbs[k])
             np.minimum(ubs[k], hi, out=ubs[k])
-        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
-            np.maximum(lbs[k], np.maximum(lbs[layer.source], 0.0), out=lbs[k])
-            np.minimum(ubs[k], np.maximum(ubs[layer.source], 0.0), out=ubs[k])
+        elif isinstance(layer, ActivationLayer):
+            lo, hi = activation_interval(layer, lbs[layer.source], ubs[layer.source])
+            np.maximum(lbs[k], lo, out=lbs[k])
+            np.minimum(ubs[k], hi, out=ubs[k])
     empty = np.zeros(lbs[0].shape[0], dtype=bool)
     for lo, hi in zip(lbs, ubs, strict=True):
         empty |= np.any(lo > hi, axis=1)
