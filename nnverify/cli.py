@@ -112,7 +112,7 @@ def main() -> None:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Cores to use (parallel MILP refinement); 0 = every core this process may run on.",
+    help="Cores to use (parallel MILP refinement, else ReLU-search threads); 0 = every core this process may run on.",
 )
 @click.option(
     "--image",

@@ -161,6 +161,7 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
             accept,
             refine=run.options.refines(),
             refine_workers=run.options.cores(),
+            search_threads=run.options.search_threads(),
         )
         for key in ("boxes", "leaves_exact", "candidates", "max_depth", "refine_solves", "stabilised"):
             run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))

@@ -116,8 +116,8 @@ class _Fixed:
                 active[j] = (lb >= 0.0).astype(np.float64)
             elif isinstance(layer, AffineLayer):
                 acc = np.abs(layer.bias)[None, :]
-                for src, w in zip(layer.sources, layer.weights, strict=True):
-                    acc = acc + abs_max[src] @ np.abs(w).T
+                for src, abs_w in zip(layer.sources, layer.abs_weights, strict=True):
+                    acc = acc + abs_max[src] @ abs_w.T
                 pre[j] = acc
         return cls(up, icpt, unstable, active, abs_max, pre)
 

@@ -7,7 +7,7 @@ Layer 0 is the input; every other layer refers to earlier layers by index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,11 @@ class AffineLayer:
     sources: tuple[int, ...]
     weights: tuple[np.ndarray, ...]
     bias: np.ndarray
+    #: ``|W|`` of each weight, computed once: the rounding scales of every bound pass need it.
+    abs_weights: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "abs_weights", tuple(np.abs(w) for w in self.weights))
 
     @property
     def size(self) -> int:

@@ -164,6 +164,8 @@ class _Search:
         self.relu_of = {src: r for r, src in self.relu.items()}
         self.pre = list(self.relu.values())
         self.stats = SearchStats()
+        #: How many times refined root bounds were absorbed (a batch taken before the last one catches up).
+        self.generation = 0
 
     def bounds_of(self, dom: _Domains, sel: np.ndarray | None = None) -> LayerBounds:
         """Every layer's bounds for a batch of domains (or the ``sel`` ones): the input box, the domains' own
@@ -216,15 +218,23 @@ class _Search:
         return empty
 
     def absorb(self, refined: LayerBounds, slopes: dict[int, Slopes], domains: list[_Domains]) -> None:
-        """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain): intersect
-        them into every open domain's bounds and have the layers after the first recomputed when each is
-        next bounded. The tree so far is kept (restarting from the root threw away up to a publishing
-        period of search each time the refinement published)."""
+        """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain) and the
+        α-CROWN slopes optimised for them: intersect the bounds into every open domain's and have the layers
+        after the first recomputed when each is next bounded. The tree so far is kept (restarting from the
+        root threw away up to a publishing period of search each time the refinement published). Domains
+        being bounded meanwhile catch up through ``generation`` (``catch_up``)."""
         self.root = refined
+        if slopes:
+            self.slopes = slopes
+        self.generation += 1
+        self.intersect(domains)
+
+    def intersect(self, domains: list[_Domains]) -> None:
+        """The root's bounds intersected into ``domains``' own (in place), later layers to be recomputed."""
         for dom in domains:
             for s in self.pre:
-                np.maximum(dom.lb[s], refined.lb[s], out=dom.lb[s])
-                np.minimum(dom.ub[s], refined.ub[s], out=dom.ub[s])
+                np.maximum(dom.lb[s], self.root.lb[s], out=dom.lb[s])
+                np.minimum(dom.ub[s], self.root.ub[s], out=dom.ub[s])
             dom.since[:] = self.pre[0]
 
     def evaluate(self, dom: _Domains, iterations: int) -> tuple[np.ndarray, Duals, np.ndarray, np.ndarray]:
@@ -462,10 +472,12 @@ def relu_split_search(
     race_milp: bool = True,
     refine: bool = False,
     refine_workers: int = 1,
+    search_threads: int = 1,
 ) -> SearchOutcome:
-    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting,
-    raced against MILP refinement and one MILP of the box when the backend can be cancelled (and
-    ``race_milp``; the refinement only with ``refine``, solving ``refine_workers`` bounds at a time)."""
+    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting in
+    ``search_threads`` threads, raced against MILP refinement and one MILP of the box when the backend can be
+    cancelled (and ``race_milp``; the refinement only with ``refine``, solving ``refine_workers`` bounds at a
+    time)."""
     query = bound_box(graph, lb, ub, disjuncts, options)
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
@@ -489,7 +501,7 @@ def relu_split_search(
         return races[-1]
 
     try:
-        out = _run(search, backend, budget, is_counterexample, start_race)
+        out = _run(search, backend, budget, is_counterexample, start_race, search_threads)
     finally:
         for race in races:
             race.stop()
@@ -517,29 +529,187 @@ def _root_domains(search: _Search) -> _Domains:
     return first
 
 
+@dataclass(slots=True)
+class _Frontier:
+    """The domains waiting to be split, shared by the search threads (every field under ``cond``): ``busy``
+    counts the batches being expanded, ``outcome`` is set by whichever thread decides first."""
+
+    stack: list[tuple[_Domains, np.ndarray]]
+    cond: threading.Condition
+    busy: int = 0
+    outcome: SearchOutcome | None = None
+    undecided: str = ""
+    stopped: bool = False
+    error: BaseException | None = None
+
+    def exhausted(self) -> bool:
+        return not self.stack and self.busy == 0
+
+
+def _expand(
+    search: _Search,
+    dom: _Domains,
+    iterations: int,
+    backend: Backend,
+    budget: Budget,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+    leaf_lock: threading.Lock,
+) -> tuple[SearchOutcome | None, list[tuple[_Domains, np.ndarray]], str]:
+    """Bound a batch of domains, try their minimisers, send exhausted ones to the exact backend: a decided
+    outcome (a replayed counterexample, or the budget spent in a leaf), else the open domains to split, in
+    stack entries of at most ``BATCH``, and why the search may end undecided (empty: no reason)."""
+    stats.boxes += len(dom)
+    lower, duals, choice, x_star = search.evaluate(dom, iterations)
+    dom.duals, dom.known = duals, lower
+    open_ = lower <= 0.0
+    if not np.any(open_):
+        return None, [], ""
+    found = _try_points(search.graph, search.disjuncts, x_star[open_], dom.disjunct[open_], is_counterexample, stats)
+    if found is not None:
+        return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats), [], ""
+    undecided = ""
+    leaf = open_ & (choice[:, 0] < 0)
+    for i in np.nonzero(leaf)[0]:
+        # one exact solve at a time: highspy's solves share a global scheduler
+        with leaf_lock:
+            status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget, stats)
+        done, undecided = settle_leaf(status, x, note, undecided, is_counterexample, stats)
+        if done is not None:
+            return done, [], undecided
+    grow = np.nonzero(open_ & ~leaf)[0]
+    stats.max_depth = max(stats.max_depth, int(dom.depth.max()) + 1)
+    parts = np.array_split(grow, -(-grow.size // BATCH)) if grow.size else []
+    entries = [(dom.take(sel), choice[sel]) for sel in parts]
+    return None, entries, undecided
+
+
+def _worker(
+    search: _Search,
+    frontier: _Frontier,
+    backend: Backend,
+    budget: Budget,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+    leaf_lock: threading.Lock,
+) -> None:
+    """One search thread: pop a stack entry, expand its children, push what stays open, until the frontier
+    is exhausted, decided or stopped. numpy releases the GIL in its array loops and matrix products, so
+    threads bound different batches side by side."""
+    cond = frontier.cond
+    while True:
+        with cond:
+            while not frontier.stack and frontier.busy and not frontier.stopped and frontier.outcome is None:
+                cond.wait(0.2)
+            if frontier.stopped or frontier.outcome is not None or not frontier.stack:
+                cond.notify_all()
+                return
+            dom, choice = frontier.stack.pop()
+            generation = search.generation
+            frontier.busy += 1
+        outcome: SearchOutcome | None = None
+        entries: list[tuple[_Domains, np.ndarray]] = []
+        undecided = ""
+        try:
+            outcome, entries, undecided = _expand(
+                search, search.children(dom, choice), BRANCH_ITERATIONS, backend, budget, is_counterexample, stats,
+                leaf_lock,
+            )  # fmt: skip
+        except BaseException as exc:  # handed to the main thread, which raises it
+            with cond:
+                frontier.error = frontier.error or exc
+        with cond:
+            frontier.busy -= 1
+            if outcome is not None and frontier.outcome is None:
+                frontier.outcome = outcome
+            if entries and search.generation != generation:  # refined bounds arrived while it was bounded
+                search.intersect([d for d, _ in entries])
+            frontier.stack.extend(entries)
+            frontier.undecided = undecided or frontier.undecided
+            cond.notify_all()
+
+
 def _run(
     search: _Search,
     backend: Backend,
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     start_race: Callable[[list[Disjunct]], _RacingMilp | None],
+    threads: int = 1,
 ) -> SearchOutcome:
-    """The search loop: bound a batch, try its minimisers, send exhausted domains to the exact backend,
-    push the rest; after the root, start (and then watch) the racing thread, and take the refined bounds it
-    brings into every open domain."""
-    graph, live, stats = search.graph, search.disjuncts, search.stats
-    stack: list[tuple[_Domains, np.ndarray]] = []
-    undecided = ""
-    pending: list[_Domains] = [_root_domains(search)]
-    iterations = ROOT_ITERATIONS
-    race: _RacingMilp | None = None
-    raced = False
-    while pending or stack:
-        if budget.expired():
-            note = "budget spent during ReLU splitting" + (f" ({undecided})" if undecided else "")
-            return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
-        if race is not None and (refined := race.take_refined()) is not None:
-            search.absorb(*refined, [d for d, _ in stack] + pending)
+    """The search: bound the root, start the racing thread, then ``threads`` search threads share the stack
+    of open domains while this thread watches the budget and the racing thread (its refined bounds go into
+    every domain on the stack, its MILP answer can end the search)."""
+    stats = search.stats
+    if budget.expired():
+        return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during ReLU splitting", stats=stats)
+    leaf_lock = threading.Lock()
+    root = _root_domains(search)
+    outcome, entries, undecided = _expand(
+        search, root, ROOT_ITERATIONS, backend, budget, is_counterexample, stats, leaf_lock
+    )
+    if outcome is not None:
+        return outcome
+    if not entries:
+        return _exhausted(undecided, stats)
+    race = start_race([search.disjuncts[i] for i in np.unique(np.concatenate([d.disjunct for d, _ in entries]))])
+    frontier = _Frontier(entries, threading.Condition(), undecided=undecided)
+    per_thread = [SearchStats() for _ in range(max(1, threads))]
+    workers = [
+        threading.Thread(
+            target=_worker,
+            args=(search, frontier, backend, budget, is_counterexample, s, leaf_lock),
+            name=f"nnverify-search-{i}",
+            daemon=True,
+        )
+        for i, s in enumerate(per_thread)
+    ]
+    for w in workers:
+        w.start()
+    try:
+        outcome = _watch(search, frontier, budget, race, is_counterexample, stats)
+    finally:
+        with frontier.cond:
+            frontier.stopped = True
+            frontier.cond.notify_all()
+        for w in workers:
+            w.join()
+    for s in per_thread:
+        _merge_stats(stats, s)
+    if frontier.error is not None:
+        raise frontier.error
+    if outcome is not None:
+        return outcome
+    return _exhausted(frontier.undecided, stats)
+
+
+def _watch(
+    search: _Search,
+    frontier: _Frontier,
+    budget: Budget,
+    race: _RacingMilp | None,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+) -> SearchOutcome | None:
+    """Wait until the search threads decide or run out of domains (None), the budget is spent, or the racing
+    MILP decides; meanwhile hand its refined bounds to the domains on the stack."""
+    cond = frontier.cond
+    while True:
+        with cond:
+            cond.wait(0.1)
+            if frontier.error is not None:
+                return None
+            if frontier.outcome is not None:
+                return frontier.outcome
+            if frontier.exhausted():
+                return None
+            if budget.expired():
+                note = "budget spent during ReLU splitting"
+                if frontier.undecided:
+                    note += f" ({frontier.undecided})"
+                return SearchOutcome(SolveStatus.TIMEOUT, note=note, stats=stats)
+            if race is not None and (refined := race.take_refined()) is not None:
+                search.absorb(*refined, [d for d, _ in frontier.stack])
         if race is not None and (milp := race.result()) is not None:
             race = None
             if milp.status is SolveStatus.INFEASIBLE:
@@ -548,44 +718,27 @@ def _run(
                 stats.candidates += 1
                 if is_counterexample(milp.x):
                     return SearchOutcome(SolveStatus.FEASIBLE, milp.x, stats=stats)
-        if not pending:
-            dom, choice = stack.pop()
-            pending = [search.children(dom, choice)]
-        dom = pending.pop()
-        stats.boxes += len(dom)
-        lower, duals, choice, x_star = search.evaluate(dom, iterations)
-        dom.duals, dom.known = duals, lower
-        open_ = lower <= 0.0
-        if not np.any(open_):
-            continue
-        found = _try_points(graph, live, x_star[open_], dom.disjunct[open_], is_counterexample, stats)
-        if found is not None:
-            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
-        if iterations == ROOT_ITERATIONS:
-            iterations = BRANCH_ITERATIONS
-            if not raced:
-                raced, race = True, start_race([live[i] for i in np.unique(dom.disjunct[open_])])
-        leaf = open_ & (choice[:, 0] < 0)
-        for i in np.nonzero(leaf)[0]:
-            status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget)
-            done, undecided = settle_leaf(status, x, note, undecided, is_counterexample, stats)
-            if done is not None:
-                return done
-        grow = np.nonzero(open_ & ~leaf)[0]
-        stats.max_depth = max(stats.max_depth, int(dom.depth.max()) + 1)
-        for start in range(0, grow.size, BATCH):
-            sel = grow[start : start + BATCH]
-            stack.append((dom.take(sel), choice[sel]))
+
+
+def _exhausted(undecided: str, stats: SearchStats) -> SearchOutcome:
+    """Every domain closed: proven, unless an exact leaf was left undecided."""
     if undecided:
         return SearchOutcome(SolveStatus.UNKNOWN, note=undecided, stats=stats)
     return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
 
 
+def _merge_stats(into: SearchStats, part: SearchStats) -> None:
+    into.boxes += part.boxes
+    into.leaves_exact += part.leaves_exact
+    into.candidates += part.candidates
+    into.max_depth = max(into.max_depth, part.max_depth)
+
+
 def _exact_leaf(
-    search: _Search, dom: _Domains, backend: Backend, budget: Budget
+    search: _Search, dom: _Domains, backend: Backend, budget: Budget, stats: SearchStats
 ) -> tuple[SolveStatus, np.ndarray | None, str]:
     """The domain (no unstable neuron left unsplit) decided by the exact backend with its clamped bounds."""
-    search.stats.leaves_exact += 1
+    stats.leaves_exact += 1
     bounds = search.bounds_of(dom)
     lbs = [np.array(v[0]) for v in bounds.lb]
     ubs = [np.array(v[0]) for v in bounds.ub]

@@ -29,16 +29,32 @@ def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.nda
 
 
 @pytest.mark.parametrize(
-    ("race", "refine", "slow", "workers"),
-    [(False, False, 0.0, 1), (True, False, 0.0, 1), (True, True, 0.0, 1), (True, True, 0.01, 1), (True, True, 0.01, 2)],
-    ids=["search-only", "raced-milp", "raced-refined", "raced-refined-slow-search", "two-workers-slow-search"],
+    ("race", "refine", "slow", "workers", "threads"),
+    [
+        (False, False, 0.0, 1, 1),
+        (True, False, 0.0, 1, 1),
+        (True, True, 0.0, 1, 1),
+        (True, True, 0.01, 1, 1),
+        (True, True, 0.01, 2, 1),
+        (False, False, 0.0, 1, 2),
+        (True, True, 0.01, 2, 2),
+    ],
+    ids=[
+        "search-only",
+        "raced-milp",
+        "raced-refined",
+        "raced-refined-slow-search",
+        "two-workers-slow-search",
+        "two-search-threads",
+        "two-search-threads-raced-refined-slow",
+    ],
 )
 def test_agrees_with_the_milp_on_random_nets(
-    race: bool, refine: bool, slow: float, workers: int, monkeypatch: pytest.MonkeyPatch
+    race: bool, refine: bool, slow: float, workers: int, threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``slow``: every bounding step of the search sleeps, so refined bounds arrive while the search is open
     and it restarts from them; ``workers``: refinement solves side by side (while the search's exact leaves
-    may solve too)."""
+    may solve too); ``threads``: search threads sharing the stack of open domains."""
     if slow:
         from nnverify.search import relu_bab
 
@@ -76,6 +92,7 @@ def test_agrees_with_the_milp_on_random_nets(
             race_milp=race,
             refine=refine,
             refine_workers=workers,
+            search_threads=threads,
         )
         refined += out.stats.refine_solves
         if reference.status is SolveStatus.FEASIBLE:
@@ -376,3 +393,60 @@ def test_a_domain_whose_bounds_cross_is_proven_empty() -> None:
     best, _, choice, _ = search.evaluate(dom, 5)
     assert best[0] == np.inf and choice[0, 0] == -1
     assert np.isfinite(best[1])
+
+
+def test_absorb_takes_the_slopes_optimised_for_the_refined_bounds() -> None:
+    """The slopes re-optimised with the refined bounds replace the root's (they were once dropped, and the
+    domains kept recomputing their bounds with slopes chosen for the looser ones)."""
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.search import relu_bab
+
+    search, root, _ = _small_search(7)
+    dom = relu_bab._root_domains(search)
+    fresh = {
+        k: relu_bab.Slopes(v.idx, {r: a * 0.5 for r, a in v.alpha.items()}, v.default) for k, v in search.slopes.items()
+    }
+    search.absorb(LayerBounds([v.copy() for v in root.lb], [v.copy() for v in root.ub]), fresh, [dom])
+    assert search.slopes is fresh and search.generation == 1
+
+
+def test_a_batch_bounded_while_refined_bounds_arrive_catches_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refined bounds absorbed while a search thread bounds a batch reach that batch's open children when
+    they are pushed: they get the intersection and are marked for recomputation."""
+    import threading
+
+    from nnverify.bounds.backward import LayerBounds
+    from nnverify.search import relu_bab
+
+    search, root, _ = _small_search(5)
+    backend = get_backend("highs", Options())
+    first = search.pre[0]
+    j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
+    dom = relu_bab._root_domains(search)
+    _, dom.duals, _, _ = search.evaluate(dom, 5)
+    choice = np.array([[first, j]])
+    frontier = relu_bab._Frontier([(dom, choice)], threading.Condition())
+    mid = [(lo + hi) / 2 for lo, hi in zip(root.lb, root.ub, strict=True)]
+    refined = LayerBounds(
+        [np.minimum(lo + 0.2 * (m - lo), m) for lo, m in zip(root.lb, mid, strict=True)],
+        [np.maximum(hi - 0.2 * (hi - m), m) for hi, m in zip(root.ub, mid, strict=True)],
+    )
+    evaluate = relu_bab._Search.evaluate
+
+    def evaluate_then_stop(self, dom, iterations):  # type: ignore[no-untyped-def]
+        out = evaluate(self, dom, iterations)
+        with frontier.cond:
+            search.absorb(refined, search.slopes, list(d for d, _ in frontier.stack))  # arrives meanwhile
+            frontier.stopped = True  # one batch only
+        lower = np.full(len(dom), -1.0)  # keep every child open, so it is pushed
+        return lower, out[1], np.tile(np.array([[first, j]]), (len(dom), 1)), out[3]
+
+    monkeypatch.setattr(relu_bab._Search, "evaluate", evaluate_then_stop)
+    relu_bab._worker(
+        search, frontier, backend, Budget.starting_now(30), lambda x: False, relu_bab.SearchStats(), threading.Lock()
+    )
+    assert frontier.stack, "the open children were pushed"
+    for pushed, _ in frontier.stack:
+        assert np.all(pushed.since == first)
+        for s in search.pre:
+            assert np.all(pushed.lb[s] >= refined.lb[s]) and np.all(pushed.ub[s] <= refined.ub[s])
