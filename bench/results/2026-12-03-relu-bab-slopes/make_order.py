@@ -1,0 +1,19 @@
+"""The instance order of this run: the rows the last run solved (its order), then its timeouts that
+alpha-beta-CROWN solved fastest; the other timeouts go to carried.txt. From the repo root:
+``python3 bench/results/2026-12-03-relu-bab-slopes/make_order.py /tmp/bench/sub3``"""
+
+import csv
+import sys
+
+out = sys.argv[1]
+last = "bench/results/2026-11-24-relu-bab-propagate/mnistfc_results.csv"
+inst = {(r[0], r[1]): r for r in csv.reader(open("../shared/benchmarks/mnistfc/instances.csv"))}
+rows = list(csv.DictReader(open(last)))
+solved = [(r["onnx"], r["vnnlib"]) for r in rows if r["result"] != "timeout"]
+first = ["256x6 3_0.05", "256x4 0_0.05", "256x4 5_0.05", "256x6 9_0.03", "256x4 7_0.05", "256x6 8_0.05", "256x4 13_0.05"]
+hard = [(f"onnx/mnist-net_{n}.onnx", f"vnnlib/prop_{p}.vnnlib") for n, p in (x.split() for x in first)]
+rest = [(r["onnx"], r["vnnlib"]) for r in rows if r["result"] == "timeout" and (r["onnx"], r["vnnlib"]) not in hard]
+with open(f"{out}/instances.csv", "w") as f:
+    f.writelines(",".join(inst[k]) + "\n" for k in solved + hard)
+with open(f"{out}/carried.txt", "w") as f:
+    f.writelines(",".join(k) + "\n" for k in rest)
