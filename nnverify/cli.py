@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+import nnverify._blas  # noqa: F401  (before anything imports numpy: one BLAS thread)
 from nnverify.backends import BACKENDS
 from nnverify.cli_bench import bench, dir_of, fail_with, output_path, writable_dir
 from nnverify.errors import NnverifyError
