@@ -1,4 +1,5 @@
-"""The ReLU search alone (no refinement, one core; the README table ran `MODE=on` as `cur`) on one MNIST-FC instance, with or without propagation.
+"""The ReLU search alone (no refinement, one core; the README table ran `MODE=on` as `cur`) on one MNIST-FC
+instance, with or without propagation.
 
 Usage, from the repo root: ``MODE=noprop .venv/bin/python <this file> 256x4 11_0.05 150``
 

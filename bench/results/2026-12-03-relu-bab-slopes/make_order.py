@@ -7,8 +7,10 @@ import sys
 
 out = sys.argv[1]
 last = "bench/results/2026-11-24-relu-bab-propagate/mnistfc_results.csv"
-inst = {(r[0], r[1]): r for r in csv.reader(open("../shared/benchmarks/mnistfc/instances.csv"))}
-rows = list(csv.DictReader(open(last)))
+with open("../shared/benchmarks/mnistfc/instances.csv") as f:
+    inst = {(r[0], r[1]): r for r in csv.reader(f)}
+with open(last) as f:
+    rows = list(csv.DictReader(f))
 solved = [(r["onnx"], r["vnnlib"]) for r in rows if r["result"] != "timeout"]
 first = ["256x6 3_0.05", "256x4 0_0.05", "256x4 5_0.05", "256x6 9_0.03", "256x4 7_0.05", "256x6 8_0.05"]
 first += ["256x4 13_0.05"]
