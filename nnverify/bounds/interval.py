@@ -42,8 +42,8 @@ def affine_interval(
     mid = np.broadcast_to(layer.bias, (lbs[0].shape[0], layer.size)).copy()
     rad = np.zeros_like(mid)
     scale = np.broadcast_to(np.abs(layer.bias), mid.shape).copy()
-    for lb, ub, w in zip(lbs, ubs, layer.weights, strict=True):
-        abs_w_t = np.abs(w).T
+    for lb, ub, w, abs_w in zip(lbs, ubs, layer.weights, layer.abs_weights, strict=True):
+        abs_w_t = abs_w.T
         center = (lb + ub) / 2.0
         half = (ub - lb) / 2.0
         mid += center @ w.T

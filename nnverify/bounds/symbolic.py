@@ -57,11 +57,11 @@ def _affine(
     lo[..., -1] = layer.bias
     hi = lo.copy()
     scale = np.broadcast_to(np.abs(layer.bias), (batch, layer.size)).copy()
-    for w, src_lo, src_hi, mag in zip(layer.weights, los, his, mags, strict=True):
+    for w, abs_w, src_lo, src_hi, mag in zip(layer.weights, layer.abs_weights, los, his, mags, strict=True):
         pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
         lo += np.matmul(pos, src_lo) + np.matmul(neg, src_hi)
         hi += np.matmul(pos, src_hi) + np.matmul(neg, src_lo)
-        scale += mag @ np.abs(w).T
+        scale += mag @ abs_w.T
     return lo, hi, scale
 
 
