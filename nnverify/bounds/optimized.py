@@ -80,14 +80,20 @@ class Duals:
 
 
 @dataclass(frozen=True, slots=True)
-class _Pass:
-    """One back-substitution: input coefficients, constant, rounding scale, and the coefficient on every
-    ReLU output (kept for the gradient and for branching)."""
+class Pass:
+    """One back-substitution: input coefficients, constant, rounding scale, the coefficient on every ReLU
+    output (kept for the gradient and for branching), and the constant and scale accumulated above every
+    ReLU layer (``above``: a split below it leaves the pass down to there unchanged, ``split_lower``)."""
 
     coef_x: np.ndarray
     const: np.ndarray
     scale: np.ndarray
     lam: dict[int, np.ndarray]
+    above: dict[int, tuple[np.ndarray, np.ndarray]]
+
+    def take(self, sel: np.ndarray) -> Pass:
+        """The selected boxes' rows (copies)."""
+        return _take_pass(self, sel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,24 @@ class _Fixed:
         """Lower slope ``(B, K, n)`` of ReLU layer ``j``: ``alpha`` where unstable, else 0 or 1."""
         return np.where(self.unstable[j][:, None, :], alpha, self.active[j][:, None, :])
 
+    def take(self, sel: np.ndarray, upto: int | None = None) -> _Fixed:
+        """The selected boxes (rows may repeat); with ``upto``, only the layers up to it (the rest empty)."""
+
+        def keep(j: int) -> bool:
+            return upto is None or j <= upto
+
+        def rows_of(d: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+            return {k: _rows(v, sel) for k, v in d.items() if keep(k)}
+
+        return _Fixed(
+            rows_of(self.up),
+            rows_of(self.icpt),
+            rows_of(self.unstable),
+            rows_of(self.active),
+            [_rows(v, sel) if keep(k) else np.empty(0) for k, v in enumerate(self.abs_max)],
+            rows_of(self.pre),
+        )
+
 
 def _substitute(
     graph: LayerGraph,
@@ -134,12 +158,13 @@ def _substitute(
     duals: Duals,
     splits: dict[int, np.ndarray],
     n_inputs: int,
-) -> _Pass:
+) -> Pass:
     """Lower-bound ``lam0 @ value(start)`` by a linear function of the input (see ``backward._substitute``
     for the rounding scale), with the given slopes and split multipliers."""
     batch, k = lam0.shape[0], lam0.shape[1]
     lam: dict[int, np.ndarray] = {start: lam0}
     kept: dict[int, np.ndarray] = {}
+    above: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     const = np.zeros((batch, k))
     scale = np.zeros((batch, k))
     for j in range(start, 0, -1):
@@ -158,11 +183,12 @@ def _substitute(
             scale += np.einsum("bkn,bn->bk", np.abs(coef), np.broadcast_to(fixed.pre[j], (batch, layer.size)))
         elif isinstance(layer, ActivationLayer):
             kept[j] = coef
+            above[j] = (const.copy(), scale.copy())
             neg = np.minimum(coef, 0.0)
             _add(lam, layer.source, (coef - neg) * fixed.low(j, duals.alpha[j]) + neg * fixed.up[j][:, None, :])
             const += np.einsum("bkn,bn->bk", neg, fixed.icpt[j])
             scale += np.einsum("bkn,bn->bk", np.abs(coef), fixed.abs_max[layer.source] + np.abs(fixed.icpt[j]))
-    return _Pass(lam.get(0, np.zeros((batch, k, n_inputs))), const, scale, kept)
+    return Pass(lam.get(0, np.zeros((batch, k, n_inputs))), const, scale, kept, above)
 
 
 def _gradients(
@@ -171,7 +197,7 @@ def _gradients(
     bounds: LayerBounds,
     start: int,
     coef_x: np.ndarray,
-    passed: _Pass,
+    passed: Pass,
     duals: Duals,
     splits: dict[int, np.ndarray],
 ) -> Duals:
@@ -216,7 +242,7 @@ def rows_lower(
     margin_rel: float,
     margin_abs: float,
     fixed: _Fixed | None = None,
-) -> tuple[np.ndarray, _Pass, np.ndarray]:
+) -> tuple[np.ndarray, Pass, np.ndarray]:
     """Sound lower bounds ``(B, K)`` of ``lam0 @ value(start) + a_x @ x - b`` over the boxes, the pass
     behind them and the final input coefficients ``(B, K, n)``."""
     fixed = fixed or _Fixed.of(graph, bounds, start)
@@ -224,6 +250,91 @@ def rows_lower(
     coef_x = passed.coef_x + a_x
     lower = _concretize_lower(coef_x, passed.const - b, passed.scale + np.abs(b), bounds, margin_rel, margin_abs)
     return lower, passed, coef_x
+
+
+def _is_chain(graph: LayerGraph) -> bool:
+    """Whether every layer reads the one before it (and only it): then a back-substitution reaching a layer
+    has nothing pending for the layers below."""
+    for k, layer in enumerate(graph.layers[1:], start=1):
+        if isinstance(layer, AffineLayer) and layer.sources != (k - 1,):
+            return False
+        if isinstance(layer, ActivationLayer) and layer.source != k - 1:
+            return False
+    return True
+
+
+def split_lower(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    start: int,
+    passed: Pass,
+    lam0: np.ndarray,
+    a_x: np.ndarray,
+    b: np.ndarray,
+    duals: Duals,
+    splits: dict[int, np.ndarray],
+    cands: np.ndarray,
+    margin_rel: float,
+    margin_abs: float,
+) -> np.ndarray:
+    """Sound lower bounds ``(B, C, 2, K)`` of the rows of both children (active, inactive) of each candidate
+    split ``cands`` ``(B, C, 2)`` (pre-activation layer, neuron; layer -1: none, bound -inf), each child
+    with its parent's duals (``passed``: the parent's pass with them) and a new multiplier for the split that
+    keeps the parent's line (as ``relu_bab._Search._split`` seeds it: ``beta[s]`` must hold the parent's
+    positive coefficient at unsplit neurons).
+
+    A split of neuron ``j`` of layer ``s`` changes only the relaxation of the ReLU ``r`` after it, so on a
+    chain the children's back-substitution starts from the parent's coefficient on ``r`` and the constant and
+    scale above it (elsewhere from the top), and the bounds of every layer are the parent's: the split
+    neuron's only through its relaxation (stable now), its magnitude in the rounding scale kept (an upper
+    bound on the child's)."""
+    n_b, n_c = cands.shape[:2]
+    out = np.full((n_b, n_c, 2, lam0.shape[1]), -np.inf)
+    relu_of = {layer.source: r for r, layer in enumerate(graph.layers) if isinstance(layer, ActivationLayer)}
+    chain = _is_chain(graph)
+    fixed = _Fixed.of(graph, bounds, start)
+    n_inputs = bounds.lb[0].shape[1]
+    for s in np.unique(cands[:, :, 0]):
+        if s < 0:
+            continue
+        s, r = int(s), relu_of[int(s)]
+        bi, ci = np.nonzero(cands[:, :, 0] == s)
+        t = bi.size
+        par = np.concatenate([bi, bi])  # the trials' parents: active children, then inactive
+        j = np.concatenate([cands[bi, ci, 1], cands[bi, ci, 1]])
+        on = np.repeat([1.0, 0.0], t)
+        at = np.arange(2 * t)
+        top = r if chain else start
+        f = fixed.take(par, upto=top)
+        for field, value in ((f.up, on), (f.icpt, 0.0), (f.active, on), (f.unstable, False)):
+            field[r] = np.array(np.broadcast_to(field[r], (2 * t, field[r].shape[-1])))
+            field[r][at, j] = value
+        alpha = {q: v[par] for q, v in duals.alpha.items() if q <= top}
+        beta = {q: v[par] for q, v in duals.beta.items() if q <= top}
+        sp = {q: v[par] for q, v in splits.items() if q <= top}
+        if s in sp:
+            sp[s][at, j] = np.where(on > 0, 1, -1)
+        if s in beta:
+            slope = alpha[r][at, :, j]
+            beta[s][at, :, j] = beta[s][at, :, j] * np.where(on[:, None] > 0, 1.0 - slope, slope)
+        if chain:
+            head, c0, s0 = passed.lam[r][par], passed.above[r][0][par], passed.above[r][1][par]
+        else:
+            head, c0, s0 = lam0[par], np.zeros(1), np.zeros(1)
+        trial = _substitute(graph, f, top, head, Duals(alpha, beta), sp, n_inputs)
+        coef_x = trial.coef_x + (a_x[par] if a_x.ndim == 3 else a_x)
+        b_t = b[par] if b.ndim == 2 else b
+        x_lb, x_ub = bounds.lb[0], bounds.ub[0]
+        if x_lb.shape[0] == 1 or (x_lb.strides[0] == 0 and x_ub.strides[0] == 0):  # one box: stays shared
+            x_lb, x_ub = (np.broadcast_to(v[:1], (2 * t, n_inputs)) for v in (x_lb, x_ub))
+        else:
+            x_lb, x_ub = x_lb[par], x_ub[par]
+        box = LayerBounds([x_lb], [x_ub])
+        lower = _concretize_lower(
+            coef_x, trial.const + c0 - b_t, trial.scale + s0 + np.abs(b_t), box, margin_rel, margin_abs
+        )
+        out[bi, ci, 0], out[bi, ci, 1] = lower[:t], lower[t:]
+    return out
 
 
 @dataclass(slots=True)
@@ -265,7 +376,7 @@ def optimize(
     margin_rel: float,
     margin_abs: float,
     stop_proven: bool = False,
-) -> tuple[np.ndarray, Duals, _Pass, np.ndarray]:
+) -> tuple[np.ndarray, Duals, Pass, np.ndarray]:
     """Improve ``duals`` for ``iterations`` steps; the best sound lower bounds ``(B, K)`` seen, the duals that
     gave them, and the pass and input coefficients of the last evaluation of the best duals.
 
@@ -366,15 +477,24 @@ class _Live:
         )
 
 
-def _take_pass(p: _Pass, sel: np.ndarray) -> _Pass:
-    return _Pass(p.coef_x[sel], p.const[sel], p.scale[sel], {k: v[sel] for k, v in p.lam.items()})
+def _take_pass(p: Pass, sel: np.ndarray) -> Pass:
+    return Pass(
+        p.coef_x[sel],
+        p.const[sel],
+        p.scale[sel],
+        {k: v[sel] for k, v in p.lam.items()},
+        {k: (c[sel], s[sel]) for k, (c, s) in p.above.items()},
+    )
 
 
-def _merge_pass(old: _Pass, new: _Pass, better: np.ndarray, idx: np.ndarray) -> _Pass:
+def _merge_pass(old: Pass, new: Pass, better: np.ndarray, idx: np.ndarray) -> Pass:
     """``old`` with the rows of boxes ``idx`` that got ``better`` replaced by ``new``'s (in place)."""
     sel = better[..., None]
     for k, v in old.lam.items():
         v[idx] = np.where(sel, new.lam[k], v[idx])
+    for k, (c, s) in old.above.items():
+        c[idx] = np.where(better, new.above[k][0], c[idx])
+        s[idx] = np.where(better, new.above[k][1], s[idx])
     old.coef_x[idx] = np.where(sel, new.coef_x, old.coef_x[idx])
     old.const[idx] = np.where(better, new.const, old.const[idx])
     old.scale[idx] = np.where(better, new.scale, old.scale[idx])
@@ -453,8 +573,6 @@ def neuron_bounds(
     per ReLU layer below ``k``, ``(1 or B, 2 * len(idx), size)`` as ``Slopes.rows`` gives; then
     ``iterations`` steps of α optimisation), and the slopes behind them (the best per row when optimised)."""
     batch, size = bounds.lb[0].shape[0], graph.layers[k].size
-    eye = np.eye(size)[idx]
-    lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()
     rows = 2 * idx.size
     zeros_x, zeros_b = np.zeros((rows, bounds.lb[0].shape[1])), np.zeros(rows)
     if alpha is not None:
@@ -463,9 +581,26 @@ def neuron_bounds(
         # one slope per neuron, shared by the rows (broadcast), while nothing is optimised
         duals = Duals.initial(graph, bounds, rows if iterations else 1, {})
         duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
-    if iterations == 0:
+    layer = graph.layers[k]
+    if iterations == 0 and isinstance(layer, AffineLayer) and len(layer.sources) == 1:
+        # the rows are +-e_j: their first substitution is +-W[idx] itself, no product needed
+        fixed = _Fixed.of(graph, bounds, k)
+        w, bias, pre = layer.weights[0][idx], layer.bias[idx], fixed.pre[k][:, idx]
+        head = np.broadcast_to(np.concatenate([w, -w])[None], (batch, rows, w.shape[1]))
+        passed = _substitute(graph, fixed, layer.sources[0], head, duals, {}, bounds.lb[0].shape[1])
+        lower = _concretize_lower(
+            passed.coef_x,
+            passed.const + np.concatenate([bias, -bias]),
+            passed.scale + np.concatenate([pre, pre], axis=1),
+            bounds,
+            margin_rel,
+            margin_abs,
+        )
+    elif iterations == 0:
+        lam0 = _unit_rows(batch, size, idx)
         lower, _, _ = rows_lower(graph, bounds, k, lam0, zeros_x, zeros_b, duals, {}, margin_rel, margin_abs)
     else:
+        lam0 = _unit_rows(batch, size, idx)
         lower, duals, _, _ = optimize(
             graph,
             bounds,
@@ -480,3 +615,9 @@ def neuron_bounds(
             margin_abs=margin_abs,
         )
     return lower[:, : idx.size], -lower[:, idx.size :], duals.alpha
+
+
+def _unit_rows(batch: int, size: int, idx: np.ndarray) -> np.ndarray:
+    """``(batch, 2 * len(idx), size)``: the rows ``e_j`` of neurons ``idx``, then ``-e_j``."""
+    eye = np.eye(size)[idx]
+    return np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()

@@ -32,12 +32,13 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import (
     Duals,
+    Pass,
     Slopes,
     neuron_bounds,
     optimize,
     optimized_layer_bounds,
     relu_layers,
-    rows_lower,
+    split_lower,
     supports,
 )
 from nnverify.bounds.propagate import propagate
@@ -273,7 +274,7 @@ class _Search:
             cands = self._candidates(bounds, passed.lam, best_row, dom.splits, open_)
             dom_open = dom.take(open_)
             dom_open.duals, dom_open.known = duals.take(open_), best[open_]
-            choice[open_] = self._filter(dom_open, cands)
+            choice[open_] = self._filter(dom_open, cands, passed.take(open_))
         return best, duals, choice, x_star
 
     def _candidates(
@@ -306,29 +307,24 @@ class _Search:
             picks.append(picked)
         return np.concatenate(picks, axis=1)
 
-    def _filter(self, dom: _Domains, cands: np.ndarray) -> np.ndarray:
+    def _filter(self, dom: _Domains, cands: np.ndarray, passed: Pass) -> np.ndarray:
         """Filtered smart branching (De Palma et al., ICLR 2021): bound both children of each candidate with
-        the parent's duals, no optimisation; keep the candidate whose worse child is best."""
-        b, k = cands.shape[0], cands.shape[1]
-        reps = np.repeat(np.arange(b), 2 * k)
-        trial = dom.take(reps)
-        flat = cands.reshape(b * k, 2)
-        for t in range(2 * b * k):
-            s, j = flat[t // 2]
-            if s >= 0:
-                self._split(trial, t, int(s), int(j), t % 2 == 0)
-        bounds = self.bounds_of(trial)  # the parent's bounds, clamped: cheaper, and only a ranking
-        lower, _, _ = rows_lower(
+        the parent's duals and bounds, no optimisation (``split_lower``, from the parent's pass ``passed``);
+        keep the candidate whose worse child is best."""
+        b = cands.shape[0]
+        lower = split_lower(
             self.graph,
-            bounds,
+            self.bounds_of(dom),
             self.graph.output,
-            *self.rows.take(trial.disjunct),
-            trial.duals,
-            trial.splits,
+            passed,
+            *self.rows.take(dom.disjunct),
+            dom.duals,
+            dom.splits,
+            cands,
             self.margins["margin_rel"],
             self.margins["margin_abs"],
         )
-        pair = np.maximum(lower.max(axis=1), trial.known).reshape(b, k, 2)
+        pair = np.maximum(lower.max(axis=3), dom.known[:, None, None])
         # the worse child decides; the better child breaks ties (often many splits leave the worse one unchanged)
         worse = pair.min(axis=2)
         key = worse + TIE_WEIGHT * pair.max(axis=2)

@@ -243,3 +243,81 @@ def test_stopping_proven_boxes_early_keeps_every_bound_sound_and_consistent() ->
         x = rng.uniform(blb[i], bub[i], size=(2000, net.n_inputs))
         rows = net.eval(x) @ c[i].T - b[i]
         assert rows.min() >= early[i, 0]
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["chain", "residual"])
+def test_split_children_bounds_match_bounding_each_child_and_are_sound(residual: bool) -> None:
+    """``split_lower`` (a child's pass restarted from its parent's coefficient on the split's ReLU) equals
+    bounding each child from scratch with its split clamped (up to the rounding margin, which keeps the
+    parent's magnitudes), and sampled points of each child's region never go below it."""
+    from nnverify.bounds.optimized import split_lower
+
+    for seed in range(5):
+        rng, net, lb, ub, bounds = _setup(seed, [4, 10, 10, 10, 3], residual)
+        x0 = rng.uniform(lb, ub)
+        splits = _random_splits(rng, net, bounds, x0)
+        dom = _clamped(net, bounds, splits)
+        k = 3
+        c = rng.normal(size=(1, k, net.n_outputs))
+        a_x, b = rng.normal(size=(k, net.n_inputs)) * 0.1, rng.normal(size=k)
+        duals = Duals(
+            {r: rng.uniform(size=(1, k, net.layers[r].size)) for r in relu_layers(net)},
+            {s: rng.uniform(0, 2, size=(1, k, v.shape[1])) for s, v in splits.items()},
+        )
+        _, passed, _ = rows_lower(net, dom, net.output, c, a_x, b, duals, splits, **SAFE)
+        cands = []
+        for r in relu_layers(net):
+            s = net.layers[r].source
+            free = np.nonzero((dom.lb[s][0] < 0) & (dom.ub[s][0] > 0) & (splits[s][0] == 0))[0]
+            cands += [(s, int(j)) for j in free[:2]]
+        cands.append((-1, -1))
+        cand = np.array(cands)[None]
+        got = split_lower(net, dom, net.output, passed, c, a_x, b, duals, splits, cand, **SAFE)
+        assert got.shape == (1, len(cands), 2, k)
+        assert np.all(got[0, -1] == -np.inf)
+        values = net.eval_all(np.vstack([rng.uniform(lb, ub, size=(20000, net.n_inputs)), x0[None, :]]))
+        for i, (s, j) in enumerate(cands[:-1]):
+            for side, sign in ((0, 1), (1, -1)):
+                child = {q: v.copy() for q, v in splits.items()}
+                child[s][0, j] = sign
+                beta = {q: v.copy() for q, v in duals.beta.items()}
+                slope = duals.alpha[next(r for r in relu_layers(net) if net.layers[r].source == s)][0, :, j]
+                beta[s][0, :, j] *= (1.0 - slope) if sign > 0 else slope
+                ref, _, _ = rows_lower(
+                    net, _clamped(net, dom, child), net.output, c, a_x, b, Duals(duals.alpha, beta), child, **SAFE
+                )
+                assert np.allclose(got[0, i, side], ref[0], rtol=1e-7, atol=1e-7)
+                assert np.all(got[0, i, side] <= ref[0] + 1e-9)
+                keep = np.ones(values[0].shape[0], dtype=bool)
+                for q, sg in child.items():
+                    keep &= np.all((sg[0] == 0) | (np.sign(values[q]) * sg[0] >= 0), axis=1)
+                if keep.any():
+                    rows = values[net.output][keep] @ c[0].T + values[0][keep] @ a_x.T - b
+                    assert np.all(rows >= got[0, i, side][None, :] - 1e-9)
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["chain", "residual"])
+def test_neuron_bounds_without_optimisation_equal_the_unit_rows_bound(residual: bool) -> None:
+    """``neuron_bounds`` with no iterations skips the product of the unit rows with the layer's weights; the
+    bounds equal those of the rows ``+-e_j`` back-substituted in full, with CROWN's slopes or given ones."""
+    from nnverify.bounds.optimized import neuron_bounds
+
+    for seed in range(4):
+        rng, net, _, _, bounds = _setup(seed, [4, 10, 10, 10, 3], residual)
+        for r in relu_layers(net)[1:]:
+            k = net.layers[r].source
+            idx = np.nonzero((bounds.lb[k][0] < 0) & (bounds.ub[k][0] > 0))[0]
+            if idx.size == 0:
+                continue
+            rows = 2 * idx.size
+            alpha = {q: rng.uniform(size=(1, rows, net.layers[q].size)) for q in relu_layers(net) if q < k}
+            for given in (None, alpha):
+                lo, hi, _ = neuron_bounds(net, bounds, k, idx, iterations=0, alpha=given, **SAFE)
+                eye = np.eye(net.layers[k].size)[idx]
+                lam0 = np.concatenate([eye, -eye])[None]
+                duals = Duals(given, {}) if given else Duals.initial(net, bounds, 1, {})
+                duals.alpha = {q: a for q, a in duals.alpha.items() if q < k}
+                zx, zb = np.zeros((rows, net.n_inputs)), np.zeros(rows)
+                ref, _, _ = rows_lower(net, bounds, k, lam0, zx, zb, duals, {}, **SAFE)
+                assert np.allclose(lo, ref[:, : idx.size], rtol=1e-9, atol=1e-9)
+                assert np.allclose(hi, -ref[:, idx.size :], rtol=1e-9, atol=1e-9)

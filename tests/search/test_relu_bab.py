@@ -247,11 +247,10 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     def crafted(*_args, **_kwargs):
         # candidate c: the worse child stays below the parent (-1), the better one rises with c (later
         # layers come later in the candidate list)
-        lower = np.array([[-2.0] if t % 2 == 0 else [float(t // 2)] for t in range(2 * k)])
-        return lower, None, None
+        return np.array([[[[-2.0], [float(c)]] for c in range(k)]])
 
-    monkeypatch.setattr(relu_bab, "rows_lower", crafted)
-    assert search._filter(stuck, cands)[0, 0] == cands[0, 0, 0] == layers[0]
+    monkeypatch.setattr(relu_bab, "split_lower", crafted)
+    assert search._filter(stuck, cands, None)[0, 0] == cands[0, 0, 0] == layers[0]
 
 
 def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.MonkeyPatch) -> None:
