@@ -211,6 +211,7 @@ def entry() -> None:
     the process (SIGSEGV) after the verdict was printed. Only the program does this, never ``main`` itself:
     a host process (a test runner calling ``main``) must not be ended.
     """
+    guard_stdout()
     try:
         main()
     except SystemExit as exc:
@@ -220,6 +221,24 @@ def entry() -> None:
             sys.stderr.flush()
             os._exit(code)
         raise
+
+
+def guard_stdout() -> None:
+    """Keep the program's stdout (its first line is the verdict) for Python's writes alone: file descriptor 1
+    becomes a copy of stderr, and ``sys.stdout`` writes to a private copy of the real stdout.
+
+    Native libraries write to descriptor 1 directly: HiGHS 1.x prints debug lines such as
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` with ``printf`` whatever its
+    ``output_flag``, and one of them once came before the verdict (MNIST 256x6 prop_9 eps 0.03, reported as an
+    error by ``nnverify bench``). They now go to stderr."""
+    try:
+        sys.stdout.flush()
+        real = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):  # no usable descriptors (an embedded host): leave stdout as it is
+        return
+    encoding, errors = sys.stdout.encoding, sys.stdout.errors
+    sys.stdout = open(real, "w", buffering=1, encoding=encoding, errors=errors, closefd=True)  # noqa: SIM115
 
 
 def _solver_threads_remain() -> bool:

@@ -181,6 +181,19 @@ def test_console_script_runs_as_a_process(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[0] == "sat"
 
 
+def test_native_writes_to_stdout_never_come_before_the_verdict() -> None:
+    """HiGHS prints some debug lines with printf on descriptor 1; the program moves them to stderr so that
+    stdout holds only what nnverify writes (its first line is the verdict)."""
+    code = (
+        "import os, sys; from nnverify.cli import guard_stdout; guard_stdout(); os.write(1, b'native\\n'); "
+        "print('unsat'); os.write(1, b'native again\\n'); print('{}')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0
+    assert proc.stdout == "unsat\n{}\n"
+    assert proc.stderr.splitlines() == ["native", "native again"]
+
+
 def test_readme_ops_table_matches_registry() -> None:
     from nnverify.graph.ops import supported_ops_table
 
@@ -198,6 +211,7 @@ def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: 
     real_main = cli.main
     monkeypatch.setattr(cli.os, "_exit", exits.append)
     monkeypatch.setattr(cli, "main", lambda: sys.exit(0))
+    monkeypatch.setattr(cli, "guard_stdout", lambda: None)  # it would move this test process's descriptors
     monkeypatch.setattr(highs_module, "_ABANDONED", [])  # earlier tests may have abandoned real solves
     with pytest.raises(SystemExit):
         cli.entry()
