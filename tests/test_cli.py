@@ -68,11 +68,11 @@ def test_zero_timeout_gives_timeout_not_a_verdict() -> None:
 
 
 def two_unsupported_ops(path: Path) -> Path:
-    """Gather (twice) and Softmax: both must be named in one error."""
+    """Hardmax (twice) and Softmax: both must be named in one error."""
     idx = numpy_helper.from_array(np.array([0, 1], dtype=np.int64), "idx")
     nodes = [
-        helper.make_node("Gather", ["x", "idx"], ["g1"], name="/model/Gather_1", axis=1),
-        helper.make_node("Gather", ["g1", "idx"], ["g2"], name="/model/Gather_2", axis=1),
+        helper.make_node("Hardmax", ["x"], ["g1"], name="/model/Hardmax_1", axis=1),
+        helper.make_node("Hardmax", ["g1"], ["g2"], name="/model/Hardmax_2", axis=1),
         helper.make_node("Softmax", ["g2"], ["y"], name="/head/Softmax"),
     ]
     graph = helper.make_graph(
@@ -106,7 +106,7 @@ BAD_INPUTS = {
     "two-unsupported-ops": (
         lambda t: (two_unsupported_ops(t / "ops.onnx"), PROP),
         "Error: {t}/ops.onnx uses 2 ONNX operators that nnverify does not support:\n"
-        "  Gather   2 nodes, first '/model/Gather_1'\n"
+        "  Hardmax  2 nodes, first '/model/Hardmax_1'\n"
         "  Softmax  1 node   '/head/Softmax'",
     ),
     "unbalanced-parens": (

@@ -135,6 +135,22 @@ def unsupported_message(path: str, problems: dict[str, list[tuple[str, str | Non
     return "\n".join(lines)
 
 
+def _output_nodes(node: Node, consumed: set[str]) -> list[Node]:
+    """One single-output node per used output of a multi-output node (see ``Op.multi_output``)."""
+    count = len(node.outputs)
+    return [
+        Node(
+            name=f"{node.name}[{index}]",
+            op_type=node.op_type,
+            inputs=node.inputs,
+            outputs=(name,),
+            attrs={**node.attrs, "output_index": index, "output_count": count},
+        )
+        for index, name in enumerate(node.outputs)
+        if name and name in consumed
+    ]
+
+
 @dataclass
 class _Importer:
     """One model's import: walks the nodes once, folding constants and evaluating on a zero input."""
@@ -232,13 +248,14 @@ class _Importer:
                     "which is not defined before it"
                 )
         is_const = tuple(not name or name in self.constant for name in node.inputs)
-        if all(is_const):
-            self.constant.update(node.outputs)
         op = REGISTRY.get(node.op_type) if proto.domain in _DEFAULT_DOMAINS else None
+        folded = all(is_const) or (op is not None and op.shape_only)
+        if folded:
+            self.constant.update(node.outputs)
         if op is None:
             self._report(proto, node.name, None)
             return
-        extra = [name for name in node.outputs[1:] if name in consumed]
+        extra = [] if op.multi_output else [name for name in node.outputs[1:] if name in consumed]
         reason = op.check(node, is_const) or (
             f"output {_names(extra)} is used (only the first output is supported)" if extra else None
         )
@@ -248,7 +265,8 @@ class _Importer:
         if any(name in self.unknown for name in node.inputs):
             self.unknown.update(node.outputs)
             return
-        self._evaluate(node, all(is_const))
+        for part in _output_nodes(node, consumed) if op.multi_output else (node,):
+            self._evaluate(part, folded)
 
     def _evaluate(self, node: Node, folded: bool) -> None:
         """Evaluate a supported node with batch 1; keep it as a graph node unless it was folded."""

@@ -30,21 +30,21 @@ def test_not_an_onnx_model(tmp_path: Path, content: bytes) -> None:
     assert str(info.value).startswith(f"{path}: not an ONNX model (")
 
 
-def gather(name: str, data: str, output: str) -> onnx.NodeProto:
-    """A Gather node (unsupported) taking element 0 of the last axis."""
-    return helper.make_node("Gather", [data, "i"], [output], name=name, axis=-1)
+def hardmax(name: str, data: str, output: str) -> onnx.NodeProto:
+    """A Hardmax node (unsupported) over the last axis."""
+    return helper.make_node("Hardmax", [data], [output], name=name, axis=-1)
 
 
 UNSUPPORTED = {
     "two-ops-three-nodes": (
         [
-            gather("/model/Gather_1", "x", "g1"),
-            gather("/model/Gather_2", "x", "g2"),
+            hardmax("/model/Hardmax_1", "x", "g1"),
+            hardmax("/model/Hardmax_2", "x", "g2"),
             helper.make_node("Add", ["g1", "g2"], ["s"], name="/model/Add"),
             helper.make_node("Softmax", ["s"], ["y"], name="/head/Softmax"),
         ],
         "uses 2 ONNX operators that nnverify does not support:\n"
-        "  Gather   2 nodes, first '/model/Gather_1'\n"
+        "  Hardmax  2 nodes, first '/model/Hardmax_1'\n"
         "  Softmax  1 node   '/head/Softmax'",
     ),
     "mul-of-variables": (

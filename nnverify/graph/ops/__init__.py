@@ -7,9 +7,12 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     constant,
     conv,
     elementwise,
+    join,
     linear,
     normalization,
     shape,
+    shape_tensor,
+    slicing,
 )
 from nnverify.graph.ops.base import REGISTRY, ActKind, Node, Op, const_value, register
 

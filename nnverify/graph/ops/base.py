@@ -52,6 +52,10 @@ class Op:
         activation: For nonlinear elementwise ops, the activation kind the analysis handles.
         variable_inputs: Positions of inputs that may be variable (non-constant). ``None`` = all of them.
         notes: Restrictions worth listing in the ``nnverify ops`` table (e.g. "Div by constant only").
+        shape_only: True if the output depends only on the (static) shapes of the inputs, never on their values
+            (Shape): the importer folds the node into a constant even when an input is variable.
+        multi_output: True if the node has several outputs (Split). The importer gives each used output a node
+            of its own, with the attributes ``output_index`` and ``output_count``; ``eval`` returns that output.
     """
 
     op_type: ClassVar[str]
@@ -59,6 +63,8 @@ class Op:
     activation: ClassVar[ActKind | None] = None
     variable_inputs: ClassVar[tuple[int, ...] | None] = (0,)
     notes: ClassVar[str] = ""
+    shape_only: ClassVar[bool] = False
+    multi_output: ClassVar[bool] = False
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
