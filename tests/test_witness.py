@@ -7,29 +7,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchdata import BENCHMARKS_DIR
+from benchdata import BENCHMARKS_DIR, onnx_io_sizes
 
-from nnverify.graph.onnx_import import load_network
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample, check_witness_file
 
 BENCH = BENCHMARKS_DIR
 
 
+#: Invalid witness files per set, as the benchmark README documents them: two alpha-beta-CROWN files in mnistfc,
+#: all 35 NeuralSAT files in traffic_signs_recognition_2023.
+DOCUMENTED_INVALID = {"mnistfc": 2, "traffic_signs_recognition_2023": 35}
+
+
 def witness_cases() -> list[tuple[Path, Path, Path, bool]]:
+    """(network, property, witness, valid) for every indexed witness.
+
+    ``valid`` is what nnverify's checker must say: the index's X verdict (``helper_check``), and also a Y that
+    matches onnxruntime (``y_check`` other than ``mismatch``), because the checker holds a witness to the Y it
+    states (the 2022-2025 rule).
+    """
     cases = []
     for index in sorted(BENCH.glob("*/counterexamples/index.csv")):
         root = index.parent.parent
         with index.open() as handle:
             for row in csv.DictReader(handle):
-                cases.append(
-                    (
-                        root / row["onnx"],
-                        root / row["vnnlib"],
-                        root / row["file"],
-                        row["helper_check"] == "valid",
-                    )
-                )
+                valid = row["helper_check"] == "valid" and row.get("y_check", "match") != "mismatch"
+                cases.append((root / row["onnx"], root / row["vnnlib"], root / row["file"], valid))
     test_dir = BENCH / "test"
     for path in sorted(test_dir.glob("counterexamples/*/test_sat_test_prop.counterexample.gz")):
         cases.append((test_dir / "test_sat.onnx", test_dir / "test_prop.vnnlib", path, True))
@@ -41,16 +45,23 @@ _PROPS: dict[tuple[Path, Path], object] = {}
 
 
 def _prop(onnx: Path, vnnlib: Path):
+    """The property, sized by the network's declared input and output shapes (the checker replays on
+    onnxruntime, so a network whose operators nnverify does not support yet is still checked)."""
     key = (onnx, vnnlib)
     if key not in _PROPS:
-        graph = load_network(onnx)
-        _PROPS[key] = load_property(vnnlib, graph.n_inputs, graph.n_outputs)
+        _PROPS[key] = load_property(vnnlib, *onnx_io_sizes(onnx))
     return _PROPS[key]
 
 
 def test_benchmark_has_both_kinds_of_witness() -> None:
     assert len(CASES) > 200
-    assert sum(not valid for *_, valid in CASES) == 2
+    invalid: dict[str, int] = {}
+    for index in sorted(BENCH.glob("*/counterexamples/index.csv")):
+        with index.open() as handle:
+            count = sum(row["helper_check"] != "valid" for row in csv.DictReader(handle))
+        if count:
+            invalid[index.parent.parent.name] = count
+    assert invalid == DOCUMENTED_INVALID
 
 
 @pytest.mark.parametrize(

@@ -323,7 +323,7 @@ class _Builder:
         rows: list[_Constraint] = []
         if not alternatives or not self._apply(common, lb, ub, rows):
             return ()
-        n_rows = sum(len(rows) + len(alt) for alt in alternatives)
+        n_rows = sum(len(rows) + sum(map(self._is_row, alt)) for alt in alternatives)
         numbers = len(alternatives) * 2 * self.n + n_rows * (self.n + self.m + 1)
         if numbers > MAX_NUMBERS:
             raise self.src.error(
@@ -337,6 +337,11 @@ class _Builder:
                 self._check_bounded(d_lb, d_ub)
                 out.append(self._disjunct(d_lb, d_ub, d_rows))
         return tuple(out)
+
+    @staticmethod
+    def _is_row(c: _Constraint) -> bool:
+        """True if the constraint becomes a row (it is neither constant nor a bound on one input)."""
+        return len(c.coefs) > 1 or (len(c.coefs) == 1 and next(iter(c.coefs))[0] != 0)
 
     @staticmethod
     def _apply(conj: Conj, lb: np.ndarray, ub: np.ndarray, rows: list[_Constraint]) -> bool:

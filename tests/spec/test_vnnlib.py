@@ -7,15 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchdata import BENCHMARKS_DIR
+from benchdata import BENCHMARKS_DIR, property_sizes
 
 from nnverify.errors import InputFileError, PropertyError
 from nnverify.spec import sexpr
 from nnverify.spec.property import Property
 from nnverify.spec.vnnlib import load_property, parse_vnnlib
-
-#: (inputs, outputs) of the networks of each benchmark set with a vnnlib/ directory.
-SIZES = {"acasxu": (5, 5), "mnistfc": (784, 10)}
 
 DECLS_1_1 = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
 
@@ -30,9 +27,11 @@ def benchmark_files() -> list[Path]:
 
 
 def expected_sizes(path: Path) -> tuple[int, int]:
-    if path.parent.name == "vnnlib":
-        return SIZES[path.parent.parent.name]
-    return (5, 5) if path.stem == "test_prop" else (1, 1)
+    """(inputs, outputs) of the network the file is paired with in its set's ``instances.csv``."""
+    sizes = property_sizes().get(path.resolve())
+    if sizes is None:
+        pytest.fail(f"{path} is not listed in its set's instances.csv")
+    return sizes
 
 
 def assert_same(p: Property, q: Property) -> None:
@@ -53,8 +52,27 @@ def test_benchmark_data_present() -> None:
     assert len(benchmark_files()) >= 44, f"VNN-COMP benchmark files missing under {benchmarks_dir()}"
 
 
-@pytest.mark.parametrize("path", benchmark_files(), ids=bench_id)
-def test_benchmark_file_parses_and_round_trips(path: Path) -> None:
+#: Inputs above which a set's files after its first are parsed and round-tripped only under ``-m slow``:
+#: writing and re-reading a 12,288-input property with 42 boxes takes ~30 s, and the parser is the same for
+#: every file of a set.
+WIDE_INPUTS = 1000
+
+
+def benchmark_params() -> list[object]:
+    """Every file; those of wide-input sets after the first of their set are marked ``slow``."""
+    params: list[object] = []
+    seen: set[Path] = set()
+    for path in benchmark_files():
+        sizes = property_sizes().get(path.resolve())
+        wide = sizes is not None and sizes[0] > WIDE_INPUTS
+        marks = [pytest.mark.slow] if wide and path.parent in seen else []
+        seen.add(path.parent)
+        params.append(pytest.param(path, id=bench_id(path), marks=marks))
+    return params
+
+
+@pytest.mark.parametrize("path", benchmark_params())
+def test_benchmark_file_parses(path: Path) -> None:
     n, m = expected_sizes(path)
     prop = load_property(path, n, m)
     assert (prop.n_inputs, prop.n_outputs) == (n, m)
@@ -64,6 +82,12 @@ def test_benchmark_file_parses_and_round_trips(path: Path) -> None:
         assert d.lb.shape == d.ub.shape == (n,)
         assert np.all(np.isfinite(d.lb)) and np.all(d.lb <= d.ub)
         assert d.a_x.shape == (d.n_rows, n) and d.a_y.shape == (d.n_rows, m) and d.b.shape == (d.n_rows,)
+
+
+@pytest.mark.parametrize("path", benchmark_params())
+def test_benchmark_file_round_trips(path: Path) -> None:
+    n, m = expected_sizes(path)
+    prop = load_property(path, n, m)
     assert_same(prop, parse_vnnlib(prop.to_vnnlib(), "round-trip", n, m))
 
 
