@@ -1,0 +1,81 @@
+"""Transposed convolution (ConvTranspose) with groups, strides, dilations, pads, output_padding/output_shape.
+
+The weights and bias must be constants, so ConvTranspose is affine in its data input. Each kernel position adds
+its product with the input into a strided slice of the full output, which is then cropped by the pads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+
+_AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def transpose_pads(node: Node, full: Sequence[int], in_sizes: Sequence[int], strides: Sequence[int]) -> list[int]:
+    """(begin, end) pads per spatial axis, flattened as ONNX writes them, cropped from the full output.
+
+    Args:
+        node: The ConvTranspose node (``auto_pad``, ``pads``, ``output_shape``).
+        full: Full output sizes ``stride * (in - 1) + output_padding + dilation * (k - 1) + 1``.
+        in_sizes: Spatial input sizes.
+        strides: Strides per spatial axis.
+    """
+    n, auto_pad = len(full), node.attrs.get("auto_pad", "NOTSET")
+    shape = node.attrs.get("output_shape")
+    if shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        shape = [size * stride for size, stride in zip(in_sizes, strides, strict=True)]
+    if shape is None:
+        return [0] * (2 * n) if auto_pad == "VALID" else [int(p) for p in node.attrs.get("pads", [0] * (2 * n))]
+    totals = [size - int(out) for size, out in zip(full, list(shape)[-n:], strict=True)]
+    if auto_pad == "SAME_UPPER":
+        return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+    return [t - t // 2 for t in totals] + [t // 2 for t in totals]
+
+
+@register
+class ConvTranspose(Op):
+    """N-d transposed convolution: the adjoint of Conv with the same attributes, plus a bias."""
+
+    op_type = "ConvTranspose"
+    affine = True
+    notes = "constant weights and bias"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        if node.attrs.get("auto_pad", "NOTSET") not in _AUTO_PADS:
+            return f"auto_pad '{node.attrs['auto_pad']}' is not one of {', '.join(_AUTO_PADS)}"
+        return super().check(node, is_const)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        x, w = xs[0], const_value(xs[1])
+        batch, n, channels, *in_sizes = x.shape
+        _, group_out, *kernel = w.shape
+        nd, groups = len(kernel), int(node.attrs.get("group", 1))
+        strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
+        dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
+        extra = [int(p) for p in node.attrs.get("output_padding", [0] * nd)]
+        params = zip(strides, in_sizes, extra, dilations, kernel, strict=True)
+        full = [s * (i - 1) + e + d * (k - 1) + 1 for s, i, e, d, k in params]
+        xg = x.reshape(batch * n, groups, channels // groups, *in_sizes)
+        wg = w.reshape(groups, channels // groups, group_out, *kernel)
+        out = np.zeros((batch * n, groups, group_out, *full))
+        spatial = string.ascii_letters[:nd]
+        for position in itertools.product(*(range(k) for k in kernel)):
+            part = np.einsum(f"XGC{spatial},GCM->XGM{spatial}", xg, wg[(..., *position)])
+            index = tuple(
+                slice(p * d, p * d + s * (i - 1) + 1, s)
+                for p, d, s, i in zip(position, dilations, strides, in_sizes, strict=True)
+            )
+            out[(slice(None), slice(None), slice(None), *index)] += part
+        pads = transpose_pads(node, full, in_sizes, strides)
+        crop = tuple(slice(pads[i], full[i] - pads[i + nd]) for i in range(nd))
+        out = out[(slice(None), slice(None), slice(None), *crop)]
+        y = out.reshape(batch, n, groups * group_out, *out.shape[3:])
+        if has_input(node, 2):
+            y = y + const_value(xs[2]).reshape(-1, *(1,) * nd)
+        return y

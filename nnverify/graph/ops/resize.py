@@ -1,0 +1,117 @@
+"""Nearest-neighbour resizing: Upsample and Resize (mode ``nearest``; other modes are refused).
+
+Each output entry copies one input entry, chosen per axis from the coordinate transformation and the rounding
+mode, so both are affine (selections). Scales and sizes must be constants.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+
+_COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric")
+#: "simple" is the rounding of Upsample and opset-10 Resize: floor when enlarging, ceil when shrinking.
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+
+
+def _source(out: int, size: int, scale: float, mode: str) -> np.ndarray:
+    """The input coordinate of each output index along one axis."""
+    y = np.arange(out, dtype=np.float64)
+    if mode == "asymmetric":
+        return y / scale
+    if mode == "align_corners":
+        return y * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+    if mode == "pytorch_half_pixel" and out <= 1:
+        return np.zeros(out)
+    if mode == "half_pixel_symmetric":
+        adjustment = out / (scale * size)
+        return size / 2 * (1 - adjustment) + (y + 0.5) / scale - 0.5
+    return (y + 0.5) / scale - 0.5
+
+
+def _nearest(x: np.ndarray, mode: str, scale: float) -> np.ndarray:
+    """``x`` rounded to integers by an ONNX ``nearest_mode``."""
+    half = x - np.floor(x) == 0.5
+    if mode == "simple":
+        return np.ceil(x) if scale < 1 else np.floor(x)
+    if mode in ("floor", "ceil"):
+        return np.floor(x) if mode == "floor" else np.ceil(x)
+    return np.where(half, np.floor(x) if mode == "round_prefer_floor" else np.ceil(x), np.round(x))
+
+
+def resize_nearest(x: np.ndarray, scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> np.ndarray:
+    """Nearest-neighbour resize of the batched ``x`` to ``sizes`` (one scale and size per unbatched axis)."""
+    for axis, (scale, out) in enumerate(zip(scales, sizes, strict=True)):
+        size = x.shape[axis + 1]
+        if out == size and scale == 1:
+            continue
+        index = _nearest(_source(out, size, scale, coordinates), rounding, scale)
+        x = np.take(x, np.clip(index, 0, size - 1).astype(np.int64), axis=axis + 1)
+    return x
+
+
+def _check_modes(node: Node, coordinates: str, rounding: str) -> str | None:
+    """Why the node's modes are not supported, or None."""
+    if node.attrs.get("mode", "nearest") != "nearest":
+        return f"mode '{node.attrs['mode']}' is not supported (only nearest)"
+    if coordinates not in _COORDINATE_MODES:
+        return f"coordinate_transformation_mode '{coordinates}' is not supported"
+    if rounding not in _NEAREST_MODES:
+        return f"nearest_mode '{rounding}' is not supported"
+    if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return f"keep_aspect_ratio_policy '{node.attrs['keep_aspect_ratio_policy']}' is not supported (only stretch)"
+    return None
+
+
+@register
+class Upsample(Op):
+    """Enlarge by constant scales (attribute in opset 7, input from opset 9), nearest neighbour."""
+
+    op_type = "Upsample"
+    affine = True
+    notes = "nearest, constant scales"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        return _check_modes(node, "asymmetric", "simple") or super().check(node, is_const)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        scales = [float(s) for s in (const_value(xs[1]).reshape(-1) if has_input(node, 1) else node.attrs["scales"])]
+        sizes = [math.floor(d * s) for d, s in zip(x.shape[1:], scales, strict=True)]
+        return resize_nearest(x, scales, sizes, "asymmetric", "simple")
+
+
+@register
+class Resize(Op):
+    """Resize to constant scales or sizes, nearest neighbour (every coordinate mode but tf_crop_and_resize)."""
+
+    op_type = "Resize"
+    affine = True
+    notes = "nearest, constant scales or sizes"
+
+    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
+        return _check_modes(node, *self._modes(node)) or super().check(node, is_const)
+
+    @staticmethod
+    def _modes(node: Node) -> tuple[str, str]:
+        """Coordinate transformation and rounding (opset 10 has neither attribute: it resizes like Upsample)."""
+        if "coordinate_transformation_mode" not in node.attrs:
+            return "asymmetric", "simple"
+        return node.attrs["coordinate_transformation_mode"], node.attrs.get("nearest_mode", "round_prefer_floor")
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        x = xs[0]
+        rank = x.ndim - 1
+        axes = [int(a) % rank for a in node.attrs.get("axes", range(rank))]
+        scales, sizes = [1.0] * rank, list(x.shape[1:])
+        scale_input = 1 if "coordinate_transformation_mode" not in node.attrs else 2  # opset 10: (X, scales)
+        if has_input(node, 3) and const_value(xs[3]).size:
+            for axis, out in zip(axes, const_value(xs[3]).reshape(-1), strict=True):
+                sizes[axis], scales[axis] = int(out), int(out) / x.shape[axis + 1]
+        else:
+            for axis, scale in zip(axes, const_value(xs[scale_input]).reshape(-1), strict=True):
+                scales[axis], sizes[axis] = float(scale), math.floor(x.shape[axis + 1] * float(scale))
+        return resize_nearest(x, scales, sizes, *self._modes(node))

@@ -1,0 +1,67 @@
+"""ConvTranspose: eval equals onnxruntime for strides, pads, output_padding, output_shape, groups, dilations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from onnx import helper
+from onnx_nets import SaveNet, check_net
+
+from nnverify.errors import UnsupportedOpsError
+from nnverify.graph.onnx_import import load_network
+
+RNG = np.random.default_rng(5)
+
+
+def case(shape: tuple[int, ...], w_shape: tuple[int, ...], bias: bool = True, opset: int = 13, **attrs: Any) -> tuple:
+    """A ConvTranspose of the input with random weights (and bias): (nodes, shape, initializers, opset)."""
+    inits = {"W": RNG.uniform(-1, 1, w_shape)}
+    if bias:
+        groups = attrs.get("group", 1)
+        inits["B"] = RNG.uniform(-1, 1, w_shape[1] * groups)
+    node = helper.make_node("ConvTranspose", ["x", "W", *(["B"] if bias else [])], ["y"], **attrs)
+    return [node], shape, inits, opset
+
+
+CASES = {
+    "plain": case((1, 2, 3, 3), (2, 3, 3, 3)),
+    "cgan-stride2-pads1": case((1, 4, 4, 4), (4, 2, 4, 4), strides=[2, 2], pads=[1, 1, 1, 1], opset=9),
+    "output-padding": case((1, 2, 3, 4), (2, 1, 3, 3), strides=[2, 3], pads=[1, 0, 0, 1], output_padding=[1, 2]),
+    "output-shape": case((1, 2, 3, 3), (2, 2, 3, 3), bias=False, strides=[2, 2], output_shape=[6, 7]),
+    "group-dilation": case((1, 4, 3, 3), (4, 1, 2, 2), group=2, dilations=[2, 1]),
+    "same-upper": case((1, 1, 3, 3), (1, 2, 3, 3), strides=[2, 2], auto_pad="SAME_UPPER"),
+    "same-lower": case((1, 1, 3, 2), (1, 2, 2, 3), strides=[2, 2], auto_pad="SAME_LOWER"),
+    "1d-valid": case((1, 3, 5), (3, 2, 3), strides=[2], auto_pad="VALID", opset=11),
+    "batch-2": case((2, 2, 2, 2), (2, 3, 2, 2), strides=[2, 2]),
+}
+
+
+@pytest.mark.parametrize(("nodes", "shape", "inits", "opset"), CASES.values(), ids=CASES.keys())
+def test_conv_transpose_matches_onnxruntime(
+    save_net: SaveNet, nodes: list, shape: tuple, inits: dict, opset: int
+) -> None:
+    check_net(save_net(nodes, shape, inits, opset))
+
+
+def test_conv_transpose_is_the_adjoint_of_conv(save_net: SaveNet) -> None:
+    w = RNG.uniform(-1, 1, (3, 2, 3, 3))
+    attrs = {"strides": [2, 2], "pads": [1, 1, 1, 1]}
+    _, conv = check_net(save_net([helper.make_node("Conv", ["x", "W"], ["y"], **attrs)], (1, 2, 5, 5), {"W": w}))
+    nodes = [helper.make_node("ConvTranspose", ["x", "W"], ["y"], **attrs)]
+    _, transposed = check_net(save_net(nodes, (1, 3, 3, 3), {"W": w}, name="t.onnx"))
+    np.testing.assert_allclose(transposed.layers[1].weights[0], conv.layers[1].weights[0].T, atol=1e-12)
+
+
+def test_bad_auto_pad_and_variable_weights_are_reported(save_net: SaveNet) -> None:
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "W"], ["h"], name="ct", auto_pad="FULL"),
+        helper.make_node("ConvTranspose", ["h", "h"], ["y"], name="vw"),
+    ]
+    path = save_net(nodes, (1, 1, 2, 2), {"W": RNG.uniform(-1, 1, (1, 1, 2, 2))})
+    with pytest.raises(UnsupportedOpsError) as info:
+        load_network(path)
+    assert str(info.value).splitlines()[1:] == [
+        "  ConvTranspose  2 nodes, first 'ct': auto_pad 'FULL' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"
+    ]

@@ -1,0 +1,89 @@
+"""Upsample and Resize (nearest): eval equals onnxruntime for every coordinate and rounding mode; others refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from onnx_nets import SaveNet, check_net
+
+from nnverify.errors import UnsupportedOpsError
+from nnverify.graph.onnx_import import load_network
+
+
+def floats(*values: float) -> np.ndarray:
+    """A float initializer."""
+    return np.array(values, dtype=np.float64)
+
+
+def resize(shape: tuple[int, ...], scales: tuple[float, ...] = (), sizes: tuple[int, ...] = (), **attrs: Any) -> tuple:
+    """A Resize (opset 13) by scales or sizes: (nodes, input shape, initializers, opset)."""
+    inits: dict[str, np.ndarray] = {"s": floats(*scales)} if scales else {}
+    if sizes:
+        inits["n"] = np.array(sizes, dtype=np.int64)
+    node = helper.make_node("Resize", ["x", "", "s" if scales else "", *(["n"] if sizes else [])], ["y"], **attrs)
+    return [node], shape, inits, 13
+
+
+CASES: dict[str, tuple[list[onnx.NodeProto], tuple[int, ...], dict[str, np.ndarray], int]] = {
+    "upsample-opset9-input": (
+        [helper.make_node("Upsample", ["x", "s"], ["y"], mode="nearest")],
+        (1, 2, 3, 3),
+        {"s": floats(1, 1, 2, 2)},
+        9,
+    ),
+    "upsample-opset7-attr-fractional": (
+        [helper.make_node("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 1.5, 2.5])],
+        (1, 1, 3, 2),
+        {},
+        7,
+    ),
+    "resize-opset10": ([helper.make_node("Resize", ["x", "s"], ["y"])], (1, 1, 3, 4), {"s": floats(1, 1, 2, 0.5)}, 10),
+    "resize-half-pixel-default": resize((1, 1, 3, 4), scales=(1, 1, 2, 1.5)),
+    "resize-down-prefer-ceil": resize((1, 1, 6, 5), scales=(1, 1, 0.5, 0.6), nearest_mode="round_prefer_ceil"),
+    "resize-asymmetric-floor": resize(
+        (1, 1, 3, 3), sizes=(1, 1, 7, 5), coordinate_transformation_mode="asymmetric", nearest_mode="floor"
+    ),
+    "resize-align-corners-ceil": resize(
+        (1, 2, 3, 4), sizes=(1, 2, 5, 9), coordinate_transformation_mode="align_corners", nearest_mode="ceil"
+    ),
+    "resize-pytorch-half-pixel": resize(
+        (1, 1, 4, 3), sizes=(1, 1, 1, 7), coordinate_transformation_mode="pytorch_half_pixel"
+    ),
+    "resize-opset19-symmetric-axes": (
+        [
+            helper.make_node(
+                "Resize", ["x", "", "s"], ["y"], axes=[-1], coordinate_transformation_mode="half_pixel_symmetric"
+            )
+        ],
+        (1, 2, 3, 4),
+        {"s": floats(1.75)},
+        19,
+    ),
+}
+
+
+@pytest.mark.parametrize(("nodes", "shape", "inits", "opset"), CASES.values(), ids=CASES.keys())
+def test_resize_matches_onnxruntime(
+    save_net: SaveNet, nodes: list[onnx.NodeProto], shape: tuple[int, ...], inits: dict[str, np.ndarray], opset: int
+) -> None:
+    check_net(save_net(nodes, shape, inits, opset))
+
+
+def test_other_modes_are_refused_all_at_once(save_net: SaveNet) -> None:
+    nodes = [
+        helper.make_node("Upsample", ["x", "s"], ["a"], name="up", mode="linear"),
+        helper.make_node(
+            "Resize", ["a", "", "s"], ["b"], name="crop", coordinate_transformation_mode="tf_crop_and_resize"
+        ),
+        helper.make_node("Resize", ["b", "", "s"], ["y"], name="cubic", mode="cubic"),
+    ]
+    with pytest.raises(UnsupportedOpsError) as info:
+        load_network(save_net(nodes, (1, 1, 2, 2), {"s": floats(1, 1, 2, 2)}))
+    assert str(info.value).splitlines()[1:] == [
+        "  Upsample  1 node   'up': mode 'linear' is not supported (only nearest)",
+        "  Resize    2 nodes, first 'crop': coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
+    ]
