@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import pytest
+from click.testing import CliRunner
 from onnx import helper
 from onnx_nets import SaveNet, check_net
 
+from nnverify.cli import main
 from nnverify.errors import UnsupportedOpsError
 from nnverify.graph.onnx_import import load_network
 
@@ -86,4 +89,21 @@ def test_other_modes_are_refused_all_at_once(save_net: SaveNet) -> None:
     assert str(info.value).splitlines()[1:] == [
         "  Upsample  1 node   'up': mode 'linear' is not supported (only nearest)",
         "  Resize    2 nodes, first 'crop': coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
+    ]
+
+
+def test_cli_reports_a_refused_mode_with_exit_3(save_net: SaveNet, tmp_path: Path) -> None:
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["y"], name="lin", mode="linear")]
+    net = save_net(nodes, (1, 1, 2, 2), {"s": floats(1, 1, 2, 2)})
+    prop = tmp_path / "prop.vnnlib"
+    declarations = [f"(declare-const X_{i} Real)" for i in range(4)] + [
+        f"(declare-const Y_{j} Real)" for j in range(16)
+    ]
+    bounds = [f"(assert (<= X_{i} 1.0))\n(assert (>= X_{i} 0.0))" for i in range(4)]
+    prop.write_text("\n".join([*declarations, *bounds, "(assert (<= Y_0 -1.0))"]) + "\n")
+    result = CliRunner().invoke(main, ["check", str(net), str(prop)])
+    assert result.exit_code == 3
+    assert result.stderr.splitlines() == [
+        f"Error: {net} uses 1 ONNX operator that nnverify does not support:",
+        "  Resize  1 node   'lin': mode 'linear' is not supported (only nearest)",
     ]
