@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import string
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,8 @@ class ConvTranspose(Op):
         out = np.zeros((batch * n, groups, group_out, *full))
         spatial = string.ascii_letters[:nd]
         for position in itertools.product(*(range(k) for k in kernel)):
-            part = np.einsum(f"XGC{spatial},GCM->XGM{spatial}", xg, wg[(..., *position)])
+            kernel_index: tuple[Any, ...] = (..., *position)
+            part = np.einsum(f"XGC{spatial},GCM->XGM{spatial}", xg, wg[kernel_index])
             index = tuple(
                 slice(p * d, p * d + s * (i - 1) + 1, s)
                 for p, d, s, i in zip(position, dilations, strides, in_sizes, strict=True)

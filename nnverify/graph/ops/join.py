@@ -5,6 +5,8 @@ Pads, pad values and target shapes must be constants; Concat may join any mix of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from nnverify.graph.ops.base import Node, Op, align_ranks, const_value, has_input, register
@@ -65,7 +67,7 @@ class Pad(Op):
         pairs = list(zip(begin, end, strict=True))
         x = x[(slice(None), *(slice(max(-b, 0), x.shape[i + 1] - max(-e, 0)) for i, (b, e) in enumerate(pairs)))]
         widths = [(0, 0)] + [(max(b, 0), max(e, 0)) for b, e in pairs]
-        mode = _PAD_MODES[node.attrs.get("mode", "constant")]
+        mode: Any = _PAD_MODES[node.attrs.get("mode", "constant")]
         if mode == "constant":
             return np.pad(x, widths, mode="constant", constant_values=value)
         return np.pad(x, widths, mode=mode)

@@ -6,6 +6,7 @@ Both are affine: each output is a mean of a fixed set of inputs (the divisor dep
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -22,7 +23,7 @@ def _window_sums(
     """Sums over the first ``outs`` windows of the last axes of the (already padded) ``xp``."""
     nd = len(extents)
     windows = sliding_window_view(xp, extents, axis=tuple(range(xp.ndim - nd, xp.ndim)))
-    index = (
+    index: tuple[Any, ...] = (
         ...,
         *(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, strides, strict=True)),
         *(slice(None, None, d) for d in dilations),
