@@ -14,6 +14,7 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     pool,
     reduce,
     resize,
+    select,
     shape,
     shape_tensor,
     slicing,
