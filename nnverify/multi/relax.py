@@ -1,0 +1,151 @@
+"""A query's constraints as a 1.0-style ``Property`` over its product graph, rounded outward to float64.
+
+Strict comparisons are relaxed to non-strict (an ``unsat`` of the relaxation proves the strict query) or, for the
+search of a strict witness, tightened by a margin (a guide only: ``sat`` is decided by replay, never by this).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from nnverify.multi.product import Product
+from nnverify.spec.property import Disjunct, Property
+from nnverify.spec.vnnlib2_types import Constraint, Query, Rel
+
+#: Largest integer coefficient float64 holds exactly.
+_EXACT_INT = 2**53
+
+
+@dataclass(frozen=True, slots=True)
+class Relaxed:
+    """The property and whether it is exactly the query's (non-strict) set, else why not."""
+
+    prop: Property
+    inexact: tuple[str, ...]
+
+
+def round_up(q: Fraction) -> float:
+    """The least float64 >= ``q`` (``inf`` past the range)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
+    if Fraction(f) < q:
+        f = math.nextafter(f, math.inf)
+    return f + 0.0
+
+
+def round_down(q: Fraction) -> float:
+    return -round_up(-q)
+
+
+def _exact_row(coefs: dict[int, Fraction], b: Fraction) -> tuple[dict[int, float], float, bool]:
+    """``coefs @ v <= b`` in float64: scaled to integer coefficients when a coefficient is not a float, ``b``
+    rounded up; False when a coefficient still cannot be represented exactly."""
+    if all(Fraction(float(c)) == c for c in coefs.values()):
+        return {k: float(c) for k, c in coefs.items()}, round_up(b), True
+    scale = math.lcm(*(c.denominator for c in coefs.values()))
+    scaled = {k: c * scale for k, c in coefs.items()}
+    exact = all(abs(c) < _EXACT_INT for c in scaled.values())
+    return {k: float(c) for k, c in scaled.items()}, round_up(b * scale), exact
+
+
+def to_property(query: Query, product: Product, margin: float | None = None) -> Relaxed:
+    """The unsafe set of ``query`` over the product's input/output columns.
+
+    Args:
+        query: The parsed query.
+        product: Its product graph.
+        margin: None: strict rows read as non-strict (a sound relaxation). A number: strict rows tightened to
+            ``lhs <= b - margin`` (to steer the search to strict witnesses; not sound for ``unsat``).
+    """
+    common = tuple(c for c in query.common if c not in product.substitutions)
+    inexact: list[str] = []
+    disjuncts = []
+    for alt in query.alternatives:
+        d = _disjunct(query, product, common + alt, margin, inexact)
+        if d is not None:
+            disjuncts.append(d)
+    return Relaxed(Property(product.n_inputs, product.n_outputs, tuple(disjuncts), query.path), tuple(inexact))
+
+
+def _rows(
+    c: Constraint, product: Product, margin: float | None
+) -> list[tuple[dict[int, Fraction], dict[int, Fraction], Fraction]]:
+    """``(x coefficients, y coefficients, b)`` rows (``<=``) of one constraint over product columns."""
+    ax: dict[int, Fraction] = {}
+    ay: dict[int, Fraction] = {}
+    for scalar, coef in c.coefs:
+        if scalar in product.x_columns:
+            k = product.x_columns[scalar]
+            ax[k] = ax.get(k, Fraction(0)) + coef
+        else:
+            k = product.y_columns[scalar]
+            ay[k] = ay.get(k, Fraction(0)) + coef
+    ax = {k: v for k, v in ax.items() if v}
+    ay = {k: v for k, v in ay.items() if v}
+    b = c.b - (Fraction(margin) if margin is not None and c.rel is Rel.LT else 0)
+    rows = [(ax, ay, b)]
+    if c.rel is Rel.EQ:
+        rows.append(({k: -v for k, v in ax.items()}, {k: -v for k, v in ay.items()}, -b))
+    return rows
+
+
+def _disjunct(
+    query: Query, product: Product, conj: tuple[Constraint, ...], margin: float | None, inexact: list[str]
+) -> Disjunct | None:
+    n, m = product.n_inputs, product.n_outputs
+    lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
+    rows_x, rows_y, rows_b = [], [], []
+    for c in conj:
+        for ax, ay, b in _rows(c, product, margin):
+            if not ax and not ay:
+                if b < 0:
+                    return None
+            elif not ay and len(ax) == 1:
+                ((k, a),) = ax.items()
+                if a > 0:
+                    ub[k] = min(ub[k], round_up(b / a))
+                else:
+                    lb[k] = max(lb[k], round_down(b / a))
+            else:
+                coefs = {k: v for k, v in ax.items()} | {n + k: v for k, v in ay.items()}
+                floats, fb, exact = _exact_row(coefs, b)
+                if not exact:
+                    inexact.append(f"{query.path}:{query_where(query, c.offset)}: a coefficient is not a float64")
+                row = np.zeros(n + m)
+                for k, v in floats.items():
+                    row[k] = v
+                rows_x.append(row[:n])
+                rows_y.append(row[n:])
+                rows_b.append(fb)
+    if np.any(lb > ub):
+        return None
+    _check_bounded(query, product, lb, ub)
+    k = len(rows_b)
+    a_x = np.array(rows_x).reshape(k, n)
+    a_y = np.array(rows_y).reshape(k, m)
+    return Disjunct(lb=lb, ub=ub, a_x=a_x, a_y=a_y, b=np.array(rows_b, dtype=np.float64))
+
+
+def query_where(query: Query, offset: int) -> str:
+    """``line:col`` of an offset in the query text."""
+    err = query.error("", offset)
+    return f"{err.line}:{err.col}"
+
+
+def _check_bounded(query: Query, product: Product, lb: np.ndarray, ub: np.ndarray) -> None:
+    for values, side in ((lb, "lower"), (ub, "upper")):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            col = int(bad[0])
+            (name, index) = next(s for s, k in product.x_columns.items() if k == col)
+            var = next(v for v in query.variables if v.name == name)
+            element = (
+                f"{name}[{','.join(str(int(i)) for i in np.unravel_index(index, var.shape))}]" if var.shape else name
+            )
+            raise query.error(f"input {element} has no {side} bound in some disjunct", var.offset)
