@@ -78,7 +78,14 @@ def main() -> None:
 
 @main.command()
 @click.argument("network", type=click.Path(dir_okay=False))
-@click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.argument("prop", metavar="PROPERTY", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--network",
+    "networks",
+    multiple=True,
+    metavar="NAME=FILE.onnx",
+    help="VNN-LIB 2 queries: `check QUERY --network f=a.onnx …` (one per network not declared equal-to another).",
+)
 @click.option(
     "--timeout",
     "timeout_s",
@@ -135,8 +142,12 @@ def check(
     refine_bounds: bool | None,
     threads: int,
     image_file: str | None,
+    networks: tuple[str, ...],
 ) -> None:
-    """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown."""
+    """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown.
+
+    A VNN-LIB 2 query over several networks: `check QUERY --network NAME=FILE.onnx …`.
+    """
     from nnverify.options import Options
     from nnverify.pipeline import verify
 
@@ -144,6 +155,12 @@ def check(
     # imported) count. Not the process's whole age: a long-lived caller (a test runner) may invoke us late.
     started = time.monotonic() - _STARTUP_S
     remaining = max(0.0, timeout_s - (time.monotonic() - started))
+    if networks or prop is None:  # a VNN-LIB 2 query: NETWORK is the query file (nnverify/multi/)
+        from nnverify.multi.cli_support import check_query
+
+        options = Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision, threads=threads)
+        check_query(network, networks, options, as_json, results_file or cex_file)
+        return
     try:
         if _is_discrete_query(prop):
             result = _check_discrete(network, prop, backend, seed, remaining)

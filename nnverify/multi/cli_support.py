@@ -1,0 +1,74 @@
+"""``nnverify check QUERY --network f=a.onnx …``: the VNN-LIB 2.x form of ``check`` (called from ``cli.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from nnverify.cli_bench import fail_with
+from nnverify.errors import NnverifyError
+from nnverify.options import Options
+
+#: Exit code when the verdict was printed but an output file could not be written (as ``check``).
+_OUTPUT_FAILED = 6
+
+
+def parse_networks(values: tuple[str, ...]) -> dict[str, str]:
+    """``name=file.onnx`` options as a dict (``click.BadParameter``, exit 2, on a malformed or repeated name)."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=FILE.onnx, found '{value}'", param_hint="'--network'")
+        if name in out:
+            raise click.BadParameter(f"network '{name}' is given twice", param_hint="'--network'")
+        out[name] = path
+    return out
+
+
+def check_query(query: str, networks: tuple[str, ...], options: Options, as_json: bool, out_file: str | None) -> None:
+    """Decide a VNN-LIB 2.x query and print the verdict, then (``sat``) every declared variable's value."""
+    from nnverify.multi.solve import verify_query
+
+    if not networks and not _looks_like_query(query):
+        raise click.UsageError("Missing argument 'PROPERTY' (or, for a VNN-LIB 2 query, --network NAME=FILE.onnx).")
+    files = parse_networks(networks)
+    try:
+        result = verify_query(query, files, options)
+    except NnverifyError as exc:
+        fail_with(exc)
+        return
+    click.echo(result.verdict.value)
+    if as_json:
+        data = {
+            "verdict": result.verdict.value,
+            "method": result.method,
+            "seconds": round(result.seconds, 4),
+            "note": result.note,
+            "values": {k: v.tolist() for k, v in (result.values or {}).items()},
+        }
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(result.assignment_text(), nl=False)
+        if result.note:
+            click.echo(f"note: {result.note}", err=True)
+    if out_file:
+        try:
+            Path(out_file).write_text(f"{result.verdict.value}\n{result.assignment_text()}", encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"Error: {out_file}: cannot write ({exc.strerror or exc})", err=True)
+            sys.exit(_OUTPUT_FAILED)
+
+
+def _looks_like_query(path: str) -> bool:
+    """Whether ``path`` reads as a VNN-LIB 2 query (an unreadable file is left to the reader's error)."""
+    from nnverify.spec.vnnlib2 import is_vnnlib2
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return is_vnnlib2(handle.read(1 << 20))
+    except OSError:
+        return True

@@ -1,0 +1,130 @@
+"""Decides a VNN-LIB 2.x query: product graph -> the single-network pipeline -> replay on every original model.
+
+``unsat`` of the relaxation (strict read as non-strict) proves the query ``unsat``; ``sat`` needs a witness that
+replays on each original model with every strict comparison strict. A candidate that is only a tie triggers a
+second search with strict rows tightened by a margin; if that finds nothing strict, the answer is ``unknown``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from nnverify.multi.bind import BoundNetwork, bind
+from nnverify.multi.product import Product, build_product
+from nnverify.multi.relax import to_property
+from nnverify.multi.replay import Runner, replay
+from nnverify.options import Options
+from nnverify.result import Result, Verdict
+from nnverify.spec.vnnlib2 import load_query
+from nnverify.spec.vnnlib2_types import Query
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The verdict of a query; ``values`` (every declared variable, flat) exactly when ``sat``."""
+
+    verdict: Verdict
+    query: Query
+    values: dict[str, np.ndarray] | None = None
+    method: str = ""
+    seconds: float = 0.0
+    note: str = ""
+
+    def assignment_text(self) -> str:
+        """The satisfying assignment in the VNN-LIB 2 command-line format (declaration order, row-major)."""
+        if self.values is None:
+            return ""
+        lines = []
+        for var in self.query.variables:
+            lines.append(f"{var.name} {var.elem_type} [{','.join(map(str, var.shape))}]")
+            lines.extend(repr(float(v)) for v in self.values[var.name])
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class _Context:
+    query: Query
+    nets: tuple[BoundNetwork, ...]
+    product: Product
+    runner: Runner
+    model_path: str
+    options: Options
+    deadline: float
+    notes: list[str]
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def verify_query(path: str | os.PathLike[str], files: dict[str, str], options: Options | None = None) -> QueryResult:
+    """Decide the VNN-LIB 2.x query in ``path`` with ``files`` mapping network names to ONNX files.
+
+    Raises:
+        PropertyError: The query is malformed or does not fit its models (``file:line:col``).
+        InputFileError, ModelError, UnsupportedOpsError: A model cannot be read or analysed.
+    """
+    options = options or Options()
+    started = time.monotonic()
+    query = load_query(path)
+    nets = bind(query, files)
+    product = build_product(query, nets)
+    relaxed = to_property(query, product)
+    if not relaxed.prop.disjuncts:
+        note = "the constraints alone are unsatisfiable (no network is needed to see it)"
+        return QueryResult(Verdict.UNSAT, query, None, "spec", time.monotonic() - started, note)
+    with tempfile.TemporaryDirectory(prefix="nnverify-product-") as tmp:
+        model_path = str(Path(tmp) / "product.onnx")
+        onnx.save(product.model, model_path)
+        ctx = _Context(
+            query, nets, product, Runner(nets), model_path, options, started + options.timeout_s, list(relaxed.inexact)
+        )
+        verdict, values, method = _decide(ctx)
+    return QueryResult(verdict, query, values, method, time.monotonic() - started, "; ".join(ctx.notes))
+
+
+def _run(ctx: _Context, margin: float | None) -> Result:
+    from nnverify.pipeline import verify  # lazy: the solver stack is heavy to import
+
+    prop = to_property(ctx.query, ctx.product, margin).prop
+    return verify(ctx.model_path, prop, dataclasses.replace(ctx.options, timeout_s=ctx.remaining()))
+
+
+def _decide(ctx: _Context) -> tuple[Verdict, dict[str, np.ndarray] | None, str]:
+    result = _run(ctx, None)
+    method = "product+" + result.method
+    if result.verdict is Verdict.UNSAT:
+        if ctx.notes:
+            ctx.notes.insert(0, "unsat of a float64 rounding that is not exact, so not reported")
+            return Verdict.UNKNOWN, None, method
+        return Verdict.UNSAT, None, method
+    if result.verdict is not Verdict.SAT or result.counterexample is None:
+        if result.note:
+            ctx.notes.append(result.note)
+        return result.verdict, None, method
+    check = replay(ctx.query, ctx.product, ctx.nets, ctx.runner, result.counterexample.x, ctx.options.violation_atol)
+    if check.valid:
+        return Verdict.SAT, check.values, method
+    if not check.tie:
+        ctx.notes.append(f"the product's witness did not replay on the original models: {check.reason}")
+        return Verdict.UNKNOWN, None, method
+    ctx.notes.append("the first candidate was a tie (a strict comparison held with equality)")
+    if ctx.remaining() <= 0.0:
+        return Verdict.TIMEOUT, None, method
+    tight = _run(ctx, 2.0 * ctx.options.violation_atol)
+    if tight.verdict is Verdict.SAT and tight.counterexample is not None:
+        check = replay(ctx.query, ctx.product, ctx.nets, ctx.runner, tight.counterexample.x, ctx.options.violation_atol)
+        if check.valid:
+            return Verdict.SAT, check.values, "product-strict+" + tight.method
+    ctx.notes.append(
+        f"no strict witness found with the strict comparisons tightened by {2.0 * ctx.options.violation_atol:g} "
+        f"({tight.verdict.value}); a tie is not a witness"
+    )
+    return (Verdict.TIMEOUT if tight.verdict is Verdict.TIMEOUT else Verdict.UNKNOWN), None, method
