@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.layers import LayerGraph, backpropagate
+from nnverify.graph.layers import LayerGraph, backpropagate, point_slopes
 from nnverify.spec.property import Disjunct
 
 
@@ -61,8 +61,7 @@ def pgd_candidates(
             if np.any(np.max(rows, axis=1) <= 0.0):
                 break
             worst = np.argmax(rows, axis=1)
-            active = [v > 0.0 for v in graph.eval_all(x)]
-            grad = backpropagate(graph, d.a_y[worst], active) + d.a_x[worst]
+            grad = backpropagate(graph, d.a_y[worst], point_slopes(graph, graph.eval_all(x))) + d.a_x[worst]
             x = np.clip(x - (0.25 * (1.0 - step / steps) + 0.01) * width * np.sign(grad), d.lb, d.ub)
         slack = d.slack(x, graph.eval(x))
         found.extend((float(slack[i]), x[i]) for i in np.nonzero(slack <= 0.0)[0])

@@ -20,7 +20,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.budget import Budget
 from nnverify.errors import PropertyError
 from nnverify.graph.core import Graph
-from nnverify.graph.layers import LayerGraph
+from nnverify.graph.layers import LayerGraph, is_exact
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
 from nnverify.options import Options
@@ -133,6 +133,12 @@ def _attack(run: _Run) -> Counterexample | None:
 INPUT_SPLIT_MAX_DIM = 16
 
 
+def _input_split(layers: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> bool:
+    """Input splitting decides the box: few free inputs (``lb < ub``; fixed ones are folded away), or a
+    smooth activation (no exact encoding exists for the other methods)."""
+    return int(np.sum(lb < ub)) <= INPUT_SPLIT_MAX_DIM or not is_exact(layers)
+
+
 def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[SolveStatus, Counterexample | None, str]:
     """Decide one input box with its disjuncts; a counterexample only if it replayed."""
     lb, ub = group[0].lb, group[0].ub
@@ -144,7 +150,7 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
             found.append(cex)
         return cex is not None
 
-    if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM:
+    if _input_split(run.layers, lb, ub):
         out = input_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
         for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
             run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
@@ -181,7 +187,7 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
 def _decide(run: _Run) -> Result:
     backend = get_backend(run.options.backend, run.options)
     kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
-    if run.layers.n_inputs <= INPUT_SPLIT_MAX_DIM:
+    if all(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
         method = "input-split+" + kind
     else:
         method = ("relu-split+" if uses_relu_splitting(run.layers) else "") + kind

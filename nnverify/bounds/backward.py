@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph, apply_activation
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
@@ -64,7 +64,13 @@ def _add(acc: dict[int, np.ndarray], key: int, value: np.ndarray) -> None:
 
 
 def _substitute(
-    graph: LayerGraph, bounds: LayerBounds, start: int, lam0: np.ndarray, rule: str = "adaptive"
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    start: int,
+    lam0: np.ndarray,
+    rule: str = "adaptive",
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower-bound ``lam0 @ value(start)`` by a linear function of the input.
 
@@ -99,10 +105,13 @@ def _substitute(
                 _add(lam, layer.source, coef * low[:, None, :] + neg * (up - low)[:, None, :])
                 const += np.einsum("bkn,bn->bk", neg, icpt)
                 scale += np.einsum("bkn,bn->bk", abs_coef, _abs_max(bounds, layer.source) + np.abs(icpt))
-            else:
+            else:  # any other activation through its relaxation lines: the lower one where coef >= 0
                 pos = coef - neg
-                const += np.einsum("bkn,bn->bk", pos, np.sign(src_lb)) + np.einsum("bkn,bn->bk", neg, np.sign(src_ub))
-                scale += abs_coef.sum(axis=2)
+                lo_s, lo_c, up_s, up_c = layer.act.relax(src_lb, src_ub, margin_rel, margin_abs)
+                _add(lam, layer.source, pos * lo_s[:, None, :] + neg * up_s[:, None, :])
+                const += np.einsum("bkn,bn->bk", pos, lo_c) + np.einsum("bkn,bn->bk", neg, up_c)
+                term = np.maximum(np.abs(lo_s), np.abs(up_s)) * _abs_max(bounds, layer.source)
+                scale += np.einsum("bkn,bn->bk", abs_coef, term + np.maximum(np.abs(lo_c), np.abs(up_c)))
     n = bounds.lb[0].shape[1]
     return lam.get(0, np.zeros((batch, k, n))), const, scale
 
@@ -157,7 +166,7 @@ def backward_rows_lower(
     best_lower: np.ndarray | None = None
     best_funcs = np.empty(0)
     for rule in rules:
-        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule)
+        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule, margin_rel, margin_abs)
         coef_x = coef_x + a_x
         const = const - b
         lower = _concretize_lower(coef_x, const, scale + np.abs(b), bounds, margin_rel, margin_abs)
@@ -193,20 +202,45 @@ def crown_bounds(
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
     bounds = LayerBounds(lbs, ubs)
     feeds_activation = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
+    smooth_fed = [False] * len(graph.layers)
+    for layer in graph.layers:
+        if isinstance(layer, ActivationLayer) and layer.kind is not ActKind.RELU:
+            smooth_fed[layer.source] = True
     batch = lbs[0].shape[0]
     for k, layer in enumerate(graph.layers):
         if isinstance(layer, ActivationLayer):
-            lbs[k] = apply_activation(layer.kind, lbs[layer.source])
-            ubs[k] = apply_activation(layer.kind, ubs[layer.source])
+            if layer.kind is ActKind.RELU:
+                lbs[k], ubs[k] = np.maximum(lbs[layer.source], 0.0), np.maximum(ubs[layer.source], 0.0)
+            else:  # the given bounds stay valid; the interval of the tightened input may be better
+                lo, hi = layer.act.interval(lbs[layer.source], ubs[layer.source], margin_rel, margin_abs)
+                lbs[k], ubs[k] = np.maximum(lbs[k], lo), np.minimum(ubs[k], hi)
         elif isinstance(layer, AffineLayer) and k in feeds_activation and layer.sources != (0,):
-            # only neurons unstable in some box of the batch can change a relaxation
-            idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
-            if idx.size == 0:
-                continue
-            eye = np.eye(layer.size)[idx]
-            lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, layer.size)).copy()
-            coef_x, const, scale = _substitute(graph, bounds, k, lam0)
-            low = _concretize_lower(coef_x, const, scale, bounds, margin_rel, margin_abs)
-            lbs[k][:, idx] = np.maximum(lbs[k][:, idx], low[:, : idx.size])
-            ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -low[:, idx.size :])
+            # only neurons unstable in some box of the batch can change a ReLU's relaxation; a smooth
+            # activation's relaxation depends on every input bound
+            if smooth_fed[k]:
+                idx = np.nonzero(np.any(ubs[k] > lbs[k], axis=0))[0]
+            else:
+                idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
+            widest = max(v.shape[1] for v in lbs)
+            step = max(1, CROWN_CHUNK // max(1, 2 * batch * widest))
+            for start in range(0, idx.size, step):
+                _tighten_rows(graph, bounds, k, idx[start : start + step], margin_rel, margin_abs)
     return bounds
+
+
+#: Elements (rows x boxes x layer width) of one back-substitution in ``crown_bounds`` (memory: 8 bytes each).
+CROWN_CHUNK = 1 << 24
+
+
+def _tighten_rows(
+    graph: LayerGraph, bounds: LayerBounds, k: int, idx: np.ndarray, margin_rel: float, margin_abs: float
+) -> None:
+    """Tighten the bounds of neurons ``idx`` of layer ``k`` in place by back-substitution."""
+    lbs, ubs = bounds.lb, bounds.ub
+    batch, size = lbs[k].shape
+    eye = np.eye(size)[idx]
+    lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()
+    coef_x, const, scale = _substitute(graph, bounds, k, lam0, "adaptive", margin_rel, margin_abs)
+    low = _concretize_lower(coef_x, const, scale, bounds, margin_rel, margin_abs)
+    lbs[k][:, idx] = np.maximum(lbs[k][:, idx], low[:, : idx.size])
+    ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -low[:, idx.size :])

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph, apply_activation
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
+from nnverify.graph.ops.base import ActKind
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 
@@ -53,9 +54,18 @@ def affine_interval(
     return mid - rad - slack, mid + rad + slack
 
 
-def activation_interval(layer: ActivationLayer, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Interval image of a monotone activation (ReLU, Sign): exact, no rounding involved."""
-    return apply_activation(layer.kind, lb), apply_activation(layer.kind, ub)
+def activation_interval(
+    layer: ActivationLayer,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound interval image of an activation: ReLU's is exact (no rounding involved), the others come from
+    their ``Activation.interval`` (end points and critical points, widened by the margin where ``f`` rounds)."""
+    if layer.kind is ActKind.RELU:
+        return np.maximum(lb, 0.0), np.maximum(ub, 0.0)
+    return layer.act.interval(lb, ub, margin_rel, margin_abs)
 
 
 def interval_bounds(
@@ -79,7 +89,7 @@ def interval_bounds(
             src_ub = [ubs[s] for s in layer.sources]
             lo, hi = affine_interval(src_lb, src_ub, layer, margin_rel, margin_abs)
         else:
-            lo, hi = activation_interval(layer, lbs[layer.source], ubs[layer.source])
+            lo, hi = activation_interval(layer, lbs[layer.source], ubs[layer.source], margin_rel, margin_abs)
         lbs.append(lo)
         ubs.append(hi)
     return Bounds(lbs, ubs)

@@ -74,7 +74,7 @@ def propagate(
             np.maximum(lbs[k], lo, out=lbs[k])
             np.minimum(ubs[k], hi, out=ubs[k])
         elif isinstance(layer, ActivationLayer):
-            lo, hi = activation_interval(layer, lbs[layer.source], ubs[layer.source])
+            lo, hi = activation_interval(layer, lbs[layer.source], ubs[layer.source], margin_rel, margin_abs)
             np.maximum(lbs[k], lo, out=lbs[k])
             np.minimum(ubs[k], hi, out=ubs[k])
     empty = np.zeros(lbs[0].shape[0], dtype=bool)

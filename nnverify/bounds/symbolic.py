@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnverify.bounds.interval import activation_interval
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
@@ -80,13 +81,26 @@ def _relu(lo: np.ndarray, hi: np.ndarray, x_lb: np.ndarray, x_ub: np.ndarray) ->
     return new_lo, new_hi
 
 
-def _sign(lb: np.ndarray, ub: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sign is monotone: constant bounds sign(lb) <= y <= sign(ub)."""
-    lo = np.zeros((*lb.shape, n1))
-    hi = np.zeros((*lb.shape, n1))
-    lo[..., -1] = np.sign(lb)
-    hi[..., -1] = np.sign(ub)
-    return lo, hi
+def _lines(
+    layer: ActivationLayer,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    mag: np.ndarray,
+    margin_rel: float,
+    margin_abs: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Any activation through its relaxation lines on the concrete input bounds ``[lb, ub]``:
+    ``y >= a z + c`` takes the lower function of ``z`` where ``a >= 0`` and the upper one where ``a < 0``
+    (and symmetrically for the upper line). The scale for the margin is ``|slope| M_z + |icpt|``."""
+    lo_s, lo_c, up_s, up_c = layer.act.relax(lb, ub, margin_rel, margin_abs)
+    new_lo = np.where((lo_s >= 0.0)[..., None], lo, hi) * lo_s[..., None]
+    new_hi = np.where((up_s >= 0.0)[..., None], hi, lo) * up_s[..., None]
+    new_lo[..., -1] += lo_c
+    new_hi[..., -1] += up_c
+    scale = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
+    return new_lo, new_hi, scale
 
 
 def symbolic_bounds(
@@ -119,8 +133,8 @@ def symbolic_bounds(
             lo, hi = _relu(los[layer.source], his[layer.source], x_lb, x_ub)
             scale = mags[layer.source]
         else:
-            lo, hi = _sign(lbs[layer.source], ubs[layer.source], n + 1)
-            scale = np.ones((batch, layer.size))
+            s = layer.source
+            lo, hi, scale = _lines(layer, los[s], his[s], lbs[s], ubs[s], mags[s], margin_rel, margin_abs)
         slack = margin_rel * scale + margin_abs if not isinstance(layer, InputLayer) else 0.0
         lo[..., -1] -= slack
         hi[..., -1] += slack
@@ -128,6 +142,9 @@ def symbolic_bounds(
         _, ub = _minmax(hi, x_lb, x_ub)
         if isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
             lb, ub = np.maximum(lb, 0.0), np.maximum(ub, 0.0)
+        elif isinstance(layer, ActivationLayer):  # the interval image may be tighter than the lines
+            i_lb, i_ub = activation_interval(layer, lbs[layer.source], ubs[layer.source], margin_rel, margin_abs)
+            lb, ub = np.maximum(lb, i_lb), np.minimum(ub, i_ub)
         los.append(lo)
         his.append(hi)
         lbs.append(lb)

@@ -1,7 +1,8 @@
 """Encodes "some input in a box drives the network into one of these disjuncts" as a ``Problem``.
 
-Affine layers become equality rows, activations become ``Relu``/``Sign`` constraints whose big-M constants
-are the (sound) layer bounds given by the caller, and the unsafe set becomes a ``Disjunction`` of row
+Affine layers become equality rows, activations their exact encoding (``Activation.encode``: ``Relu``/``Sign``
+constraints whose big-M constants are the (sound) layer bounds given by the caller; a smooth activation has
+none and is refused), and the unsafe set becomes a ``Disjunction`` of row
 conjunctions. Stable neurons are fixed by the bounds, so they cost no binaries when lowered.
 """
 
@@ -12,9 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnverify.encode.problem import Problem, Row
+from nnverify.errors import ExitCode, NnverifyError
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
-from nnverify.graph.ops.base import ActKind
 from nnverify.spec.property import Disjunct
+
+
+class NotExactError(NnverifyError):
+    """A network with a smooth activation (Sigmoid, Tanh ...) was given to the exact encoding: a bug of the
+    caller (``search/`` decides such networks by splitting), reported as an error, never encoded."""
+
+    exit_code = ExitCode.BUG
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +58,14 @@ def encode_network(graph: LayerGraph, lbs: list[np.ndarray], ubs: list[np.ndarra
             problem.begin_section(f"layer {k}: {layer.size} neurons, affine in {sources} (ONNX node '{layer.name}')")
             _affine_rows(problem, layer, v, [var[s] for s in layer.sources])
         elif isinstance(layer, ActivationLayer):
+            if not layer.act.exact:
+                raise NotExactError(
+                    f"internal error: layer {k} ({layer.kind.value}, ONNX node '{layer.name}') is not piecewise "
+                    "linear and has no exact encoding; the search must not send such a network to an exact backend"
+                )
             problem.begin_section(f"layer {k}: {layer.kind.value} of layer {layer.source} (ONNX node '{layer.name}')")
-            add = problem.add_relu if layer.kind is ActKind.RELU else problem.add_sign
             for xi, yi in zip(var[layer.source], v, strict=True):
-                add(int(xi), int(yi))
+                layer.act.encode(problem, int(xi), int(yi))
         else:
             assert isinstance(layer, InputLayer)
         var.append(v)

@@ -7,11 +7,13 @@ Layer 0 is the input; every other layer refers to earlier layers by index.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nnverify.graph.ops.base import ActKind
+from nnverify.graph.ops.interface import ACTIVATIONS, Activation
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +45,16 @@ class AffineLayer:
 
 @dataclass(frozen=True, slots=True)
 class ActivationLayer:
-    """``y = kind(value(source))`` elementwise."""
+    """``y = kind(value(source))`` elementwise; ``act`` is the kind's ``Activation`` (bounds, relaxation)."""
 
     name: str
     source: int
     kind: ActKind
     size: int
+
+    @property
+    def act(self) -> Activation:
+        return ACTIVATIONS[self.kind]
 
 
 Layer = InputLayer | AffineLayer | ActivationLayer
@@ -58,9 +64,7 @@ def apply_activation(kind: ActKind, x: np.ndarray) -> np.ndarray:
     """Concrete activation semantics (float64)."""
     if kind is ActKind.RELU:
         return np.maximum(x, 0.0)
-    if kind is ActKind.SIGN:
-        return np.sign(x)
-    raise ValueError(f"unknown activation {kind}")
+    return ACTIVATIONS[kind].eval(x)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +102,37 @@ class LayerGraph:
         return self.eval_all(x)[self.output]
 
 
+def is_exact(graph: LayerGraph) -> bool:
+    """Whether every activation is piecewise linear (an exact MILP encoding of the network exists)."""
+    return all(layer.act.exact for layer in graph.layers if isinstance(layer, ActivationLayer))
+
+
+def point_slopes(graph: LayerGraph, values: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per layer, the derivative of an activation layer at the points whose layer ``values`` are given
+    (``eval_all``): ``(B, size)``, None for other layers. ReLU: 1 where its input is positive."""
+    return [
+        layer.act.derivative(values[layer.source]) if isinstance(layer, ActivationLayer) else None
+        for layer in graph.layers
+    ]
+
+
+def box_slopes(graph: LayerGraph, lbs: list[np.ndarray], ubs: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Per layer, about the largest ``|f'|`` of an activation layer over its input bounds (a split heuristic's
+    weight; ReLU: 1 where it can be active), None for other layers."""
+    return [
+        layer.act.slope_bound(lbs[layer.source], ubs[layer.source]) if isinstance(layer, ActivationLayer) else None
+        for layer in graph.layers
+    ]
+
+
 def backpropagate(
-    graph: LayerGraph, seed: np.ndarray, active: list[np.ndarray], *, absolute: bool = False
+    graph: LayerGraph, seed: np.ndarray, slopes: list[np.ndarray | None], *, absolute: bool = False
 ) -> np.ndarray:
     """Push per-point output weights ``seed`` ``(B, m)`` back to the input: ``(B, n)``.
 
-    Affine layers multiply by ``W`` (``|W|`` when ``absolute``); a ReLU passes the weight of neuron ``i`` where
-    ``active[source][:, i]`` is true; Sign passes nothing (zero gradient almost everywhere). With the ReLU pattern
-    of a point this is the gradient; with ``|W|`` and "can be active" masks it is an upper bound of it.
+    Affine layers multiply by ``W`` (``|W|`` when ``absolute``); activation layer ``j`` multiplies by
+    ``slopes[j]`` (``point_slopes``: the gradient at a point; with ``|W|`` and ``box_slopes`` an estimate of
+    the largest gradient over a box). A ReLU's slope is 0 or 1, Sign's 0.
     """
     grads: dict[int, np.ndarray] = {graph.output: seed}
     for j in range(graph.output, 0, -1):
@@ -117,7 +144,45 @@ def backpropagate(
             for src, w in zip(layer.sources, layer.weights, strict=True):
                 part = g @ (np.abs(w) if absolute else w)
                 grads[src] = grads[src] + part if src in grads else part
-        elif isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
-            part = g * active[layer.source]
+        elif isinstance(layer, ActivationLayer):
+            slope = slopes[j]
+            assert slope is not None
+            part = g * (np.abs(slope) if absolute else slope)
             grads[layer.source] = grads[layer.source] + part if layer.source in grads else part
     return grads.get(0, np.zeros((seed.shape[0], graph.n_inputs)))
+
+
+def exact_dot_plus(w: np.ndarray, x: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b + w @ x`` per row, correctly rounded: each product split exactly into two doubles (Dekker's
+    TwoProduct with Veltkamp's split; exact barring underflow below 1e-300) and the terms summed by
+    ``math.fsum``. The result is within half an ulp of the real value, which the bound margins cover."""
+
+    def split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = 134217729.0 * a
+        hi = c - (c - a)
+        return hi, a - hi
+
+    p = w * x[None, :]
+    wh, wl = split(w)
+    xh, xl = split(np.broadcast_to(x, w.shape))
+    e = ((wh * xh - p) + wh * xl + wl * xh) + wl * xl
+    return np.array([math.fsum((float(b[i]), *p[i], *e[i])) for i in range(w.shape[0])], dtype=np.float64)
+
+
+def pin_inputs(graph: LayerGraph, value: np.ndarray, free: np.ndarray) -> LayerGraph | None:
+    """The network with the inputs outside ``free`` (a boolean mask) fixed at ``value``: a graph over the free
+    inputs only, the fixed inputs' products folded exactly into the biases (``exact_dot_plus``). None when an
+    activation reads the input directly (nothing to fold into)."""
+    pinned = ~free
+    layers: list[Layer] = [InputLayer(int(free.sum()), graph.layers[0].name)]
+    for layer in graph.layers[1:]:
+        if isinstance(layer, ActivationLayer) and layer.source == 0:
+            return None
+        if isinstance(layer, AffineLayer) and 0 in layer.sources:
+            k = layer.sources.index(0)
+            w = layer.weights[k]
+            bias = exact_dot_plus(w[:, pinned], value[pinned], layer.bias)
+            weights = (*layer.weights[:k], np.ascontiguousarray(w[:, free]), *layer.weights[k + 1 :])
+            layer = AffineLayer(layer.name, layer.sources, weights, bias)
+        layers.append(layer)
+    return LayerGraph(tuple(layers), graph.output)

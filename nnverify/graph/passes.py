@@ -41,9 +41,9 @@ def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
                 layer_of[node.outputs[0]] = affine.sources[0]
                 continue
             layer = affine
-        elif op.activation is not None:
+        elif (kind := op.activation_of(node, graph.constants)) is not None:
             source = layer_of[node.inputs[0]]
-            layer = ActivationLayer(node.name, source, op.activation, layers[source].size)
+            layer = ActivationLayer(node.name, source, kind, layers[source].size)
         else:
             raise ModelError(f"{graph.path}: node '{node.name}' ({node.op_type}) is neither affine nor an activation")
         layer_of[node.outputs[0]] = len(layers)

@@ -19,7 +19,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
-from nnverify.graph.layers import LayerGraph, backpropagate
+from nnverify.graph.layers import LayerGraph, backpropagate, box_slopes, exact_dot_plus, is_exact, pin_inputs
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
 from nnverify.spec.property import Disjunct
@@ -28,6 +28,9 @@ from nnverify.spec.property import Disjunct
 BATCH = 128
 #: Splits along one path before the exact backend decides the box.
 MAX_DEPTH = 48
+#: Networks with smooth activations (no exact leaf): splits along one path per free input before a box is
+#: given up as undecided (each halves one input's width: 2^-40 of it, far below any useful resolution).
+SMOOTH_DEPTH_PER_INPUT = 40
 
 
 @dataclass(slots=True)
@@ -167,7 +170,7 @@ def _bound(
 def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
     """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
-    smear = backpropagate(graph, row_weights, [u > 0.0 for u in tight.ub], absolute=True) + np.abs(
+    smear = backpropagate(graph, row_weights, box_slopes(graph, tight.lb, tight.ub), absolute=True) + np.abs(
         live_rows @ np.abs(rows.a_x)
     )
     new_lb, new_ub = _split(boxes.lb, boxes.ub, smear)
@@ -180,6 +183,32 @@ def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Space:
+    """The search's input space: the free inputs of the box (``lb < ub``) when fixed inputs could be folded
+    into the network (``pin_inputs``), else all of them; ``full`` maps points back to the network's input."""
+
+    graph: LayerGraph
+    rows: _Rows
+    free: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def of(cls, graph: LayerGraph, rows: _Rows, lb: np.ndarray, ub: np.ndarray) -> _Space:
+        free = lb < ub
+        reduced = pin_inputs(graph, lb, free) if not np.all(free) else None
+        if reduced is None:
+            return cls(graph, rows, np.ones(lb.shape[0], dtype=bool), lb)
+        pinned = ~free
+        b = -exact_dot_plus(rows.a_x[:, pinned], lb[pinned], -rows.b)  # b - a_x x_pinned, correctly rounded
+        return cls(reduced, _Rows(np.ascontiguousarray(rows.a_x[:, free]), rows.a_y, b, rows.owner), free, lb)
+
+    def full(self, pts: np.ndarray) -> np.ndarray:
+        out = np.broadcast_to(self.value, (pts.shape[0], self.value.shape[0])).copy()
+        out[:, self.free] = pts
+        return out
+
+
 def input_split_search(
     graph: LayerGraph,
     disjuncts: list[Disjunct],
@@ -190,38 +219,50 @@ def input_split_search(
     options: Options,
     is_counterexample: Callable[[np.ndarray], bool],
 ) -> SearchOutcome:
-    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box)."""
-    rows = _Rows.of(disjuncts)
+    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box).
+
+    Only the free inputs (``lb < ub``) are split. A network with a smooth activation has no exact leaf: its
+    boxes are split down to ``SMOOTH_DEPTH_PER_INPUT`` splits per free input, and a box still open there
+    leaves the search ``unknown``."""
+    space = _Space.of(graph, _Rows.of(disjuncts), lb, ub)
+    rows, exact = space.rows, is_exact(graph)
+    n_free = int(space.free.sum())
+    max_depth = MAX_DEPTH if exact else max(MAX_DEPTH, SMOOTH_DEPTH_PER_INPUT * n_free)
     stats = SearchStats()
-    stack = [_Boxes(lb[None, :], ub[None, :], np.zeros(1, dtype=np.int64))]
+    stack = [_Boxes(lb[None, space.free], ub[None, space.free], np.zeros(1, dtype=np.int64))]
     undecided_note = ""
     while stack:
         if budget.expired():
             return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
         boxes = _pop_batch(stack)
         stats.boxes += len(boxes)
-        tight, lower, coef = _bound(graph, rows, boxes, options)
+        tight, lower, coef = _bound(space.graph, rows, boxes, options)
         dead = rows.dead_disjuncts(lower, len(disjuncts))
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
             continue
         live_rows = ~dead[:, rows.owner] & open_box[:, None]
         pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
-        found = _try_points(graph, disjuncts, pts, is_counterexample, stats)
+        found = _try_points(graph, disjuncts, space.full(pts), is_counterexample, stats)
         if found is not None:
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
-        deep = open_box & (boxes.depth >= MAX_DEPTH)
+        deep = open_box & (boxes.depth >= max_depth)
         for i in np.nonzero(deep)[0]:
+            if not exact:
+                undecided_note = f"the relaxation of the smooth activations left a box open at depth {max_depth}"
+                continue
             stats.leaves_exact += 1
             live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
-            status, x, note = _exact_leaf(graph, tight, int(i), live, backend, budget)
+            leaf_lbs = [space.full(tight.lb[0][i : i + 1])] + [v[i : i + 1] for v in tight.lb[1:]]
+            leaf_ubs = [space.full(tight.ub[0][i : i + 1])] + [v[i : i + 1] for v in tight.ub[1:]]
+            status, x, note = _exact_leaf(graph, LayerBounds(leaf_lbs, leaf_ubs), 0, live, backend, budget)
             done, undecided_note = settle_leaf(status, x, note, undecided_note, is_counterexample, stats)
             if done is not None:
                 return done
         grow = open_box & ~deep
         if np.any(grow):
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            stack.append(_children(graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
+            stack.append(_children(space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
             stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
     if undecided_note:
         return SearchOutcome(SolveStatus.UNKNOWN, note=undecided_note, stats=stats)

@@ -11,11 +11,13 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     join,
     linear,
     normalization,
+    periodic,
     pool,
     reduce,
     resize,
     select,
     shape,
+    smooth,
     shape_tensor,
     slicing,
 )

@@ -17,10 +17,20 @@ import numpy as np
 
 
 class ActKind(StrEnum):
-    """Nonlinear activations the analysis (bounds, encodings) understands."""
+    """Nonlinear elementwise activations; each has one ``Activation`` object (``graph/ops/interface.py``)."""
 
     RELU = "relu"
     SIGN = "sign"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    ERF = "erf"
+    EXP = "exp"
+    SOFTPLUS = "softplus"
+    SIN = "sin"
+    COS = "cos"
+    SQUARE = "pow2"
+    CUBE = "pow3"
+    SQRT = "pow0.5"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,11 @@ class Op:
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
         raise NotImplementedError
+
+    def activation_of(self, node: Node, constants: Mapping[str, np.ndarray]) -> ActKind | None:
+        """The activation kind of this node (``activation`` unless it depends on a constant input, as Pow's
+        exponent does); raises ``ModelError`` for a value the analysis does not handle."""
+        return self.activation
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         """Why this node cannot be handled (given which inputs are constant), or None if it can."""
