@@ -1,14 +1,33 @@
 """The ``nnverify`` command line. The only module that writes to the terminal.
 
 Exit codes (see ``errors.ExitCode``): 0 verdict printed, 2 usage, 3 bad model/property/witness file,
-4 backend/environment, 5 witness rejected (``nnverify witness``), 1 a bug (traceback).
+4 backend/environment, 5 witness rejected (``nnverify witness``), 6 verdict printed but an output file could
+not be written, 130 Ctrl-C, 1 a bug (traceback).
 """
+
+# ruff: noqa: E402  (the Ctrl-C hook below is installed before the slow imports: start-up takes ~0.2 s)
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import sys
+
+
+def _interrupt_hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """Ctrl-C that reaches the top (during start-up, before ``main`` runs): exit 130 without a traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(130)
+    _previous_hook(kind, value, tb)  # type: ignore[arg-type]
+
+
+_previous_hook = sys.excepthook
+sys.excepthook = _interrupt_hook
+
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,8 +38,8 @@ import click
 
 import nnverify._blas  # noqa: F401  (before anything imports numpy: one BLAS thread)
 from nnverify.backends import BACKENDS
-from nnverify.cli_bench import bench, dir_of, fail_with, output_path, writable_dir
-from nnverify.errors import NnverifyError
+from nnverify.cli_bench import FiniteFloat, bench, dir_of, fail_with, output_path, writable_dir
+from nnverify.errors import ExitCode, NnverifyError, OutputFileError
 
 if TYPE_CHECKING:
     from nnverify.result import Counterexample, Result
@@ -28,7 +47,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit code of ``nnverify witness`` when the witness is rejected.
-WITNESS_REJECTED = 5
+WITNESS_REJECTED = int(ExitCode.WITNESS_REJECTED)
 
 
 def _process_age_s() -> float:
@@ -66,7 +85,19 @@ def _write_atomic(path: str, text: str) -> None:
         raise
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The command group; Ctrl-C in any command ends the program with 130 (click's own handling prints
+    "Aborted!" and exits 1, the code documented as a bug). ``bench run`` kills its workers first."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nnverify")
 def main() -> None:
     """nnverify: decide properties of neural networks (ONNX + VNN-LIB 1.0).
@@ -89,7 +120,7 @@ def main() -> None:
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, allow_inf=True),
     default=60.0,
     show_default=True,
     help="Wall-clock budget in seconds, start-up included.",
@@ -108,7 +139,7 @@ def main() -> None:
     help="Write the witness alone ((X_0 v) ... (Y_m v)) here when sat.",
 )
 @_precision_option("clpq backend only: exact rationals (clpq) or floating point (clpr, faster, not exact).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling attack.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the sampling attack.")
 @click.option("--json", "as_json", is_flag=True, help="After the verdict line, print details as JSON.")
 @click.option(
     "--refine-bounds/--no-refine-bounds",
@@ -180,12 +211,7 @@ def check(
     except NnverifyError as exc:
         fail_with(exc)
         return
-    if results_file:
-        _write_atomic(results_file, result.to_vnncomp())
-    if cex_file and result.counterexample is not None:
-        _write_atomic(cex_file, result.counterexample.to_vnncomp())
-    if image_file and result.counterexample is not None:
-        _save_image(network, prop, result.counterexample, image_file)
+    # The verdict first: an output file that cannot be written must not cost the answer.
     click.echo(result.verdict.value)
     if as_json:
         data = result.to_json()
@@ -195,6 +221,34 @@ def check(
         click.echo(result.counterexample.to_vnncomp(), nl=False)
     elif result.note:
         click.echo(f"note: {result.note}", err=True)
+    cex = result.counterexample
+    failures = [
+        _write_output(results_file, lambda path: _write_atomic(path, result.to_vnncomp())),
+        _write_output(cex_file if cex else None, lambda path: _write_atomic(path, cex.to_vnncomp() if cex else "")),
+        _write_output(image_file if cex else None, lambda path: _save_image(network, prop, cex, path) if cex else None),
+    ]
+    _exit_on_output_failures([f for f in failures if f is not None])
+
+
+def _write_output(path: str | None, write: Callable[[str], None]) -> OutputFileError | None:
+    """Write one output file (if asked for); the error to report instead of raising it."""
+    if not path:
+        return None
+    try:
+        write(path)
+    except OSError as exc:
+        return OutputFileError(f"{path}: cannot write ({exc.strerror or exc})")
+    except NnverifyError as exc:
+        return OutputFileError(f"{path}: not written ({exc})")
+    return None
+
+
+def _exit_on_output_failures(failures: list[OutputFileError]) -> None:
+    """After the verdict: one ``Error:`` line per output that could not be written, then exit 6."""
+    for exc in failures:
+        click.echo(f"Error: {exc}", err=True)
+    if failures:
+        sys.exit(int(ExitCode.OUTPUT_FAILED))
 
 
 def _is_discrete_query(path: str) -> bool:
@@ -233,7 +287,8 @@ def entry() -> None:
         main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if _solver_threads_remain():
+        if _solver_threads_remain() or code == ExitCode.INTERRUPTED:
+            # Ctrl-C: solver threads may still run in native code, whose teardown can crash the interpreter.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -326,6 +381,9 @@ def export(network: str, prop: str, fmt: str, out: str, precision: str) -> None:
     except NnverifyError as exc:
         fail_with(exc)
         return
+    except OSError as exc:
+        fail_with(OutputFileError(f"{out}: cannot write ({exc.strerror or exc})"))
+        return
     for box in written:
         click.echo(f"{box.path}" + ("  (bounds alone prove this box safe)" if box.decided_by_bounds else ""))
 
@@ -350,18 +408,20 @@ def _parse_seeds(text: str | None) -> tuple[tuple[int, int], ...] | None:
 
 @main.command()
 @click.option("--grains", type=click.IntRange(1, 5), default=2, show_default=True, help="Number of grains w.")
-@click.option("--interval", nargs=2, type=float, required=True, help="Target range A B of the network's output.")
+@click.option(
+    "--interval", nargs=2, type=FiniteFloat(), required=True, help="Target range A B of the network's output."
+)
 @click.option("--network", type=click.Path(dir_okay=False), help="BNN (default: networks/porous_bnn_d<grains>.onnx).")
 @click.option("--seeds", help="Seed cell of each grain, 'row,col row,col …' (default: drawn from --seed).")
 @click.option("--compactness", type=click.IntRange(min=1), help="At most S runs per row/column of a grain (1: convex).")
 @click.option("--solid-fraction", nargs=2, type=int, help="Number of solid pixels between LO and HI.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (seed cells).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed (seed cells).")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Distinct images to find.")
 @click.option(
     "--image", "image_file", type=click.Path(dir_okay=False), callback=output_path, help="PNG of the image(s)."
 )
 @click.option("--query", "query_file", type=click.Path(dir_okay=False), callback=output_path, help="Save the query.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@click.option("--timeout", "timeout_s", type=FiniteFloat(min=0, allow_inf=True), default=60.0, show_default=True)
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="cpsat", show_default=True)
 @click.option(
     "--proposals/--no-proposals",
@@ -492,7 +552,9 @@ def bnn() -> None:
 )
 @click.option("--n", "size", type=click.IntRange(min=10), help="Dataset size (default: the paper's).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default: 100).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of split, initialisation, batches.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of split, initialisation, batches."
+)
 @click.option("--verbose", is_flag=True, help="Log every epoch.")
 def bnn_train(
     grains: str, out_file: str, data_dir: str, size: int | None, epochs: int | None, seed: int, verbose: bool

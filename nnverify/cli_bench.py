@@ -6,6 +6,7 @@ The runner (``nnverify.bench``) never prints; this module draws the rich progres
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -21,10 +23,30 @@ from nnverify.errors import NnverifyError
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Click callback for output files: the directory must exist (checked before any work is done)."""
-    if value is not None and not Path(value).resolve().parent.is_dir():
+    """Click callback for output files: not empty, and the directory must exist (checked before any work is
+    done; whether the file can be written is only known when it is written, after the verdict)."""
+    if value is None:
+        return value
+    if not value.strip():
+        raise click.BadParameter("expected a file name, found an empty string")
+    if not Path(value).resolve().parent.is_dir():
         raise click.BadParameter(f"directory {str(Path(value).parent)!r} does not exist")
     return value
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option within ``[min, max]`` that refuses NaN (``click.FloatRange`` lets it through: every
+    comparison with NaN is false) and, unless ``allow_inf``, infinities."""
+
+    def __init__(self, min: float | None = None, max: float | None = None, *, allow_inf: bool = False) -> None:
+        super().__init__(min=min, max=max)
+        self.allow_inf = allow_inf
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number) or (math.isinf(number) and not self.allow_inf):
+            self.fail(f"expected a {'' if self.allow_inf else 'finite '}number, found {value!r}", param, ctx)
+        return float(number)
 
 
 def writable_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -217,6 +239,8 @@ def bench_score(
     """Score RESULTS_CSV with the VNN-COMP 2025 rules (+10 correct, -150 wrong)."""
     from nnverify.bench.plots import cactus_plot, solved_times
     from nnverify.bench.scoring import (
+        PEER_COLUMNS,
+        RESULTS_COLUMNS,
         format_table,
         load_expected,
         peer_reports,
@@ -226,10 +250,16 @@ def bench_score(
         wrong_lines,
     )
 
-    expected = load_expected(expected_csv)
+    try:
+        expected = load_expected(expected_csv)
+        results = read_csv_rows(results_csv, RESULTS_COLUMNS)
+        peer_rows = read_csv_rows(peers_csv, PEER_COLUMNS) if peers_csv else None
+    except NnverifyError as exc:
+        fail_with(exc)
+        return
     checker = witness_checker(Path(expected_csv).parent, witness_dir) if witness_dir else None
-    ours = score(read_csv_rows(results_csv), expected, witness_ok=checker)
-    peers = peer_reports(read_csv_rows(peers_csv), expected) if peers_csv else {}
+    ours = score(results, expected, witness_ok=checker)
+    peers = peer_reports(peer_rows, expected) if peer_rows is not None else {}
     click.echo(format_table(ours, peers))
     for line in wrong_lines(ours):
         click.secho(line, fg="red", bold=True)

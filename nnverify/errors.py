@@ -17,6 +17,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line (click)
     BAD_INPUT = 3  # bad model, property or witness file
     ENVIRONMENT = 4  # backend not installed, licence limit, environment problem
+    WITNESS_REJECTED = 5  # ``nnverify witness``: the witness does not replay
+    OUTPUT_FAILED = 6  # the verdict was printed, but an output file (results, witness, image) could not be written
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as ``bench run``; 143 for SIGTERM there
 
 
 class NnverifyError(Exception):
@@ -66,3 +69,9 @@ class BackendError(NnverifyError):
     """The backend refused the problem (e.g. a size-limited licence)."""
 
     exit_code = ExitCode.ENVIRONMENT
+
+
+class OutputFileError(NnverifyError):
+    """An output file (``--results-file``, ``--counterexample``, ``--image``, ``export -o``) cannot be written."""
+
+    exit_code = ExitCode.OUTPUT_FAILED

@@ -1,9 +1,11 @@
-"""Replays counterexamples on the original ONNX model with onnxruntime (float32), the VNN-COMP way.
+"""Replays counterexamples on the original ONNX model with onnxruntime (in its input type), the VNN-COMP way.
 
 A witness is valid when (1) it names every X_i and Y_j of the network, (2) X lies in the input region of
 some disjunct of the property, (3) onnxruntime's output on X matches the claimed Y within relative
 error ``output_rtol`` (when a Y is claimed), and (4) onnxruntime's output violates the property (lies in the
-unsafe set) with absolute tolerance ``violation_atol``. Nothing is reported ``sat`` unless this says valid.
+unsafe set) with absolute tolerance ``violation_atol``, every output being finite (a witness line ``(Y_0 inf)`` is
+not one every checker parses, and an overflowed output proves nothing about the real network). Nothing is
+reported ``sat`` unless this says valid.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from nnverify.errors import ModelError
+from nnverify.graph.model_checks import one_line
 from nnverify.spec.property import Property
 from nnverify.spec.witness_format import WitnessValues, load_witness
 
+#: onnxruntime's input type names -> the numpy type fed to the session.
+_ORT_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
 #: Absolute floor of the output comparison, so that outputs at 0 compare sensibly (VNN-COMP uses rtol only).
 OUTPUT_ATOL_FLOOR = 1e-6
 
@@ -32,7 +37,8 @@ class WitnessCheck:
 
 
 class OnnxRunner:
-    """An onnxruntime session on the original model; ``run`` takes flat float inputs ``(B, n)``."""
+    """An onnxruntime session on the original model; ``run`` takes flat float inputs ``(B, n)`` and feeds
+    them in the model's own element type (float32, float64 or float16)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import onnxruntime as ort  # lazy: start-up time matters
@@ -40,20 +46,35 @@ class OnnxRunner:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = 1
+        self._path = str(path)
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelError(f"{path}: onnxruntime cannot load the model ({exc})") from exc
+            raise ModelError(f"{path}: onnxruntime cannot load the model ({one_line(exc)})") from exc
         node = self._session.get_inputs()[0]
         self._input_name = node.name
         self._shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in node.shape)
+        dtype = _ORT_INPUT_TYPES.get(str(node.type))
+        if dtype is None:
+            raise ModelError(f"{path}: input '{node.name}' has type {node.type}; expected a float tensor")
+        self.dtype: np.dtype = np.dtype(dtype)
+
+    def rounded(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as the model's input type sees it (rounded to nearest), back in float64."""
+        with np.errstate(over="ignore"):
+            return np.asarray(x, dtype=np.float64).astype(self.dtype).astype(np.float64)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """Outputs ``(B, m)`` in float64 of the float32 evaluation, one point at a time (batch dims vary)."""
+        """Outputs ``(B, m)`` in float64 of the evaluation in the model's type, one point at a time."""
         outs = []
         for row in np.atleast_2d(x):
-            feed = {self._input_name: row.astype(np.float32).reshape(self._shape)}
-            outs.append(np.asarray(self._session.run(None, feed)[0], dtype=np.float64).ravel())
+            with np.errstate(over="ignore"):
+                feed = {self._input_name: row.astype(self.dtype).reshape(self._shape)}
+            try:
+                out = self._session.run(None, feed)[0]
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise ModelError(f"{self._path}: onnxruntime cannot run the model ({one_line(exc)})") from exc
+            outs.append(np.asarray(out, dtype=np.float64).ravel())
         return np.stack(outs)
 
 
@@ -68,10 +89,15 @@ def check_counterexample(
 ) -> WitnessCheck:
     """Replay one flat input ``x`` and decide whether it is a valid counterexample for ``prop``."""
     x = np.asarray(x, dtype=np.float64).reshape(1, -1)
-    x32 = x.astype(np.float32).astype(np.float64)
+    x32 = runner.rounded(x)
+    if not np.all(np.isfinite(x32)):
+        return WitnessCheck(False, None, f"X is not finite in the model's input type ({runner.dtype})")
     if not any(d.contains_input(x32, violation_atol)[0] for d in prop.disjuncts):
         return WitnessCheck(False, None, "X lies outside every input region of the property")
     y = runner.run(x32)
+    if not np.all(np.isfinite(y)):
+        j = int(np.argmin(np.isfinite(y[0])))
+        return WitnessCheck(False, y[0], f"onnxruntime's output is not finite (Y_{j} = {float(y[0, j])})")
     if y_claimed is not None:
         claimed = np.asarray(y_claimed, dtype=np.float64).reshape(1, -1)
         if claimed.shape != y.shape:

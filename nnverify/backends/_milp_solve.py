@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnverify.backends.base import BackendResult, SolveStatus
-from nnverify.encode.milp import MilpModel, lower
+from nnverify.encode.milp import BigMError, MilpModel, lower
 from nnverify.encode.problem import Problem
 
 
@@ -28,13 +28,17 @@ class Outcome:
 def solve_milp(problem: Problem, timeout_s: float, run: Callable[[MilpModel, float], Outcome]) -> BackendResult:
     """Lower ``problem`` and call ``run`` with the time that is left of ``timeout_s``.
 
-    A non-positive budget (before or after lowering) gives TIMEOUT without calling the solver. Returned values
+    A non-positive budget (before or after lowering) gives TIMEOUT without calling the solver, bounds too wide
+    for a big-M constant give UNKNOWN with a note. Returned values
     are the first ``n_original`` columns, i.e. the Problem's variables.
     """
     start = time.perf_counter()
     if timeout_s <= 0:
         return BackendResult(SolveStatus.TIMEOUT, note="no time left to solve")
-    model = lower(problem)
+    try:
+        model = lower(problem)
+    except BigMError as exc:
+        return BackendResult(SolveStatus.UNKNOWN, note=f"no MILP: {exc}", seconds=time.perf_counter() - start)
     remaining = timeout_s - (time.perf_counter() - start)
     if remaining <= 0:
         outcome = Outcome(SolveStatus.TIMEOUT, note="time budget spent while building the model")

@@ -20,8 +20,10 @@ import numpy as np
 
 from nnverify.backends._milp_solve import Outcome, solve_milp
 from nnverify.backends.base import BackendResult, SolveStatus
-from nnverify.encode.milp import MilpModel, lower
+from nnverify.encode.milp import BigMError, MilpModel, lower
 from nnverify.encode.problem import Problem
+from nnverify.encode.scaling import equilibrate
+from nnverify.errors import BackendError
 from nnverify.options import Options
 
 if TYPE_CHECKING:
@@ -71,7 +73,10 @@ class HighsBackend:
         ):
             highs.setOptionValue(option, value)
         highs.HandleUserInterrupt = True
-        _pass_model(highs, model)
+        scaled = equilibrate(model) if _too_large(model) else None
+        refused = _pass_model(highs, scaled.model if scaled else model)
+        if refused:
+            return Outcome(SolveStatus.UNKNOWN, None, f"HiGHS cannot take the MILP: {refused}")
         if not _run_with_deadline(highs, time_limit_s, cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit (in presolve); abandoned")
         if cancel is not None and cancel.is_set():
@@ -83,7 +88,10 @@ class HighsBackend:
             highspy.Highs.resetGlobalScheduler(True)
             if not _run_with_deadline(highs, time_limit_s, cancel):
                 return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit; abandoned")
-        return _outcome(highs, model)
+        outcome = _outcome(highs, scaled.model if scaled else model)
+        if scaled is None or outcome.values is None:
+            return outcome
+        return Outcome(outcome.status, scaled.unscale(outcome.values), outcome.note)
 
 
 #: Seconds HiGHS may overrun ``time_limit`` before the backend stops waiting for it.
@@ -166,9 +174,53 @@ def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: thread
     return True
 
 
-def _pass_model(highs: highspy.Highs, model: MilpModel) -> None:
+#: HiGHS's ``large_matrix_value``: ``passModel`` rejects a model with a larger matrix coefficient.
+LARGE_MATRIX_VALUE = 1e15
+#: HiGHS's ``infinite_cost``: larger objective coefficients are rejected.
+INFINITE_COST = 1e20
+
+
+def numeric_trouble(matrix: np.ndarray, bounds: tuple[np.ndarray, ...] = (), costs: np.ndarray | None = None) -> str:
+    """Why HiGHS cannot be given these numbers, or ``""``.
+
+    NaN anywhere and infinite or huge (> ``LARGE_MATRIX_VALUE``) matrix coefficients are refused: HiGHS
+    rejects the latter, and NaN/inf coefficients have crashed it (a segmentation fault inside ``passModel``).
+    Infinite bounds are fine (no bound); huge finite ones HiGHS reads as infinite, which only relaxes.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.size and not np.all(np.isfinite(matrix)):
+        return "a matrix coefficient is NaN or infinite (huge weights or bounds)"
+    biggest = float(np.max(np.abs(matrix))) if matrix.size else 0.0
+    if biggest > LARGE_MATRIX_VALUE:
+        return f"a matrix coefficient of magnitude {biggest:.3g} (HiGHS accepts up to {LARGE_MATRIX_VALUE:.0e})"
+    if any(np.isnan(np.asarray(b, dtype=np.float64)).any() for b in bounds):
+        return "a bound is NaN"
+    if costs is not None and costs.size and not np.all(np.abs(costs) < INFINITE_COST):
+        return "an objective coefficient is NaN or beyond HiGHS's infinite_cost"
+    return ""
+
+
+def _too_large(model: MilpModel) -> bool:
+    """Coefficients HiGHS would refuse (finite ones: ``equilibrate`` may bring them into range)."""
+    finite = model.data[np.isfinite(model.data)]
+    return bool(finite.size and np.max(np.abs(finite)) > LARGE_MATRIX_VALUE)
+
+
+def model_trouble(model: MilpModel) -> str:
+    """``numeric_trouble`` of a lowered model (see there), or ``""``."""
+    return numeric_trouble(model.data, (model.lb, model.ub, model.row_lo, model.row_hi), model.c)
+
+
+def _pass_model(highs: highspy.Highs, model: MilpModel) -> str:
+    """Give ``model`` to ``highs``; ``""``, or why it was not given (``highs`` then holds no model).
+
+    Every status is checked: numbers HiGHS cannot take are never passed (``numeric_trouble``), and a
+    rejected model is a reason, not an exception (callers answer UNKNOWN)."""
     import highspy
 
+    trouble = model_trouble(model)
+    if trouble:
+        return trouble
     status = highs.passModel(
         model.n_cols,
         model.n_rows,
@@ -187,7 +239,9 @@ def _pass_model(highs: highspy.Highs, model: MilpModel) -> None:
         model.integrality.astype(np.int32),  # 1 = HighsVarType.kInteger
     )
     if status == highspy.HighsStatus.kError:
-        raise RuntimeError("HiGHS rejected the lowered model (a bug in encode/milp.py)")
+        highs.clearModel()
+        return "HiGHS rejected the lowered model"
+    return ""
 
 
 def _outcome(highs: highspy.Highs, model: MilpModel) -> Outcome:
@@ -236,11 +290,16 @@ def write_milp(problem: Problem, path: Path, fmt: str) -> None:
 
     if path.suffix != f".{fmt}":
         raise ValueError(f"{path}: a {fmt} file must end in .{fmt}")
-    model = lower(problem)
+    try:
+        model = lower(problem)
+    except BigMError as exc:
+        raise BackendError(f"no MILP to write: {exc}") from None
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("log_to_console", False)
-    _pass_model(highs, model)
+    refused = _pass_model(highs, model)
+    if refused:
+        raise BackendError(f"HiGHS cannot take the MILP: {refused}")
     for col in range(model.n_cols):
         highs.passColName(col, problem.names[col] if col < model.n_original else f"aux_{col}")
     for row in range(model.n_rows):

@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from nnverify.errors import NnverifyError
+from nnverify.errors import InputFileError, NnverifyError
 
 #: A results row (``csv.DictReader`` style): at least ``onnx``, ``vnnlib``, ``result``, ``run_time``.
 Row = Mapping[str, str]
@@ -159,15 +159,45 @@ def instance_key(onnx: str, vnnlib: str) -> Key:
     return (posixpath.normpath(onnx.strip().replace("\\", "/")), posixpath.normpath(vnnlib.strip().replace("\\", "/")))
 
 
-def read_csv_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Rows of a CSV file with a header line (results, ``expected.csv``, ``peer_times.csv``)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [dict(row) for row in csv.DictReader(handle)]
+#: Columns each kind of CSV must have (``read_csv_rows(..., required=...)``).
+RESULTS_COLUMNS = ("onnx", "vnnlib", "result")
+EXPECTED_COLUMNS = ("onnx", "vnnlib", "expected")
+PEER_COLUMNS = ("onnx", "vnnlib", "tool", "result")
+
+
+def read_csv_rows(path: str | os.PathLike[str], required: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header line (results, ``expected.csv``, ``peer_times.csv``).
+
+    Raises:
+        InputFileError: The file cannot be read, is not UTF-8, or its header lacks a ``required`` column
+            (the message names the missing columns and the ones found).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in reader.fieldnames or ()]
+            missing = [name for name in required if name not in columns]
+            if missing:
+                found = ", ".join(columns) or "an empty file"
+                raise InputFileError(
+                    f"{os.fspath(path)}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"in the header line (found: {found}); expected a header with {', '.join(required)}"
+                )
+            return [{(k or "").strip(): (v if isinstance(v, str) else "") for k, v in row.items()} for row in reader]
+    except OSError as exc:
+        raise InputFileError(f"{os.fspath(path)}: cannot read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputFileError(f"{os.fspath(path)}: not a UTF-8 CSV file ({exc})") from None
 
 
 def load_expected(path: str | os.PathLike[str]) -> dict[Key, str]:
-    """``expected.csv`` as ``{(onnx, vnnlib): "sat" | "unsat" | "unknown"}``."""
-    return {instance_key(r["onnx"], r["vnnlib"]): r["expected"].strip().lower() for r in read_csv_rows(path)}
+    """``expected.csv`` as ``{(onnx, vnnlib): "sat" | "unsat" | "unknown"}``.
+
+    Raises:
+        InputFileError: See ``read_csv_rows`` (``onnx``, ``vnnlib`` and ``expected`` columns are required).
+    """
+    rows = read_csv_rows(path, EXPECTED_COLUMNS)
+    return {instance_key(r["onnx"], r["vnnlib"]): r["expected"].strip().lower() for r in rows}
 
 
 def _time(text: str | None) -> float:

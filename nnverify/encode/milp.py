@@ -93,9 +93,9 @@ def lower(problem: Problem) -> MilpModel:
     """Lower ``problem`` to a MILP.
 
     Raises:
-        ValueError: an internal invariant is broken: inconsistent problem lists, a variable index out of
-            range, or a big-M constant that would be infinite (an unstable ReLU/Sign input or a disjunct
-            without finite bounds). Callers always give finite bounds where they are needed.
+        BigMError: a big-M constant would be infinite (an unstable ReLU/Sign input or a disjunct without
+            finite bounds, e.g. after huge weights made the bounds overflow).
+        ValueError: an internal invariant is broken: inconsistent problem lists, a variable index out of range.
     """
     builder = _Builder(problem)
     builder.add_problem_rows(problem.rows)
@@ -260,10 +260,15 @@ def _endpoints(builder: _Builder, items: list[Relu] | list[Sign]) -> tuple[np.nd
     return x, y
 
 
+class BigMError(ValueError):
+    """A big-M constant would be infinite or NaN: the bounds the caller gave (from huge weights or an unbounded
+    input region) do not allow this encoding. Backends answer UNKNOWN with this message instead of solving."""
+
+
 def _require_finite(x: np.ndarray, x_lb: np.ndarray, x_ub: np.ndarray, what: str) -> None:
     bad = ~(np.isfinite(x_lb) & np.isfinite(x_ub))
     if bad.any():
-        raise ValueError(
+        raise BigMError(
             f"{int(bad.sum())} unstable {what} input(s) without finite bounds "
             f"(first: variable {int(x[bad][0])}); the big-M encoding needs finite bounds"
         )
@@ -382,7 +387,7 @@ def _lower_disjunction(builder: _Builder, disjunction: Disjunction) -> None:
     for d_k, sides in zip(d, live, strict=True):
         for side in sides:
             if not np.isfinite(side.max_act):
-                raise ValueError("a disjunction row needs finite variable bounds for its big-M constant")
+                raise BigMError("a disjunction row needs finite variable bounds for its big-M constant")
             # coef@x <= rhs + M (1 - d_k), M = max(coef@x) - rhs: vacuous when d_k = 0.
             big_m = side.max_act - side.rhs + side.margin
             builder.add_row(np.append(side.idx, d_k), np.append(side.coef, big_m), -np.inf, side.rhs + big_m)

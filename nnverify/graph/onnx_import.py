@@ -18,9 +18,11 @@ import onnx
 import onnx.defs
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper
+from onnx.external_data_helper import load_external_data_for_model
 
 from nnverify.errors import InputFileError, ModelError, UnsupportedOpsError
 from nnverify.graph.core import Graph
+from nnverify.graph.model_checks import check_external_data, check_model, one_line, uses_external_data
 from nnverify.graph.ops import REGISTRY
 from nnverify.graph.ops.base import Node
 
@@ -56,19 +58,34 @@ def _read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not file.is_file():
         raise InputFileError(f"{path}: no such file")
     try:
-        model = onnx.load_model(file)
+        model = onnx.load_model(file, load_external_data=False)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path}: not an ONNX model ({exc})") from exc
+        raise ModelError(f"{path}: not an ONNX model ({one_line(exc)})") from exc
     if not model.HasField("graph") or model.ir_version == 0:
         raise ModelError(f"{path}: not an ONNX model (no ir_version or graph)")
+    if uses_external_data(model):
+        check_external_data(str(path), model)
+        try:
+            load_external_data_for_model(model, str(file.resolve().parent))
+        except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+            raise ModelError(f"{path}: cannot read its external data ({one_line(exc)})") from exc
+    check_model(str(path), model)
     return model
 
 
 def _as_array(tensor: onnx.TensorProto) -> np.ndarray:
-    """A tensor as numpy: floats as float64, integers as int64, anything else unchanged."""
-    value = numpy_helper.to_array(tensor)
+    """A tensor as numpy: floats as float64, integers as int64, anything else unchanged.
+
+    Raises:
+        ModelError: The tensor's data does not fit its shape or type (``model_checks`` reports most cases first,
+            with the file's name).
+    """
+    try:
+        value = numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, IndexError, OverflowError, onnx.checker.ValidationError) as exc:
+        raise ModelError(f"tensor '{tensor.name}' cannot be read ({one_line(exc)})") from exc
     if np.issubdtype(value.dtype, np.floating):
         return value.astype(np.float64)
     if np.issubdtype(value.dtype, np.integer):

@@ -90,9 +90,13 @@ def polish(graph: LayerGraph, disjunct: Disjunct, x: np.ndarray) -> np.ndarray:
     lp.a_matrix_.start_ = np.r_[0, np.cumsum(np.bincount(nz[0], minlength=a.shape[0]))].astype(np.int32)
     lp.a_matrix_.index_ = nz[1].astype(np.int32)
     lp.a_matrix_.value_ = a[nz]
-    highs.passModel(lp)
-    highs.run()
+    from nnverify.backends.highs import numeric_trouble
+
+    if numeric_trouble(a, (lp.col_lower_, lp.col_upper_, lp.row_lower_, lp.row_upper_)):
+        return x  # NaN, infinite or huge coefficients: HiGHS rejects them, or crashed on them (SIGSEGV)
+    if highs.passModel(lp) == highspy.HighsStatus.kError or highs.run() == highspy.HighsStatus.kError:
+        return x
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return x
     sol = np.asarray(highs.getSolution().col_value)
-    return sol[:n] if sol[n] > 0.0 else x
+    return sol[:n] if sol.shape == (n + 1,) and sol[n] > 0.0 and np.all(np.isfinite(sol[:n])) else x

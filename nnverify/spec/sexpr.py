@@ -19,7 +19,11 @@ from nnverify.errors import InputFileError, SourceError
 #: Deepest accepted parenthesis nesting; callers may walk the tree recursively up to this depth.
 MAX_DEPTH = 100
 
-_TOKEN_RE = re.compile(r";[^\n]*|[()]|[^\s();]+")  # whitespace is skipped by finditer
+_TOKEN_RE = re.compile(r";[^\r\n]*|[()]|[^\s();]+")  # whitespace is skipped by finditer
+#: Line ends: LF, CRLF and CR alone (old Mac files); a ``;`` comment ends at any of them.
+_LINE_END_RE = re.compile(r"\r\n?|\n")
+#: The UTF-8 byte-order mark some editors put first; invisible, so it is skipped rather than reported.
+_BOM = "\ufeff"
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 _VAR_RE = re.compile(r"([XY])_(0|[1-9][0-9]{0,8})")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -50,7 +54,7 @@ class Source:
         self.text = text
         self.path = path
         self.error_cls = error_cls
-        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self._line_starts = [0] + [m.end() for m in _LINE_END_RE.finditer(text)]
 
     def position(self, offset: int) -> tuple[int, int]:
         """The 1-based ``(line, col)`` of a character offset."""
@@ -109,7 +113,7 @@ def read_sexprs(src: Source) -> list[Node]:
     top: list[Node] = []
     stack: list[tuple[int, list[Node]]] = []  # (offset of '(', items so far)
     items = top
-    for m in _TOKEN_RE.finditer(src.text):
+    for m in _TOKEN_RE.finditer(src.text, 1 if src.text.startswith(_BOM) else 0):
         token = m.group()
         if token == "(":
             if len(stack) >= MAX_DEPTH:
@@ -133,6 +137,8 @@ def read_sexprs(src: Source) -> list[Node]:
 def read_text(path: str | os.PathLike[str], error_cls: type[SourceError]) -> str:
     """Read a UTF-8 text file, gunzipping it if it is gzip-compressed (``.gz`` or by magic bytes).
 
+    A leading byte-order mark is dropped (columns of the first line then count from the first visible character).
+
     Raises:
         InputFileError: The file is missing or unreadable, or not valid gzip data.
         SourceError: (of ``error_cls``) at the line:col of the first byte that is not UTF-8.
@@ -150,7 +156,7 @@ def read_text(path: str | os.PathLike[str], error_cls: type[SourceError]) -> str
         except (OSError, EOFError, zlib.error) as exc:
             raise InputFileError(f"{name}: not a valid gzip file ({exc})") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix(_BOM)
     except UnicodeDecodeError as exc:
         before = data[: exc.start].decode("utf-8", errors="replace")
         src = Source(before, name, error_cls)
