@@ -7,7 +7,6 @@ its product with the input into a strided slice of the full output, which is the
 from __future__ import annotations
 
 import itertools
-import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,21 +61,21 @@ class ConvTranspose(Op):
         extra = [int(p) for p in node.attrs.get("output_padding", [0] * nd)]
         params = zip(strides, in_sizes, extra, dilations, kernel, strict=True)
         full = [s * (i - 1) + e + d * (k - 1) + 1 for s, i, e, d, k in params]
-        xg = x.reshape(batch * n, groups, channels // groups, *in_sizes)
+        # channels last, so that each kernel position is one batched matrix product per group
+        xl = np.moveaxis(x.reshape(batch * n, groups, channels // groups, -1), 2, -1)
         wg = w.reshape(groups, channels // groups, group_out, *kernel)
-        out = np.zeros((batch * n, groups, group_out, *full))
-        spatial = string.ascii_letters[:nd]
+        out = np.zeros((batch * n, groups, *full, group_out))
         for position in itertools.product(*(range(k) for k in kernel)):
             kernel_index: tuple[Any, ...] = (..., *position)
-            part = np.einsum(f"XGC{spatial},GCM->XGM{spatial}", xg, wg[kernel_index])
+            part = np.matmul(xl, wg[kernel_index]).reshape(batch * n, groups, *in_sizes, group_out)
             index = tuple(
                 slice(p * d, p * d + s * (i - 1) + 1, s)
                 for p, d, s, i in zip(position, dilations, strides, in_sizes, strict=True)
             )
-            out[(slice(None), slice(None), slice(None), *index)] += part
+            out[(slice(None), slice(None), *index)] += part
         pads = transpose_pads(node, full, in_sizes, strides)
         crop = tuple(slice(pads[i], full[i] - pads[i + nd]) for i in range(nd))
-        out = out[(slice(None), slice(None), slice(None), *crop)]
+        out = np.moveaxis(out[(slice(None), slice(None), *crop)], -1, 2)
         y = out.reshape(batch, n, groups * group_out, *out.shape[3:])
         if has_input(node, 2):
             y = y + const_value(xs[2]).reshape(-1, *(1,) * nd)
