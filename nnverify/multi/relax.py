@@ -101,6 +101,7 @@ def _disjunct(
     n, m = product.n_inputs, product.n_outputs
     lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
     rows_x, rows_y, rows_b = [], [], []
+    input_rows: list[tuple[dict[int, Fraction], Fraction]] = []
     for c in conj:
         for ax, ay, b in _rows(c, product, margin):
             if not ax and not ay:
@@ -113,6 +114,8 @@ def _disjunct(
                 else:
                     lb[k] = max(lb[k], round_down(b / a))
             else:
+                if not ay:
+                    input_rows.append((ax, b))
                 coefs = {k: v for k, v in ax.items()} | {n + k: v for k, v in ay.items()}
                 floats, fb, exact = _exact_row(coefs, b)
                 if not exact:
@@ -123,6 +126,7 @@ def _disjunct(
                 rows_x.append(row[:n])
                 rows_y.append(row[n:])
                 rows_b.append(fb)
+    _implied_bounds(input_rows, lb, ub)
     if np.any(lb > ub):
         return None
     _check_bounded(query, product, lb, ub)
@@ -130,6 +134,34 @@ def _disjunct(
     a_x = np.array(rows_x).reshape(k, n)
     a_y = np.array(rows_y).reshape(k, m)
     return Disjunct(lb=lb, ub=ub, a_x=a_x, a_y=a_y, b=np.array(rows_b, dtype=np.float64))
+
+
+def _implied_bounds(rows: list[tuple[dict[int, Fraction], Fraction]], lb: np.ndarray, ub: np.ndarray) -> None:
+    """Tighten the box by what rows over inputs alone imply (``C == A + 0.25`` bounds ``C`` by ``A``'s box).
+
+    Each bound is computed exactly from the current float bounds and rounded outward, so the box still contains
+    every point of the exact set; the rows themselves stay. A few passes suffice for chains of equalities.
+    """
+    for _ in range(3):
+        changed = False
+        for coefs, b in rows:
+            for k, a in coefs.items():
+                rest = Fraction(0)
+                for j, c in coefs.items():
+                    if j == k:
+                        continue
+                    low = lb[j] if c > 0 else ub[j]  # the smallest value of c * x_j
+                    if not math.isfinite(low):
+                        break
+                    rest += c * Fraction(float(low))
+                else:
+                    bound = (b - rest) / a
+                    if a > 0 and round_up(bound) < ub[k]:
+                        ub[k], changed = round_up(bound), True
+                    elif a < 0 and round_down(bound) > lb[k]:
+                        lb[k], changed = round_down(bound), True
+        if not changed:
+            return
 
 
 def query_where(query: Query, offset: int) -> str:
