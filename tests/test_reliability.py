@@ -488,3 +488,23 @@ def test_polishing_never_gives_highs_non_finite_coefficients(monkeypatch: pytest
     x = np.array([0.5, 0.5])
     with np.errstate(invalid="ignore"):
         assert np.array_equal(polish(LayerGraph(layers, 3), d, x), x)
+
+
+def test_scaled_solution_that_misses_the_original_model_is_unknown() -> None:
+    """``relu(1e30 x) <= -1`` is infeasible; in equilibrated units the row is ``y' <= -1e-30``, which HiGHS's
+    tolerance satisfies at ``y' = 0``: that point is no solution of the original model, so no FEASIBLE."""
+    from nnverify.backends.base import SolveStatus
+    from nnverify.backends.highs import HighsBackend
+    from nnverify.encode.problem import Problem
+
+    p = Problem()
+    x = p.add_var(-1.0, 1.0)
+    z = p.add_var(-1e30, 1e30)
+    y = p.add_var(0.0, 1e30)
+    p.add_row(np.array([z, x]), np.array([1.0, -1e30]), 0.0, 0.0)
+    p.add_relu(z, y)
+    p.add_row(np.array([y]), np.array([1.0]), -np.inf, -1.0)
+    result = HighsBackend().solve(p, timeout_s=10)
+    assert result.status in (SolveStatus.INFEASIBLE, SolveStatus.UNKNOWN)
+    if result.status is SolveStatus.UNKNOWN:
+        assert "too coarse" in result.note

@@ -91,7 +91,16 @@ class HighsBackend:
         outcome = _outcome(highs, scaled.model if scaled else model)
         if scaled is None or outcome.values is None:
             return outcome
-        return Outcome(outcome.status, scaled.unscale(outcome.values), outcome.note)
+        values = scaled.unscale(outcome.values)
+        residual = relative_residual(model, values)
+        if residual > SCALED_RESIDUAL_TOL:
+            return Outcome(
+                SolveStatus.UNKNOWN,
+                None,
+                f"HiGHS's point of the equilibrated MILP (coefficients up to {np.max(np.abs(model.data)):.1e}) "
+                f"misses the original model by a relative {residual:.1e}: its tolerances are too coarse at this scale",
+            )
+        return Outcome(outcome.status, values, outcome.note)
 
 
 #: Seconds HiGHS may overrun ``time_limit`` before the backend stops waiting for it.
@@ -204,6 +213,28 @@ def _too_large(model: MilpModel) -> bool:
     """Coefficients HiGHS would refuse (finite ones: ``equilibrate`` may bring them into range)."""
     finite = model.data[np.isfinite(model.data)]
     return bool(finite.size and np.max(np.abs(finite)) > LARGE_MATRIX_VALUE)
+
+
+#: Largest relative residual (``relative_residual``) of an equilibrated model's solution on the original model.
+SCALED_RESIDUAL_TOL = 1e-6
+
+
+def relative_residual(model: MilpModel, x: np.ndarray) -> float:
+    """The largest violation of a row or column bound by ``x``, each relative to ``1 + |bound| + sum |a_ij x_j|``
+    (row) or ``1 + |bound|`` (column): what a solution found in scaled units misses by in the model's own."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = np.repeat(np.arange(model.n_rows), np.diff(model.indptr))
+    with np.errstate(over="ignore", invalid="ignore"):
+        act = model.activity(x)
+        size = np.bincount(rows, weights=np.abs(model.data * x[model.indices]), minlength=model.n_rows)
+        parts = [
+            np.maximum(model.row_lo - act, 0.0) / (1.0 + np.abs(np.nan_to_num(model.row_lo)) + size),
+            np.maximum(act - model.row_hi, 0.0) / (1.0 + np.abs(np.nan_to_num(model.row_hi)) + size),
+            np.maximum(model.lb - x, 0.0) / (1.0 + np.abs(np.nan_to_num(model.lb))),
+            np.maximum(x - model.ub, 0.0) / (1.0 + np.abs(np.nan_to_num(model.ub))),
+        ]
+    worst = max((float(np.max(p)) for p in parts if p.size), default=0.0)
+    return worst if np.isfinite(worst) else float("inf")
 
 
 def model_trouble(model: MilpModel) -> str:
