@@ -54,6 +54,8 @@ CASES: dict[str, tuple[list[onnx.NodeProto], tuple[int, ...], dict[str, np.ndarr
     "pad-axes-opset18": ([node("Pad", ["x", "p", "", "a"])], (2, 3, 4), {"p": ints(1, 2, 3, 0), "a": ints(-1, 0)}, 18),
     "pad-attrs-opset2": ([node("Pad", ["x"], pads=[0, 1, 1, 2], value=-1.5)], (3, 2), {}, 2),
     "expand-to-larger-rank": ([node("Expand", ["x", "s"])], (3, 1), {"s": ints(2, 3, 4)}, 13),
+    "tile": ([node("Tile", ["x", "r"])], (2, 3), {"r": ints(2, 3)}, 13),
+    "tile-opset6-rank3": ([node("Tile", ["x", "r"])], (1, 2, 2), {"r": ints(3, 1, 2)}, 6),
     "expand-bidirectional": ([node("Expand", ["x", "s"])], (2, 1, 3), {"s": ints(4, 1)}, 8),
 }
 

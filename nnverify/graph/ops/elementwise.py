@@ -1,4 +1,4 @@
-"""Elementwise arithmetic: Add, Sub, Mul, Div, Neg and the identity-like Identity and Dropout.
+"""Elementwise arithmetic: Add, Sub, Mul, Div, Neg, Sum, Mean and the identity-like Identity and Dropout.
 
 All are affine as long as products and quotients have a constant on one side; operands of different
 ranks broadcast as in ONNX (see ``align_ranks``).
@@ -104,3 +104,29 @@ class Dropout(Op):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return xs[0]
+
+
+@register
+class Sum(Op):
+    """Elementwise sum of any number of tensors (broadcast as in ONNX)."""
+
+    op_type = "Sum"
+    affine = True
+    variable_inputs = None
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        aligned = align_ranks(*xs)
+        return sum(aligned[1:], start=aligned[0])
+
+
+@register
+class Mean(Op):
+    """Elementwise mean of any number of tensors (broadcast as in ONNX)."""
+
+    op_type = "Mean"
+    affine = True
+    variable_inputs = None
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        aligned = align_ranks(*xs)
+        return sum(aligned[1:], start=aligned[0]) / len(xs)

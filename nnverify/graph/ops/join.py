@@ -1,4 +1,4 @@
-"""Building larger tensors: Concat, Pad and Expand (affine in the variable inputs).
+"""Building larger tensors: Concat, Pad, Expand and Tile (affine in the variable inputs).
 
 Pads, pad values and target shapes must be constants; Concat may join any mix of variable and constant tensors.
 """
@@ -87,3 +87,16 @@ class Expand(Op):
         shape = np.broadcast_shapes(x.shape[1:], target)
         (x,) = align_ranks(x, np.empty((1, *shape)))[:1]
         return np.broadcast_to(x, (x.shape[0], *shape)).copy()
+
+
+@register
+class Tile(Op):
+    """Repeat the tensor a constant number of times along each axis."""
+
+    op_type = "Tile"
+    affine = True
+    notes = "constant repeats"
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        repeats = [int(r) for r in const_value(xs[1]).reshape(-1)]
+        return np.tile(xs[0], (1, *repeats))
