@@ -1,4 +1,4 @@
-"""Upsample and Resize (nearest): eval equals onnxruntime for every coordinate and rounding mode; others refused."""
+"""Upsample and Resize (nearest, linear): eval equals onnxruntime in every coordinate mode; cubic is refused."""
 
 from __future__ import annotations
 
@@ -56,6 +56,28 @@ CASES: dict[str, tuple[list[onnx.NodeProto], tuple[int, ...], dict[str, np.ndarr
     "resize-pytorch-half-pixel": resize(
         (1, 1, 4, 3), sizes=(1, 1, 1, 7), coordinate_transformation_mode="pytorch_half_pixel"
     ),
+    "upsample-linear-opset9": (
+        [helper.make_node("Upsample", ["x", "s"], ["y"], mode="linear")],
+        (1, 2, 3, 3),
+        {"s": floats(1, 1, 2, 1.5)},
+        9,
+    ),
+    "resize-linear-opset10": (
+        [helper.make_node("Resize", ["x", "s"], ["y"], mode="linear")],
+        (1, 1, 3, 4),
+        {"s": floats(1, 1, 2, 0.5)},
+        10,
+    ),
+    "resize-linear-half-pixel": resize((1, 2, 3, 4), scales=(1, 1, 2, 1.5), mode="linear"),
+    "resize-linear-align-corners-down": resize(
+        (1, 1, 5, 6), sizes=(1, 1, 3, 4), mode="linear", coordinate_transformation_mode="align_corners"
+    ),
+    "resize-linear-pytorch-asymmetric": resize(
+        (1, 1, 4, 3), sizes=(1, 1, 1, 7), mode="linear", coordinate_transformation_mode="pytorch_half_pixel"
+    ),
+    "resize-linear-asymmetric-3d": resize(
+        (1, 1, 2, 3, 2), scales=(1, 1, 2, 1, 2.5), mode="linear", coordinate_transformation_mode="asymmetric"
+    ),
     "resize-opset19-symmetric-axes": (
         [
             helper.make_node(
@@ -78,7 +100,7 @@ def test_resize_matches_onnxruntime(
 
 def test_other_modes_are_refused_all_at_once(save_net: SaveNet) -> None:
     nodes = [
-        helper.make_node("Upsample", ["x", "s"], ["a"], name="up", mode="linear"),
+        helper.make_node("Upsample", ["x", "s"], ["a"], name="up", mode="bilinear"),
         helper.make_node(
             "Resize", ["a", "", "s"], ["b"], name="crop", coordinate_transformation_mode="tf_crop_and_resize"
         ),
@@ -87,13 +109,13 @@ def test_other_modes_are_refused_all_at_once(save_net: SaveNet) -> None:
     with pytest.raises(UnsupportedOpsError) as info:
         load_network(save_net(nodes, (1, 1, 2, 2), {"s": floats(1, 1, 2, 2)}))
     assert str(info.value).splitlines()[1:] == [
-        "  Upsample  1 node   'up': mode 'linear' is not supported (only nearest)",
+        "  Upsample  1 node   'up': mode 'bilinear' is not supported (only nearest and linear)",
         "  Resize    2 nodes, first 'crop': coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
     ]
 
 
 def test_cli_reports_a_refused_mode_with_exit_3(save_net: SaveNet, tmp_path: Path) -> None:
-    nodes = [helper.make_node("Resize", ["x", "", "s"], ["y"], name="lin", mode="linear")]
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["y"], name="cub", mode="cubic")]
     net = save_net(nodes, (1, 1, 2, 2), {"s": floats(1, 1, 2, 2)})
     prop = tmp_path / "prop.vnnlib"
     declarations = [f"(declare-const X_{i} Real)" for i in range(4)] + [
@@ -105,5 +127,5 @@ def test_cli_reports_a_refused_mode_with_exit_3(save_net: SaveNet, tmp_path: Pat
     assert result.exit_code == 3
     assert result.stderr.splitlines() == [
         f"Error: {net} uses 1 ONNX operator that nnverify does not support:",
-        "  Resize  1 node   'lin': mode 'linear' is not supported (only nearest)",
+        "  Resize  1 node   'cub': mode 'cubic' is not supported (only nearest and linear)",
     ]

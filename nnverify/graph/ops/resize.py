@@ -1,7 +1,8 @@
-"""Nearest-neighbour resizing: Upsample and Resize (mode ``nearest``; other modes are refused).
+"""Resizing: Upsample and Resize in modes ``nearest`` and ``linear`` (cubic is refused).
 
-Each output entry copies one input entry, chosen per axis from the coordinate transformation and the rounding
-mode, so both are affine (selections). Scales and sizes must be constants.
+Each output entry copies one input entry (nearest: chosen per axis from the coordinate transformation and the
+rounding mode) or interpolates between two per axis with constant weights (linear), so both are affine.
+Scales and sizes must be constants.
 """
 
 from __future__ import annotations
@@ -42,55 +43,73 @@ def _nearest(x: np.ndarray, mode: str, scale: float) -> np.ndarray:
     return np.where(half, np.floor(x) if mode == "round_prefer_floor" else np.ceil(x), np.round(x))
 
 
-def resize_nearest(x: np.ndarray, scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> np.ndarray:
-    """Nearest-neighbour resize of the batched ``x`` to ``sizes`` (one scale and size per unbatched axis)."""
+def resize(x: np.ndarray, scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> np.ndarray:
+    """Resize the batched ``x`` to ``sizes`` (one scale and size per unbatched axis), one axis at a time.
+
+    ``rounding`` is a nearest mode, or ``"linear"`` for linear interpolation (separable, so per axis).
+    """
     for axis, (scale, out) in enumerate(zip(scales, sizes, strict=True)):
         size = x.shape[axis + 1]
         if out == size and scale == 1:
             continue
-        index = _nearest(_source(out, size, scale, coordinates), rounding, scale)
-        x = np.take(x, np.clip(index, 0, size - 1).astype(np.int64), axis=axis + 1)
+        source = _source(out, size, scale, coordinates)
+        if rounding != "linear":
+            index = _nearest(source, rounding, scale)
+            x = np.take(x, np.clip(index, 0, size - 1).astype(np.int64), axis=axis + 1)
+            continue
+        source = np.clip(source, 0, size - 1)
+        low = np.floor(source).astype(np.int64)
+        weight = (source - low).reshape(-1, *(1,) * (x.ndim - axis - 2))
+        high = np.take(x, np.minimum(low + 1, size - 1), axis=axis + 1)
+        x = np.take(x, low, axis=axis + 1) * (1 - weight) + high * weight
     return x
 
 
 def _check_modes(node: Node, coordinates: str, rounding: str) -> str | None:
     """Why the node's modes are not supported, or None."""
-    if node.attrs.get("mode", "nearest") != "nearest":
-        return f"mode '{node.attrs['mode']}' is not supported (only nearest)"
+    if node.attrs.get("mode", "nearest") not in ("nearest", "linear"):
+        return f"mode '{node.attrs['mode']}' is not supported (only nearest and linear)"
+    if node.attrs.get("antialias", 0):
+        return "antialias=1 is not supported"
     if coordinates not in _COORDINATE_MODES:
         return f"coordinate_transformation_mode '{coordinates}' is not supported"
-    if rounding not in _NEAREST_MODES:
+    if rounding not in (*_NEAREST_MODES, "linear"):
         return f"nearest_mode '{rounding}' is not supported"
     if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
         return f"keep_aspect_ratio_policy '{node.attrs['keep_aspect_ratio_policy']}' is not supported (only stretch)"
     return None
 
 
+def _rounding(node: Node, nearest_mode: str) -> str:
+    """``"linear"`` in linear mode, else the nearest mode."""
+    return "linear" if node.attrs.get("mode", "nearest") == "linear" else nearest_mode
+
+
 @register
 class Upsample(Op):
-    """Enlarge by constant scales (attribute in opset 7, input from opset 9), nearest neighbour."""
+    """Enlarge by constant scales (attribute in opset 7, input from opset 9), nearest or linear."""
 
     op_type = "Upsample"
     affine = True
-    notes = "nearest, constant scales"
+    notes = "nearest or linear, constant scales"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
-        return _check_modes(node, "asymmetric", "simple") or super().check(node, is_const)
+        return _check_modes(node, "asymmetric", _rounding(node, "simple")) or super().check(node, is_const)
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
         scales = [float(s) for s in (const_value(xs[1]).reshape(-1) if has_input(node, 1) else node.attrs["scales"])]
         sizes = [math.floor(d * s) for d, s in zip(x.shape[1:], scales, strict=True)]
-        return resize_nearest(x, scales, sizes, "asymmetric", "simple")
+        return resize(x, scales, sizes, "asymmetric", _rounding(node, "simple"))
 
 
 @register
 class Resize(Op):
-    """Resize to constant scales or sizes, nearest neighbour (every coordinate mode but tf_crop_and_resize)."""
+    """Resize to constant scales or sizes, nearest or linear (every coordinate mode but tf_crop_and_resize)."""
 
     op_type = "Resize"
     affine = True
-    notes = "nearest, constant scales or sizes"
+    notes = "nearest or linear, constant scales or sizes"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         return _check_modes(node, *self._modes(node)) or super().check(node, is_const)
@@ -99,8 +118,9 @@ class Resize(Op):
     def _modes(node: Node) -> tuple[str, str]:
         """Coordinate transformation and rounding (opset 10 has neither attribute: it resizes like Upsample)."""
         if "coordinate_transformation_mode" not in node.attrs:
-            return "asymmetric", "simple"
-        return node.attrs["coordinate_transformation_mode"], node.attrs.get("nearest_mode", "round_prefer_floor")
+            return "asymmetric", _rounding(node, "simple")
+        nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
+        return node.attrs["coordinate_transformation_mode"], _rounding(node, nearest)
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
@@ -114,4 +134,4 @@ class Resize(Op):
         else:
             for axis, scale in zip(axes, const_value(xs[scale_input]).reshape(-1), strict=True):
                 scales[axis], sizes[axis] = float(scale), math.floor(x.shape[axis + 1] * float(scale))
-        return resize_nearest(x, scales, sizes, *self._modes(node))
+        return resize(x, scales, sizes, *self._modes(node))
