@@ -70,6 +70,40 @@ def base_model(rng: np.random.Generator) -> onnx.ModelProto:
     return model
 
 
+def base_cnn(rng: np.random.Generator) -> onnx.ModelProto:
+    """A 1x1x3x1 input through Conv (weights from a ``Constant`` node), BatchNormalization, Relu, Reshape, Gemm:
+    the same 3 inputs and 2 outputs as ``base_model``, other operators and weights held by a node."""
+    kernel = numpy_helper.from_array(rng.normal(size=(2, 1, 2, 1)).astype(np.float32), "K")
+    inits = [
+        numpy_helper.from_array(rng.normal(size=2).astype(np.float32), "KB"),
+        numpy_helper.from_array(np.abs(rng.normal(size=2)).astype(np.float32) + 0.5, "scale"),
+        numpy_helper.from_array(rng.normal(size=2).astype(np.float32), "shift"),
+        numpy_helper.from_array(rng.normal(size=2).astype(np.float32), "mean"),
+        numpy_helper.from_array(np.ones(2, dtype=np.float32), "var"),
+        numpy_helper.from_array(np.array([1, 4], dtype=np.int64), "shape"),
+        numpy_helper.from_array(rng.normal(size=(2, 4)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.normal(size=2).astype(np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("Constant", [], ["Kc"], value=kernel, name="kernel"),
+        helper.make_node("Conv", ["X", "Kc", "KB"], ["C"], name="conv", kernel_shape=[2, 1]),
+        helper.make_node("BatchNormalization", ["C", "scale", "shift", "mean", "var"], ["N"], name="bn"),
+        helper.make_node("Relu", ["N"], ["R"], name="relu"),
+        helper.make_node("Reshape", ["R", "shape"], ["F"], name="reshape"),
+        helper.make_node("Gemm", ["F", "W", "B"], ["Y"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fuzz_cnn",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 3, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
 # --- model mutations: each changes the model in place and returns a short description -------------------------
 
 _SPECIAL = (np.nan, np.inf, -np.inf, 1e30, -1e30, 3.4e38, 1e-30, 0.0)
@@ -174,7 +208,27 @@ def _structure(m: onnx.ModelProto, rng: np.random.Generator) -> str:
     return f"node {nodes[k].name} op <- {nodes[k].op_type}"
 
 
+def _constant(m: onnx.ModelProto, rng: np.random.Generator) -> str:
+    """A ``Constant`` node's tensor (the CNN's kernel): a special value, another type or shape, or no value."""
+    node = next((n for n in m.graph.node if n.op_type == "Constant"), None)
+    if node is None:
+        return _weights(m, rng)
+    tensor = node.attribute[0].t
+    choice = int(rng.integers(3))
+    if choice == 0:
+        a = numpy_helper.to_array(tensor).copy()
+        a.flat[int(rng.integers(a.size))] = float(rng.choice(_SPECIAL))
+        tensor.CopyFrom(numpy_helper.from_array(a, tensor.name))
+        return "constant kernel value"
+    if choice == 1:
+        tensor.dims[int(rng.integers(len(tensor.dims)))] = int(rng.choice([0, 1, 3]))
+        return f"constant kernel dims <- {list(tensor.dims)}"
+    del node.attribute[:]
+    return "constant without value"
+
+
 MODEL_MUTATIONS: tuple[Callable[[onnx.ModelProto, np.random.Generator], str], ...] = (
+    _constant,
     _weights,
     _shape,
     _elem_type,
@@ -237,7 +291,7 @@ def run_campaign(kind: str, seed: int, seconds: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         while time.monotonic() < until:
-            model = base_model(rng)
+            model = (base_model if rng.random() < 0.6 else base_cnn)(rng)
             prop_text = PROP
             steps = []
             if kind == "models":
