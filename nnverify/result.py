@@ -59,17 +59,23 @@ class Result:
         return text
 
     def to_json(self) -> dict[str, object]:
-        """A JSON-serialisable summary (used by ``nnverify check --json``)."""
+        """A JSON-serialisable summary (used by ``nnverify check --json``); NaN and infinities become ``None``
+        (``json.dumps`` would write ``NaN``, which is not JSON)."""
         data: dict[str, object] = {
             "verdict": self.verdict.value,
             "method": self.method,
             "seconds": round(self.seconds, 6),
             "note": self.note,
-            "stats": dict(self.stats),
+            "stats": {key: _finite_or_none(value) for key, value in self.stats.items()},
         }
         if self.counterexample is not None:
             data["counterexample"] = {
-                "x": [float(v) for v in self.counterexample.x.ravel()],
-                "y": [float(v) for v in self.counterexample.y.ravel()],
+                "x": [_finite_or_none(float(v)) for v in self.counterexample.x.ravel()],
+                "y": [_finite_or_none(float(v)) for v in self.counterexample.y.ravel()],
             }
         return data
+
+
+def _finite_or_none(value: float | int | str) -> float | int | str | None:
+    """``value`` unless it is a non-finite float."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value

@@ -508,3 +508,13 @@ def test_scaled_solution_that_misses_the_original_model_is_unknown() -> None:
     assert result.status in (SolveStatus.INFEASIBLE, SolveStatus.UNKNOWN)
     if result.status is SolveStatus.UNKNOWN:
         assert "too coarse" in result.note
+
+
+def test_json_summary_has_no_nan() -> None:
+    import json
+
+    from nnverify.result import Result, Verdict
+
+    data = Result(Verdict.UNKNOWN, stats={"refine_s": float("nan"), "boxes": 3, "bound": float("inf")}).to_json()
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text)["stats"] == {"refine_s": None, "boxes": 3, "bound": None}
