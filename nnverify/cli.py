@@ -525,6 +525,31 @@ def generate(
     click.echo(f"seconds: {out.seconds:.2f} ({out.method})", err=True)
 
 
+@main.command("query")
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.option("--net", "nets", multiple=True, metavar="NAME=FILE.onnx", help="A network the query calls by NAME.")
+@click.option("--const", "consts", multiple=True, metavar="NAME=FILE.npy", help="A constant tensor (e.g. an image).")
+@click.option("--labels", default=None, metavar="NAME=K,…", help="Class names usable in class(N(x)) = NAME.")
+@click.option("--timeout", "timeout_s", type=FiniteFloat(min=0, allow_inf=True), default=60.0, show_default=True)
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="highs", show_default=True)
+@click.option("--emit-vnnlib", "emit", type=click.Path(dir_okay=False), default=None, help="Write the VNN-LIB 2 file.")
+def query(
+    program: str,
+    nets: tuple[str, ...],
+    consts: tuple[str, ...],
+    labels: str | None,
+    timeout_s: float,
+    backend: str,
+    emit: str | None,
+) -> None:
+    """Decide a `find … where … return` query (DL2 style) over ONNX networks; see README "Query language"."""
+    from nnverify.multi.cli_support import run_program
+    from nnverify.options import Options
+
+    remaining = max(0.0, timeout_s - _STARTUP_S)
+    run_program(program, nets, consts, labels, Options(timeout_s=remaining, backend=backend), emit)
+
+
 @main.command()
 def ops() -> None:
     """List the supported ONNX operators."""

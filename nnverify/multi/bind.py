@@ -71,12 +71,12 @@ def bind(query: Query, files: dict[str, str]) -> tuple[BoundNetwork, ...]:
                 decl.relation_offset,
             )
         if path not in models:
-            models[path] = _read(path)
+            models[path] = read_model(path)
         out.append(_bind_one(query, decl, path, models[path]))
     return tuple(out)
 
 
-def _read(path: str) -> onnx.ModelProto:
+def read_model(path: str) -> onnx.ModelProto:
     if not Path(path).is_file():
         raise InputFileError(f"{path}: no such file")
     try:
@@ -85,7 +85,7 @@ def _read(path: str) -> onnx.ModelProto:
         raise ModelError(f"{path}: not an ONNX model ({one_line(exc)})") from exc
 
 
-def _dims(value_info: onnx.ValueInfoProto) -> list[int | None]:
+def dims_of(value_info: onnx.ValueInfoProto) -> list[int | None]:
     return [
         d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
         for d in value_info.type.tensor_type.shape.dim
@@ -129,18 +129,18 @@ def _bind_one(query: Query, decl: NetworkDecl, path: str, model: onnx.ModelProto
     for info in [*inputs, *graph.output]:
         if info.type.tensor_type.elem_type != _FLOAT:
             raise ModelError(f"{path}: tensor '{info.name}' is not float32; queries over several networks need float32")
-    shapes = tuple(_fit(query, v, _dims(i), f"input '{i.name}'") for v, i in zip(decl.inputs, inputs, strict=True))
+    shapes = tuple(_fit(query, v, dims_of(i), f"input '{i.name}'") for v, i in zip(decl.inputs, inputs, strict=True))
     for var, info in zip(decl.outputs, graph.output, strict=True):
-        _fit(query, var, _dims(info), f"output '{info.name}'")
+        _fit(query, var, dims_of(info), f"output '{info.name}'")
     produced = {name for node in graph.node for name in node.output if name}
     inferred: dict[str, onnx.ValueInfoProto] = {}
     for var in decl.hidden:
         if var.onnx_name not in produced:
             raise query.error(f'hidden tensor "{var.onnx_name}" is not produced by any node of {path}', var.offset)
-        inferred = inferred or _inferred(model)
+        inferred = inferred or inferred_infos(model)
         info = inferred.get(var.onnx_name or "")
         if info is not None and info.type.tensor_type.HasField("shape"):
-            _fit(query, var, _dims(info), f'tensor "{var.onnx_name}"')
+            _fit(query, var, dims_of(info), f'tensor "{var.onnx_name}"')
     for var in decl.inputs:
         if var.initialized:
             raise query.error(f"'{var.name}' is declared initialized; nnverify does not support that yet", var.offset)
@@ -154,7 +154,7 @@ def _bind_one(query: Query, decl: NetworkDecl, path: str, model: onnx.ModelProto
     )
 
 
-def _inferred(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+def inferred_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     """ONNX shape inference's value infos by tensor name (empty if inference fails)."""
     try:
         graph = onnx.shape_inference.infer_shapes(model).graph

@@ -72,3 +72,61 @@ def _looks_like_query(path: str) -> bool:
             return is_vnnlib2(handle.read(1 << 20))
     except OSError:
         return True
+
+
+def run_program(
+    program_file: str,
+    nets: tuple[str, ...],
+    consts: tuple[str, ...],
+    labels: str | None,
+    options: Options,
+    emit: str | None,
+) -> None:
+    """``nnverify query``: translate a ``find … where … return`` file, decide it, print the verdict and returns."""
+    import numpy as np
+
+    from nnverify.errors import PropertyError
+    from nnverify.multi.emit import to_vnnlib2
+    from nnverify.multi.qlang import program_files, translate
+    from nnverify.multi.solve import decide_query
+    from nnverify.spec import sexpr
+
+    files = parse_networks(nets)
+    values: dict[str, np.ndarray] = {}
+    for name, path in parse_networks(consts).items():
+        try:
+            values[name] = np.load(path)
+        except (OSError, ValueError) as exc:
+            raise click.BadParameter(f"{path}: cannot read a .npy array ({exc})", param_hint="'--const'") from None
+    names = _labels(labels)
+    try:
+        program = translate(sexpr.read_text(program_file, PropertyError), program_file, files, values, names)
+        if emit:
+            Path(emit).write_text(to_vnnlib2(program.query), encoding="utf-8")
+        result = decide_query(program.query, program_files(program, files), options)
+    except NnverifyError as exc:
+        fail_with(exc)
+        return
+    except OSError as exc:
+        click.echo(f"Error: {emit}: cannot write ({exc.strerror or exc})", err=True)
+        sys.exit(_OUTPUT_FAILED)
+    click.echo(result.verdict.value)
+    if result.values is not None:
+        shapes = {v.name: v.shape for v in program.query.variables}
+        for text, name in program.returns:
+            value = result.values[name].reshape(shapes[name])
+            click.echo(f"{text} = {np.array2string(value, precision=9, separator=', ', threshold=10**6)}")
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
+
+
+def _labels(text: str | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(f"expected NAME=INDEX, found '{item}'", param_hint="'--labels'")
+        out[name.strip()] = int(value)
+    return out

@@ -71,9 +71,16 @@ def verify_query(path: str | os.PathLike[str], files: dict[str, str], options: O
         PropertyError: The query is malformed or does not fit its models (``file:line:col``).
         InputFileError, ModelError, UnsupportedOpsError: A model cannot be read or analysed.
     """
-    options = options or Options()
     started = time.monotonic()
-    query = load_query(path)
+    return decide_query(load_query(path), files, options, started)
+
+
+def decide_query(
+    query: Query, files: dict[str, str], options: Options | None = None, started: float | None = None
+) -> QueryResult:
+    """Decide a parsed query (``verify_query`` without the reading); the budget runs from ``started``."""
+    options = options or Options()
+    started = time.monotonic() if started is None else started
     nets = bind(query, files)
     product = build_product(query, nets)
     relaxed = to_property(query, product)

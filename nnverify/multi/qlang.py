@@ -1,0 +1,408 @@
+"""The ``find … where … return`` query language (DL2 style), translated to a VNN-LIB 2 ``Query``.
+
+``find i[1,5] where i in [-1, 1], class(N(i)) = 0, N(i)[1] > M(i)[1] + 0.5, linf(i - x0) < 0.1 return N(i)``.
+Every ``N(v)`` is a network declaration (a second use of ``N`` is ``equal-to`` it, its input substituted by
+``v``); ``N(v).t[k]`` is the ONNX tensor ``t`` as a hidden variable. Errors are ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from nnverify.errors import PropertyError
+from nnverify.multi.bind import dims_of, inferred_infos, read_model
+from nnverify.multi.qlang_lex import CMP, KEYWORDS, Dnf, Lin, Tok, add, constraint, lin, neg, sub, tokens
+from nnverify.spec.sexpr import Source
+from nnverify.spec.vnnlib import MAX_DISJUNCTS
+from nnverify.spec.vnnlib2_types import Constraint, NetworkDecl, Query, Rel, Scalar, TensorVar, VarKind
+
+
+@dataclass(slots=True)
+class _Call:
+    """One network application ``net(arg)``: its declaration being built."""
+
+    name: str
+    net: str
+    offset: int
+    equal_to: str | None
+    inputs: tuple[TensorVar, ...]
+    output: TensorVar
+    hidden: dict[str, TensorVar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A translated query: the VNN-LIB 2 ``Query`` and what to print after ``sat`` (text, variable name)."""
+
+    query: Query
+    returns: tuple[tuple[str, str], ...]
+
+
+def program_files(program: Program, files: dict[str, str]) -> dict[str, str]:
+    """The ``--net`` files the program's networks use (others are ignored, not an error)."""
+    used = {n.name for n in program.query.networks if n.equal_to is None}
+    return {name: path for name, path in files.items() if name in used}
+
+
+def translate(
+    text: str,
+    path: str,
+    files: dict[str, str],
+    consts: dict[str, np.ndarray] | None = None,
+    labels: dict[str, int] | None = None,
+) -> Program:
+    """Translate query-language ``text`` (networks named as in ``files``).
+
+    Raises:
+        PropertyError: At the ``line:col`` of the first problem.
+        InputFileError, ModelError: A network file cannot be read.
+    """
+    return _Translator(Source(text, path, PropertyError), files, consts or {}, labels or {}).run()
+
+
+class _Translator:
+    def __init__(self, src: Source, files: dict[str, str], consts: dict[str, np.ndarray], labels: dict[str, int]):
+        self.src, self.files, self.labels = src, files, labels
+        self.consts = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in consts.items()}
+        self.toks = tokens(self.src)
+        self.pos = 0
+        self.finds: dict[str, TensorVar] = {}
+        self.owner: dict[str, str] = {}  # find variable -> the call whose input it is
+        self.calls: dict[tuple[str, str], _Call] = {}
+        self.common: list[Constraint] = []
+        self.multi: list[Dnf] = []
+
+    # -- tokens -------------------------------------------------------------------------------------------------
+    def peek(self, ahead: int = 0) -> Tok:
+        return self.toks[min(self.pos + ahead, len(self.toks) - 1)]
+
+    def take(self) -> Tok:
+        tok = self.peek()
+        self.pos = min(self.pos + 1, len(self.toks) - 1)
+        return tok
+
+    def expect(self, text: str, what: str | None = None) -> Tok:
+        tok = self.take()
+        if tok.text != text:
+            raise self.src.error(f"expected {what or repr(text)}, found {tok.text!r}", tok.offset)
+        return tok
+
+    def accept(self, text: str) -> bool:
+        if self.peek().text == text and self.peek().kind != "end":
+            self.take()
+            return True
+        return False
+
+    def name(self, what: str) -> Tok:
+        tok = self.take()
+        if tok.kind != "name" or tok.text in KEYWORDS:
+            raise self.src.error(f"expected {what}, found {tok.text!r}", tok.offset)
+        return tok
+
+    def integer(self) -> int:
+        tok = self.take()
+        if tok.kind != "num" or not tok.text.isdigit():
+            raise self.src.error(f"expected an integer, found {tok.text!r}", tok.offset)
+        return int(tok.text)
+
+    def number(self) -> Fraction:
+        sign = -1 if self.accept("-") else 1
+        tok = self.take()
+        if tok.kind != "num":
+            raise self.src.error(f"expected a number, found {tok.text!r}", tok.offset)
+        return sign * Fraction(tok.text)
+
+    # -- the query ----------------------------------------------------------------------------------------------
+    def run(self) -> Program:
+        self.expect("find")
+        while True:
+            self._find()
+            if not self.accept(","):
+                break
+        self.expect("where", "',' or 'where'")
+        while True:
+            dnf = self._item()
+            if len(dnf) == 1:
+                self.common.extend(dnf[0])
+            else:
+                self.multi.append(dnf)
+            if not self.accept(","):
+                break
+        returns = []
+        if self.accept("return"):
+            while True:
+                returns.append(self._return_ref())
+                if not self.accept(","):
+                    break
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.src.error(f"expected ',', 'return' or end of file, found {tok.text!r}", tok.offset)
+        for var in self.finds.values():
+            if var.name not in self.owner:
+                raise self.src.error(f"'{var.name}' is not the input of any network", var.offset)
+        return Program(self._query(), tuple(returns))
+
+    def _find(self) -> None:
+        tok = self.name("a variable name")
+        if tok.text in self.finds or tok.text in self.files or tok.text in self.consts:
+            raise self.src.error(f"'{tok.text}' is already a variable, network or constant name", tok.offset)
+        self.expect("[", "a shape like [1,5]")
+        shape = [self.integer()]
+        while self.accept(","):
+            shape.append(self.integer())
+        self.expect("]")
+        self.finds[tok.text] = TensorVar(tok.text, VarKind.INPUT, "real", tuple(shape), "", tok.offset)
+
+    def _query(self) -> Query:
+        networks = []
+        for call in self.calls.values():
+            hidden = tuple(call.hidden.values())
+            networks.append(
+                NetworkDecl(
+                    call.name, call.offset, call.inputs, hidden, (call.output,), call.equal_to, None, call.offset
+                )
+            )
+        alternatives: Dnf = [()]
+        for dnf in self.multi:
+            if len(alternatives) * len(dnf) > MAX_DISJUNCTS:
+                raise self.src.error(f"more than {MAX_DISJUNCTS:,} alternatives ('or' combinations)", 0)
+            alternatives = [a + b for a in alternatives for b in dnf]
+        return Query(self.src.path, (2, 0), tuple(networks), tuple(self.common), tuple(alternatives), self.src.text)
+
+    # -- constraints --------------------------------------------------------------------------------------------
+    def _item(self) -> Dnf:
+        out = self._atom()
+        while self.accept("or"):
+            out = out + self._atom()
+        return out
+
+    def _atom(self) -> Dnf:
+        tok = self.peek()
+        if tok.text == "class":
+            return self._class()
+        if tok.text == "linf":
+            return self._linf()
+        if tok.kind == "name" and tok.text in self.finds:
+            start = self.pos
+            scalars = self._find_scalars()
+            if self.accept("in"):
+                lo, hi = self._interval()
+                return [tuple(c for s in scalars for c in self._between(s, lo, hi, tok.offset))]
+            self.pos = start
+        left = self._expr()
+        op = self.take()
+        if op.text not in CMP and op.text != "!=":
+            raise self.src.error(f"expected a comparison (<, <=, >, >=, =, !=), found {op.text!r}", op.offset)
+        right = self._expr()
+        if op.text == "!=":
+            return [(constraint(left, right, Rel.LT, op.offset),), (constraint(right, left, Rel.LT, op.offset),)]
+        if op.text in (">", ">="):
+            left, right = right, left
+        return [(constraint(left, right, CMP[op.text], op.offset),)]
+
+    def _find_scalars(self) -> list[Scalar]:
+        var = self.finds[self.take().text]
+        if self.peek().text == "[":
+            return [(var.name, self._index(var))]
+        return [(var.name, k) for k in range(var.size)]
+
+    def _interval(self) -> tuple[Fraction, Fraction]:
+        self.expect("[", "an interval like [0, 1]")
+        lo = self.number()
+        self.expect(",")
+        hi = self.number()
+        self.expect("]")
+        return lo, hi
+
+    @staticmethod
+    def _between(s: Scalar, lo: Fraction, hi: Fraction, offset: int) -> tuple[Constraint, Constraint]:
+        return Constraint(((s, Fraction(-1)),), Rel.LE, -lo, offset), Constraint(
+            ((s, Fraction(1)),), Rel.LE, hi, offset
+        )
+
+    def _class(self) -> Dnf:
+        self.expect("class")
+        self.expect("(")
+        call = self._call()
+        self.expect(")")
+        op = self.take()
+        if op.text not in ("=", "==", "!="):
+            raise self.src.error(f"expected '=' or '!=' after class(…), found {op.text!r}", op.offset)
+        tok = self.take()
+        label = int(tok.text) if tok.kind == "num" and tok.text.isdigit() else self.labels.get(tok.text)
+        size = call.output.size
+        if label is None or not 0 <= label < size:
+            raise self.src.error(f"expected a class 0 … {size - 1} or a --labels name, found {tok.text!r}", tok.offset)
+        y = call.output.name
+        rows = [constraint(lin((y, j)), lin((y, label)), Rel.LT, op.offset) for j in range(size) if j != label]
+        if op.text == "!=":
+            return [(constraint(lin((y, label)), lin((y, j)), Rel.LT, op.offset),) for j in range(size) if j != label]
+        return [tuple(rows)]
+
+    def _linf(self) -> Dnf:
+        """``linf(a - b) < eps`` (every element within eps: a conjunction) or ``> eps`` (some element: an or)."""
+        start = self.expect("linf")
+        self.expect("(")
+        a = self._tensor_operand()
+        self.expect("-", "'-' (linf takes a difference)")
+        b = self._tensor_operand()
+        self.expect(")")
+        if len(a) != len(b):
+            raise self.src.error(f"linf of tensors of {len(a)} and {len(b)} elements", start.offset)
+        op = self.take()
+        if op.text not in ("<", "<=", ">", ">="):
+            raise self.src.error(f"expected <, <=, > or >= after linf(…), found {op.text!r}", op.offset)
+        eps = self.number()
+        rel = Rel.LT if op.text in ("<", ">") else Rel.LE
+        diffs = [sub(x, y) for x, y in zip(a, b, strict=True)]
+        bound: Lin = ({}, eps)
+        sides = [side for d in diffs for side in (d, neg(d))]
+        if op.text in ("<", "<="):
+            return [tuple(constraint(side, bound, rel, op.offset) for side in sides)]
+        out: Dnf = [(constraint(bound, side, rel, op.offset),) for side in sides]
+        return out
+
+    def _tensor_operand(self) -> list[Lin]:
+        tok = self.name("a variable or constant name")
+        if tok.text in self.finds:
+            var = self.finds[tok.text]
+            return [lin((var.name, k)) for k in range(var.size)]
+        if tok.text in self.consts:
+            return [({}, Fraction(float(v))) for v in self.consts[tok.text]]
+        raise self.src.error(f"unknown variable or constant '{tok.text}' (constants come from --const)", tok.offset)
+
+    # -- terms --------------------------------------------------------------------------------------------------
+    def _expr(self) -> Lin:
+        out = self._term()
+        while self.peek().text in ("+", "-"):
+            sign = -1 if self.take().text == "-" else 1
+            right = self._term()
+            out = add(out, right, sign)
+        return out
+
+    def _term(self) -> Lin:
+        out = self._factor()
+        while self.peek().text == "*":
+            tok = self.take()
+            right = self._factor()
+            if out[0] and right[0]:
+                raise self.src.error("non-linear product: at most one factor of '*' may hold variables", tok.offset)
+            if out[0]:
+                out, right = right, out
+            out = ({v: c * out[1] for v, c in right[0].items()}, right[1] * out[1])
+        return out
+
+    def _factor(self) -> Lin:
+        tok = self.peek()
+        if tok.text == "-":
+            self.take()
+            return neg(self._factor())
+        if tok.text == "(":
+            self.take()
+            inner = self._expr()
+            self.expect(")")
+            return inner
+        if tok.kind == "num":
+            return {}, self.number()
+        name = self.name("a number, variable, constant or network call")
+        if name.text in self.finds:
+            var = self.finds[name.text]
+            if self.peek().text != "[" and var.shape:
+                raise self.src.error(f"'{var.name}' is a tensor; expected an element like {var.name}[0]", name.offset)
+            return lin((var.name, self._index(var) if var.shape else 0))
+        if name.text in self.consts:
+            values = self.consts[name.text]
+            self.expect("[")
+            k = self.integer()
+            self.expect("]")
+            if k >= values.size:
+                raise self.src.error(f"index {k} out of range for '{name.text}' ({values.size} values)", name.offset)
+            return {}, Fraction(float(values[k]))
+        self.pos -= 1
+        var = self._call_tensor()
+        if self.peek().text != "[" and var.shape:
+            raise self.src.error("expected an element like N(x)[0] of the network's tensor", name.offset)
+        return lin((var.name, self._index(var) if var.shape else 0))
+
+    def _index(self, var: TensorVar) -> int:
+        """``[k]`` (flat) or ``[i,j,…]`` (one per dimension) into ``var``; the flat index."""
+        open_ = self.expect("[")
+        index = [self.integer()]
+        while self.accept(","):
+            index.append(self.integer())
+        self.expect("]")
+        dims = var.shape if len(index) == len(var.shape) else (var.size,) if len(index) == 1 else None
+        if dims is None:
+            raise self.src.error(
+                f"'{var.name}' has {len(var.shape)} dimensions; found {len(index)} indices", open_.offset
+            )
+        flat = 0
+        for k, dim in zip(index, dims, strict=True):
+            if k >= dim:
+                raise self.src.error(f"index {k} out of range for '{var.name}' (shape {list(var.shape)})", open_.offset)
+            flat = flat * dim + k
+        return flat
+
+    def _return_ref(self) -> tuple[str, str]:
+        start = self.peek().offset
+        tok = self.peek()
+        if tok.kind == "name" and tok.text in self.finds:
+            self.take()
+            name = tok.text
+        else:
+            name = self._call_tensor().name
+        return self.src.text[start : self.peek().offset].strip(), name
+
+    # -- networks -----------------------------------------------------------------------------------------------
+    def _call_tensor(self) -> TensorVar:
+        """``N(v)`` (its output) or ``N(v).tensor`` (a hidden ONNX tensor)."""
+        call = self._call()
+        if not self.accept("."):
+            return call.output
+        tok = self.name("an ONNX tensor name")
+        if tok.text == "p":
+            raise self.src.error("N(x).p (softmax) is not supported yet; compare the logits N(x)[k]", tok.offset)
+        if tok.text not in call.hidden:
+            info = inferred_infos(read_model(self.files[call.net])).get(tok.text)
+            if info is None:
+                raise self.src.error(f"network '{call.net}' has no tensor '{tok.text}' of known shape", tok.offset)
+            shape = tuple(d or 1 for d in dims_of(info))
+            name = f"{call.name}__{tok.text}"
+            call.hidden[tok.text] = TensorVar(name, VarKind.HIDDEN, "real", shape, call.name, tok.offset, tok.text)
+        return call.hidden[tok.text]
+
+    def _call(self) -> _Call:
+        net = self.name("a network name")
+        if net.text not in self.files:
+            known = ", ".join(self.files) or "none"
+            raise self.src.error(f"unknown network '{net.text}' (given with --net: {known})", net.offset)
+        self.expect("(")
+        arg = self.name("a find variable")
+        if arg.text not in self.finds:
+            raise self.src.error(f"expected a variable declared by find, found '{arg.text}'", arg.offset)
+        self.expect(")")
+        key = (net.text, arg.text)
+        if key not in self.calls:
+            self.calls[key] = self._new_call(net, self.finds[arg.text])
+        return self.calls[key]
+
+    def _new_call(self, net: Tok, var: TensorVar) -> _Call:
+        first = next((c for c in self.calls.values() if c.net == net.text and c.equal_to is None), None)
+        name = net.text if first is None else f"{net.text}__{var.name}"
+        if var.name in self.owner:
+            inp = TensorVar(f"{name}__in", VarKind.INPUT, "real", var.shape, name, net.offset)
+            self.common.extend(
+                constraint(lin((var.name, k)), lin((inp.name, k)), Rel.EQ, net.offset) for k in range(var.size)
+            )
+        else:
+            inp = TensorVar(var.name, VarKind.INPUT, "real", var.shape, name, var.offset)
+            self.owner[var.name] = name
+        model = read_model(self.files[net.text])
+        if len(model.graph.output) != 1:
+            raise self.src.error(f"network '{net.text}' has {len(model.graph.output)} outputs; expected 1", net.offset)
+        shape = tuple(d or 1 for d in dims_of(model.graph.output[0]))
+        out = TensorVar(f"{name}__out", VarKind.OUTPUT, "real", shape, name, net.offset)
+        return _Call(name, net.text, net.offset, None if first is None else first.name, (inp,), out)

@@ -1,0 +1,106 @@
+"""The find … where … return language: translation, errors at line:col, decisions, the emitted VNN-LIB 2 file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from multi.nets import mlp, random_mlp
+from nnverify.cli import main
+from nnverify.errors import PropertyError
+from nnverify.multi.emit import number, to_vnnlib2
+from nnverify.multi.qlang import program_files, translate
+from nnverify.multi.solve import decide_query
+from nnverify.options import Options
+from nnverify.result import Verdict
+from nnverify.spec.vnnlib2 import parse_query
+
+
+@pytest.fixture
+def nets(tmp_path: Path) -> dict[str, str]:
+    rng = np.random.default_rng(11)
+    return {"F": random_mlp(tmp_path / "f.onnx", rng, [3, 8, 3]), "G": random_mlp(tmp_path / "g.onnx", rng, [3, 8, 3])}
+
+
+def _run(text: str, files: dict[str, str], **consts: np.ndarray):
+    program = translate(text, "q.dl2", files, consts, {"cat": 1})
+    return program, decide_query(program.query, program_files(program, files), Options(timeout_s=30))
+
+
+def test_disagreement_with_return(nets: dict[str, str]) -> None:
+    program, result = _run("find x[1,3] where x in [-2, 2], class(F(x)) = 2, class(G(x)) = cat return x, F(x)", nets)
+    assert result.verdict is Verdict.SAT and result.values is not None
+    assert [text for text, _ in program.returns] == ["x", "F(x)"]
+    f, g = result.values["F__out"], result.values["G__out"]
+    assert f[2] > max(f[0], f[1]) and g[1] > max(g[0], g[2])
+    assert np.all(np.abs(result.values["x"]) <= 2)
+
+
+def test_linf_ball_around_a_constant_and_hidden_tensor(nets: dict[str, str]) -> None:
+    x0 = np.array([[0.2, -0.1, 0.3]])
+    text = "find x[1,3] where linf(x - x0) <= 0.25, F(x).h1[0,2] >= F(x).h1[0,1] + 0.1 return F(x).h1"
+    _, result = _run(text, nets, x0=x0)
+    assert result.verdict in (Verdict.SAT, Verdict.UNSAT)
+    if result.verdict is Verdict.SAT:
+        assert result.values is not None
+        assert np.all(np.abs(result.values["x"] - x0.ravel()) <= 0.25 + 1e-7)
+        h = result.values["F__h1"]
+        assert h[2] >= h[1] + 0.1 - 1e-4
+
+
+def test_two_calls_of_one_network_share_it(tmp_path: Path) -> None:
+    """The second call is equal-to the first: monotone y = 2x has only ties, so the strict query is unknown."""
+    double = mlp(tmp_path / "d.onnx", [(np.array([[2.0]]), np.array([0.0]))])
+    text = "find a[1,1], b[1,1] where a in [0, 1], b in [0, 1], a[0] <= b[0], D(b)[0] < D(a)[0]"
+    program, result = _run(text, {"D": double})
+    assert [n.equal_to for n in program.query.networks] == [None, "D"]
+    assert result.verdict is Verdict.UNKNOWN
+
+
+def test_emitted_vnnlib_reads_back_the_same(nets: dict[str, str]) -> None:
+    text = "find x[1,3] where x in [-1, 0.5], F(x)[0] - 0.3 * G(x)[2] > 0.125 or class(G(x)) != 2"
+    program = translate(text, "q.dl2", nets)
+    again = parse_query(to_vnnlib2(program.query))
+    strip = lambda cs: [(c.coefs, c.rel, c.b) for c in cs]  # noqa: E731
+    assert strip(again.common) == strip(program.query.common)
+    assert [strip(a) for a in again.alternatives] == [strip(a) for a in program.query.alternatives]
+    assert number(__import__("fractions").Fraction(-3, 8)) == "-0.375"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("find x[1,3] where H(x)[0] > 1", (1, 19), "unknown network 'H'"),
+        ("find x[1,3] where F(y)[0] > 1", (1, 21), "expected a variable declared by find"),
+        ("find x[1,3] where x[3] > 1, F(x)[0] > 0", (1, 20), "index 3 out of range"),
+        ("find x[1,3] where F(x)[0] * G(x)[0] > 1", (1, 27), "non-linear product"),
+        ("find x[1,3] where F(x).p[0] > 0.5", (1, 24), "softmax"),
+        ("find x[1,3] where linf(x - img) < 1, F(x)[0] > 0", (1, 28), "unknown variable or constant 'img'"),
+        ("find x[1,3], z[2] where x in [0, 1], F(x)[0] > 0", (1, 14), "'z' is not the input of any network"),
+        ("find x[1,3] where F(x)[0] > 1 $", (1, 31), "unexpected character '$'"),
+        ("find x[1,3]\nwhere class(F(x)) = dog", (2, 21), "expected a class 0 … 2"),
+        ("find x[1,3] where F(x).nope[0] > 1", (1, 24), "no tensor 'nope'"),
+    ],
+)
+def test_errors_point_at_the_problem(nets: dict[str, str], text: str, where: tuple[int, int], message: str) -> None:
+    with pytest.raises(PropertyError) as info:
+        translate(text, "q.dl2", nets, {}, {"cat": 1})
+    assert message in info.value.message
+    assert (info.value.line, info.value.col) == where, str(info.value)
+
+
+def test_cli_query(nets: dict[str, str], tmp_path: Path) -> None:
+    program = tmp_path / "q.dl2"
+    program.write_text("find x[1,3]\nwhere x in [-2, 2], class(F(x)) = 2, class(G(x)) = 1\nreturn x\n")
+    emitted = tmp_path / "q.vnnlib"
+    args = ["query", str(program), "--net", f"F={nets['F']}", "--net", f"G={nets['G']}", "--emit-vnnlib", str(emitted)]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0] == "sat" and out.stdout.splitlines()[1].startswith("x = [[")
+    assert parse_query(emitted.read_text()).networks[0].name == "F"
+    program.write_text("find x[1,3]\nwhere class(K(x)) = 0\n")
+    out = CliRunner().invoke(main, ["query", str(program), "--net", f"F={nets['F']}"])
+    assert out.exit_code == 3 and out.stderr.startswith(f"Error: {program}:2:13: unknown network 'K'")
