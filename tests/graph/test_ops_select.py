@@ -48,3 +48,19 @@ def test_variable_condition_is_reported(save_net: SaveNet) -> None:
         "  Equal  1 node   'eq': input 0 of Equal must be a constant, found a variable tensor",
         "  Where  1 node   'wh': input 0 of Where must be a constant, found a variable tensor",
     ]
+
+
+def test_comparisons_and_logic_on_constants_fold(save_net: SaveNet) -> None:
+    nodes = [
+        helper.make_node("Greater", ["a", "b"], ["g"]),
+        helper.make_node("Less", ["a", "b"], ["l"]),
+        helper.make_node("Not", ["l"], ["nl"]),
+        helper.make_node("And", ["g", "nl"], ["both"]),
+        helper.make_node("Or", ["both", "l"], ["either"]),
+        helper.make_node("Equal", ["a", "b"], ["e"]),
+        helper.make_node("Where", ["either", "x", "b"], ["w"]),
+        helper.make_node("Where", ["e", "a", "w"], ["y"]),
+    ]
+    inits = {"a": np.array([1.0, 2.0, 3.0, 4.0]), "b": np.array([2.0, 2.0, 1.0, 5.0])}
+    graph, _ = check_net(save_net(nodes, (4,), inits))
+    assert [n.op_type for n in graph.nodes] == ["Where", "Where"]

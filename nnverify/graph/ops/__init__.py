@@ -8,6 +8,7 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     conv,
     conv_transpose,
     elementwise,
+    indexing,
     join,
     linear,
     normalization,

@@ -1,6 +1,6 @@
-"""Elementwise choice by a constant mask: Where (affine in its two branches) and Equal on constants.
+"""Elementwise choice by a constant mask: Where (affine in its two branches); comparisons and logic on constants.
 
-Both appear in exported shape subgraphs (e.g. ``Where(Equal(shape, 0), ...)``) and fold to constants there; a
+They appear in exported shape subgraphs (e.g. ``Where(Equal(shape, 0), ...)``) and fold to constants there; a
 comparison of a variable tensor is not affine and is reported.
 """
 
@@ -11,17 +11,63 @@ import numpy as np
 from nnverify.graph.ops.base import Node, Op, align_ranks, register
 
 
-@register
-class Equal(Op):
-    """Elementwise ``a == b`` of two constant tensors (booleans)."""
+class _Compare(Op):
+    """An elementwise comparison or logical operator of constant tensors (folded at import)."""
 
-    op_type = "Equal"
     variable_inputs = ()
     notes = "constants only, folded at import"
+    function: staticmethod
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
-        a, b = align_ranks(xs[0], xs[1])
-        return np.equal(a, b)
+        return type(self).function(*align_ranks(*xs))
+
+
+@register
+class Equal(_Compare):
+    """Elementwise ``a == b`` of two constant tensors."""
+
+    op_type = "Equal"
+    function = staticmethod(np.equal)
+
+
+@register
+class Greater(_Compare):
+    """Elementwise ``a > b`` of two constant tensors."""
+
+    op_type = "Greater"
+    function = staticmethod(np.greater)
+
+
+@register
+class Less(_Compare):
+    """Elementwise ``a < b`` of two constant tensors."""
+
+    op_type = "Less"
+    function = staticmethod(np.less)
+
+
+@register
+class Not(_Compare):
+    """Elementwise negation of a constant boolean tensor."""
+
+    op_type = "Not"
+    function = staticmethod(np.logical_not)
+
+
+@register
+class And(_Compare):
+    """Elementwise conjunction of two constant boolean tensors."""
+
+    op_type = "And"
+    function = staticmethod(np.logical_and)
+
+
+@register
+class Or(_Compare):
+    """Elementwise disjunction of two constant boolean tensors."""
+
+    op_type = "Or"
+    function = staticmethod(np.logical_or)
 
 
 @register
