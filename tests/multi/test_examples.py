@@ -103,3 +103,17 @@ def test_monotonicity_witness_is_strict() -> None:
 def test_official_reader_accepts_the_examples(name: str) -> None:
     vnnlib = pytest.importorskip("vnnlib")
     vnnlib.parse_query_file(str(QUERIES / f"{name}.vnnlib"))
+
+
+@pytest.mark.slow
+def test_query_language_version_agrees() -> None:
+    """acasxu_disagreement.q (find … where …) and acasxu_disagreement.vnnlib ask the same: both sat."""
+    from nnverify.multi.qlang import translate
+    from nnverify.multi.solve import decide_query
+
+    text = (QUERIES / "acasxu_disagreement.q").read_text()
+    program = translate(text, "acasxu_disagreement.q", {"F": NET_1_1, "G": NET_1_9})
+    result = decide_query(program.query, {"F": NET_1_1, "G": NET_1_9}, Options(timeout_s=60))
+    assert result.verdict is Verdict.SAT and result.values is not None
+    f, g = result.values["F__out"], result.values["G__out"]
+    assert f[0] == f.min() and g.min() < g[0]
