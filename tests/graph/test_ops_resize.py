@@ -15,6 +15,7 @@ from onnx_nets import SaveNet, check_net
 from nnverify.cli import main
 from nnverify.errors import UnsupportedOpsError
 from nnverify.graph.onnx_import import load_network
+from nnverify.graph.ops.resize import _COORDINATE_MODES, _NEAREST_MODES
 
 
 def floats(*values: float) -> np.ndarray:
@@ -81,7 +82,12 @@ CASES: dict[str, tuple[list[onnx.NodeProto], tuple[int, ...], dict[str, np.ndarr
     "resize-opset19-symmetric-axes": (
         [
             helper.make_node(
-                "Resize", ["x", "", "s"], ["y"], axes=[-1], coordinate_transformation_mode="half_pixel_symmetric"
+                "Resize",
+                ["x", "", "s"],
+                ["y"],
+                axes=[-1],
+                mode="linear",
+                coordinate_transformation_mode="half_pixel_symmetric",
             )
         ],
         (1, 2, 3, 4),
@@ -112,6 +118,42 @@ def test_other_modes_are_refused_all_at_once(save_net: SaveNet) -> None:
         "  Upsample  1 node   'up': mode 'bilinear' is not supported (only nearest and linear)",
         "  Resize    2 nodes, first 'crop': coordinate_transformation_mode 'tf_crop_and_resize' is not supported",
     ]
+
+
+def test_nearest_half_pixel_symmetric_is_refused(save_net: SaveNet) -> None:
+    """onnxruntime rounds its exact ties (e.g. 7 -> 4 entries at scale 0.6) differently from any float order."""
+    attrs = {"coordinate_transformation_mode": "half_pixel_symmetric"}
+    nodes = [helper.make_node("Resize", ["x", "", "s"], ["y"], name="sym", **attrs)]
+    with pytest.raises(UnsupportedOpsError, match="'sym': coordinate_transformation_mode 'half_pixel_symmetric' is"):
+        load_network(save_net(nodes, (1, 1, 1, 7), {"s": floats(1, 1, 1, 0.6)}, 19))
+
+
+SWEEP_SCALES = (0.6, 1.5, 2.5, 0.75, 1 / 3, 4 / 3, 1.7)
+SWEEP_MODES = [
+    (coordinates, rounding)
+    for coordinates in _COORDINATE_MODES
+    for rounding in (*_NEAREST_MODES[:4], "linear")
+    if coordinates != "half_pixel_symmetric" or rounding == "linear"
+]
+
+
+@pytest.mark.parametrize(("coordinates", "rounding"), SWEEP_MODES)
+def test_resize_agrees_with_onnxruntime_on_a_sweep_of_scales(
+    save_net: SaveNet, coordinates: str, rounding: str
+) -> None:
+    """Nearest ties (x.5 source coordinates, computed in float32 as onnxruntime does) and linear weights."""
+    attrs = {"mode": "linear"} if rounding == "linear" else {"nearest_mode": rounding}
+    nodes = []
+    for j in range(len(SWEEP_SCALES)):
+        nodes.append(
+            helper.make_node(
+                "Resize", ["x", "", f"s{j}"], [f"r{j}"], coordinate_transformation_mode=coordinates, **attrs
+            )
+        )
+        nodes.append(helper.make_node("Flatten", [f"r{j}"], [f"f{j}"], axis=0))
+    nodes.append(helper.make_node("Concat", [f"f{j}" for j in range(len(SWEEP_SCALES))], ["y"], axis=1))
+    inits = {f"s{j}": floats(1, 1, 1, scale) for j, scale in enumerate(SWEEP_SCALES)}
+    check_net(save_net(nodes, (1, 1, 1, 7), inits, 19), n_points=3, low=0, high=10)
 
 
 def test_cli_reports_a_refused_mode_with_exit_3(save_net: SaveNet, tmp_path: Path) -> None:

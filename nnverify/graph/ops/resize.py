@@ -19,18 +19,19 @@ _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "s
 
 
 def _source(out: int, size: int, scale: float, mode: str) -> np.ndarray:
-    """The input coordinate of each output index along one axis."""
-    y = np.arange(out, dtype=np.float64)
+    """The input coordinate of each output index along one axis, in float32 as onnxruntime computes it (so that
+    nearest-neighbour ties round the same way)."""
+    y, s, f = np.arange(out, dtype=np.float32), np.float32(scale), np.float32
     if mode == "asymmetric":
-        return y / scale
+        return (y / s).astype(np.float64)
     if mode == "align_corners":
-        return y * (size - 1) / (out - 1) if out > 1 else np.zeros(out)
+        return (y * f(size - 1) / f(out - 1)).astype(np.float64) if out > 1 else np.zeros(out)
     if mode == "pytorch_half_pixel" and out <= 1:
         return np.zeros(out)
     if mode == "half_pixel_symmetric":
-        adjustment = out / (scale * size)
-        return size / 2 * (1 - adjustment) + (y + 0.5) / scale - 0.5
-    return (y + 0.5) / scale - 0.5
+        offset = f(size) / f(2) * (f(1) - f(out) / (s * f(size)))  # float32, the rest in double (as onnxruntime)
+        return (offset + (y.astype(np.float64) + 0.5) / float(s) - 0.5).astype(np.float32).astype(np.float64)
+    return ((y + f(0.5)) / s - f(0.5)).astype(np.float64)
 
 
 def _nearest(x: np.ndarray, mode: str, scale: float) -> np.ndarray:
@@ -73,6 +74,8 @@ def _check_modes(node: Node, coordinates: str, rounding: str) -> str | None:
         return "antialias=1 is not supported"
     if coordinates not in _COORDINATE_MODES:
         return f"coordinate_transformation_mode '{coordinates}' is not supported"
+    if coordinates == "half_pixel_symmetric" and rounding != "linear":  # ties round differently in onnxruntime
+        return "coordinate_transformation_mode 'half_pixel_symmetric' is supported in linear mode only"
     if rounding not in (*_NEAREST_MODES, "linear"):
         return f"nearest_mode '{rounding}' is not supported"
     if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
@@ -130,7 +133,7 @@ class Resize(Op):
         scale_input = 1 if "coordinate_transformation_mode" not in node.attrs else 2  # opset 10: (X, scales)
         if has_input(node, 3) and const_value(xs[3]).size:
             for axis, out in zip(axes, const_value(xs[3]).reshape(-1), strict=True):
-                sizes[axis], scales[axis] = int(out), int(out) / x.shape[axis + 1]
+                sizes[axis], scales[axis] = int(out), float(np.float32(out) / np.float32(x.shape[axis + 1]))
         else:
             for axis, scale in zip(axes, const_value(xs[scale_input]).reshape(-1), strict=True):
                 scales[axis], sizes[axis] = float(scale), math.floor(x.shape[axis + 1] * float(scale))
