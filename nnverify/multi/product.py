@@ -7,14 +7,16 @@ computation (one copy). The output is every declared output and hidden tensor, f
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper, numpy_helper, version_converter
 
-from nnverify.multi.bind import BoundNetwork
+from nnverify.errors import ModelError
+from nnverify.multi.bind import BoundNetwork, one_line
 from nnverify.spec.vnnlib2_types import Constraint, Query, Rel, Scalar
 
 _FLOAT = onnx.TensorProto.FLOAT
@@ -83,6 +85,7 @@ def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     roots = sorted({uf.find(s) for s in order}, key=order.__getitem__)
     column = {r: k for k, r in enumerate(roots)}
     x_columns = {s: column[uf.find(s)] for s in order}
+    nets = _same_opset(nets)
     builder = _Builder(len(roots))
     instances: dict[tuple[str, tuple[int, ...]], int] = {}
     y_columns: dict[Scalar, int] = {}
@@ -98,6 +101,32 @@ def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
                 y_columns[(var.name, i)] = start + i
     model = builder.finish(nets)
     return Product(model, len(roots), builder.n_out, x_columns, y_columns, frozenset(subs))
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return max((op.version for op in model.opset_import if op.domain in ("", "ai.onnx")), default=1)
+
+
+def _same_opset(nets: tuple[BoundNetwork, ...]) -> tuple[BoundNetwork, ...]:
+    """The networks with their models converted to the highest default-domain opset among them (one merged
+    model has one opset, and an op read under another opset's rules could compute something else)."""
+    target = max(7, *(_default_opset(net.model) for net in nets))
+    converted: dict[str, onnx.ModelProto] = {}
+    out = []
+    for net in nets:
+        if _default_opset(net.model) == target:
+            out.append(net)
+            continue
+        if net.path not in converted:
+            try:
+                converted[net.path] = version_converter.convert_version(net.model, target)
+            except Exception as exc:  # the converter raises many types
+                raise ModelError(
+                    f"{net.path}: opset {_default_opset(net.model)} differs from the other networks' {target} "
+                    f"and cannot be converted ({one_line(exc)})"
+                ) from exc
+        out.append(dataclasses.replace(net, model=converted[net.path]))
+    return tuple(out)
 
 
 class _Builder:
@@ -181,7 +210,7 @@ class _Builder:
             [helper.make_tensor_value_info(OUTPUT_NAME, _FLOAT, [1, self.n_out])],
             self.inits,
         )
-        opsets: dict[str, int] = {"": 8}
+        opsets: dict[str, int] = {"": 7}
         for net in nets:
             for op in net.model.opset_import:
                 domain = "" if op.domain == "ai.onnx" else op.domain

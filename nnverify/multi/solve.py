@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from nnverify.errors import ModelError
 from nnverify.multi.bind import BoundNetwork, bind
-from nnverify.multi.product import Product, build_product
+from nnverify.multi.product import INPUT_NAME, Product, build_product
 from nnverify.multi.relax import to_property
-from nnverify.multi.replay import Runner, replay
+from nnverify.multi.replay import Runner, assignment, replay
 from nnverify.options import Options
 from nnverify.result import Result, Verdict
+from nnverify.spec.property import Property
 from nnverify.spec.vnnlib2 import load_query
 from nnverify.spec.vnnlib2_types import Query
 
@@ -93,15 +95,50 @@ def decide_query(
         ctx = _Context(
             query, nets, product, Runner(nets), model_path, options, started + options.timeout_s, list(relaxed.inexact)
         )
+        check_product(ctx.query, ctx.product, ctx.nets, ctx.runner, model_path, relaxed.prop)
         verdict, values, method = _decide(ctx)
     return QueryResult(verdict, query, values, method, time.monotonic() - started, "; ".join(ctx.notes))
+
+
+#: Points at which the product model is compared with the original models before anything is decided.
+CHECK_POINTS = 4
+
+
+def check_product(
+    query: Query, product: Product, nets: tuple[BoundNetwork, ...], runner: Runner, model_path: str, prop: Property
+) -> None:
+    """Guard against a product that does not compute what the networks compute: at a few points of the query's
+    region, every declared output and hidden value of the product (onnxruntime) equals the original model's.
+
+    Raises:
+        ModelError: They differ (the merged model cannot stand for the networks; nothing is decided).
+    """
+    import onnxruntime as ort  # lazy: start-up time matters
+
+    session = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    box = prop.disjuncts[0]
+    for _ in range(CHECK_POINTS):
+        x = rng.uniform(box.lb, box.ub).astype(np.float32)
+        y = np.asarray(session.run(None, {INPUT_NAME: x[None, :]})[0], dtype=np.float64).ravel()
+        values = assignment(query, product, nets, runner, x)
+        for (name, i), col in product.y_columns.items():
+            if not np.isclose(y[col], values[name][i], rtol=1e-4, atol=1e-5, equal_nan=True):
+                raise ModelError(
+                    f"the merged model computes {name} = {y[col]!r} at element {i}, the network {values[name][i]!r}; "
+                    "these networks cannot be combined (please report it)"
+                )
 
 
 def _run(ctx: _Context, margin: float | None) -> Result:
     from nnverify.pipeline import verify  # lazy: the solver stack is heavy to import
 
     prop = to_property(ctx.query, ctx.product, margin).prop
-    return verify(ctx.model_path, prop, dataclasses.replace(ctx.options, timeout_s=ctx.remaining()))
+    try:
+        return verify(ctx.model_path, prop, dataclasses.replace(ctx.options, timeout_s=ctx.remaining()))
+    except ModelError as exc:  # name the user's files, not the temporary merged model
+        files = ", ".join(sorted({net.path for net in ctx.nets}))
+        raise type(exc)(str(exc).replace(ctx.model_path, f"the merged model of {files}")) from exc
 
 
 def _decide(ctx: _Context) -> tuple[Verdict, dict[str, np.ndarray] | None, str]:

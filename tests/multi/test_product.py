@@ -120,3 +120,38 @@ def test_unbounded_input_is_an_error(two: dict[str, str]) -> None:
     q = parse_query(HEAD + BOX.replace("(assert (<= -1.0 A[1] 1.0))", "") + "(assert (<= B[0] 0))", "q.vnnlib")
     with pytest.raises(PropertyError, match=r"input A\[1\] has no lower bound"):
         to_property(q, build_product(q, bind(q, two)))
+
+
+def test_models_of_different_opsets_are_converted(two: dict[str, str], tmp_path: Path) -> None:
+    import onnx
+
+    old = onnx.load(two["g"])
+    old.opset_import[0].version = 11
+    onnx.save(old, tmp_path / "g11.onnx")
+    files = {"f": two["f"], "g": str(tmp_path / "g11.onnx")}
+    q = parse_query(HEAD + BOX + "(assert (<= B[0] D[1]))")
+    product = build_product(q, bind(q, files))
+    assert {(op.domain, op.version) for op in product.model.opset_import} == {("", 13)}
+
+
+def test_the_product_is_checked_against_each_network(two: dict[str, str], tmp_path: Path) -> None:
+    """A merged model that computed something else than the networks is refused before anything is decided."""
+    import dataclasses
+
+    import onnx
+
+    from nnverify.errors import ModelError
+    from nnverify.multi.replay import Runner
+    from nnverify.multi.solve import check_product
+
+    q = parse_query(HEAD + BOX + "(assert (<= B[0] D[1]))")
+    nets = bind(q, two)
+    product = build_product(q, nets)
+    path = str(tmp_path / "p.onnx")
+    onnx.save(product.model, path)
+    prop = to_property(q, product).prop
+    check_product(q, product, nets, Runner(nets), path, prop)
+    swapped = dict(product.y_columns)
+    swapped[("B", 0)], swapped[("D", 1)] = swapped[("D", 1)], swapped[("B", 0)]
+    with pytest.raises(ModelError, match="cannot be combined"):
+        check_product(q, dataclasses.replace(product, y_columns=swapped), nets, Runner(nets), path, prop)
