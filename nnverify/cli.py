@@ -38,6 +38,7 @@ import click
 
 import nnverify._blas  # noqa: F401  (before anything imports numpy: one BLAS thread)
 from nnverify.backends import BACKENDS
+from nnverify.budget import peak_mb
 from nnverify.cli_bench import FiniteFloat, bench, dir_of, fail_with, output_path, writable_dir
 from nnverify.errors import ExitCode, NnverifyError, OutputFileError
 
@@ -154,6 +155,14 @@ def main() -> None:
     help="Cores to use (parallel MILP refinement, else ReLU-search threads); 0 = every core this process may run on.",
 )
 @click.option(
+    "--memory-limit",
+    "memory_limit_mb",
+    type=float,
+    callback=lambda _ctx, _param, value: _memory_limit(value),
+    help="Memory the run may use, in MB; a large allocation that would not fit answers unknown with a note. "
+    "Default: 60 % of the memory available at start.",
+)
+@click.option(
     "--image",
     "image_file",
     type=click.Path(dir_okay=False),
@@ -173,23 +182,32 @@ def check(
     refine_bounds: bool | None,
     threads: int,
     image_file: str | None,
+    memory_limit_mb: float | None,
     networks: tuple[str, ...],
 ) -> None:
     """Decide PROPERTY (VNN-LIB) on NETWORK (ONNX). The first stdout line is sat, unsat, timeout or unknown.
 
     A VNN-LIB 2 query over several networks: `check QUERY --network NAME=FILE.onnx …`.
     """
+    # The budget starts when the process did: interpreter start-up and imports (measured when this module was
+    # imported, and the pipeline's imports below) count. Not the process's whole age: a long-lived caller (a
+    # test runner) may invoke us late.
+    started = time.monotonic() - _STARTUP_S
     from nnverify.options import Options
     from nnverify.pipeline import verify
 
-    # The budget starts when the process did: interpreter start-up and imports (measured when this module was
-    # imported) count. Not the process's whole age: a long-lived caller (a test runner) may invoke us late.
-    started = time.monotonic() - _STARTUP_S
-    remaining = max(0.0, timeout_s - (time.monotonic() - started))
+    remaining = max(0.0, timeout_s - (time.monotonic() - started) - EXIT_RESERVE_S)
     if networks or prop is None:  # a VNN-LIB 2 query: NETWORK is the query file (nnverify/multi/)
         from nnverify.multi.cli_support import check_query
 
-        options = Options(timeout_s=remaining, backend=backend, seed=seed, precision=precision, threads=threads)
+        options = Options(
+            timeout_s=remaining,
+            backend=backend,
+            seed=seed,
+            precision=precision,
+            threads=threads,
+            memory_limit_mb=memory_limit_mb,
+        )
         check_query(network, networks, options, as_json, results_file or cex_file)
         return
     try:
@@ -206,6 +224,7 @@ def check(
                     precision=precision,
                     refine_bounds=refine_bounds,
                     threads=threads,
+                    memory_limit_mb=memory_limit_mb,
                 ),
             )
     except NnverifyError as exc:
@@ -216,6 +235,7 @@ def check(
     if as_json:
         data = result.to_json()
         data["wall_seconds"] = round(time.monotonic() - started, 3)
+        data["peak_mem_mb"] = round(peak_mb(), 1)
         click.echo(json.dumps(data, indent=2))
     elif result.counterexample is not None:
         click.echo(result.counterexample.to_vnncomp(), nl=False)
@@ -249,6 +269,17 @@ def _exit_on_output_failures(failures: list[OutputFileError]) -> None:
         click.echo(f"Error: {exc}", err=True)
     if failures:
         sys.exit(int(ExitCode.OUTPUT_FAILED))
+
+
+#: Seconds of ``--timeout`` kept back for printing the verdict, writing files and leaving the process.
+EXIT_RESERVE_S = 0.25
+
+
+def _memory_limit(value: float | None) -> float | None:
+    """``--memory-limit``: a finite number of MB, at least 1."""
+    if value is not None and not (value >= 1.0 and value < float("inf")):
+        raise click.BadParameter(f"expected a number of MB, at least 1, found {value}", param_hint="--memory-limit")
+    return value
 
 
 def _is_discrete_query(path: str) -> bool:
@@ -315,7 +346,10 @@ def guard_stdout() -> None:
 
 def _solver_threads_remain() -> bool:
     highs = sys.modules.get("nnverify.backends.highs")
-    return bool(highs is not None and getattr(highs, "_ABANDONED", None))
+    pipeline = sys.modules.get("nnverify.pipeline")  # a verify() run abandoned at its deadline
+    return bool(highs is not None and getattr(highs, "_ABANDONED", None)) or bool(
+        pipeline is not None and pipeline.abandoned_runs()
+    )
 
 
 @main.command()

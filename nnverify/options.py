@@ -35,6 +35,9 @@ class Options:
             ReLU search's threads, ``search_threads``); 0: every core the process may run on
             (``os.sched_getaffinity``). ``nnverify bench run --jobs J`` gives each instance
             ``cores // J``.
+        memory_limit_mb: Resident memory the run may use, in MB; ``None`` (the default): ``MEMORY_SHARE``
+            (60 %) of the machine's available memory when the run starts (``budget.default_memory_limit_mb``).
+            A large allocation that would not fit ends the run with ``unknown`` and a note naming the phase.
     """
 
     timeout_s: float = 60.0
@@ -48,12 +51,21 @@ class Options:
     precision: str = "exact"
     refine_bounds: bool | None = None
     threads: int = 0
+    memory_limit_mb: float | None = None
 
     def cores(self) -> int:
         """The cores this run may use (``threads``, or what the process may run on)."""
         if self.threads > 0:
             return self.threads
         return available_cores()
+
+    def memory_limit(self) -> float:
+        """The memory cap in MB (``memory_limit_mb``, else the default share of the machine's memory)."""
+        if self.memory_limit_mb is not None:
+            return self.memory_limit_mb
+        from nnverify.budget import default_memory_limit_mb
+
+        return default_memory_limit_mb()
 
     def refines(self) -> bool:
         """Whether the ReLU search refines intermediate bounds by MILPs (``refine_bounds``, else by cores)."""

@@ -8,7 +8,9 @@ input box is decided by the search (``search/``) with an exact backend at its le
 from __future__ import annotations
 
 import logging
+import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -17,7 +19,7 @@ import numpy as np
 from nnverify import attack
 from nnverify.backends import get_backend
 from nnverify.backends.base import Backend, SolveStatus
-from nnverify.budget import Budget
+from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.errors import PropertyError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, is_exact
@@ -81,7 +83,7 @@ class _Run:
         if not inside:
             return x
         target = min(inside, key=lambda d: float(d.slack(x[None, :], y)[0]))
-        return polish(self.layers, target, x)
+        return polish(self.layers, target, x, self.budget)
 
 
 def float32_inside(x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
@@ -118,9 +120,11 @@ def _attack(run: _Run) -> Counterexample | None:
     if run.options.attack_samples <= 0:
         return None
     disjuncts = list(run.prop.disjuncts)
-    proposals = attack.candidates(run.layers, disjuncts, samples=run.options.attack_samples, seed=run.options.seed)
+    proposals = attack.candidates(
+        run.layers, disjuncts, samples=run.options.attack_samples, seed=run.options.seed, budget=run.budget
+    )
     if not proposals:
-        proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed)
+        proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed, budget=run.budget)
     for x in proposals:
         box = next(d for d in run.prop.disjuncts if d.contains_input(x[None, :])[0])
         cex = run.replay(x, box.lb, box.ub)
@@ -217,6 +221,13 @@ def verify(
 ) -> Result:
     """Decide whether ``network`` violates ``prop`` (sat) or provably satisfies it (unsat).
 
+    The run happens in a worker thread; ``verify()`` waits for it until the budget's deadline plus
+    ``OVERRUN_GRACE_S``, and answers ``timeout`` itself if it has not finished by then (the worker is abandoned
+    and stops at its next look at the budget). Every phase looks at the budget (``BudgetExpired`` becomes a
+    ``timeout`` verdict) and estimates its large allocations against ``Options.memory_limit()``
+    (``ResourceLimitError`` becomes ``unknown`` with a note naming the phase and the size). Limit: a native call
+    that holds Python's GIL (reading the ONNX file's protobuf) delays this answer until it returns.
+
     Args:
         network: An ONNX file path or a ``Graph`` from ``load_network``.
         prop: A VNN-LIB file path or a ``Property`` from ``load_property``.
@@ -227,18 +238,94 @@ def verify(
     """
     options = options or Options()
     started = time.monotonic()
-    budget = Budget(started + options.timeout_s)
-    graph = network if isinstance(network, Graph) else load_network(network)
+    budget = Budget(started + options.timeout_s, options.memory_limit())
+    progress = _Progress()
+    outcome: list[Result | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(_verify(network, prop, options, budget, progress))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work, name="nnverify-verify", daemon=True)
+    worker.start()
+    try:
+        worker.join(None if math.isinf(budget.deadline) else budget.remaining() + OVERRUN_GRACE_S)
+    except BaseException:  # Ctrl-C while waiting: the worker is left behind
+        _ABANDONED.append(worker)
+        raise
+    if not outcome:
+        _ABANDONED.append(worker)
+        note = f"the budget ran out while {progress.phase}; that work was abandoned"
+        return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, note, {"phase": progress.phase})
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+#: Seconds ``verify()`` waits past the deadline for the run to answer before it answers ``timeout`` itself.
+OVERRUN_GRACE_S = 0.3
+#: Worker threads ``verify()`` stopped waiting for (still running: the program leaves by ``os._exit``).
+_ABANDONED: list[threading.Thread] = []
+
+
+def abandoned_runs() -> bool:
+    """True if a ``verify()`` run was abandoned at its deadline and its thread still runs."""
+    return any(thread.is_alive() for thread in _ABANDONED)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """The phase the worker is in (named in the note of a run ``verify()`` had to abandon)."""
+
+    phase: str = "starting"
+
+
+def _verify(
+    network: str | os.PathLike[str] | Graph,
+    prop: str | os.PathLike[str] | Property,
+    options: Options,
+    budget: Budget,
+    progress: _Progress,
+) -> Result:
+    """The run inside ``verify()``'s worker: the phases, with budget and memory errors turned into verdicts."""
+    started = time.monotonic()
+    try:
+        return _phases(network, prop, options, budget, progress)
+    except BudgetExpired as exc:
+        return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, str(exc), {"phase": exc.phase})
+    except ResourceLimitError as exc:
+        return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, str(exc), {"phase": exc.phase})
+    except MemoryError:
+        note = f"out of memory while {progress.phase} (--memory-limit: a smaller cap makes estimates refuse first)"
+        return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, note, {"phase": progress.phase})
+
+
+def _phases(
+    network: str | os.PathLike[str] | Graph,
+    prop: str | os.PathLike[str] | Property,
+    options: Options,
+    budget: Budget,
+    progress: _Progress,
+) -> Result:
+    started = time.monotonic()
+    progress.phase = "loading the network"
+    graph = network if isinstance(network, Graph) else load_network(network, budget)
     if not isinstance(prop, Property):
-        prop = load_property(prop, graph.n_inputs, graph.n_outputs)
+        progress.phase = "parsing the property"
+        prop = load_property(prop, graph.n_inputs, graph.n_outputs, budget)
     _check_sizes(graph, prop)
     backend = get_backend(options.backend, options)  # fail early on an unavailable backend
-    layers = to_layers(graph, merge=not backend.exact)
+    progress.phase = "building the analysis view"
+    layers = to_layers(graph, merge=not backend.exact, budget=budget)
+    progress.phase = "starting onnxruntime"
     run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started)
     run.stats["load_s"] = round(time.monotonic() - started, 4)
     if not prop.disjuncts:
         run.notes.append("the property's input region is empty")
         return run.result(Verdict.UNSAT, "spec")
+    progress.phase = "searching for a counterexample"
     phase = time.monotonic()
     cex = _attack(run)
     run.stats["attack_s"] = round(time.monotonic() - phase, 4)
@@ -246,6 +333,7 @@ def verify(
         return run.result(Verdict.SAT, "attack", cex)
     if budget.expired():
         return run.result(Verdict.TIMEOUT, "attack")
+    progress.phase = "deciding the property"
     phase = time.monotonic()
     result = _decide(run)
     run.stats["search_s"] = round(time.monotonic() - phase, 4)

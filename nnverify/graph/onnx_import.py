@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import numpy_helper
 from onnx.external_data_helper import load_external_data_for_model
 
+from nnverify.budget import Budget
 from nnverify.errors import InputFileError, ModelError, UnsupportedOpsError
 from nnverify.graph.core import Graph
 from nnverify.graph.model_checks import check_external_data, check_model, one_line, uses_external_data
@@ -31,13 +32,16 @@ log = logging.getLogger(__name__)
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 #: Errors an op's ``eval`` raises on inconsistent shapes or parameters (reported as a ModelError).
 _EVAL_ERRORS = (ValueError, IndexError, TypeError, KeyError, ArithmeticError)
+_PHASE = "loading the network"
 
 
-def load_network(path: str | os.PathLike[str]) -> Graph:
+def load_network(path: str | os.PathLike[str], budget: Budget | None = None) -> Graph:
     """Load an ONNX model with one input and one output as a ``Graph``.
 
     Args:
         path: The ``.onnx`` file.
+        budget: The run's deadline and memory cap, looked at per initializer and per node (``BudgetExpired``,
+            ``ResourceLimitError``); None: no limit. Reading the file itself (protobuf) is one native call.
 
     Returns:
         The graph: non-constant nodes in topological order, folded constants, input and output shapes.
@@ -49,7 +53,7 @@ def load_network(path: str | os.PathLike[str]) -> Graph:
             the message lists all of them.
     """
     model = _read_model(path)
-    return _Importer(str(path), model).run()
+    return _Importer(str(path), model, budget or Budget.unlimited()).run()
 
 
 def _read_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -174,6 +178,7 @@ class _Importer:
 
     path: str
     model: onnx.ModelProto
+    budget: Budget
     values: dict[str, np.ndarray] = field(default_factory=dict)  # batch-1 value of every known tensor
     constant: set[str] = field(default_factory=set)
     unknown: set[str] = field(default_factory=set)  # outputs of unsupported nodes (and what follows them)
@@ -184,15 +189,18 @@ class _Importer:
         """Import the model (see ``load_network``)."""
         graph = self.model.graph
         for tensor in graph.initializer:
+            self.budget.check(_PHASE)
             self.values[tensor.name] = _as_array(tensor)[None, ...]
             self.constant.add(tensor.name)
         input_name, input_shape = self._input()
         output_name = self._output()
+        self.budget.check_alloc(8.0 * np.prod(input_shape, dtype=float), "allocating the network's input")
         self.values[input_name] = np.zeros((1, *input_shape))
         opset = _opset(self.model)
         needed = self._needed_nodes(output_name)
         consumed = {name for index in needed for name in graph.node[index].input} | {output_name}
         for index in needed:
+            self.budget.check(_PHASE)
             self._visit(graph.node[index], index, opset, consumed)
         if self.problems:
             raise UnsupportedOpsError(unsupported_message(self.path, self.problems))

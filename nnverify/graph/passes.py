@@ -12,13 +12,14 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
 from nnverify.graph.ops.base import REGISTRY, Node
 
 
-def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
+def to_layers(graph: Graph, *, merge: bool = True, budget: Budget | None = None) -> LayerGraph:
     """The analysis view of ``graph``: flat affine layers and activations, float64, affine chains merged.
 
     ``merge=False`` composes two layers only when float64 computes the composition exactly (one of them
@@ -26,8 +27,13 @@ def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
     model's own number. Exact backends use that view: a general composition multiplies weights in float64,
     which rounds.
 
+    ``budget`` (None: no limit) is looked at while the dense matrices are read off, and each must fit its
+    memory cap.
+
     Raises:
         ModelError: A node is neither affine nor an activation the analysis understands.
+        BudgetExpired: The deadline passed while building the view.
+        ResourceLimitError: A layer's dense matrix would not fit the memory cap.
     """
     shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
     layers: list[Layer] = [InputLayer(size=graph.n_inputs, name=graph.input_name)]
@@ -36,7 +42,7 @@ def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
         op = REGISTRY[node.op_type]
         layer: Layer
         if op.affine:
-            affine = _affine_layer(graph, node, shapes, layer_of)
+            affine = _affine_layer(graph, node, shapes, layer_of, budget or Budget.unlimited())
             if _is_identity(affine, layers):
                 layer_of[node.outputs[0]] = affine.sources[0]
                 continue
@@ -53,12 +59,16 @@ def to_layers(graph: Graph, *, merge: bool = True) -> LayerGraph:
 
 #: Unit vectors evaluated at once when reading off a weight matrix (bounds the temporary memory).
 _BLOCK = 512
+#: Multiply-adds a block of unit vectors may cost through a dense op (so the budget is looked at often).
+_BLOCK_FLOPS = 2**32
 
 
 def _affine_layer(
-    graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], layer_of: dict[str, int]
+    graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], layer_of: dict[str, int], budget: Budget
 ) -> AffineLayer:
-    """The node as ``y = sum_k W_k x_k + b``, read off its ``eval`` at zero and at unit vectors."""
+    """The node as ``y = sum_k W_k x_k + b``, read off its ``eval`` at zero and at unit vectors (a block of
+    ``_BLOCK`` or fewer at a time, looking at ``budget`` before each block; the matrix must fit its memory
+    cap)."""
     op = REGISTRY[node.op_type]
     variables = list(dict.fromkeys(name for name in node.inputs if name and name not in graph.constants))
     out_size = math.prod(shapes[node.outputs[0]])
@@ -77,9 +87,14 @@ def _affine_layer(
     weights: dict[int, np.ndarray] = {}
     for name in variables:  # a tensor read twice (x + x) is set in both places at once
         size = math.prod(shapes[name])
+        # at most _BLOCK_FLOPS multiply-adds per block for a dense op: a block takes about a second at most
+        block = max(1, min(_BLOCK, size, _BLOCK_FLOPS // max(1, size * out_size)))
+        phase = f"building the analysis view (a dense {out_size:,} x {size:,} matrix for node '{node.name}')"
+        budget.check_alloc(8.0 * (out_size * size + 3 * block * (size + out_size)), phase)
         weight = np.empty((out_size, size))
-        for start in range(0, size, _BLOCK):
-            count = min(_BLOCK, size - start)
+        for start in range(0, size, block):
+            budget.check(phase)
+            count = min(block, size - start)
             units = np.zeros((count, size))
             units[np.arange(count), start + np.arange(count)] = 1.0
             weight[:, start : start + count] = (evaluate(zeros | {name: units.reshape(count, *shapes[name])}) - bias).T

@@ -14,7 +14,7 @@ from nnverify.backends.base import Backend, BackendResult, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, backward_rows_lower, crown_bounds
 from nnverify.bounds.interval import Bounds, interval_bounds, rows_lower_bound
 from nnverify.bounds.symbolic import symbolic_bounds
-from nnverify.budget import Budget
+from nnverify.budget import Budget, BudgetExpired
 from nnverify.encode.network import encode_query
 from nnverify.graph.layers import LayerGraph
 from nnverify.options import Options
@@ -22,6 +22,7 @@ from nnverify.spec.property import Disjunct
 
 #: Seconds kept back from a solver call so the whole run stays inside its budget.
 SOLVER_RESERVE_S = 0.25
+_BOUNDING = "bounding the input box"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +89,22 @@ class BoxQuery:
 
 
 def bound_box(
-    graph: LayerGraph, lb: np.ndarray, ub: np.ndarray, disjuncts: list[Disjunct], options: Options
+    graph: LayerGraph,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    disjuncts: list[Disjunct],
+    options: Options,
+    budget: Budget | None = None,
 ) -> BoxQuery:
     """Interval, symbolic and back-substitution bounds on the box (intersected); the disjuncts they cannot
-    rule out."""
+    rule out. ``budget`` is looked at between the passes (``BudgetExpired``)."""
+    budget = budget or Budget.unlimited()
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    budget.check(_BOUNDING)
     bounds = interval_bounds(graph, lb, ub, **margins)
+    budget.check(_BOUNDING)
     sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
+    budget.check(_BOUNDING)
     tight = crown_bounds(
         graph,
         [np.maximum(a, b) for a, b in zip(bounds.lb, sym.lb, strict=True)],
@@ -103,6 +113,7 @@ def bound_box(
     )
     live = []
     for d in live_disjuncts(disjuncts, Bounds(tight.lb, tight.ub), 0, graph.output, options):
+        budget.check(_BOUNDING)
         lower, _ = backward_rows_lower(graph, tight.lb, tight.ub, d.a_x, d.a_y, d.b, rules=SLOPE_RULES, **margins)
         if not np.any(lower[0] > 0.0):
             live.append(d)
@@ -119,7 +130,10 @@ def decide_box(
     options: Options,
 ) -> BoxOutcome:
     """``bound_box``, then one exact call on what is left."""
-    query = bound_box(graph, lb, ub, disjuncts, options)
+    try:
+        query = bound_box(graph, lb, ub, disjuncts, options, budget)
+    except BudgetExpired as exc:
+        return BoxOutcome(SolveStatus.TIMEOUT, note=str(exc))
     if not query.live:
         return BoxOutcome(SolveStatus.INFEASIBLE, note="bounds")
     return solve_box(graph, query.lbs, query.ubs, query.live, backend, budget)

@@ -12,18 +12,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.spec.property import Disjunct
 
+#: The polishing LP gets at most this many seconds (less when less of the run's budget is left).
+POLISH_MAX_S = 5.0
+#: Below this many seconds left of the budget the candidate is replayed as it is.
+POLISH_MIN_S = 0.05
 
-def _region(graph: LayerGraph, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None:
+
+def _region(
+    graph: LayerGraph, x: np.ndarray, budget: Budget
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None:
     """Per layer, the affine map ``value = M x + c`` on the candidate's linear region, and the phase signs."""
+    # the maps (layer size x inputs, for every layer) and the LP's dense rows: about twice that
+    budget.check_alloc(16.0 * sum(layer.size for layer in graph.layers) * (x.shape[0] + 1), "polishing a candidate")
     values = graph.eval_all(x[None, :])
     maps: list[np.ndarray] = []
     consts: list[np.ndarray] = []
     phases: list[np.ndarray] = []
     for k, layer in enumerate(graph.layers):
+        budget.check("polishing a candidate")
         if isinstance(layer, AffineLayer):
             m = sum(w @ maps[s] for s, w in zip(layer.sources, layer.weights, strict=True))
             c = layer.bias + sum(w @ consts[s] for s, w in zip(layer.sources, layer.weights, strict=True))
@@ -42,14 +53,22 @@ def _region(graph: LayerGraph, x: np.ndarray) -> tuple[list[np.ndarray], list[np
     return maps, consts, phases
 
 
-def polish(graph: LayerGraph, disjunct: Disjunct, x: np.ndarray) -> np.ndarray:
+def polish(graph: LayerGraph, disjunct: Disjunct, x: np.ndarray, budget: Budget | None = None) -> np.ndarray:
     """A point of ``x``'s linear region inside the disjunct's box maximising its smallest row margin.
 
-    Returns ``x`` itself when there is nothing to gain or the LP cannot be solved.
+    Returns ``x`` itself when there is nothing to gain, the LP cannot be solved, too little of ``budget`` is
+    left, or the region's dense maps would not fit its memory cap. The LP's time limit is what is left of
+    ``budget`` (at most ``POLISH_MAX_S``).
     """
     import highspy
 
-    region = _region(graph, x)
+    budget = budget or Budget.unlimited()
+    if budget.remaining() < POLISH_MIN_S:
+        return x
+    try:
+        region = _region(graph, x, budget)
+    except (BudgetExpired, ResourceLimitError):
+        return x
     if region is None or disjunct.n_rows == 0:
         return x
     maps, consts, _ = region
@@ -77,7 +96,10 @@ def polish(graph: LayerGraph, disjunct: Disjunct, x: np.ndarray) -> np.ndarray:
     a = np.vstack(rows)
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("time_limit", 5.0)
+    time_limit = min(POLISH_MAX_S, budget.remaining())
+    if time_limit < POLISH_MIN_S:
+        return x
+    highs.setOptionValue("time_limit", time_limit)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n + 1, a.shape[0]
     lp.col_cost_ = np.r_[np.zeros(n), -1.0]

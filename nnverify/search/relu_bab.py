@@ -43,7 +43,7 @@ from nnverify.bounds.optimized import (
 )
 from nnverify.bounds.propagate import propagate
 from nnverify.bounds.refine import RefineStats, refinable_layers, refine_bounds
-from nnverify.budget import Budget
+from nnverify.budget import Budget, BudgetExpired
 from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.options import Options
 from nnverify.search.bab import SearchOutcome, SearchStats, replay_best, settle_leaf
@@ -474,7 +474,10 @@ def relu_split_search(
     ``search_threads`` threads, raced against MILP refinement and one MILP of the box when the backend can be
     cancelled (and ``race_milp``; the refinement only with ``refine``, solving ``refine_workers`` bounds at a
     time)."""
-    query = bound_box(graph, lb, ub, disjuncts, options)
+    try:
+        query = bound_box(graph, lb, ub, disjuncts, options, budget)
+    except BudgetExpired as exc:
+        return SearchOutcome(SolveStatus.TIMEOUT, note=str(exc))
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
+from nnverify.budget import CHECK_EVERY, Budget
 from nnverify.errors import InputFileError, SourceError
 
 #: Deepest accepted parenthesis nesting; callers may walk the tree recursively up to this depth.
@@ -104,8 +105,9 @@ def parse_var_name(text: str) -> tuple[int, int] | None:
     return (0 if m[1] == "X" else 1), int(m[2])
 
 
-def read_sexprs(src: Source) -> list[Node]:
-    """Parse every top-level expression of ``src.text``.
+def read_sexprs(src: Source, budget: Budget | None = None) -> list[Node]:
+    """Parse every top-level expression of ``src.text``; ``BudgetExpired`` once ``budget`` runs out (looked at
+    every ``16 * CHECK_EVERY`` characters).
 
     Raises:
         SourceError: (of ``src.error_cls``) on unbalanced parentheses or nesting deeper than ``MAX_DEPTH``.
@@ -113,7 +115,11 @@ def read_sexprs(src: Source) -> list[Node]:
     top: list[Node] = []
     stack: list[tuple[int, list[Node]]] = []  # (offset of '(', items so far)
     items = top
+    next_check = 0  # text offset at which to look at the budget again
     for m in _TOKEN_RE.finditer(src.text, 1 if src.text.startswith(_BOM) else 0):
+        if budget is not None and m.start() >= next_check:
+            budget.check("reading the property")
+            next_check = m.start() + 16 * CHECK_EVERY
         token = m.group()
         if token == "(":
             if len(stack) >= MAX_DEPTH:

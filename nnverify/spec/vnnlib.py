@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nnverify.budget import CHECK_EVERY, Budget
 from nnverify.errors import PropertyError
 from nnverify.spec import sexpr
 from nnverify.spec.property import Disjunct, Property
@@ -32,6 +33,7 @@ _COMPARISONS = frozenset({"<=", ">=", "<", ">", "="})
 _IGNORED = frozenset({"set-logic", "set-info", "set-option", "check-sat", "get-model", "exit"})
 _FORMULA = "a formula (and, or, <=, >=, <, >, =)"
 _TERM = "a term (number, variable, +, -, *, /)"
+_PHASE = "parsing the property"
 
 Var = tuple[int, int]  # (0 for X / 1 for Y, index)
 
@@ -73,8 +75,9 @@ def _var_range(kind: int, count: int) -> str:
 class _Parser:
     """One parse of one text; holds the declarations and the network sizes to check against."""
 
-    def __init__(self, src: Source, n_inputs: int | None, n_outputs: int | None) -> None:
+    def __init__(self, src: Source, n_inputs: int | None, n_outputs: int | None, budget: Budget) -> None:
         self.src = src
+        self.budget = budget
         self.network = (n_inputs, n_outputs)
         self.declared: dict[Var, int] = {}
         self.first_assert: int | None = None
@@ -82,7 +85,9 @@ class _Parser:
 
     def parse(self) -> Property:
         asserts: list[tuple[int, Dnf]] = []
-        for node in sexpr.read_sexprs(self.src):
+        for count, node in enumerate(sexpr.read_sexprs(self.src, self.budget)):
+            if not count % CHECK_EVERY:
+                self.budget.check(_PHASE)
             head, args = self._head(node, "a command like (declare-const X_0 Real) or (assert …)")
             if head.text == "declare-const":
                 self._declare(node, args)
@@ -96,7 +101,7 @@ class _Parser:
                 raise self.src.error(f"expected 'declare-const' or 'assert', found {describe(head)}", head.offset)
         n, m = self._counts()
         common, alternatives = self._top_level(asserts)
-        builder = _Builder(n, m, self.src, self.first_assert or 0)
+        builder = _Builder(n, m, self.src, self.first_assert or 0, self.budget)
         return Property(n, m, builder.disjuncts(common, alternatives), self.src.path)
 
     def _head(self, node: Node, expected: str) -> tuple[Atom, tuple[Node, ...]]:
@@ -193,6 +198,7 @@ class _Parser:
                 multi.append(part)
         result: Dnf = [tuple(common)]
         for part in multi:
+            self.budget.check(_PHASE)
             width = max(map(len, result)) + max(map(len, part))
             self._check_size(len(result) * len(part), offset, width)
             result = [r + c for r in result for c in part]
@@ -213,7 +219,9 @@ class _Parser:
         """The conjunction of all asserts as (constraints shared by all disjuncts, per-disjunct extras)."""
         common: list[_Constraint] = []
         multi: list[tuple[int, Dnf]] = []
-        for offset, dnf in asserts:
+        for count, (offset, dnf) in enumerate(asserts):
+            if not count % CHECK_EVERY:
+                self.budget.check(_PHASE)
             if not dnf:
                 return (), []
             if len(dnf) == 1:
@@ -315,8 +323,8 @@ def _divide_outward(b: float, a: float, up: bool) -> float:
 class _Builder:
     """Turns (shared constraints, per-disjunct extras) into ``Disjunct`` arrays."""
 
-    def __init__(self, n: int, m: int, src: Source, anchor: int) -> None:
-        self.n, self.m, self.src, self.anchor = n, m, src, anchor
+    def __init__(self, n: int, m: int, src: Source, anchor: int, budget: Budget) -> None:
+        self.n, self.m, self.src, self.anchor, self.budget = n, m, src, anchor, budget
 
     def disjuncts(self, common: Conj, alternatives: Dnf) -> tuple[Disjunct, ...]:
         lb, ub = np.full(self.n, -np.inf), np.full(self.n, np.inf)
@@ -330,8 +338,11 @@ class _Builder:
                 f"the normal form would store {numbers:,} numbers; at most {MAX_NUMBERS:,} are supported",
                 self.anchor,
             )
+        self.budget.check_alloc(8 * numbers, "building the property's normal form")
         out = []
-        for alt in alternatives:
+        for count, alt in enumerate(alternatives):
+            if not count % 64:
+                self.budget.check(_PHASE)
             d_lb, d_ub, d_rows = lb.copy(), ub.copy(), list(rows)
             if self._apply(alt, d_lb, d_ub, d_rows) and not np.any(d_lb > d_ub):
                 self._check_bounded(d_lb, d_ub)
@@ -343,10 +354,11 @@ class _Builder:
         """True if the constraint becomes a row (it is neither constant nor a bound on one input)."""
         return len(c.coefs) > 1 or (len(c.coefs) == 1 and next(iter(c.coefs))[0] != 0)
 
-    @staticmethod
-    def _apply(conj: Conj, lb: np.ndarray, ub: np.ndarray, rows: list[_Constraint]) -> bool:
+    def _apply(self, conj: Conj, lb: np.ndarray, ub: np.ndarray, rows: list[_Constraint]) -> bool:
         """Intersect single-input constraints into the box, collect the rest; False if trivially false."""
-        for c in conj:
+        for count, c in enumerate(conj):
+            if not count % CHECK_EVERY:
+                self.budget.check(_PHASE)
             if not c.coefs:
                 if c.b < 0.0:
                     return False
@@ -378,7 +390,11 @@ class _Builder:
 
 
 def parse_vnnlib(
-    text: str, path: str = "<string>", n_inputs: int | None = None, n_outputs: int | None = None
+    text: str,
+    path: str = "<string>",
+    n_inputs: int | None = None,
+    n_outputs: int | None = None,
+    budget: Budget | None = None,
 ) -> Property:
     """Parse VNN-LIB text into its normal form.
 
@@ -387,6 +403,7 @@ def parse_vnnlib(
         path: Name used in error messages and stored in ``Property.path``.
         n_inputs: The network's input count, if known: declarations and uses are checked against it.
         n_outputs: The network's output count, if known.
+        budget: The run's deadline and memory cap (``BudgetExpired``, ``ResourceLimitError``); None: no limit.
 
     Returns:
         The unsafe set as a ``Property`` (empty-box disjuncts dropped; strict comparisons read as non-strict).
@@ -394,14 +411,19 @@ def parse_vnnlib(
     Raises:
         PropertyError: At the ``line:col`` of the first problem.
     """
-    return _Parser(Source(text, path, PropertyError), n_inputs, n_outputs).parse()
+    return _Parser(Source(text, path, PropertyError), n_inputs, n_outputs, budget or Budget.unlimited()).parse()
 
 
-def load_property(path: str | os.PathLike[str], n_inputs: int | None = None, n_outputs: int | None = None) -> Property:
+def load_property(
+    path: str | os.PathLike[str],
+    n_inputs: int | None = None,
+    n_outputs: int | None = None,
+    budget: Budget | None = None,
+) -> Property:
     """Read and parse a VNN-LIB file (plain or gzip-compressed); see ``parse_vnnlib``.
 
     Raises:
         InputFileError: The file is missing or unreadable.
         PropertyError: The file is not a valid property for this network.
     """
-    return parse_vnnlib(sexpr.read_text(path, PropertyError), os.fspath(path), n_inputs, n_outputs)
+    return parse_vnnlib(sexpr.read_text(path, PropertyError), os.fspath(path), n_inputs, n_outputs, budget)
