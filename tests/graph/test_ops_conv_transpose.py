@@ -33,6 +33,8 @@ CASES = {
     "group-dilation": case((1, 4, 3, 3), (4, 1, 2, 2), group=2, dilations=[2, 1]),
     "same-upper": case((1, 1, 3, 3), (1, 2, 3, 3), strides=[2, 2], auto_pad="SAME_UPPER"),
     "same-lower": case((1, 1, 3, 2), (1, 2, 2, 3), strides=[2, 2], auto_pad="SAME_LOWER"),
+    "output-shape-larger-than-full": case((1, 1, 3, 3), (1, 2, 2, 2), strides=[2, 2], output_shape=[7, 6]),
+    "same-upper-stride-above-kernel": case((1, 1, 3, 4), (1, 2, 2, 2), strides=[3, 3], auto_pad="SAME_UPPER"),
     "1d-valid": case((1, 3, 5), (3, 2, 3), strides=[2], auto_pad="VALID", opset=11),
     "batch-2": case((2, 2, 2, 2), (2, 3, 2, 2), strides=[2, 2]),
 }

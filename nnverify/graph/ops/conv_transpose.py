@@ -18,7 +18,8 @@ _AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
 def transpose_pads(node: Node, full: Sequence[int], in_sizes: Sequence[int], strides: Sequence[int]) -> list[int]:
-    """(begin, end) pads per spatial axis, flattened as ONNX writes them, cropped from the full output.
+    """(begin, end) pads per spatial axis, flattened as ONNX writes them, cropped from the full output (a
+    negative pad adds zeros, when ``output_shape`` is larger than the full output).
 
     Args:
         node: The ConvTranspose node (``auto_pad``, ``pads``, ``output_shape``).
@@ -33,9 +34,12 @@ def transpose_pads(node: Node, full: Sequence[int], in_sizes: Sequence[int], str
     if shape is None:
         return [0] * (2 * n) if auto_pad == "VALID" else [int(p) for p in node.attrs.get("pads", [0] * (2 * n))]
     totals = [size - int(out) for size, out in zip(full, list(shape)[-n:], strict=True)]
+    # a larger output_shape: zeros after the full output; SAME without output_shape never grows (as onnxruntime)
+    grow = [min(t, 0) if "output_shape" in node.attrs else 0 for t in totals]
+    totals = [max(t, 0) for t in totals]
     if auto_pad == "SAME_UPPER":
-        return [t // 2 for t in totals] + [t - t // 2 for t in totals]
-    return [t - t // 2 for t in totals] + [t // 2 for t in totals]
+        return [t // 2 for t in totals] + [t - t // 2 + g for t, g in zip(totals, grow, strict=True)]
+    return [t - t // 2 for t in totals] + [t // 2 + g for t, g in zip(totals, grow, strict=True)]
 
 
 @register
@@ -74,7 +78,9 @@ class ConvTranspose(Op):
             )
             out[(slice(None), slice(None), *index)] += part
         pads = transpose_pads(node, full, in_sizes, strides)
-        crop = tuple(slice(pads[i], full[i] - pads[i + nd]) for i in range(nd))
+        grow = [(max(-pads[i], 0), max(-pads[i + nd], 0)) for i in range(nd)]
+        out = np.pad(out, [(0, 0), (0, 0), *grow, (0, 0)])
+        crop = tuple(slice(max(pads[i], 0), out.shape[2 + i] - max(pads[i + nd], 0)) for i in range(nd))
         out = np.moveaxis(out[(slice(None), slice(None), *crop)], -1, 2)
         y = out.reshape(batch, n, groups * group_out, *out.shape[3:])
         if has_input(node, 2):
