@@ -518,3 +518,12 @@ def test_json_summary_has_no_nan() -> None:
     data = Result(Verdict.UNKNOWN, stats={"refine_s": float("nan"), "boxes": 3, "bound": float("inf")}).to_json()
     text = json.dumps(data, allow_nan=False)
     assert json.loads(text)["stats"] == {"refine_s": None, "boxes": 3, "bound": None}
+
+
+def test_negative_batchnorm_variance_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: ``sqrt(var + eps)`` of a negative variance was NaN deep in the search."""
+    model = nano_model()
+    for name, value in (("scale", 1.0), ("bias", 0.0), ("mean", 0.0), ("var", -1e30)):
+        model.graph.initializer.append(numpy_helper.from_array(np.array([value], dtype=np.float32), name))
+    model.graph.node[1].CopyFrom(helper.make_node("BatchNormalization", ["Z", "scale", "bias", "mean", "var"], ["Y"]))
+    assert "variance + epsilon <= 0" in load_error(model, tmp_path)

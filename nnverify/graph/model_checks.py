@@ -69,6 +69,7 @@ def check_model(path: str, model: onnx.ModelProto) -> None:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, set()).add(node.op_type)
+    _check_batchnorm_variances(path, model)
     for label, name, tensor in _constant_tensors(model):
         users = consumers.get(name, set())
         # unused tensors are decoded too (the importer reads every initializer), but their values do not matter
@@ -117,6 +118,26 @@ def _check_input(path: str, model: onnx.ModelProto) -> None:
             f"{path}: input '{value.name}' declares shape {tuple(dims)}: {size} values, "
             f"{_bytes(size * 8)} per copy as float64; nnverify handles at most {MAX_INPUT_VALUES} input values"
         )
+
+
+def _check_batchnorm_variances(path: str, model: onnx.ModelProto) -> None:
+    """A BatchNormalization's constant variance plus epsilon must be positive (its square root divides)."""
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.input) < 5 or node.input[4] not in initializers:
+            continue
+        epsilon = next((attr.f for attr in node.attribute if attr.name == "epsilon"), 1e-5)
+        try:
+            var = numpy_helper.to_array(initializers[node.input[4]]).astype(np.float64)
+        except (ValueError, TypeError, IndexError, OverflowError):
+            continue  # reported as an unreadable initializer
+        with np.errstate(invalid="ignore"):
+            bad = ~(var + epsilon > 0)
+        if np.any(bad):
+            raise ModelError(
+                f"{path}: BatchNormalization '{node.name}' has {int(np.count_nonzero(bad))} variance value(s) "
+                f"with variance + epsilon <= 0 (first: {float(var[bad].flat[0])!r}); expected positive variances"
+            )
 
 
 def _constant_tensors(model: onnx.ModelProto) -> Iterator[tuple[str, str, TensorProto]]:
