@@ -10,7 +10,7 @@ import pytest
 from onnx import helper
 from onnx_nets import SaveNet, check_net
 
-from nnverify.errors import UnsupportedOpsError
+from nnverify.errors import ModelError, UnsupportedOpsError
 from nnverify.graph.onnx_import import load_network
 
 RNG = np.random.default_rng(3)
@@ -85,3 +85,12 @@ def test_bad_mode_and_variable_pads_are_reported(save_net: SaveNet) -> None:
     )
     assert "Cast    1 node   'Cast_2': cast of a variable tensor to INT64 is not affine" in message
     assert "Expand  1 node   'ex': input 1 of Expand must be a constant, found a variable tensor" in message
+
+
+def test_reflect_pads_as_large_as_the_axis_are_rejected(save_net: SaveNet) -> None:
+    """onnxruntime refuses them (numpy would reflect repeatedly)."""
+    path = save_net([node("Pad", ["x", "p"], name="r", mode="reflect")], (2, 4), {"p": ints(0, 4, 0, 0)})
+    with pytest.raises(
+        ModelError, match=r"'r' \(Pad\) cannot be evaluated: reflect pads \[0, 4, 0, 0\] must be smaller"
+    ):
+        load_network(path)

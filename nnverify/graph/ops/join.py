@@ -68,6 +68,8 @@ class Pad(Op):
         x = x[(slice(None), *(slice(max(-b, 0), x.shape[i + 1] - max(-e, 0)) for i, (b, e) in enumerate(pairs)))]
         widths = [(0, 0)] + [(max(b, 0), max(e, 0)) for b, e in pairs]
         mode: Any = _PAD_MODES[node.attrs.get("mode", "constant")]
+        if mode == "reflect" and any(max(w) >= size for w, size in zip(widths[1:], x.shape[1:], strict=True)):
+            raise ValueError(f"reflect pads {begin + end} must be smaller than the axes {x.shape[1:]}")
         if mode == "constant":
             return np.pad(x, widths, mode="constant", constant_values=value)
         return np.pad(x, widths, mode=mode)
