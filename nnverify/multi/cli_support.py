@@ -103,7 +103,7 @@ def run_program(
         program = translate(sexpr.read_text(program_file, PropertyError), program_file, files, values, names)
         if emit:
             Path(emit).write_text(to_vnnlib2(program.query), encoding="utf-8")
-        result = decide_query(program.query, program_files(program, files), options)
+        result = decide_query(program.query, program_files(program, files), options, None, program.failed_check)
     except NnverifyError as exc:
         fail_with(exc)
         return

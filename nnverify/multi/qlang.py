@@ -15,6 +15,7 @@ import numpy as np
 from nnverify.errors import PropertyError
 from nnverify.multi.bind import dims_of, inferred_infos, read_model
 from nnverify.multi.qlang_lex import CMP, KEYWORDS, Dnf, Lin, Tok, add, constraint, lin, neg, sub, tokens
+from nnverify.multi.qlang_softmax import SoftmaxCheck, softmax_rows
 from nnverify.spec.sexpr import Source
 from nnverify.spec.vnnlib import MAX_DISJUNCTS
 from nnverify.spec.vnnlib2_types import Constraint, NetworkDecl, Query, Rel, Scalar, TensorVar, VarKind
@@ -39,6 +40,11 @@ class Program:
 
     query: Query
     returns: tuple[tuple[str, str], ...]
+    checks: tuple[SoftmaxCheck, ...] = ()
+
+    def failed_check(self, values: dict[str, np.ndarray]) -> str | None:
+        """The first softmax threshold a replayed assignment misses, else None."""
+        return next((c.text for c in self.checks if not c.holds(values)), None)
 
 
 def program_files(program: Program, files: dict[str, str]) -> dict[str, str]:
@@ -74,6 +80,7 @@ class _Translator:
         self.calls: dict[tuple[str, str], _Call] = {}
         self.common: list[Constraint] = []
         self.multi: list[Dnf] = []
+        self.checks: list[SoftmaxCheck] = []
 
     # -- tokens -------------------------------------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Tok:
@@ -143,7 +150,7 @@ class _Translator:
         for var in self.finds.values():
             if var.name not in self.owner:
                 raise self.src.error(f"'{var.name}' is not the input of any network", var.offset)
-        return Program(self._query(), tuple(returns))
+        return Program(self._query(), tuple(returns), tuple(self.checks))
 
     def _find(self) -> None:
         tok = self.name("a variable name")
@@ -174,10 +181,30 @@ class _Translator:
 
     # -- constraints --------------------------------------------------------------------------------------------
     def _item(self) -> Dnf:
+        checks = len(self.checks)
         out = self._atom()
-        while self.accept("or"):
+        while self.peek().text == "or":
+            tok = self.take()
             out = out + self._atom()
+            if len(self.checks) > checks:
+                raise self.src.error("a softmax threshold N(x).p[k] cannot be part of an 'or'", tok.offset)
         return out
+
+    def _softmax(self) -> Dnf:
+        start = self.peek().offset
+        call = self._call()
+        self.expect(".")
+        self.expect("p")
+        k = self._index(call.output)
+        op = self.take()
+        if op.text not in ("<", "<=", ">", ">="):
+            raise self.src.error(f"expected <, <=, > or >= after N(x).p[k], found {op.text!r}", op.offset)
+        t = self.number()
+        if not 0 < t < 1 or call.output.size < 2:
+            raise self.src.error("expected a threshold strictly between 0 and 1 on a network of 2+ classes", op.offset)
+        text = self.src.text[start : self.peek().offset].strip()
+        self.checks.append(SoftmaxCheck(call.output.name, k, op.text, float(t), text))
+        return softmax_rows(call.output, k, op.text, t, op.offset)
 
     def _atom(self) -> Dnf:
         tok = self.peek()
@@ -185,6 +212,8 @@ class _Translator:
             return self._class()
         if tok.text == "linf":
             return self._linf()
+        if tok.text in self.files and self.peek(4).text == "." and self.peek(5).text == "p":
+            return self._softmax()
         if tok.kind == "name" and tok.text in self.finds:
             start = self.pos
             scalars = self._find_scalars()
@@ -364,7 +393,7 @@ class _Translator:
             return call.output
         tok = self.name("an ONNX tensor name")
         if tok.text == "p":
-            raise self.src.error("N(x).p (softmax) is not supported yet; compare the logits N(x)[k]", tok.offset)
+            raise self.src.error("N(x).p[k] (softmax) only as a threshold 'N(x).p[k] > t'", tok.offset)
         if tok.text not in call.hidden:
             info = inferred_infos(read_model(self.files[call.net])).get(tok.text)
             if info is None:

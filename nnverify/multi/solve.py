@@ -11,6 +11,7 @@ import dataclasses
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,14 @@ class _Context:
     options: Options
     deadline: float
     notes: list[str]
+    extra_check: Callable[[dict[str, np.ndarray]], str | None] | None = None
+
+    def failed(self, values: dict[str, np.ndarray]) -> bool:
+        """Whether the extra check rejects a replayed assignment (then noted)."""
+        missed = self.extra_check(values) if self.extra_check else None
+        if missed:
+            self.notes.append(f"a candidate met the logit margins but not {missed} (margins are necessary only)")
+        return bool(missed)
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -78,9 +87,17 @@ def verify_query(path: str | os.PathLike[str], files: dict[str, str], options: O
 
 
 def decide_query(
-    query: Query, files: dict[str, str], options: Options | None = None, started: float | None = None
+    query: Query,
+    files: dict[str, str],
+    options: Options | None = None,
+    started: float | None = None,
+    extra_check: Callable[[dict[str, np.ndarray]], str | None] | None = None,
 ) -> QueryResult:
-    """Decide a parsed query (``verify_query`` without the reading); the budget runs from ``started``."""
+    """Decide a parsed query (``verify_query`` without the reading); the budget runs from ``started``.
+
+    ``extra_check`` (the query language's softmax thresholds) sees every replayed assignment; what it names
+    (a condition the linear query only approximates) keeps the answer from being ``sat``.
+    """
     options = options or Options()
     started = time.monotonic() if started is None else started
     nets = bind(query, files)
@@ -93,7 +110,15 @@ def decide_query(
         model_path = str(Path(tmp) / "product.onnx")
         onnx.save(product.model, model_path)
         ctx = _Context(
-            query, nets, product, Runner(nets), model_path, options, started + options.timeout_s, list(relaxed.inexact)
+            query,
+            nets,
+            product,
+            Runner(nets),
+            model_path,
+            options,
+            started + options.timeout_s,
+            list(relaxed.inexact),
+            extra_check,
         )
         check_product(ctx.query, ctx.product, ctx.nets, ctx.runner, model_path, relaxed.prop)
         verdict, values, method = _decide(ctx)
@@ -155,6 +180,8 @@ def _decide(ctx: _Context) -> tuple[Verdict, dict[str, np.ndarray] | None, str]:
         return result.verdict, None, method
     check = replay(ctx.query, ctx.product, ctx.nets, ctx.runner, result.counterexample.x, ctx.options.violation_atol)
     if check.valid:
+        if ctx.failed(check.values):
+            return Verdict.UNKNOWN, None, method
         return Verdict.SAT, check.values, method
     if not check.tie:
         ctx.notes.append(f"the product's witness did not replay on the original models: {check.reason}")
@@ -165,7 +192,7 @@ def _decide(ctx: _Context) -> tuple[Verdict, dict[str, np.ndarray] | None, str]:
     tight = _run(ctx, 2.0 * ctx.options.violation_atol)
     if tight.verdict is Verdict.SAT and tight.counterexample is not None:
         check = replay(ctx.query, ctx.product, ctx.nets, ctx.runner, tight.counterexample.x, ctx.options.violation_atol)
-        if check.valid:
+        if check.valid and not ctx.failed(check.values):
             return Verdict.SAT, check.values, "product-strict+" + tight.method
     ctx.notes.append(
         f"no strict witness found with the strict comparisons tightened by {2.0 * ctx.options.violation_atol:g} "

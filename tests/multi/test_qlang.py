@@ -77,7 +77,7 @@ def test_emitted_vnnlib_reads_back_the_same(nets: dict[str, str]) -> None:
         ("find x[1,3] where F(y)[0] > 1", (1, 21), "expected a variable declared by find"),
         ("find x[1,3] where x[3] > 1, F(x)[0] > 0", (1, 20), "index 3 out of range"),
         ("find x[1,3] where F(x)[0] * G(x)[0] > 1", (1, 27), "non-linear product"),
-        ("find x[1,3] where F(x).p[0] > 0.5", (1, 24), "softmax"),
+        ("find x[1,3] where x[0] < F(x).p[0]", (1, 31), "softmax"),
         ("find x[1,3] where linf(x - img) < 1, F(x)[0] > 0", (1, 28), "unknown variable or constant 'img'"),
         ("find x[1,3], z[2] where x in [0, 1], F(x)[0] > 0", (1, 14), "'z' is not the input of any network"),
         ("find x[1,3] where F(x)[0] > 1 $", (1, 31), "unexpected character '$'"),
@@ -104,3 +104,66 @@ def test_cli_query(nets: dict[str, str], tmp_path: Path) -> None:
     program.write_text("find x[1,3]\nwhere class(K(x)) = 0\n")
     out = CliRunner().invoke(main, ["query", str(program), "--net", f"F={nets['F']}"])
     assert out.exit_code == 3 and out.stderr.startswith(f"Error: {program}:2:13: unknown network 'K'")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@pytest.fixture
+def binary(tmp_path: Path) -> str:
+    return random_mlp(tmp_path / "b.onnx", np.random.default_rng(5), [2, 6, 2])
+
+
+@pytest.mark.parametrize("t", [0.6, 0.9])
+def test_softmax_threshold_two_classes_is_exact(binary: str, t: float) -> None:
+    text = f"find x[1,2] where x in [-1, 1], N(x).p[1] > {t} return N(x)"
+    program = translate(text, "q.dl2", {"N": binary})
+    result = decide_query(program.query, {"N": binary}, Options(timeout_s=30), None, program.failed_check)
+    z = _eval_grid(binary)
+    reachable = bool((_softmax_rows(z)[:, 1] > t).any())
+    if reachable:
+        assert result.verdict is Verdict.SAT
+    if result.verdict is Verdict.SAT:
+        assert result.values is not None and _softmax(result.values["N__out"])[1] > t
+    else:
+        assert result.verdict is Verdict.UNSAT and not reachable
+
+
+def _eval_grid(path: str) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    g = np.linspace(-1, 1, 41, dtype=np.float32)
+    xs = np.array([[a, b] for a in g for b in g], dtype=np.float32)
+    return np.concatenate([session.run(None, {"x": x[None]})[0] for x in xs])
+
+
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_softmax_threshold_three_classes_is_replayed(nets: dict[str, str]) -> None:
+    text = "find x[1,3] where x in [-2, 2], F(x).p[2] >= 0.7 return F(x)"
+    program = translate(text, "q.dl2", nets)
+    result = decide_query(
+        program.query, program_files(program, nets), Options(timeout_s=30), None, program.failed_check
+    )
+    assert result.verdict in (Verdict.SAT, Verdict.UNSAT, Verdict.UNKNOWN)
+    if result.verdict is Verdict.SAT:
+        assert result.values is not None and _softmax(result.values["F__out"])[2] >= 0.7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("find x[1,3] where F(x).p[0] > 1.5", "strictly between 0 and 1"),
+        ("find x[1,3] where F(x)[0] > 0 or F(x).p[0] > 0.5", "cannot be part of an 'or'"),
+        ("find x[1,3] where F(x).p[0] = 0.5", "expected <, <=, > or >="),
+    ],
+)
+def test_softmax_errors(nets: dict[str, str], text: str, message: str) -> None:
+    with pytest.raises(PropertyError, match=message):
+        translate(text, "q.dl2", nets)
