@@ -9,7 +9,9 @@ Each phase test fails if that phase stopped looking at the budget: with a spent 
 from __future__ import annotations
 
 import itertools
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from nnverify.cli import main
 from nnverify.encode.problem import Problem
 from nnverify.graph import onnx_import, passes
 from nnverify.graph.onnx_import import load_network
+from nnverify.graph.ops.base import Node
 from nnverify.graph.passes import to_layers
 from nnverify.search import exact, polish
 from nnverify.spec import sexpr, vnnlib
@@ -85,7 +88,7 @@ def test_a_slow_tokenizer_stops_at_the_budget(monkeypatch: pytest.MonkeyPatch) -
     real = sexpr._TOKEN_RE
 
     class SlowTokens:
-        def finditer(self, text: str, *args: int):  # type: ignore[no-untyped-def]
+        def finditer(self, text: str, *args: int) -> Iterator[re.Match[str]]:
             for m in real.finditer(text, *args):
                 time.sleep(0.001)
                 yield m
@@ -167,7 +170,7 @@ def test_building_the_view_looks_at_the_budget_per_block(tmp_path: Path, monkeyp
     op = passes.REGISTRY["Gemm"]
     real = op.eval
 
-    def slow(node: object, *args: np.ndarray) -> np.ndarray:
+    def slow(node: Node, *args: np.ndarray) -> np.ndarray:
         time.sleep(0.02)
         return real(node, *args)
 
