@@ -15,6 +15,7 @@ import numpy as np
 from nnverify.errors import PropertyError
 from nnverify.multi.bind import dims_of, inferred_infos, read_model
 from nnverify.multi.qlang_lex import CMP, KEYWORDS, Dnf, Lin, Tok, add, constraint, lin, neg, sub, tokens
+from nnverify.multi.qlang_norms import NormCheck, Operand, norm_rows
 from nnverify.multi.qlang_softmax import SoftmaxCheck, softmax_rows
 from nnverify.spec.sexpr import Source
 from nnverify.spec.vnnlib import MAX_DISJUNCTS
@@ -40,7 +41,7 @@ class Program:
 
     query: Query
     returns: tuple[tuple[str, str], ...]
-    checks: tuple[SoftmaxCheck, ...] = ()
+    checks: tuple[SoftmaxCheck | NormCheck, ...] = ()
 
     def failed_check(self, values: dict[str, np.ndarray]) -> str | None:
         """The first softmax threshold a replayed assignment misses, else None."""
@@ -80,7 +81,7 @@ class _Translator:
         self.calls: dict[tuple[str, str], _Call] = {}
         self.common: list[Constraint] = []
         self.multi: list[Dnf] = []
-        self.checks: list[SoftmaxCheck] = []
+        self.checks: list[SoftmaxCheck | NormCheck] = []
 
     # -- tokens -------------------------------------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Tok:
@@ -187,7 +188,7 @@ class _Translator:
             tok = self.take()
             out = out + self._atom()
             if len(self.checks) > checks:
-                raise self.src.error("a softmax threshold N(x).p[k] cannot be part of an 'or'", tok.offset)
+                raise self.src.error("a softmax threshold or an inexact norm cannot be part of an 'or'", tok.offset)
         return out
 
     def _softmax(self) -> Dnf:
@@ -210,8 +211,8 @@ class _Translator:
         tok = self.peek()
         if tok.text == "class":
             return self._class()
-        if tok.text == "linf":
-            return self._linf()
+        if tok.text in ("linf", "l1", "l2"):
+            return self._norm()
         if tok.text in self.files and self.peek(4).text == "." and self.peek(5).text == "p":
             return self._softmax()
         if tok.kind == "name" and tok.text in self.finds:
@@ -271,36 +272,34 @@ class _Translator:
             return [(constraint(lin((y, label)), lin((y, j)), Rel.LT, op.offset),) for j in range(size) if j != label]
         return [tuple(rows)]
 
-    def _linf(self) -> Dnf:
-        """``linf(a - b) < eps`` (every element within eps: a conjunction) or ``> eps`` (some element: an or)."""
-        start = self.expect("linf")
+    def _norm(self) -> Dnf:
+        """``linf|l1|l2(a - b) OP eps`` (see ``qlang_norms.py`` for what is exact)."""
+        kind = self.take()
         self.expect("(")
-        a = self._tensor_operand()
-        self.expect("-", "'-' (linf takes a difference)")
-        b = self._tensor_operand()
+        a, a_op = self._tensor_operand()
+        self.expect("-", f"'-' ({kind.text} takes a difference)")
+        b, b_op = self._tensor_operand()
         self.expect(")")
         if len(a) != len(b):
-            raise self.src.error(f"linf of tensors of {len(a)} and {len(b)} elements", start.offset)
+            raise self.src.error(f"{kind.text} of tensors of {len(a)} and {len(b)} elements", kind.offset)
         op = self.take()
         if op.text not in ("<", "<=", ">", ">="):
-            raise self.src.error(f"expected <, <=, > or >= after linf(…), found {op.text!r}", op.offset)
+            raise self.src.error(f"expected <, <=, > or >= after {kind.text}(…), found {op.text!r}", op.offset)
         eps = self.number()
-        rel = Rel.LT if op.text in ("<", ">") else Rel.LE
-        diffs = [sub(x, y) for x, y in zip(a, b, strict=True)]
-        bound: Lin = ({}, eps)
-        sides = [side for d in diffs for side in (d, neg(d))]
-        if op.text in ("<", "<="):
-            return [tuple(constraint(side, bound, rel, op.offset) for side in sides)]
-        out: Dnf = [(constraint(bound, side, rel, op.offset),) for side in sides]
-        return out
+        rows, exact = norm_rows(kind.text, [sub(x, y) for x, y in zip(a, b, strict=True)], op.text, eps, op.offset)
+        if not exact:
+            text = self.src.text[kind.offset : self.peek().offset].strip()
+            self.checks.append(NormCheck(kind.text, a_op, b_op, op.text, float(eps), text))
+        return rows
 
-    def _tensor_operand(self) -> list[Lin]:
+    def _tensor_operand(self) -> tuple[list[Lin], Operand]:
         tok = self.name("a variable or constant name")
         if tok.text in self.finds:
             var = self.finds[tok.text]
-            return [lin((var.name, k)) for k in range(var.size)]
+            return [lin((var.name, k)) for k in range(var.size)], var.name
         if tok.text in self.consts:
-            return [({}, Fraction(float(v))) for v in self.consts[tok.text]]
+            values = self.consts[tok.text]
+            return [({}, Fraction(float(v))) for v in values], values
         raise self.src.error(f"unknown variable or constant '{tok.text}' (constants come from --const)", tok.offset)
 
     # -- terms --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ TOKEN_RE = re.compile(
     r"|(?P<op><=|>=|!=|==|[-+*()\[\],.=<>])|(?P<bad>.)"
 )
 CMP = {"<": Rel.LT, "<=": Rel.LE, ">": Rel.LT, ">=": Rel.LE, "=": Rel.EQ, "==": Rel.EQ}
-KEYWORDS = frozenset({"find", "where", "return", "in", "or", "class", "linf"})
+KEYWORDS = frozenset({"find", "where", "return", "in", "or", "class", "linf", "l1", "l2"})
 
 Lin = tuple[dict[Scalar, Fraction], Fraction]
 Dnf = list[tuple[Constraint, ...]]

@@ -68,7 +68,7 @@ class _Context:
         """Whether the extra check rejects a replayed assignment (then noted)."""
         missed = self.extra_check(values) if self.extra_check else None
         if missed:
-            self.notes.append(f"a candidate met the logit margins but not {missed} (margins are necessary only)")
+            self.notes.append(f"a candidate met the linear relaxation but not {missed} (it is necessary only)")
         return bool(missed)
 
     def remaining(self) -> float:

@@ -167,3 +167,37 @@ def test_softmax_threshold_three_classes_is_replayed(nets: dict[str, str]) -> No
 def test_softmax_errors(nets: dict[str, str], text: str, message: str) -> None:
     with pytest.raises(PropertyError, match=message):
         translate(text, "q.dl2", nets)
+
+
+def test_l1_ball_is_exact_on_few_elements(nets: dict[str, str]) -> None:
+    x0 = np.array([0.1, 0.2, -0.3])
+    program, result = _run("find x[1,3] where l1(x - x0) <= 0.5, F(x)[0] >= F(x)[1] return x", nets, x0=x0)
+    assert program.checks == ()  # 2^3 exact rows, nothing left to check on replay
+    assert len(program.query.common) >= 8
+    if result.verdict is Verdict.SAT:
+        assert result.values is not None and np.abs(result.values["x"] - x0).sum() <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1"])
+def test_relaxed_norm_never_gives_a_false_sat(tmp_path: Path, kind: str) -> None:
+    """Two elements forced 0.08 (l2) or 0.15 (l1, 12 elements) away: the true norm exceeds the bound, the box
+    relaxation does not see it; the candidate fails the norm check on replay: unknown, never sat."""
+    n, step, eps = (3, 0.08, 0.1) if kind == "l2" else (12, 0.15, 0.2)
+    net = random_mlp(tmp_path / "n.onnx", np.random.default_rng(2), [n, 4, 2])
+    x0 = np.zeros(n)
+    text = f"find x[1,{n}] where {kind}(x - x0) <= {eps}, x[0] >= {step}, x[1] >= {step}, N(x)[0] <= 100"
+    program = translate(text, "q.dl2", {"N": net}, {"x0": x0})
+    assert len(program.checks) == 1
+    result = decide_query(program.query, {"N": net}, Options(timeout_s=30), None, program.failed_check)
+    assert result.verdict is Verdict.UNKNOWN and kind in result.note
+
+
+def test_l2_outside_is_a_necessary_condition(nets: dict[str, str]) -> None:
+    x0 = np.zeros(3)
+    program, result = _run("find x[1,3] where x in [-1, 1], l2(x - x0) > 1.5, F(x)[0] <= 100 return x", nets, x0=x0)
+    result = decide_query(
+        program.query, program_files(program, nets), Options(timeout_s=30), None, program.failed_check
+    )
+    assert result.verdict in (Verdict.SAT, Verdict.UNKNOWN)
+    if result.verdict is Verdict.SAT:
+        assert result.values is not None and np.linalg.norm(result.values["x"]) > 1.5

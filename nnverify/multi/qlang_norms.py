@@ -1,0 +1,80 @@
+"""Norm constraints of the query language: ``linf``, ``l1`` and ``l2`` of a difference against a bound.
+
+``linf`` is exact (one row per element and side). ``l1`` is exact up to 8 elements (one row per sign vector);
+beyond, and for ``l2`` always, the rows are a necessary condition (the L∞ box of the ball for ``<``; some element
+above ``eps/n``, resp. ``eps/√n``, for ``>``): an ``unsat`` stands, and a ``sat`` candidate must pass the norm
+itself, computed in float64 from the replayed values (``NormCheck``), or the answer is ``unknown``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from nnverify.multi.qlang_lex import Dnf, Lin, constraint, neg
+from nnverify.spec.vnnlib2_types import Rel
+
+#: Largest difference whose L1 ball is written exactly (2^n rows).
+L1_EXACT_MAX = 8
+
+#: A norm operand: a find variable's name, or a constant tensor (flattened).
+Operand = str | np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class NormCheck:
+    """``norm(a - b) OP eps`` evaluated on a replayed assignment (float64)."""
+
+    kind: str
+    a: Operand
+    b: Operand
+    op: str
+    eps: float
+    text: str
+
+    def holds(self, values: dict[str, np.ndarray]) -> bool:
+        def value(x: Operand) -> np.ndarray:
+            return np.asarray(values[x] if isinstance(x, str) else x, dtype=np.float64).ravel()
+
+        d = value(self.a) - value(self.b)
+        norm = float({"linf": np.max(np.abs(d)), "l1": np.sum(np.abs(d)), "l2": np.sqrt(np.sum(d * d))}[self.kind])
+        return {"<": norm < self.eps, "<=": norm <= self.eps, ">": norm > self.eps, ">=": norm >= self.eps}[self.op]
+
+
+def _below(c: float) -> Fraction:
+    """An exact value at most ``c`` after the rounding of ``sqrt`` or a division (two ulps down)."""
+    return Fraction(math.nextafter(math.nextafter(c, -math.inf), -math.inf))
+
+
+def norm_rows(kind: str, diffs: list[Lin], op: str, eps: Fraction, offset: int) -> tuple[Dnf, bool]:
+    """The rows of ``norm(diffs) OP eps`` and whether they are exact (else a ``NormCheck`` must confirm)."""
+    rel = Rel.LT if op in ("<", ">") else Rel.LE
+    n = len(diffs)
+    inside = op in ("<", "<=")
+    sides = [side for d in diffs for side in (d, neg(d))]
+    if kind == "l1" and n <= L1_EXACT_MAX:
+        sums = []
+        for signs in itertools.product((1, -1), repeat=n):
+            coefs: dict = {}
+            const = Fraction(0)
+            for s, (d_coefs, d_const) in zip(signs, diffs, strict=True):
+                for v, c in d_coefs.items():
+                    coefs[v] = coefs.get(v, Fraction(0)) + s * c
+                const += s * d_const
+            sums.append((coefs, const))
+        if inside:  # the element bounds are implied by the ball; they give the search its input box
+            box = [constraint(side, ({}, eps), rel, offset) for side in sides]
+            return [tuple(box + [constraint(s, ({}, eps), rel, offset) for s in sums])], True
+        return [(constraint(({}, eps), s, rel, offset),) for s in sums], True
+    if inside or kind == "linf":
+        bound = eps
+    else:  # some element above eps/n (l1) or eps/sqrt(n) (l2): necessary for the norm to exceed eps
+        bound = _below(float(eps) / (n if kind == "l1" else math.sqrt(n))) if n > 1 else eps
+    exact = kind == "linf" or n == 1
+    if inside:
+        return [tuple(constraint(side, ({}, bound), rel, offset) for side in sides)], exact
+    return [(constraint(({}, bound), side, rel, offset),) for side in sides], exact
