@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.defs
-import onnx.external_data_helper
 from onnx import TensorProto, numpy_helper
 
 from nnverify.errors import ModelError
@@ -40,6 +39,8 @@ _INF_CONSUMERS = frozenset({"Clip", "Min", "Max", "Where", "Less", "Greater", "L
 #: Most input values (float64 each) a model may declare: 2**26 values = 512 MiB for one copy of the input,
 #: and the analysis keeps several. VNN-COMP's largest inputs have under 200,000 values.
 MAX_INPUT_VALUES = 2**26
+#: Values looked at per step when counting non-finite weights (bounds the temporary boolean arrays).
+_CHUNK = 2**22
 
 
 def one_line(text: object) -> str:
@@ -154,8 +155,8 @@ def _constant_tensors(model: onnx.ModelProto) -> Iterator[tuple[str, str, Tensor
 
 def _check_tensor(path: str, label: str, tensor: TensorProto, *, allow_inf: bool, check_values: bool) -> None:
     """Element type readable, stored size matching the dims, floats finite (NaN never, inf only as bounds);
-    the values are looked at only with ``check_values``."""
-    if tensor.data_type not in _READABLE_TYPES:
+    the element type and the values are looked at only with ``check_values`` (a tensor a node reads)."""
+    if check_values and tensor.data_type not in _READABLE_TYPES:
         raise ModelError(
             f"{path}: {label} has element type {type_name(tensor.data_type)}; "
             "nnverify reads float, integer and bool tensors"
@@ -165,15 +166,24 @@ def _check_tensor(path: str, label: str, tensor: TensorProto, *, allow_inf: bool
     values = _values(path, label, tensor)
     if not check_values or tensor.data_type not in _FLOAT_TYPES or values.size == 0:
         return
-    with np.errstate(all="ignore"):
-        nan = int(np.count_nonzero(np.isnan(values)))
-        inf = 0 if allow_inf else int(np.count_nonzero(np.isinf(values)))
+    nan, inf = _non_finite(values.reshape(-1), allow_inf)
     if nan or inf:
         what = " and ".join(part for part in (f"{nan} NaN" if nan else "", f"{inf} infinite" if inf else "") if part)
         raise ModelError(
             f"{path}: {label} holds {what} value{'s' if nan + inf > 1 else ''} of {values.size}; "
             "nnverify needs finite weights"
         )
+
+
+def _non_finite(flat: np.ndarray, allow_inf: bool) -> tuple[int, int]:
+    """Counts of NaN and (unless ``allow_inf``) infinite values, in chunks: no full-size temporary array."""
+    nan = inf = 0
+    with np.errstate(all="ignore"):
+        for start in range(0, flat.size, _CHUNK):
+            part = flat[start : start + _CHUNK]
+            nan += int(np.count_nonzero(np.isnan(part)))
+            inf += 0 if allow_inf else int(np.count_nonzero(np.isinf(part)))
+    return nan, inf
 
 
 def _values(path: str, label: str, tensor: TensorProto) -> np.ndarray:
@@ -205,7 +215,18 @@ def uses_external_data(model: onnx.ModelProto) -> bool:
 
 
 def _all_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
-    yield from onnx.external_data_helper._get_all_tensors(model)  # (initializers and attribute tensors, subgraphs too)
+    """Every tensor that may keep its data externally: initializers and node attributes, subgraphs included."""
+    graphs = [model.graph]
+    while graphs:
+        graph = graphs.pop()
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                graphs.extend([attr.g] if attr.HasField("g") else [])
+                graphs.extend(attr.graphs)
 
 
 def check_external_data(path: str, model: onnx.ModelProto) -> None:
