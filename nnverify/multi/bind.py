@@ -73,7 +73,22 @@ def bind(query: Query, files: dict[str, str]) -> tuple[BoundNetwork, ...]:
         if path not in models:
             models[path] = read_model(path)
         out.append(_bind_one(query, decl, path, models[path]))
+    by_name = {net.decl.name: net for net in out}
+    for net in out:
+        target = net.decl.isomorphic_to
+        if target is not None and _structure(net.model) != _structure(by_name[target].model):
+            raise query.error(
+                f"network '{net.decl.name}' is declared isomorphic-to '{target}', but {net.path} and "
+                f"{by_name[target].path} differ in their operators or weight shapes",
+                net.decl.relation_offset,
+            )
     return tuple(out)
+
+
+def _structure(model: onnx.ModelProto) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """What isomorphic models share: the operator sequence and the weight shapes (not the weights)."""
+    ops = tuple(node.op_type for node in model.graph.node)
+    return ops, tuple(tuple(t.dims) for t in model.graph.initializer)
 
 
 def read_model(path: str) -> onnx.ModelProto:

@@ -155,3 +155,18 @@ def test_the_product_is_checked_against_each_network(two: dict[str, str], tmp_pa
     swapped[("B", 0)], swapped[("D", 1)] = swapped[("D", 1)], swapped[("B", 0)]
     with pytest.raises(ModelError, match="cannot be combined"):
         check_product(q, dataclasses.replace(product, y_columns=swapped), nets, Runner(nets), path, prop)
+
+
+def test_isomorphic_to_is_checked(two: dict[str, str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    same_shape = random_mlp(tmp_path / "f2.onnx", rng, [3, 6, 2])
+    other = random_mlp(tmp_path / "f3.onnx", rng, [3, 7, 2])
+    text = HEAD.replace("(declare-network g\n", "(declare-network g\n    (isomorphic-to f)\n").replace(
+        "C real [1,3]", "C real [3]"
+    )
+    text = text.replace('    (declare-hidden H real [1,6] "h1")\n', "")
+    q = parse_query(text + BOX.replace("C[0,", "C[") + "(assert (<= B[0] D[1]))", "q.vnnlib")
+    bind(q, {"f": two["f"], "g": same_shape})
+    with pytest.raises(PropertyError, match="isomorphic-to 'f'") as info:
+        bind(q, {"f": two["f"], "g": other})
+    assert (info.value.line, info.value.col) == (7, 20)
