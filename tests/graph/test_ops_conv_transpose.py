@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -67,3 +68,32 @@ def test_bad_auto_pad_and_variable_weights_are_reported(save_net: SaveNet) -> No
     assert str(info.value).splitlines()[1:] == [
         "  ConvTranspose  2 nodes, first 'ct': auto_pad 'FULL' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"
     ]
+
+
+def sweep(kernel: int, size: int) -> list[dict[str, Any]]:
+    """Attribute settings onnxruntime accepts: output_shape one below the full output, and one above it where the
+    stride leaves room (onnxruntime then adds zeros at the end)."""
+    settings = []
+    for s, d, p in itertools.product([1, 2, 3], [1, 2], [0, 1]):
+        if p >= s:
+            continue
+        full = s * (size - 1) + p + d * (kernel - 1) + 1
+        shapes = [[full - 1]] + ([[full + 1]] if s > 1 and p == 0 else [])
+        base = {"strides": [s], "dilations": [d], "output_padding": [p], "kernel_shape": [kernel]}
+        settings += [{**base, "pads": [1, 0]}, {**base, "auto_pad": "SAME_UPPER"}, {**base, "auto_pad": "VALID"}]
+        settings += [{**base, "output_shape": shape} for shape in shapes]
+        settings += [{**base, "auto_pad": "SAME_LOWER", "output_shape": shape} for shape in shapes]
+    return settings
+
+
+@pytest.mark.parametrize("kernel", [2, 3])
+def test_conv_transpose_sweep_matches_onnxruntime(save_net: SaveNet, kernel: int) -> None:
+    """Strides, dilations, output_padding, pads and output_shape (smaller and larger than the full output)."""
+    settings = sweep(kernel, 4)
+    nodes, inits = [], {}
+    for j, attrs in enumerate(settings):
+        inits[f"W{j}"] = RNG.uniform(-1, 1, (1, 2, kernel))
+        nodes.append(helper.make_node("ConvTranspose", ["x", f"W{j}"], [f"c{j}"], **attrs))
+        nodes.append(helper.make_node("Flatten", [f"c{j}"], [f"f{j}"], axis=0))
+    nodes.append(helper.make_node("Concat", [f"f{j}" for j in range(len(settings))], ["y"], axis=1))
+    check_net(save_net(nodes, (1, 1, 4), inits), n_points=3)

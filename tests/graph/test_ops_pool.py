@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import onnx
@@ -48,3 +49,18 @@ def test_bad_pool_attributes_are_reported(save_net: SaveNet) -> None:
     with pytest.raises(UnsupportedOpsError) as info:
         load_network(save_net(nodes, (1, 1, 4, 4)))
     assert "AveragePool  2 nodes, first 'p1': auto_pad 'FULL' is not one of NOTSET" in str(info.value)
+
+
+def test_average_pool_sweep_matches_onnxruntime(save_net: SaveNet) -> None:
+    """ceil_mode with and without counted pads, strides up to the kernel and beyond, every auto_pad."""
+    settings = [
+        {"kernel_shape": [k], "strides": [s], "ceil_mode": c, "count_include_pad": i, **pads}
+        for k, s, c, i in itertools.product([2, 3], [1, 2, 3], [0, 1], [0, 1])
+        for pads in ({"pads": [1, 1]}, {"pads": [0, 1]}, {"auto_pad": "SAME_UPPER"}, {"auto_pad": "SAME_LOWER"})
+    ]
+    nodes = []
+    for j, attrs in enumerate(settings):
+        nodes.append(helper.make_node("AveragePool", ["x"], [f"p{j}"], **attrs))
+        nodes.append(helper.make_node("Flatten", [f"p{j}"], [f"f{j}"], axis=0))
+    nodes.append(helper.make_node("Concat", [f"f{j}" for j in range(len(settings))], ["y"], axis=1))
+    check_net(save_net(nodes, (1, 1, 7), {}, 19), n_points=3)
