@@ -101,7 +101,9 @@ def run_program(
     names = _labels(labels)
     try:
         program = translate(sexpr.read_text(program_file, PropertyError), program_file, files, values, names)
-        if emit:
+        if emit and any(n.fed_by for n in program.query.networks):
+            click.echo("note: a composition N(G(z)) has no VNN-LIB 2.0 form; --emit-vnnlib wrote nothing", err=True)
+        elif emit:
             Path(emit).write_text(to_vnnlib2(program.query), encoding="utf-8")
         result = decide_query(program.query, program_files(program, files), options, None, program.failed_check)
     except NnverifyError as exc:

@@ -43,6 +43,10 @@ class Product:
     substitutions: frozenset[Constraint]
 
 
+#: Where an ONNX input of an instance comes from: product input columns, or (instance, tensor) of another.
+Source = tuple[int, ...] | tuple[int, str]
+
+
 class _UnionFind:
     """Classes of input scalars; each is represented by its first scalar in declaration order."""
 
@@ -76,7 +80,7 @@ def _substitutions(query: Query, inputs: set[str]) -> list[Constraint]:
 
 def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     """Merge the query's networks into one model (see the module docstring)."""
-    inputs = [v for n in query.networks for v in n.inputs]
+    inputs = [v for n in query.networks for v, src in zip(n.inputs, n.feeders, strict=True) if src is None]
     order = {(v.name, i): k for k, (v, i) in enumerate((v, i) for v in inputs for i in range(v.size))}
     uf = _UnionFind(order)
     subs = _substitutions(query, {v.name for v in inputs})
@@ -87,16 +91,25 @@ def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     x_columns = {s: column[uf.find(s)] for s in order}
     nets = _same_opset(nets)
     builder = _Builder(len(roots))
-    instances: dict[tuple[str, tuple[int, ...]], int] = {}
+    instances: dict[tuple[str, tuple[Source, ...]], int] = {}
     y_columns: dict[Scalar, int] = {}
+    tensors: dict[str, tuple[int, str]] = {}  # output/hidden variable -> (instance, ONNX tensor)
     for net in nets:
-        cols = tuple(x_columns[(v.name, i)] for v in net.decl.inputs for i in range(v.size))
-        key = (net.path, cols)
+        sources: list[Source] = []
+        for var, src in zip(net.decl.inputs, net.decl.feeders, strict=True):
+            if src is None:
+                sources.append(tuple(x_columns[(var.name, i)] for i in range(var.size)))
+            else:  # fed by an earlier network's tensor: its scalars are that tensor's output columns
+                sources.append(tensors[src])
+                for i in range(var.size):
+                    y_columns[(var.name, i)] = y_columns[(src, i)]
+        key = (net.path, tuple(sources))
         if key not in instances:
-            instances[key] = builder.add_instance(net, cols)
+            instances[key] = builder.add_instance(net, sources)
         k = instances[key]
         for var in net.decl.hidden + net.decl.outputs:
             start = builder.output(k, net.onnx_name(var), var.size)
+            tensors[var.name] = (k, net.onnx_name(var))
             for i in range(var.size):
                 y_columns[(var.name, i)] = start + i
     model = builder.finish(nets)
@@ -143,7 +156,7 @@ class _Builder:
         self.count = 0
         self.renames: dict[int, Callable[[str], str]] = {}
 
-    def add_instance(self, net: BoundNetwork, cols: tuple[int, ...]) -> int:
+    def add_instance(self, net: BoundNetwork, sources: list[Source]) -> int:
         k = self.count
         self.count += 1
         graph = net.model.graph
@@ -165,15 +178,18 @@ class _Builder:
                 return name
             return iprefix + name if name in init_names else nprefix + name
 
-        start = 0
-        for name, shape in zip(net.input_names, net.input_shapes, strict=True):
+        for name, shape, source in zip(net.input_names, net.input_shapes, sources, strict=True):
             size = int(np.prod(shape))
-            select = np.zeros((self.n_in, size), dtype=np.float32)
-            select[list(cols[start : start + size]), np.arange(size)] = 1.0
-            start += size
             sel, shp = f"{nprefix}select_{name}", f"{nprefix}shape_{name}"
-            self.inits.append(numpy_helper.from_array(select, sel))
             self.inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), shp))
+            if isinstance(source[-1], str):  # (instance, tensor): composition
+                k_from, tensor = source
+                assert isinstance(k_from, int)
+                self.nodes.append(helper.make_node("Reshape", [self.renames[k_from](tensor), shp], [rename(name)]))
+                continue
+            select = np.zeros((self.n_in, size), dtype=np.float32)
+            select[[int(c) for c in source], np.arange(size)] = 1.0
+            self.inits.append(numpy_helper.from_array(select, sel))
             self.nodes.append(helper.make_node("MatMul", [INPUT_NAME, sel], [sel + "_out"]))
             self.nodes.append(helper.make_node("Reshape", [sel + "_out", shp], [rename(name)]))
         for node in graph.node:

@@ -32,6 +32,7 @@ class _Call:
     equal_to: str | None
     inputs: tuple[TensorVar, ...]
     output: TensorVar
+    fed_by: tuple[str | None, ...] = (None,)
     hidden: dict[str, TensorVar] = field(default_factory=dict)
 
 
@@ -170,7 +171,15 @@ class _Translator:
             hidden = tuple(call.hidden.values())
             networks.append(
                 NetworkDecl(
-                    call.name, call.offset, call.inputs, hidden, (call.output,), call.equal_to, None, call.offset
+                    call.name,
+                    call.offset,
+                    call.inputs,
+                    hidden,
+                    (call.output,),
+                    call.equal_to,
+                    None,
+                    call.offset,
+                    call.fed_by if any(call.fed_by) else (),
                 )
             )
         alternatives: Dnf = [()]
@@ -408,19 +417,26 @@ class _Translator:
             known = ", ".join(self.files) or "none"
             raise self.src.error(f"unknown network '{net.text}' (given with --net: {known})", net.offset)
         self.expect("(")
-        arg = self.name("a find variable")
-        if arg.text not in self.finds:
-            raise self.src.error(f"expected a variable declared by find, found '{arg.text}'", arg.offset)
+        if self.peek().kind == "name" and self.peek().text in self.files:  # composition N(G(z))
+            var, fed = self._call().output, True
+        else:
+            arg = self.name("a find variable or a network call")
+            if arg.text not in self.finds:
+                raise self.src.error(f"expected a variable declared by find, found '{arg.text}'", arg.offset)
+            var, fed = self.finds[arg.text], False
         self.expect(")")
-        key = (net.text, arg.text)
+        key = (net.text, var.name)
         if key not in self.calls:
-            self.calls[key] = self._new_call(net, self.finds[arg.text])
+            self.calls[key] = self._new_call(net, var, fed)
         return self.calls[key]
 
-    def _new_call(self, net: Tok, var: TensorVar) -> _Call:
+    def _new_call(self, net: Tok, var: TensorVar, fed: bool) -> _Call:
         first = next((c for c in self.calls.values() if c.net == net.text and c.equal_to is None), None)
         name = net.text if first is None else f"{net.text}__{var.name}"
-        if var.name in self.owner:
+        fed_by: tuple[str | None, ...] = (var.name,) if fed else (None,)
+        if fed:
+            inp = TensorVar(f"{name}__in", VarKind.INPUT, "real", var.shape, name, net.offset)
+        elif var.name in self.owner:
             inp = TensorVar(f"{name}__in", VarKind.INPUT, "real", var.shape, name, net.offset)
             self.common.extend(
                 constraint(lin((var.name, k)), lin((inp.name, k)), Rel.EQ, net.offset) for k in range(var.size)
@@ -433,4 +449,4 @@ class _Translator:
             raise self.src.error(f"network '{net.text}' has {len(model.graph.output)} outputs; expected 1", net.offset)
         shape = tuple(d or 1 for d in dims_of(model.graph.output[0]))
         out = TensorVar(f"{name}__out", VarKind.OUTPUT, "real", shape, name, net.offset)
-        return _Call(name, net.text, net.offset, None if first is None else first.name, (inp,), out)
+        return _Call(name, net.text, net.offset, None if first is None else first.name, (inp,), out, fed_by)

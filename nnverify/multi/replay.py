@@ -82,9 +82,11 @@ def assignment(
     values: dict[str, np.ndarray] = {}
     for net in nets:
         feeds = []
-        for var in net.decl.inputs:
-            cols = [product.x_columns[(var.name, i)] for i in range(var.size)]
-            values[var.name] = x32[cols]
+        for var, src in zip(net.decl.inputs, net.decl.feeders, strict=True):
+            if src is None:
+                values[var.name] = x32[[product.x_columns[(var.name, i)] for i in range(var.size)]]
+            else:  # composition: the feeding network's own (onnxruntime) values
+                values[var.name] = values[src]
             feeds.append(values[var.name])
         outs = runner.run(net, feeds)
         for var in net.decl.hidden + net.decl.outputs:

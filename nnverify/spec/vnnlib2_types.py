@@ -85,6 +85,14 @@ class NetworkDecl:
     equal_to: str | None = None
     isomorphic_to: str | None = None
     relation_offset: int = 0
+    #: Per input, the output or hidden variable of an earlier network that feeds it (composition ``N(G(z))``
+    #: of the query language; VNN-LIB 2 files have none). Empty: no input is fed.
+    fed_by: tuple[str | None, ...] = ()
+
+    @property
+    def feeders(self) -> tuple[str | None, ...]:
+        """``fed_by`` with one entry per input (None: a free input)."""
+        return self.fed_by or (None,) * len(self.inputs)
 
     @property
     def tensors(self) -> tuple[TensorVar, ...]:

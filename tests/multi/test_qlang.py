@@ -201,3 +201,26 @@ def test_l2_outside_is_a_necessary_condition(nets: dict[str, str]) -> None:
     assert result.verdict in (Verdict.SAT, Verdict.UNKNOWN)
     if result.verdict is Verdict.SAT:
         assert result.values is not None and np.linalg.norm(result.values["x"]) > 1.5
+
+
+def test_composition_feeds_one_network_into_another(tmp_path: Path) -> None:
+    """N(G(z)): G's output tensor is wired into N inside the product; the replay runs G, then N on G's values."""
+    rng = np.random.default_rng(4)
+    files = {"G": random_mlp(tmp_path / "g.onnx", rng, [2, 6, 3]), "N": random_mlp(tmp_path / "n.onnx", rng, [3, 6, 2])}
+    import onnxruntime as ort
+
+    run = {k: ort.InferenceSession(v, providers=["CPUExecutionProvider"]) for k, v in files.items()}
+    zs = np.random.default_rng(0).uniform(-1, 1, size=(2000, 2)).astype(np.float32)
+    outs = np.array([run["N"].run(None, {"x": run["G"].run(None, {"x": z[None]})[0]})[0][0] for z in zs])
+    target = int(np.argmax(np.bincount(outs.argmax(axis=1), minlength=2)))
+    text = f"find z[1,2] where z in [-1, 1], class(N(G(z))) = {target} return G(z), N(G(z))"
+    program, result = _run(text, files)
+    assert [n.name for n in program.query.networks] == ["G", "N"] and program.query.networks[1].fed_by == ("G__out",)
+    assert [t for t, _ in program.returns] == ["G(z)", "N(G(z))"]
+    assert result.verdict is Verdict.SAT and result.values is not None
+    g = run["G"].run(None, {"x": result.values["z"].astype(np.float32)[None]})[0]
+    assert np.array_equal(result.values["G__out"], g.ravel().astype(np.float64))
+    n = run["N"].run(None, {"x": g})[0].ravel()
+    assert np.array_equal(result.values["N__out"], n.astype(np.float64)) and n.argmax() == target
+    impossible = f"find z[1,2] where z in [-1, 1], class(N(G(z))) = {target}, N(G(z))[{target}] <= -1000"
+    assert _run(impossible, files)[1].verdict is Verdict.UNSAT
