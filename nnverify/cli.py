@@ -28,7 +28,6 @@ _previous_hook = sys.excepthook
 sys.excepthook = _interrupt_hook
 
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,16 +73,10 @@ _STARTUP_S = _process_age_s()
 
 
 def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file + rename: never half-written."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` via a temporary file + rename: never half-written (``outputs.write_output``)."""
+    from nnverify.outputs import write_text_output
+
+    write_text_output(path, text)
 
 
 class _Group(click.Group):

@@ -10,7 +10,6 @@ box (``query.box1.pl``, ``query.box2.pl`` ...): the property is violated if any 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +21,7 @@ from nnverify.errors import PropertyError
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
 from nnverify.options import Options
+from nnverify.outputs import write_output
 from nnverify.search.exact import bound_box
 from nnverify.spec.property import Disjunct
 from nnverify.spec.vnnlib import load_property
@@ -102,11 +102,4 @@ def _writer(fmt: ExportFormat, enc: Encoding, precision: Precision, header: list
 def _atomic(target: Path, write: Callable[[Path], None], suffix: str) -> None:
     """Write through a temporary file in the same directory, then rename (never half-written). HiGHS picks
     the file format by the suffix, so the temporary file has the format's."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_output(target, write, suffix=suffix)

@@ -11,16 +11,14 @@ nothing is displayed, no global pyplot state is touched, and the library never p
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnverify.graph.core import Graph
+from nnverify.outputs import write_output
 from nnverify.result import Counterexample
 from nnverify.spec.property import Disjunct, Property
 
@@ -101,17 +99,10 @@ def _containing_disjunct(prop: Property, x: np.ndarray, y: np.ndarray) -> Disjun
 
 
 def _save_atomically(fig: Figure, out: Path) -> None:
-    """``fig`` as PNG into a fresh file next to ``out`` (mode 0666 less the umask), then renamed over it."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    """``fig`` as PNG into a fresh file next to ``out`` (mode 0666 less the umask), then renamed over it
+    (``outputs.write_output``: a device such as ``/dev/null`` is written in place)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=110)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        write_output(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
         fig.clear()
 

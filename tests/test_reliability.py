@@ -527,3 +527,42 @@ def test_negative_batchnorm_variance_is_refused(tmp_path: Path) -> None:
         model.graph.initializer.append(numpy_helper.from_array(np.array([value], dtype=np.float32), name))
     model.graph.node[1].CopyFrom(helper.make_node("BatchNormalization", ["Z", "scale", "bias", "mean", "var"], ["Y"]))
     assert "variance + epsilon <= 0" in load_error(model, tmp_path)
+
+
+# --- output files: devices and pipes are written in place, never replaced by a rename -------------------------
+
+
+def test_output_to_a_pipe_keeps_the_pipe(tmp_path: Path) -> None:
+    """``--results-file /dev/null`` (as root) or a FIFO: a rename over it replaced the node with a regular file."""
+    import stat
+    import threading
+
+    from nnverify.outputs import write_text_output
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    write_text_output(fifo, "unsat\n")
+    reader.join(10)
+    assert received == ["unsat\n"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_output_file_permissions_and_symlinks(tmp_path: Path) -> None:
+    from nnverify.outputs import write_text_output
+
+    real, link = tmp_path / "real.txt", tmp_path / "link.txt"
+    real.write_text("old")
+    link.symlink_to(real)
+    write_text_output(link, "sat\n")
+    assert link.is_symlink() and real.read_text() == "sat\n"
+    fresh = tmp_path / "fresh.txt"
+    umask = os.umask(0o022)
+    try:
+        write_text_output(fresh, "x")
+    finally:
+        os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o644  # mkstemp made results files 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "link.txt", "real.txt"]
