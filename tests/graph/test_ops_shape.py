@@ -12,6 +12,11 @@ CASES = {
     "depth-to-space-crd": (helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD"), (2, 8, 3, 2), 13),
     "depth-to-space-opset1": (helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=3), (1, 9, 2, 2), 1),
     "space-to-depth": (helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2), (1, 3, 4, 6), 13),
+    "space-to-depth-crd-opset28": (
+        helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode="CRD"),
+        (1, 3, 4, 6),
+        28,
+    ),
 }
 
 

@@ -127,7 +127,7 @@ class DepthToSpace(Op):
 
 @register
 class SpaceToDepth(Op):
-    """Move ``blocksize x blocksize`` spatial blocks into channels."""
+    """Move ``blocksize x blocksize`` spatial blocks into channels (DCR order; CRD from opset 28)."""
 
     op_type = "SpaceToDepth"
     affine = True
@@ -136,5 +136,9 @@ class SpaceToDepth(Op):
         x = xs[0]
         b, n, c, h, w = x.shape
         s = int(node.attrs["blocksize"])
-        y = x.reshape(b, n, c, h // s, s, w // s, s).transpose(0, 1, 4, 6, 2, 3, 5)
+        y = x.reshape(b, n, c, h // s, s, w // s, s)
+        if node.attrs.get("mode", "DCR") == "DCR":
+            y = y.transpose(0, 1, 4, 6, 2, 3, 5)
+        else:
+            y = y.transpose(0, 1, 2, 4, 6, 3, 5)
         return y.reshape(b, n, c * s * s, h // s, w // s)
