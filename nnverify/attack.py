@@ -82,7 +82,9 @@ def pgd_candidates(
     for d in disjuncts:
         if d.n_rows == 0:
             continue
-        x = rng.uniform(d.lb, d.ub, size=(restarts, d.lb.shape[0]))
+        # not rng.uniform(lb, ub): it raises OverflowError when ub - lb exceeds the float range (a 1e308 box)
+        half, mid = 0.5 * d.ub - 0.5 * d.lb, 0.5 * d.lb + 0.5 * d.ub
+        x = np.clip(mid + (2.0 * rng.uniform(size=(restarts, d.lb.shape[0])) - 1.0) * half, d.lb, d.ub)
         width = d.ub - d.lb
         for step in range(steps):
             budget.check("searching for a counterexample by gradient descent")

@@ -305,8 +305,15 @@ def entry() -> None:
     An abandoned HiGHS solve may still be running in C++ when Python tears down its modules, which can crash
     the process (SIGSEGV) after the verdict was printed. Only the program does this, never ``main`` itself:
     a host process (a test runner calling ``main``) must not be ended.
+
+    numpy's RuntimeWarnings (an overflow while bounding a box of width 1e308, ...) are not printed: a user of
+    the program can do nothing about them (``python -W`` options still win; tests and API hosts see them).
     """
     guard_stdout()
+    if not sys.warnoptions:
+        import warnings
+
+        warnings.simplefilter("ignore", RuntimeWarning)
     try:
         main()
     except SystemExit as exc:

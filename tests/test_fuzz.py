@@ -246,7 +246,7 @@ _TOKENS = ("nan", "inf", "-inf", "1e400", "-1e308", "1e30", "X_9", "Y_7", "(", "
 def mutate_property(text: str, rng: np.random.Generator) -> str:
     """Replace a number, insert a token, drop a line or a byte range, or swap bounds; 1-3 times."""
     for _ in range(int(rng.integers(1, 4))):
-        choice = int(rng.integers(5))
+        choice = int(rng.integers(6))
         if choice == 0:
             numbers = [tok for tok in text.replace(")", " ").split() if tok.lstrip("-").replace(".", "").isdigit()]
             if numbers:
@@ -262,8 +262,10 @@ def mutate_property(text: str, rng: np.random.Generator) -> str:
         elif choice == 3:
             at = int(rng.integers(len(text) + 1))
             text = text[:at] + text[at + int(rng.integers(1, 20)) :]
-        else:
+        elif choice == 4:
             text = text.replace("(<= X_2 0.5)", "(<= X_2 -0.5)") if "X_2 0.5" in text else text.replace(">=", "<=")
+        else:  # a box wider than the float range (ub - lb overflows)
+            text = text.replace(" -1)", " -1.7e308)").replace(" 1)", " 1.7e308)")
     return text
 
 

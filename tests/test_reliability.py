@@ -566,3 +566,15 @@ def test_output_file_permissions_and_symlinks(tmp_path: Path) -> None:
         os.umask(umask)
     assert fresh.stat().st_mode & 0o777 == 0o644  # mkstemp made results files 0600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "link.txt", "real.txt"]
+
+
+def test_program_prints_no_numpy_warnings(tmp_path: Path) -> None:
+    """A box of width 1e308 overflows in the attack and the bounds; the program prints the verdict, no warnings."""
+    prop = tmp_path / "huge.vnnlib"
+    prop.write_text(NANO_PROP.replace("(>= X_0 -1)", "(>= X_0 -1e308)").replace("(<= X_0 1)", "(<= X_0 1e308)"))
+    net = save(nano_model(1e30), tmp_path / "n.onnx")
+    cmd = [sys.executable, "-m", "nnverify.cli", "check", str(net), str(prop), "--timeout", "20"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] in ("unsat", "unknown", "timeout")
+    assert "Warning" not in proc.stderr
