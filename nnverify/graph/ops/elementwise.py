@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, align_ranks, register
+from nnverify.graph.ops.base import Node, Op, align_ranks, const_value, has_input, register
 
 
 @register
@@ -103,6 +103,8 @@ class Dropout(Op):
     notes = "inference mode (identity)"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        if has_input(node, 2) and bool(const_value(xs[2]).reshape(-1)[0]):
+            raise ValueError("training_mode is true (random dropout); only inference mode is supported")
         return xs[0]
 
 
