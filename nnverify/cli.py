@@ -567,6 +567,7 @@ def generate(
 @click.option("--timeout", "timeout_s", type=FiniteFloat(min=0, allow_inf=True), default=60.0, show_default=True)
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="highs", show_default=True)
 @click.option("--emit-vnnlib", "emit", type=click.Path(dir_okay=False), default=None, help="Write the VNN-LIB 2 file.")
+@click.option("--png-dir", type=click.Path(file_okay=False), default=None, help="Write image-shaped returns as PNG.")
 def query(
     program: str,
     nets: tuple[str, ...],
@@ -575,13 +576,14 @@ def query(
     timeout_s: float,
     backend: str,
     emit: str | None,
+    png_dir: str | None,
 ) -> None:
     """Decide a `find … where … return` query (DL2 style) over ONNX networks; see README "Query language"."""
     from nnverify.multi.cli_support import run_program
     from nnverify.options import Options
 
     remaining = max(0.0, timeout_s - _STARTUP_S)
-    run_program(program, nets, consts, labels, Options(timeout_s=remaining, backend=backend), emit)
+    run_program(program, nets, consts, labels, Options(timeout_s=remaining, backend=backend), emit, png_dir)
 
 
 @main.command()

@@ -81,6 +81,7 @@ def run_program(
     labels: str | None,
     options: Options,
     emit: str | None,
+    png_dir: str | None = None,
 ) -> None:
     """``nnverify query``: translate a ``find … where … return`` file, decide it, print the verdict and returns."""
     import numpy as np
@@ -118,6 +119,8 @@ def run_program(
         for text, name in program.returns:
             value = result.values[name].reshape(shapes[name])
             click.echo(f"{text} = {np.array2string(value, precision=9, separator=', ', threshold=10**6)}")
+            if png_dir and _write_png(value, Path(png_dir) / f"{_file_name(text)}.png"):
+                click.echo(f"  (image written to {Path(png_dir) / _file_name(text)}.png)", err=True)
     if result.note:
         click.echo(f"note: {result.note}", err=True)
 
@@ -132,3 +135,32 @@ def _labels(text: str | None) -> dict[str, int]:
             raise click.BadParameter(f"expected NAME=INDEX, found '{item}'", param_hint="'--labels'")
         out[name.strip()] = int(value)
     return out
+
+
+def _file_name(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "value"
+
+
+def _write_png(value: object, path: Path) -> bool:
+    """Write an image-shaped value (``H×W`` or ``3×H×W`` after dropping size-1 dimensions) as a PNG scaled to its
+    own range; False (nothing written) for other shapes."""
+    import numpy as np
+    from matplotlib.image import imsave
+
+    array = np.asarray(value, dtype=np.float64)
+    array = array.reshape([d for d in array.shape if d != 1])
+    if array.ndim == 3 and array.shape[0] == 3:
+        array = np.moveaxis(array, 0, -1)
+    elif array.ndim != 2:
+        return False
+    if min(array.shape[:2]) < 4:
+        return False
+    lo, hi = float(array.min()), float(array.max())
+    scaled = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        imsave(path, scaled, cmap="gray", vmin=0.0, vmax=1.0)
+    except OSError as exc:
+        click.echo(f"Error: {path}: cannot write ({exc.strerror or exc})", err=True)
+        sys.exit(_OUTPUT_FAILED)
+    return True

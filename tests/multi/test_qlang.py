@@ -224,3 +224,15 @@ def test_composition_feeds_one_network_into_another(tmp_path: Path) -> None:
     assert np.array_equal(result.values["N__out"], n.astype(np.float64)) and n.argmax() == target
     impossible = f"find z[1,2] where z in [-1, 1], class(N(G(z))) = {target}, N(G(z))[{target}] <= -1000"
     assert _run(impossible, files)[1].verdict is Verdict.UNSAT
+
+
+def test_image_shaped_returns_are_written_as_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    net = mlp(tmp_path / "img.onnx", [(rng.normal(size=(2, 64)) / 8, np.zeros(2))], in_shape=(1, 1, 8, 8))
+    program = tmp_path / "q.dl2"
+    program.write_text("find x[1,1,8,8] where x in [0, 1], N(x)[0] >= N(x)[1] return x, N(x)\n")
+    out = CliRunner().invoke(main, ["query", str(program), "--net", f"N={net}", "--png-dir", str(tmp_path / "png")])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0] == "sat"
+    assert (tmp_path / "png" / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "png" / "N_x.png").exists()  # a 2-vector is not an image
