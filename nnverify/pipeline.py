@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnverify import attack
+from nnverify.attack_graph import attack_only, graph_route_reason
 from nnverify.backends import get_backend
 from nnverify.backends.base import Backend, SolveStatus
 from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
@@ -25,6 +26,7 @@ from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, is_exact
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
+from nnverify.graph.tail import strip_softmax
 from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
 from nnverify.search.bab import input_split_search
@@ -317,10 +319,16 @@ def _phases(
         prop = load_property(prop, graph.n_inputs, graph.n_outputs, budget)
     _check_sizes(graph, prop)
     backend = get_backend(options.backend, options)  # fail early on an unavailable backend
+    analysis, tail_note = strip_softmax(graph, prop)  # the analysis reads the logits; replay uses the model
+    notes = [tail_note] if tail_note else []
+    if prop.disjuncts and (reason := graph_route_reason(analysis, budget)) is not None:
+        progress.phase = "searching for a counterexample on the op graph"
+        return attack_only(graph, analysis, prop, options, budget, [*notes, f"attack only: {reason}"])
     progress.phase = "building the analysis view"
-    layers = to_layers(graph, merge=not backend.exact, budget=budget)
+    layers = to_layers(analysis, merge=not backend.exact, budget=budget)
     progress.phase = "starting onnxruntime"
     run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started)
+    run.notes.extend(notes)
     run.stats["load_s"] = round(time.monotonic() - started, 4)
     if not prop.disjuncts:
         run.notes.append("the property's input region is empty")

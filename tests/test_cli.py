@@ -68,12 +68,12 @@ def test_zero_timeout_gives_timeout_not_a_verdict() -> None:
 
 
 def two_unsupported_ops(path: Path) -> Path:
-    """Hardmax (twice) and Softmax: both must be named in one error."""
+    """Hardmax (twice) and Einsum: both must be named in one error."""
     idx = numpy_helper.from_array(np.array([0, 1], dtype=np.int64), "idx")
     nodes = [
         helper.make_node("Hardmax", ["x"], ["g1"], name="/model/Hardmax_1", axis=1),
         helper.make_node("Hardmax", ["g1"], ["g2"], name="/model/Hardmax_2", axis=1),
-        helper.make_node("Softmax", ["g2"], ["y"], name="/head/Softmax"),
+        helper.make_node("Einsum", ["g2"], ["y"], name="/head/Einsum", equation="ij->ij"),
     ]
     graph = helper.make_graph(
         nodes,
@@ -107,7 +107,7 @@ BAD_INPUTS = {
         lambda t: (two_unsupported_ops(t / "ops.onnx"), PROP),
         "Error: {t}/ops.onnx uses 2 ONNX operators that nnverify does not support:\n"
         "  Hardmax  2 nodes, first '/model/Hardmax_1'\n"
-        "  Softmax  1 node   '/head/Softmax'",
+        "  Einsum   1 node   '/head/Einsum'",
     ),
     "unbalanced-parens": (
         lambda t: (SAT_NET, vnnlib_variant(t, "(assert (<= Y_0 Y_4))", "(assert (<= Y_0 Y_4)")),

@@ -16,6 +16,7 @@ from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
+from nnverify.graph.lowering import is_lowered, lower
 from nnverify.graph.ops.base import REGISTRY, Node
 
 
@@ -50,6 +51,9 @@ def to_layers(graph: Graph, *, merge: bool = True, budget: Budget | None = None)
         elif (kind := op.activation_of(node, graph.constants)) is not None:
             source = layer_of[node.inputs[0]]
             layer = ActivationLayer(node.name, source, kind, layers[source].size)
+        elif is_lowered(node):  # piecewise-linear ops: exact affine + ReLU layers (graph/lowering.py)
+            layer_of[node.outputs[0]] = lower(graph, node, shapes, layer_of, layers)
+            continue
         else:
             raise ModelError(f"{graph.path}: node '{node.name}' ({node.op_type}) is neither affine nor an activation")
         layer_of[node.outputs[0]] = len(layers)

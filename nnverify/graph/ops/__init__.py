@@ -11,16 +11,19 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     indexing,
     join,
     linear,
+    maxpool,
     normalization,
     periodic,
+    piecewise,
     pool,
     reduce,
     resize,
     select,
     shape,
-    smooth,
     shape_tensor,
     slicing,
+    smooth,
+    softmax,
 )
 from nnverify.graph.ops.base import REGISTRY, ActKind, Node, Op, const_value, register
 
