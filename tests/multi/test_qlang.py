@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from multi.nets import mlp, random_mlp
 from nnverify.cli import main
@@ -236,3 +238,21 @@ def test_image_shaped_returns_are_written_as_png(tmp_path: Path) -> None:
     assert out.stdout.splitlines()[0] == "sat"
     assert (tmp_path / "png" / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "png" / "N_x.png").exists()  # a 2-vector is not an image
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_programs_raise_only_property_errors(nets: dict[str, str], data: st.DataObject) -> None:
+    text = (
+        "find x[1,3]\nwhere x in [-2, 2], class(F(x)) = 2 or F(x).h1[0,1] > 0.5, linf(x - x0) < 0.25\nreturn x, G(x)\n"
+    )
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text)))
+        if data.draw(st.booleans()):
+            text = text[:i] + text[i + 1 :]
+        else:
+            text = text[:i] + data.draw(st.sampled_from(list("()[],.-+*<>=!xFG0123 \n"))) + text[i:]
+    try:
+        translate(text, "q.dl2", nets, {"x0": np.zeros(3)}, {"cat": 1})
+    except PropertyError as exc:
+        assert exc.line >= 1 and exc.col >= 1 and "\n" not in exc.message

@@ -148,3 +148,19 @@ def test_strict_witness_found_past_the_tie(doubler: str, tmp_path: Path) -> None
     result = verify_query(_query(tmp_path, text), {"f": doubler}, Options(timeout_s=20))
     assert result.verdict is Verdict.SAT and result.values is not None
     assert result.values["Y"][0] < result.values["Yg"][0]
+
+
+@pytest.mark.parametrize("eps", [0.05, 3.0])
+def test_exact_backend_agrees(two: dict[str, str], tmp_path: Path, eps: float) -> None:
+    """The product decided with clpq (exact rationals) gives the HiGHS verdict: sat at 0.05, unsat at 3."""
+    from nnverify.backends import get_backend
+    from nnverify.errors import BackendUnavailableError
+
+    try:
+        get_backend("clpq", Options())
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    text = PAIR + SHARED + f"(assert (>= (- B[0,0] D[0,0]) {eps}))"
+    result = verify_query(_query(tmp_path, text), two, Options(timeout_s=60, backend="clpq", attack_samples=0))
+    assert result.verdict is (Verdict.SAT if eps < 1 else Verdict.UNSAT)
+    assert "clpq" in result.method

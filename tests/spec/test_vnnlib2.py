@@ -6,6 +6,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnverify.errors import PropertyError
 from nnverify.spec.vnnlib2 import is_vnnlib2, load_query, parse_query
@@ -116,3 +118,24 @@ def test_agrees_with_the_official_reader(replace: str, by: str) -> None:
     except PropertyError:
         ours = None
     assert ours == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_queries_raise_only_property_errors(data: st.DataObject) -> None:
+    """Deleting, duplicating or inserting characters anywhere gives a query or one PropertyError, nothing else."""
+    text = TWO_NETS
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text)))
+        op = data.draw(st.sampled_from(["delete", "insert", "duplicate"]))
+        if op == "delete":
+            text = text[:i] + text[i + 1 :]
+        elif op == "insert":
+            text = text[:i] + data.draw(st.sampled_from(list('()[],;"- .0123456789eXYH<>=!\n'))) + text[i:]
+        else:
+            j = data.draw(st.integers(i, min(len(text), i + 12)))
+            text = text[:j] + text[i:j] + text[j:]
+    try:
+        parse_query(text, "q.vnnlib")
+    except PropertyError as exc:
+        assert exc.line >= 1 and exc.col >= 1 and "\n" not in exc.message
