@@ -7,6 +7,7 @@ Every ``N(v)`` is a network declaration (a second use of ``N`` is ``equal-to`` i
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -122,7 +123,10 @@ class _Translator:
         tok = self.take()
         if tok.kind != "num":
             raise self.src.error(f"expected a number, found {tok.text!r}", tok.offset)
-        return sign * Fraction(tok.text)
+        value = Fraction(tok.text)
+        if value > Fraction(sys.float_info.max):
+            raise self.src.error(f"number {tok.text!r} is outside the float64 range", tok.offset)
+        return sign * value
 
     # -- the query ----------------------------------------------------------------------------------------------
     def run(self) -> Program:

@@ -117,7 +117,12 @@ def _disjunct(
                 if not ay:
                     input_rows.append((ax, b))
                 coefs = {k: v for k, v in ax.items()} | {n + k: v for k, v in ay.items()}
-                floats, fb, exact = _exact_row(coefs, b)
+                try:
+                    floats, fb, exact = _exact_row(coefs, b)
+                except OverflowError:
+                    raise query.error(
+                        "a coefficient of this comparison is outside the float64 range", c.offset
+                    ) from None
                 if not exact:
                     inexact.append(f"{query.path}:{query_where(query, c.offset)}: a coefficient is not a float64")
                 row = np.zeros(n + m)

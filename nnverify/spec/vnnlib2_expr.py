@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -20,6 +21,7 @@ __all__ = ["Constraint", "FormulaReader", "Rel", "TensorVar", "VarKind", "merge_
 
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _REF_RE = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(?:\[([^\]]*)\])?")
+_FLOAT_MAX = Fraction(sys.float_info.max)
 _FORMULA = "a formula (and, or, <=, >=, <, >, ==, !=)"
 _TERM = "a term (number, variable, V[i], +, -, *)"
 
@@ -155,6 +157,8 @@ class FormulaReader:
         if isinstance(node, Atom):
             value = parse_number(node.text)
             if value is not None:
+                if abs(value) > _FLOAT_MAX:
+                    raise self.src.error(f"number {describe(node)} is outside the float64 range", node.offset)
                 return {}, value
             return {self._scalar(node): Fraction(1)}, Fraction(0)
         head, args = self._head(node, _TERM)

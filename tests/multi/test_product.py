@@ -170,3 +170,9 @@ def test_isomorphic_to_is_checked(two: dict[str, str], tmp_path: Path) -> None:
     with pytest.raises(PropertyError, match="isomorphic-to 'f'") as info:
         bind(q, {"f": two["f"], "g": other})
     assert (info.value.line, info.value.col) == (7, 20)
+
+
+def test_coefficient_overflow_is_an_error(two: dict[str, str]) -> None:
+    q = parse_query(HEAD + BOX + "(assert (<= (* 1e300 1e300 B[0]) D[1]))", "q.vnnlib")
+    with pytest.raises(PropertyError, match="outside the float64 range"):
+        to_property(q, build_product(q, bind(q, two)))

@@ -85,6 +85,7 @@ def test_emitted_vnnlib_reads_back_the_same(nets: dict[str, str]) -> None:
         ("find x[1,3] where F(x)[0] > 1 $", (1, 31), "unexpected character '$'"),
         ("find x[1,3]\nwhere class(F(x)) = dog", (2, 21), "expected a class 0 … 2"),
         ("find x[1,3] where F(x).nope[0] > 1", (1, 24), "no tensor 'nope'"),
+        ("find x[1,3] where F(x)[0] > 1e999", (1, 29), "outside the float64 range"),
     ],
 )
 def test_errors_point_at_the_problem(nets: dict[str, str], text: str, where: tuple[int, int], message: str) -> None:

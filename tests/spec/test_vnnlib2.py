@@ -77,6 +77,7 @@ def test_version_detection(tmp_path: Path) -> None:
         ("H float32", "H int8", (5, 23), "element type 'int8' is not supported"),
         ("(declare-output Yg", "(declare-output X", (11, 21), "'X' is already declared at 4:20"),
         ("(assert (<= X[1, 2] 0.1))", "(assert (<= X[1, 2] 0.1)", (15, 9), "expected ')'"),
+        ("(<= X[1, 2] 0.1)", "(<= X[1, 2] 1e400)", (13, 21), "outside the float64 range"),
     ],
 )
 def test_errors_point_at_the_problem(replace: str, by: str, where: tuple[int, int], message: str) -> None:
