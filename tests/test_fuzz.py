@@ -104,6 +104,43 @@ def base_cnn(rng: np.random.Generator) -> onnx.ModelProto:
     return model
 
 
+#: Inputs of ``base_wide``: more than ``pipeline.INPUT_SPLIT_MAX_DIM``, so the ReLU search (and its racing MILP,
+#: MILP-refined bounds and polishing LP) runs instead of input splitting.
+WIDE_INPUTS = 20
+WIDE_PROP = "".join(f"(declare-const X_{i} Real)\n(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(20))
+WIDE_PROP += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n(assert (>= Y_0 (+ Y_1 20)))\n"
+
+
+def base_wide(rng: np.random.Generator) -> onnx.ModelProto:
+    """A 20-30-30-2 ReLU network (MatMul only), decided by the ReLU search."""
+    w = [rng.normal(size=s).astype(np.float32) for s in ((WIDE_INPUTS, 30), (30, 30), (30, 2))]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W0"], ["Z0"], name="mm0"),
+        helper.make_node("Relu", ["Z0"], ["A0"], name="relu0"),
+        helper.make_node("MatMul", ["A0", "W1"], ["Z1"], name="mm1"),
+        helper.make_node("Relu", ["Z1"], ["A1"], name="relu1"),
+        helper.make_node("MatMul", ["A1", "W2"], ["Y"], name="mm2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fuzz_wide",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, WIDE_INPUTS])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2])],
+        [numpy_helper.from_array(a, f"W{k}") for k, a in enumerate(w)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def _base(rng: np.random.Generator) -> tuple[onnx.ModelProto, str]:
+    """One of the base networks with its property."""
+    pick = rng.random()
+    if pick < 0.15:
+        return base_wide(rng), WIDE_PROP
+    return (base_model if pick < 0.65 else base_cnn)(rng), PROP
+
+
 # --- model mutations: each changes the model in place and returns a short description -------------------------
 
 _SPECIAL = (np.nan, np.inf, -np.inf, 1e30, -1e30, 3.4e38, 1e-30, 0.0)
@@ -293,14 +330,13 @@ def run_campaign(kind: str, seed: int, seconds: float) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         while time.monotonic() < until:
-            model = (base_model if rng.random() < 0.6 else base_cnn)(rng)
-            prop_text = PROP
+            model, prop_text = _base(rng)
             steps = []
             if kind == "models":
                 for _ in range(int(rng.integers(1, 3))):
                     steps.append(_apply(MODEL_MUTATIONS[int(rng.integers(len(MODEL_MUTATIONS)))], model, rng))
             else:
-                prop_text = mutate_property(PROP, rng)
+                prop_text = mutate_property(prop_text, rng)
                 steps.append(repr(prop_text[:80]))
             net, prop = folder / f"m{cases}.onnx", folder / f"p{cases}.vnnlib"
             net.write_bytes(model.SerializeToString())
