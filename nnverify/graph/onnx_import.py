@@ -208,6 +208,7 @@ class _Importer:
             raise ModelError(f"{self.path}: output '{output_name}' is not computed by any node")
         if output_name in self.constant:
             raise ModelError(f"{self.path}: output '{output_name}' is a constant (it does not depend on the input)")
+        self._drop_dead_nodes(output_name)
         used = {name for node in self.nodes for name in node.inputs}
         log.debug("%s: %d nodes after folding constants", self.path, len(self.nodes))
         return Graph(
@@ -219,6 +220,15 @@ class _Importer:
             nodes=tuple(self.nodes),
             constants={name: self.values[name][0] for name in sorted(used & self.constant)},
         )
+
+    def _drop_dead_nodes(self, output_name: str) -> None:
+        """Drop the nodes only folded nodes read (e.g. a Relu whose output feeds only a Shape)."""
+        live, kept = {output_name}, []
+        for node in reversed(self.nodes):
+            if live.intersection(node.outputs):
+                kept.append(node)
+                live.update(node.inputs)
+        self.nodes = kept[::-1]
 
     def _input(self) -> tuple[str, tuple[int, ...]]:
         """The single non-initializer graph input and its shape (symbolic or zero dimensions -> 1)."""

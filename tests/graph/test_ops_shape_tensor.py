@@ -115,3 +115,15 @@ def test_range_float_and_empty() -> None:
     np.testing.assert_array_equal(range_op.eval(Node("r", "Range", (), ()), *args), [[1.0, 1.25, 1.5, 1.75]])
     args = (np.array([5]), np.array([2]), np.array([1]))
     assert range_op.eval(Node("r", "Range", (), ()), *args).shape == (1, 0)
+
+
+def test_nodes_read_only_by_shapes_are_dropped(save_net: SaveNet) -> None:
+    nodes = [
+        node("Relu", ["x"], "r"),
+        node("Shape", ["r"], "s"),
+        node("Reshape", ["x", "s"], "same"),
+        node("Neg", ["same"]),
+    ]
+    graph, layers = check_net(save_net(nodes, (2, 3)))
+    assert [n.op_type for n in graph.nodes] == ["Reshape", "Neg"]
+    assert len(layers.layers) == 2  # input, one affine layer: no ReLU left behind
