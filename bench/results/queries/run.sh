@@ -16,3 +16,7 @@ run() {
 run acasxu_equivalence --network f=$A11 --network g=$PRUNED
 run acasxu_monotonicity --network f=$A11
 run acasxu_disagreement --network f=$A11 --network g=$A19
+start=$(date +%s.%N)
+verdict=$(.venv/bin/nnverify query properties/queries/acasxu_disagreement.q --net F=$A11 --net G=$A19 --timeout 60 2>/dev/null | head -1)
+end=$(date +%s.%N)
+echo "acasxu_disagreement.q (query language),F=$A11;G=$A19,$verdict,$(echo "$end - $start" | bc)"
