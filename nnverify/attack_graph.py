@@ -160,6 +160,7 @@ def _round(
     x = np.vstack([(lb + ub)[None, :] / 2.0, corners, rng.uniform(lb, ub, size=(BATCH - 1, lb.size))])
     slack, seeds, env = _slack(graph, group, x)
     stats.points += x.shape[0]
+    stats.best_slack = min(stats.best_slack, float(slack.min()))
     if _try(group, x, slack, accept, tried):
         return True
     keep = np.argsort(slack)[:BATCH]

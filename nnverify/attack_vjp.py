@@ -108,6 +108,22 @@ def _sign(node: Node, xs: list[np.ndarray], g: np.ndarray) -> list[np.ndarray | 
     return [g * np.exp(-((x / spread) ** 2))]
 
 
+def _softmax(node: Node, xs: list[np.ndarray], g: np.ndarray) -> list[np.ndarray | None]:
+    y = REGISTRY["Softmax"].eval(node, xs[0])
+    axis = int(node.attrs["axis"])
+    axis = axis + y.ndim if axis < 0 else axis + 1
+    return [y * (g - (g * y).sum(axis=axis, keepdims=True))]
+
+
+def _elementwise(node: Node, xs: list[np.ndarray], g: np.ndarray) -> list[np.ndarray | None]:
+    """Any other elementwise activation: its derivative by central differences, element by element."""
+    x, op = xs[0], REGISTRY[node.op_type]
+    step = 1e-6 * np.maximum(1.0, np.abs(x))
+    with np.errstate(all="ignore"):
+        slope = (op.eval(node, x + step, *xs[1:]) - op.eval(node, x - step, *xs[1:])) / (2.0 * step)
+    return [g * np.nan_to_num(slope, nan=0.0, posinf=0.0, neginf=0.0)]
+
+
 class _NoRule(Exception):
     """The op (or this use of it) has no gradient rule."""
 
@@ -124,6 +140,7 @@ _RULES: dict[str, _Rule] = {
     "Div": lambda n, xs, g: [_unbroadcast(g / xs[1], xs[0].shape), None],
     "Neg": lambda n, xs, g: [-g],
     "Sign": _sign,
+    "Softmax": _softmax,
     "Relu": lambda n, xs, g: [g * (xs[0] > 0)],
     "LeakyRelu": lambda n, xs, g: [g * np.where(xs[0] >= 0, 1.0, float(n.attrs["alpha"]))],
     "Abs": lambda n, xs, g: [g * np.sign(xs[0])],
@@ -195,6 +212,8 @@ def _pull(
 ) -> list[np.ndarray | None] | None:
     """The gradients of the node's inputs given its output's, or None without a rule."""
     rule = rules.get(node.op_type)
+    if rule is None and getattr(REGISTRY[node.op_type], "activation", None) is not None:
+        rule = _elementwise
     if rule is not None:
         try:
             return rule(node, args, g)

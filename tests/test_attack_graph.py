@@ -139,7 +139,9 @@ def test_gradient_through_the_ops_equals_finite_differences(tmp_path: Path) -> N
         helper.make_node("Gemm", ["f", "G"], ["g"], transB=1),
         helper.make_node("Mul", ["g", "k"], ["p"]),
         helper.make_node("Unsqueeze", ["p", "axes"], ["u"]),
-        helper.make_node("MatMul", ["u", "M"], ["y"]),
+        helper.make_node("MatMul", ["u", "M"], ["q"]),
+        helper.make_node("Sigmoid", ["q"], ["sg"]),  # an activation without a rule: central differences
+        helper.make_node("Softmax", ["sg"], ["y"]),
     ]
     inits = {
         "W": rng.normal(size=(4, 2, 3, 2)),
