@@ -79,6 +79,22 @@ CASES: dict[str, tuple[list[onnx.NodeProto], tuple[int, ...], dict[str, np.ndarr
     "resize-linear-asymmetric-3d": resize(
         (1, 1, 2, 3, 2), scales=(1, 1, 2, 1, 2.5), mode="linear", coordinate_transformation_mode="asymmetric"
     ),
+    "resize-aspect-not-larger-opset18": (
+        [helper.make_node("Resize", ["x", "", "", "n"], ["y"], axes=[2, 3], keep_aspect_ratio_policy="not_larger")],
+        (1, 1, 3, 4),
+        {"n": np.array([7, 7], dtype=np.int64)},
+        18,
+    ),
+    "resize-aspect-not-smaller-linear-opset18": (
+        [
+            helper.make_node(
+                "Resize", ["x", "", "", "n"], ["y"], mode="linear", axes=[3, 2], keep_aspect_ratio_policy="not_smaller"
+            )
+        ],
+        (1, 1, 4, 5),
+        {"n": np.array([3, 2], dtype=np.int64)},
+        18,
+    ),
     "resize-opset19-symmetric-axes": (
         [
             helper.make_node(

@@ -78,8 +78,8 @@ def _check_modes(node: Node, coordinates: str, rounding: str) -> str | None:
         return "coordinate_transformation_mode 'half_pixel_symmetric' is supported in linear mode only"
     if rounding not in (*_NEAREST_MODES, "linear"):
         return f"nearest_mode '{rounding}' is not supported"
-    if node.attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-        return f"keep_aspect_ratio_policy '{node.attrs['keep_aspect_ratio_policy']}' is not supported (only stretch)"
+    if node.attrs.get("keep_aspect_ratio_policy", "stretch") not in ("stretch", "not_larger", "not_smaller"):
+        return f"keep_aspect_ratio_policy '{node.attrs['keep_aspect_ratio_policy']}' is not supported"
     return None
 
 
@@ -132,8 +132,15 @@ class Resize(Op):
         scales, sizes = [1.0] * rank, list(x.shape[1:])
         scale_input = 1 if "coordinate_transformation_mode" not in node.attrs else 2  # opset 10: (X, scales)
         if has_input(node, 3) and const_value(xs[3]).size:
-            for axis, out in zip(axes, const_value(xs[3]).reshape(-1), strict=True):
-                sizes[axis], scales[axis] = int(out), float(np.float32(out) / np.float32(x.shape[axis + 1]))
+            targets = [int(out) for out in const_value(xs[3]).reshape(-1)]
+            ratios = [np.float32(t) / np.float32(x.shape[a + 1]) for t, a in zip(targets, axes, strict=True)]
+            policy = node.attrs.get("keep_aspect_ratio_policy", "stretch")
+            if policy != "stretch":  # one scale for all the axes, the largest (smallest) that fits
+                scale = min(ratios) if policy == "not_larger" else max(ratios)
+                ratios = [scale] * len(axes)
+                targets = [math.floor(float(scale * np.float32(x.shape[a + 1])) + 0.5) for a in axes]
+            for axis, out, ratio in zip(axes, targets, ratios, strict=True):
+                sizes[axis], scales[axis] = out, float(ratio)
         else:
             for axis, scale in zip(axes, const_value(xs[scale_input]).reshape(-1), strict=True):
                 scales[axis], sizes[axis] = float(scale), math.floor(x.shape[axis + 1] * float(scale))
