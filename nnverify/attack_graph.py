@@ -92,18 +92,20 @@ class GraphAttackStats:
 
 
 def _slack(graph: Graph, group: list[Disjunct], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Per point, the smallest disjunct slack, the seed of its worst row (output weights), and the env."""
+    """Per point, the smallest disjunct slack, the seed of its worst row (output then input weights), and
+    the env."""
     env = graph.eval_all(x)
     out = env[graph.output_name]
     y = np.broadcast_to(out, (x.shape[0], *out.shape[1:])).reshape(x.shape[0], -1)
     slacks = np.stack([d.slack(x, y) for d in group])  # (D, B)
     best = np.argmin(slacks, axis=0)
-    seeds = np.zeros((x.shape[0], y.shape[1]))
+    seeds = np.zeros((x.shape[0], y.shape[1] + x.shape[1]))  # output weights, then input weights
     for i, k in enumerate(best):
         d = group[k]
         if d.n_rows:
             rows = x[i] @ d.a_x.T + y[i] @ d.a_y.T - d.b
-            seeds[i] = d.a_y[int(np.argmax(rows))]
+            worst = int(np.argmax(rows))
+            seeds[i] = np.concatenate([d.a_y[worst], d.a_x[worst]])
     return slacks[best, np.arange(x.shape[0])], seeds, env
 
 
@@ -169,10 +171,12 @@ def _round(
     for step in range(STEPS):
         if budget.expired() or not stats.gradient:
             break
-        grad = input_gradient(graph, env, seeds, sign_window=stats.rounds % 2 == 0)
+        m = graph.n_outputs
+        grad = input_gradient(graph, env, seeds[:, :m], sign_window=stats.rounds % 2 == 0)
         if grad is None:
             stats.gradient = False
             break
+        grad = grad + seeds[:, m:]
         size = 0.5 * (1.0 - step / STEPS) + 0.02
         x = np.clip(x - size * width * np.sign(grad), lb, ub)
         slack, seeds, env = _slack(graph, group, x)
