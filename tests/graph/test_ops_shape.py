@@ -7,6 +7,9 @@ import pytest
 from onnx import helper
 from onnx_nets import SaveNet, check_net
 
+from nnverify.errors import UnsupportedOpsError
+from nnverify.graph.onnx_import import load_network
+
 CASES = {
     "depth-to-space-dcr": (helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2), (1, 8, 2, 3), 13),
     "depth-to-space-crd": (helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="CRD"), (2, 8, 3, 2), 13),
@@ -27,3 +30,9 @@ def test_block_permutations_match_onnxruntime(save_net: SaveNet, node: object, s
     assert set(np.unique(weight)) == {0.0, 1.0}  # a permutation matrix
     np.testing.assert_array_equal(weight.sum(axis=0), 1.0)
     np.testing.assert_array_equal(weight.sum(axis=1), 1.0)
+
+
+def test_unknown_block_mode_is_reported(save_net: SaveNet) -> None:
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["y"], name="d2s", blocksize=2, mode="RDC")]
+    with pytest.raises(UnsupportedOpsError, match="'d2s': mode 'RDC' is not one of DCR, CRD"):
+        load_network(save_net(nodes, (1, 4, 2, 2)))

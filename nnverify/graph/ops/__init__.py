@@ -24,6 +24,7 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     slicing,
     smooth,
     softmax,
+    space_depth,
 )
 from nnverify.graph.ops.base import REGISTRY, ActKind, Node, Op, const_value, register
 

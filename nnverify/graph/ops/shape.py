@@ -1,4 +1,4 @@
-"""Shape-only operators: Flatten, Reshape, Squeeze, Unsqueeze, Transpose, DepthToSpace, SpaceToDepth (permutations).
+"""Shape-only operators: Flatten, Reshape, Squeeze, Unsqueeze, Transpose (affine permutations of entries).
 
 Shape and axes parameters must be constants; the batch axis (axis 0 of every batched array) is never
 touched, so ONNX axes shift by one.
@@ -105,40 +105,3 @@ class Transpose(Op):
         if perm is None:
             perm = list(reversed(range(x.ndim - 1)))
         return np.transpose(x, (0, *(int(p) + 1 for p in perm)))
-
-
-@register
-class DepthToSpace(Op):
-    """Move channel blocks into ``blocksize x blocksize`` spatial blocks (DCR or CRD order)."""
-
-    op_type = "DepthToSpace"
-    affine = True
-
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
-        x = xs[0]
-        b, n, c, h, w = x.shape
-        s = int(node.attrs["blocksize"])
-        if node.attrs.get("mode", "DCR") == "DCR":
-            y = x.reshape(b, n, s, s, c // (s * s), h, w).transpose(0, 1, 4, 5, 2, 6, 3)
-        else:
-            y = x.reshape(b, n, c // (s * s), s, s, h, w).transpose(0, 1, 2, 5, 3, 6, 4)
-        return y.reshape(b, n, c // (s * s), h * s, w * s)
-
-
-@register
-class SpaceToDepth(Op):
-    """Move ``blocksize x blocksize`` spatial blocks into channels (DCR order; CRD from opset 28)."""
-
-    op_type = "SpaceToDepth"
-    affine = True
-
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
-        x = xs[0]
-        b, n, c, h, w = x.shape
-        s = int(node.attrs["blocksize"])
-        y = x.reshape(b, n, c, h // s, s, w // s, s)
-        if node.attrs.get("mode", "DCR") == "DCR":
-            y = y.transpose(0, 1, 4, 6, 2, 3, 5)
-        else:
-            y = y.transpose(0, 1, 2, 4, 6, 3, 5)
-        return y.reshape(b, n, c * s * s, h // s, w // s)
