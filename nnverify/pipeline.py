@@ -194,7 +194,7 @@ def _decide(run: _Run) -> Result:
     backend = get_backend(run.options.backend, run.options)
     kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
     if all(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
-        method = "input-split+" + kind if is_exact(run.layers) else "input-split (relaxation, no exact leaf)"
+        method = "input-split+" + kind if is_exact(run.layers) else "input-split+relaxation"
     else:
         method = ("relu-split+" if uses_relu_splitting(run.layers) else "") + kind
     undecided: list[str] = []

@@ -19,6 +19,7 @@ import numpy as np
 
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
+from nnverify.graph.ops.interface import Lines
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 
@@ -69,8 +70,7 @@ def _substitute(
     start: int,
     lam0: np.ndarray,
     rule: str = "adaptive",
-    margin_rel: float = BOUND_MARGIN_REL,
-    margin_abs: float = BOUND_MARGIN_ABS,
+    margins: tuple[float, float, dict[int, Lines] | None] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS, None),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lower-bound ``lam0 @ value(start)`` by a linear function of the input.
 
@@ -81,9 +81,23 @@ def _substitute(
     times ``margin_rel`` (>= 1e4 * gamma) covers the rounding of the whole substitution.
     """
     batch, k = lam0.shape[0], lam0.shape[1]
-    lam: dict[int, np.ndarray] = {start: lam0}
-    const = np.zeros((batch, k))
-    scale = np.zeros((batch, k))
+    return _walk(graph, bounds, {start: lam0}, np.zeros((batch, k)), np.zeros((batch, k)), start, rule, margins)
+
+
+def _walk(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    lam: dict[int, np.ndarray],
+    const: np.ndarray,
+    scale: np.ndarray,
+    start: int,
+    rule: str,
+    margins: tuple[float, float, dict[int, Lines] | None],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The substitution loop of ``_substitute`` from layer ``start`` down, with coefficients ``lam`` per layer
+    and the constant and scale so far; ``margins`` is ``(margin_rel, margin_abs, cache of relaxation lines)``."""
+    margin_rel, margin_abs, cache = margins
+    batch, k = const.shape
     for j in range(start, 0, -1):
         if j not in lam:
             continue
@@ -107,7 +121,12 @@ def _substitute(
                 scale += np.einsum("bkn,bn->bk", abs_coef, _abs_max(bounds, layer.source) + np.abs(icpt))
             else:  # any other activation through its relaxation lines: the lower one where coef >= 0
                 pos = coef - neg
-                lo_s, lo_c, up_s, up_c = layer.act.relax(src_lb, src_ub, margin_rel, margin_abs)
+                lines = cache.get(j) if cache is not None else None
+                if lines is None:
+                    lines = layer.act.relax(src_lb, src_ub, margin_rel, margin_abs)
+                    if cache is not None:
+                        cache[j] = lines
+                lo_s, lo_c, up_s, up_c = lines
                 _add(lam, layer.source, pos * lo_s[:, None, :] + neg * up_s[:, None, :])
                 const += np.einsum("bkn,bn->bk", pos, lo_c) + np.einsum("bkn,bn->bk", neg, up_c)
                 term = np.maximum(np.abs(lo_s), np.abs(up_s)) * _abs_max(bounds, layer.source)
@@ -166,7 +185,7 @@ def backward_rows_lower(
     best_lower: np.ndarray | None = None
     best_funcs = np.empty(0)
     for rule in rules:
-        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule, margin_rel, margin_abs)
+        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule, (margin_rel, margin_abs, None))
         coef_x = coef_x + a_x
         const = const - b
         lower = _concretize_lower(coef_x, const, scale + np.abs(b), bounds, margin_rel, margin_abs)
@@ -202,6 +221,7 @@ def crown_bounds(
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
     bounds = LayerBounds(lbs, ubs)
     feeds_activation = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
+    cache: dict[int, Lines] = {}  # relaxation lines of the smooth activations below the layer being tightened
     smooth_fed = [False] * len(graph.layers)
     for layer in graph.layers:
         if isinstance(layer, ActivationLayer) and layer.kind is not ActKind.RELU:
@@ -221,10 +241,10 @@ def crown_bounds(
                 idx = np.nonzero(np.any(ubs[k] > lbs[k], axis=0))[0]
             else:
                 idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
-            widest = max(v.shape[1] for v in lbs)
+            widest = max(v.shape[1] for v in lbs[:k])
             step = max(1, CROWN_CHUNK // max(1, 2 * batch * widest))
             for start in range(0, idx.size, step):
-                _tighten_rows(graph, bounds, k, idx[start : start + step], margin_rel, margin_abs)
+                _tighten_rows(graph, bounds, k, idx[start : start + step], (margin_rel, margin_abs, cache))
     return bounds
 
 
@@ -233,14 +253,25 @@ CROWN_CHUNK = 1 << 24
 
 
 def _tighten_rows(
-    graph: LayerGraph, bounds: LayerBounds, k: int, idx: np.ndarray, margin_rel: float, margin_abs: float
+    graph: LayerGraph, bounds: LayerBounds, k: int, idx: np.ndarray, margins: tuple[float, float, dict[int, Lines]]
 ) -> None:
-    """Tighten the bounds of neurons ``idx`` of layer ``k`` in place by back-substitution."""
+    """Tighten the bounds of neurons ``idx`` of the affine layer ``k`` in place by back-substitution.
+
+    The first step substitutes the rows ``+-(W_i, b_i)`` of the layer itself (what ``_substitute`` computes from
+    unit rows, here without the products by unit vectors, which are exact), then ``_walk`` goes on below."""
+    layer = graph.layers[k]
+    assert isinstance(layer, AffineLayer)
     lbs, ubs = bounds.lb, bounds.ub
-    batch, size = lbs[k].shape
-    eye = np.eye(size)[idx]
-    lam0 = np.broadcast_to(np.concatenate([eye, -eye]), (batch, 2 * idx.size, size)).copy()
-    coef_x, const, scale = _substitute(graph, bounds, k, lam0, "adaptive", margin_rel, margin_abs)
-    low = _concretize_lower(coef_x, const, scale, bounds, margin_rel, margin_abs)
+    batch = lbs[k].shape[0]
+    lam: dict[int, np.ndarray] = {}
+    pre = np.broadcast_to(np.abs(layer.bias[idx]), (batch, idx.size)).copy()
+    for src, w, abs_w in zip(layer.sources, layer.weights, layer.abs_weights, strict=True):
+        rows = w[idx]
+        _add(lam, src, np.broadcast_to(np.concatenate([rows, -rows]), (batch, 2 * idx.size, w.shape[1])).copy())
+        pre += _abs_max(bounds, src) @ abs_w[idx].T
+    const = np.broadcast_to(np.concatenate([layer.bias[idx], -layer.bias[idx]]), (batch, 2 * idx.size)).copy()
+    scale = np.concatenate([pre, pre], axis=1)
+    coef_x, const, scale = _walk(graph, bounds, lam, const, scale, k - 1, "adaptive", margins)
+    low = _concretize_lower(coef_x, const, scale, bounds, margins[0], margins[1])
     lbs[k][:, idx] = np.maximum(lbs[k][:, idx], low[:, : idx.size])
     ubs[k][:, idx] = np.minimum(ubs[k][:, idx], -low[:, idx.size :])

@@ -162,18 +162,34 @@ def exact_dot_plus(w: np.ndarray, x: np.ndarray, b: np.ndarray) -> np.ndarray:
         hi = c - (c - a)
         return hi, a - hi
 
-    p = w * x[None, :]
-    wh, wl = split(w)
-    xh, xl = split(np.broadcast_to(x, w.shape))
-    e = ((wh * xh - p) + wh * xl + wl * xh) + wl * xl
-    return np.array([math.fsum((float(b[i]), *p[i], *e[i])) for i in range(w.shape[0])], dtype=np.float64)
+    out = np.empty(w.shape[0])
+    xh, xl = split(x)
+    for start in range(0, w.shape[0], 256):  # 256 rows at a time: the temporaries stay small
+        rows = w[start : start + 256]
+        p = rows * x[None, :]
+        wh, wl = split(rows)
+        e = ((wh * xh - p) + wh * xl + wl * xh) + wl * xl
+        out[start : start + 256] = [math.fsum((float(b[start + i]), *p[i], *e[i])) for i in range(rows.shape[0])]
+    return out
+
+
+#: ``pin_inputs`` folds at most this many products (``math.fsum`` takes about 0.1 s per million).
+PIN_FOLD_MAX = 1 << 23
 
 
 def pin_inputs(graph: LayerGraph, value: np.ndarray, free: np.ndarray) -> LayerGraph | None:
     """The network with the inputs outside ``free`` (a boolean mask) fixed at ``value``: a graph over the free
     inputs only, the fixed inputs' products folded exactly into the biases (``exact_dot_plus``). None when an
-    activation reads the input directly (nothing to fold into)."""
+    activation reads the input directly (nothing to fold into), or when folding would cost more than
+    ``PIN_FOLD_MAX`` products (the search then keeps the fixed inputs, never splitting them)."""
     pinned = ~free
+    folded = sum(
+        layer.weights[layer.sources.index(0)].shape[0] * int(pinned.sum())
+        for layer in graph.layers
+        if isinstance(layer, AffineLayer) and 0 in layer.sources
+    )
+    if folded > PIN_FOLD_MAX:
+        return None
     layers: list[Layer] = [InputLayer(int(free.sum()), graph.layers[0].name)]
     for layer in graph.layers[1:]:
         if isinstance(layer, ActivationLayer) and layer.source == 0:
