@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from nnverify.backends import BACKENDS
-from nnverify.errors import NnverifyError
+from nnverify.errors import NnverifyError, OutputFileError
 
 
 def output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -134,7 +134,11 @@ def bench_run(
         witness_dir = str(Path(image_dir) / "witnesses")
     for folder in (witness_dir, image_dir):
         if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                fail_with(OutputFileError(f"{folder}: cannot create the directory ({exc.strerror or exc})"))
+                return
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(jobs)
     tally: Counter[str] = Counter()
     columns = (
@@ -153,16 +157,22 @@ def bench_run(
             text = " ".join(f"{k} {tally[k]}" for k in ("sat", "unsat", "timeout", "unknown", "error") if tally[k])
             bar.update(task, completed=done, total=total, description=text or "running")
 
-        with _sigterm_as_exit():
-            rows = run_benchmark(
-                instances,
-                out_csv,
-                jobs=jobs,
-                backend=backend,
-                executor=executor,
-                witness_dir=witness_dir,
-                progress=progress,
-            )
+        try:
+            with _sigterm_as_exit():
+                rows = run_benchmark(
+                    instances,
+                    out_csv,
+                    jobs=jobs,
+                    backend=backend,
+                    executor=executor,
+                    witness_dir=witness_dir,
+                    progress=progress,
+                )
+        except OSError as exc:
+            if exc.filename is None or Path(exc.filename).resolve() != Path(out_csv).resolve():
+                raise
+            fail_with(OutputFileError(f"{out_csv}: cannot write ({exc.strerror or exc})"))
+            return
     counts = Counter(str(r.result) for r in rows)
     click.echo(f"{len(rows)} instances: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + f" -> {out_csv}")
     if image_dir and witness_dir:

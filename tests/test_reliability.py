@@ -578,3 +578,12 @@ def test_program_prints_no_numpy_warnings(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[0] in ("unsat", "unknown", "timeout")
     assert "Warning" not in proc.stderr
+
+
+def test_bench_run_unwritable_results_csv(nano_files: tuple[Path, Path]) -> None:
+    net, prop = nano_files
+    instances = net.parent / "instances.csv"
+    instances.write_text(f"{net.name},{prop.name},10\n")
+    res = invoke("bench", "run", instances, "--out", _unwritable_dir() / "results.csv")
+    assert res.exit_code == ExitCode.OUTPUT_FAILED, res.output
+    assert "cannot write" in res.stderr and "Traceback" not in res.output
