@@ -253,7 +253,10 @@ def verify(
     worker = threading.Thread(target=work, name="nnverify-verify", daemon=True)
     worker.start()
     try:
-        worker.join(None if math.isinf(budget.deadline) else budget.remaining() + OVERRUN_GRACE_S)
+        # a budget beyond threading.TIMEOUT_MAX (~292 years) would raise OverflowError in join()
+        worker.join(
+            None if math.isinf(budget.deadline) else min(budget.remaining() + OVERRUN_GRACE_S, threading.TIMEOUT_MAX)
+        )
     except BaseException:  # Ctrl-C while waiting: the worker is left behind
         _ABANDONED.append(worker)
         raise

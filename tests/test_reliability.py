@@ -587,3 +587,11 @@ def test_bench_run_unwritable_results_csv(nano_files: tuple[Path, Path]) -> None
     res = invoke("bench", "run", instances, "--out", _unwritable_dir() / "results.csv")
     assert res.exit_code == ExitCode.OUTPUT_FAILED, res.output
     assert "cannot write" in res.stderr and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("timeout", ["1e12", "inf"])
+def test_enormous_timeout_is_no_limit(nano_files: tuple[Path, Path], timeout: str) -> None:
+    """A budget beyond ``threading.TIMEOUT_MAX`` made ``Thread.join`` raise OverflowError."""
+    res = invoke("check", *nano_files, "--timeout", timeout)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[0] == "sat"

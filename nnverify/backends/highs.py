@@ -168,7 +168,7 @@ def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: thread
         return True
     wait = time_limit_s + OVERRUN_GRACE_S if np.isfinite(time_limit_s) else float("inf")
     if cancel is None:
-        thread.join(None if np.isinf(wait) else wait)
+        thread.join(None if wait > threading.TIMEOUT_MAX else wait)  # join() overflows beyond TIMEOUT_MAX
     else:
         until = time.monotonic() + wait
         while thread.is_alive() and not cancel.is_set() and time.monotonic() < until:
