@@ -104,8 +104,8 @@ def _disjunct(
     input_rows: list[tuple[dict[int, Fraction], Fraction]] = []
     for c in conj:
         for ax, ay, b in _rows(c, product, margin):
-            if not ax and not ay:
-                if b < 0:
+            if not ax and not ay:  # a constant comparison, decided exactly (0 < 0 is false: aliased ties)
+                if b < 0 or (b == 0 and c.rel is Rel.LT and margin is None):
                     return None
             elif not ay and len(ax) == 1:
                 ((k, a),) = ax.items()

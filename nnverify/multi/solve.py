@@ -166,7 +166,54 @@ def _run(ctx: _Context, margin: float | None) -> Result:
         raise type(exc)(str(exc).replace(ctx.model_path, f"the merged model of {files}")) from exc
 
 
+def _slope_refuted(ctx: _Context) -> bool:
+    """Whether every disjunct of a strict query is ruled out by a monotonicity certificate (``slope.py``)."""
+    from nnverify.graph.onnx_import import load_network
+    from nnverify.graph.passes import to_layers
+    from nnverify.multi.slope import refutes, tie_patterns
+
+    query, product = ctx.query, ctx.product
+    same: dict[tuple[str, str], int] = {}
+    paths = {net.decl.name: net.path for net in ctx.nets}
+    for a in ctx.nets:
+        for b in ctx.nets:
+            ins_a, ins_b = a.decl.inputs, b.decl.inputs
+            if a is b or a.path != b.path or len(ins_a) != 1 or len(ins_b) != 1 or any(a.decl.fed_by + b.decl.fed_by):
+                continue
+            diff = [
+                k
+                for k in range(ins_a[0].size)
+                if product.x_columns[(ins_a[0].name, k)] != product.x_columns[(ins_b[0].name, k)]
+            ]
+            if len(diff) == 1:
+                same[(a.decl.name, b.decl.name)] = diff[0]
+    if not same or not query.has_strict:
+        return False
+    graphs: dict[str, object] = {}
+    common = tuple(c for c in query.common if c not in product.substitutions)
+    for alt in query.alternatives:
+        boxes = to_property(dataclasses.replace(query, alternatives=(alt,)), product).prop.disjuncts
+        if not boxes:
+            continue  # empty on its own
+        refuted = False
+        for pattern in tie_patterns(query, common + alt, same):
+            path = paths[pattern.f.name]
+            if path not in graphs:
+                graphs[path] = to_layers(load_network(path), merge=False)
+            cols_f = [product.x_columns[(pattern.f.inputs[0].name, k)] for k in range(pattern.f.inputs[0].size)]
+            cols_g = [product.x_columns[(pattern.g.inputs[0].name, k)] for k in range(pattern.g.inputs[0].size)]
+            if refutes(graphs[path], boxes[0], cols_f, cols_g, pattern):  # type: ignore[arg-type]
+                refuted = True
+                break
+        if not refuted:
+            return False
+    return True
+
+
 def _decide(ctx: _Context) -> tuple[Verdict, dict[str, np.ndarray] | None, str]:
+    if _slope_refuted(ctx):
+        ctx.notes.append("every disjunct's strict comparison is ruled out by a bound on the slope (monotonicity)")
+        return Verdict.UNSAT, None, "slope"
     result = _run(ctx, None)
     method = "product+" + result.method
     if result.verdict is Verdict.UNSAT:

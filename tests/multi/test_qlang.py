@@ -54,12 +54,12 @@ def test_linf_ball_around_a_constant_and_hidden_tensor(nets: dict[str, str]) -> 
 
 
 def test_two_calls_of_one_network_share_it(tmp_path: Path) -> None:
-    """The second call is equal-to the first: monotone y = 2x has only ties, so the strict query is unknown."""
+    """The second call is equal-to the first; y = 2x is monotone, so the strict decrease is unsat (slope bound)."""
     double = mlp(tmp_path / "d.onnx", [(np.array([[2.0]]), np.array([0.0]))])
     text = "find a[1,1], b[1,1] where a in [0, 1], b in [0, 1], a[0] <= b[0], D(b)[0] < D(a)[0]"
     program, result = _run(text, {"D": double})
     assert [n.equal_to for n in program.query.networks] == [None, "D"]
-    assert result.verdict is Verdict.UNKNOWN
+    assert result.verdict is Verdict.UNSAT and result.method == "slope"
 
 
 def test_emitted_vnnlib_reads_back_the_same(nets: dict[str, str]) -> None:

@@ -122,10 +122,38 @@ MONO = """(vnnlib-version <2.0>)
 """
 
 
-def test_a_tie_is_never_sat(doubler: str, tmp_path: Path) -> None:
-    """y = 2x is monotone: Yg < Y with X <= Xg holds only at ties, which are no witness."""
-    result = verify_query(_query(tmp_path, MONO + "(assert (< Yg[0,0] Y[0,0]))"), {"f": doubler}, Options(timeout_s=20))
+@pytest.fixture
+def half(tmp_path: Path) -> str:
+    """y = relu(x) - 0.5 relu(x): monotone (slope 0 or 0.5), but the interval slope bound is [-0.5, 1]."""
+    return mlp(
+        tmp_path / "half.onnx", [(np.array([[1.0], [1.0]]), np.zeros(2)), (np.array([[1.0, -0.5]]), np.zeros(1))]
+    )
+
+
+HALF = MONO.replace("(<= 0.0 X[0,0] 1.0)", "(<= -1.0 X[0,0] 1.0)").replace(
+    "(<= 0.0 Xg[0,0] 1.0)", "(<= -1.0 Xg[0,0] 1.0)"
+)
+
+
+def test_a_tie_is_never_sat(half: str, tmp_path: Path) -> None:
+    """Yg < Y with X <= Xg holds only at ties, which are no witness; the slope bound cannot prove it: unknown."""
+    result = verify_query(_query(tmp_path, HALF + "(assert (< Yg[0,0] Y[0,0]))"), {"f": half}, Options(timeout_s=20))
     assert result.verdict is Verdict.UNKNOWN and "tie" in result.note
+
+
+def test_monotone_strict_query_is_unsat_by_the_slope_bound(doubler: str, tmp_path: Path) -> None:
+    """y = 2x: the slope along X is >= 0 everywhere, so Yg < Y with X <= Xg is unsat (not a tie-only unknown)."""
+    result = verify_query(_query(tmp_path, MONO + "(assert (< Yg[0,0] Y[0,0]))"), {"f": doubler}, Options(timeout_s=20))
+    assert result.verdict is Verdict.UNSAT and result.method == "slope"
+
+
+def test_slope_bound_does_not_refute_a_decrease(tmp_path: Path) -> None:
+    """y = relu(-x) decreases on [-1, 0]: the slope bound proves nothing and the strict witness is found."""
+    net = mlp(tmp_path / "dec.onnx", [(np.array([[-1.0]]), np.zeros(1)), (np.array([[1.0]]), np.zeros(1))])
+    text = HALF + "(assert (< Yg[0,0] Y[0,0]))"
+    result = verify_query(_query(tmp_path, text), {"f": net}, Options(timeout_s=20))
+    assert result.verdict is Verdict.SAT and result.values is not None
+    assert result.values["X"][0] <= result.values["Xg"][0] and result.values["Yg"][0] < result.values["Y"][0]
 
 
 def test_non_strict_accepts_the_tie(doubler: str, tmp_path: Path) -> None:

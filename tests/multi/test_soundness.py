@@ -61,3 +61,25 @@ def test_box_bounds_round_outward(tmp_path: Path) -> None:
         lo, hi = (Fraction(-1, 10), Fraction(1, 10)) if name == "A" else (Fraction(3, 10), Fraction(7, 10))
         assert Fraction(float(d.lb[col])) <= lo and Fraction(float(d.ub[col])) >= hi
         assert float(d.lb[col]) == float(lo) or Fraction(float(d.lb[col])) < lo  # nearest or one step out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_slope_bounds_contain_sampled_derivatives(seed: int) -> None:
+    """The interval slope bound contains the central-difference derivative at sampled points of the box."""
+    from netgen import random_net
+
+    from nnverify.multi.slope import slope_bounds
+
+    rng = np.random.default_rng(seed)
+    graph = random_net(rng, [3, 8, 8, 2])
+    lb, ub = -np.ones(3) * 0.5, np.ones(3) * 0.5
+    for i in range(3):
+        bounds = slope_bounds(graph, lb, ub, i)
+        assert bounds is not None
+        lo, hi = bounds
+        x = rng.uniform(lb, ub, size=(200, 3))
+        h = 1e-7
+        step = np.zeros(3)
+        step[i] = h
+        fd = (graph.eval(x + step) - graph.eval(x - step)) / (2 * h)
+        assert np.all(fd >= lo - 1e-5) and np.all(fd <= hi + 1e-5)
