@@ -495,6 +495,8 @@ def generate(
     started = time.monotonic() - _STARTUP_S
     net_path = network or _default_bnn(grains)
     low, high = interval
+    if low > high:
+        raise click.BadParameter(f"expected A <= B, found {low} > {high}", param_hint="--interval")
     try:
         shape = ShapeParams(
             grains,
@@ -524,9 +526,8 @@ def generate(
     except NnverifyError as exc:
         fail_with(exc)
         return
-    if query_file:
-        _write_atomic(query_file, text)
     verdict = {"feasible": "sat", "infeasible": "unsat"}.get(out.status.value, out.status.value)
+    failures: list[OutputFileError | None] = []  # output files are written after the verdict is printed
     if out.status.value == "feasible":
         cells, checks = [], []
         for values in out.values:
@@ -540,6 +541,8 @@ def generate(
         if failed:
             click.echo("unknown")
             click.echo("note: a generated image failed the independent checks: " + " | ".join(failed), err=True)
+            failures.append(_write_output(query_file, lambda path: _write_atomic(path, text)))
+            _exit_on_output_failures([f for f in failures if f is not None])
             return
         click.echo("sat")
         for k, (labels, check) in enumerate(zip(cells, checks, strict=True)):
@@ -551,12 +554,14 @@ def generate(
             from nnverify.imaging import save_cells_image
 
             titles = [f"BNN {c.predicted:.1f}, PDE {c.pde:.1f}" for c in checks]
-            save_cells_image(cells, titles, image_file)
+            failures.append(_write_output(image_file, lambda path: save_cells_image(cells, titles, path)))
     else:
         click.echo(verdict)
         if out.note:
             click.echo(f"note: {out.note}", err=True)
     click.echo(f"seconds: {out.seconds:.2f} ({out.method})", err=True)
+    failures.append(_write_output(query_file, lambda path: _write_atomic(path, text)))
+    _exit_on_output_failures([f for f in failures if f is not None])
 
 
 @main.command("query")

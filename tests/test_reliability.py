@@ -595,3 +595,16 @@ def test_enormous_timeout_is_no_limit(nano_files: tuple[Path, Path], timeout: st
     res = invoke("check", *nano_files, "--timeout", timeout)
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[0] == "sat"
+
+
+def test_generate_reversed_interval_is_a_usage_error() -> None:
+    res = invoke("generate", "--interval", "70", "60", "--timeout", "1")
+    assert res.exit_code == ExitCode.USAGE and "A <= B" in res.output
+
+
+def test_generate_unwritable_query_file_after_the_verdict() -> None:
+    target = _unwritable_dir() / "q.vnnlib"
+    res = invoke("generate", "--interval", "60", "70", "--timeout", "2", "--no-proposals", "--query", target)
+    assert res.exit_code == ExitCode.OUTPUT_FAILED, res.output
+    assert res.stdout.splitlines()[0] in ("sat", "unsat", "timeout", "unknown")
+    assert f"Error: {target}: cannot write" in res.stderr
