@@ -1,0 +1,127 @@
+"""Rebuild the vote example: ``python -m nnverify.binary [--out DIR] [--results DIR] [--images N]``.
+
+Trains the three digit networks (seeded), writes them and the two vote models as ONNX with a metrics JSON, writes
+the vote queries around the first test images, decides each one (CP-SAT, replayed on every network) and records
+the verdicts and times as ``results.csv`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnverify.backends import get_backend
+from nnverify.binary.model import BinaryNet, Step
+from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
+from nnverify.binary.train import Digits, TrainConfig, load_binary_digits, train
+from nnverify.binary.vote import VoteQuery, decide, query_text
+from nnverify.options import Options
+
+#: The one-vs-rest task: class 1 = digits 5..9.
+POSITIVE = (5, 6, 7, 8, 9)
+#: The three networks: hidden activation, sampling temperature (0: greedy), seed.
+NETS = ((Step.BINARY01, 0.0, 1), (Step.BINARY11, 0.0, 2), (Step.BINARY01, 0.002, 3))
+#: (query, Hamming radius) asked around each image, for each vote rule.
+QUESTIONS = ((VoteQuery.ROBUST, 1), (VoteQuery.ROBUST, 2), (VoteQuery.ROBUST, 4), (VoteQuery.DIFFERS, 4))
+
+
+def train_all(data: Digits, out: Path) -> list[BinaryNet]:
+    """Train, export and check the three networks and the two vote models; write ``metrics.json``."""
+    nets, metrics = [], []
+    for k, (step, temperature, seed) in enumerate(NETS, start=1):
+        started = time.monotonic()
+        result = train(data, TrainConfig(step=step, temperature=temperature, seed=seed))
+        seconds = time.monotonic() - started
+        path = out / f"net{k}.onnx"
+        save(net_to_onnx(result.net, doc=f"digits 5-9 vs 0-4, {step.value}, seed {seed}"), path)
+        exact = bool(np.array_equal(run_onnx(path, data.x_test)[:, 0], result.net.predict(data.x_test)))
+        nets.append(result.net)
+        metrics.append(
+            {
+                "file": path.name,
+                "step": step.value,
+                "temperature": temperature,
+                "seed": seed,
+                "loss": [round(result.initial_loss, 4), round(result.final_loss, 4)],
+                "train_accuracy": round(result.train_accuracy, 4),
+                "test_accuracy": round(result.test_accuracy, 4),
+                "accepted": result.accepted,
+                "worse_accepted": result.worse_accepted,
+                "seconds": round(seconds, 1),
+                "onnx_equals_numpy": exact,
+            }
+        )
+    ys = [net.predict(data.x_test) for net in nets]
+    for rule in VoteRule:
+        save(vote_to_onnx((nets[0], nets[1], nets[2]), rule), out / f"vote_{rule.value}.onnx")
+        metrics.append({"file": f"vote_{rule.value}.onnx", "test_accuracy": _accuracy(rule, ys, data.y_test)})
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return nets
+
+
+def _accuracy(rule: VoteRule, ys: list[np.ndarray], labels: np.ndarray) -> float:
+    return round(float(np.mean(rule.apply(ys[0], ys[1], ys[2]) == labels)), 4)
+
+
+def run_queries(data: Digits, out: Path, results: Path, n_images: int, timeout_s: float) -> list[dict[str, object]]:
+    """Write and decide every query of ``QUESTIONS`` around the first ``n_images`` test images."""
+    backend = get_backend("cpsat", Options(seed=0))
+    nets = tuple(out / f"net{k}.onnx" for k in (1, 2, 3))
+    rows: list[dict[str, object]] = []
+    for rule in VoteRule:
+        model = out / f"vote_{rule.value}.onnx"
+        for index in range(n_images):
+            image, label = data.x_test[index], int(data.y_test[index])
+            vote_at_image = int(run_onnx(model, image[None, :])[0, 3])
+            for kind, radius in QUESTIONS:
+                target = vote_at_image if kind is VoteQuery.ROBUST else label
+                name = f"{rule.value}_img{index}_{kind.value}_r{radius}.vnnlib"
+                comment = f"vote {rule.value}, test image {index} (label {label}), {kind.value}, Hamming <= {radius}"
+                (out / name).write_text(query_text(kind, image, radius, target, comment))
+                answer = decide(model, nets, rule, (kind, image, radius, target), out / name, backend, timeout_s)
+                rows.append(
+                    {
+                        "query": name,
+                        "verdict": answer.verdict.value,
+                        "seconds": round(answer.seconds, 2),
+                        "replayed": "" if answer.replayed is None else " ".join(map(str, answer.replayed)),
+                        "flips": "" if answer.x is None else int(np.sum(answer.x != image)),
+                    }
+                )
+    _write_results(rows, results)
+    return rows
+
+
+def _write_results(rows: list[dict[str, object]], results: Path) -> None:
+    keys = list(rows[0])
+    lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
+    (results / "results.csv").write_text("\n".join(lines) + "\n")
+    table = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    table += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    (results / "results.md").write_text("\n".join(table) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m nnverify.binary", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("properties/queries/vote"))
+    parser.add_argument("--results", type=Path, default=Path("bench/results/vote"))
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--no-train", action="store_true", help="reuse the networks in --out")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
+    data = load_binary_digits(POSITIVE)
+    if not args.no_train:
+        train_all(data, args.out)
+    for row in run_queries(data, args.out, args.results, args.images, args.timeout):
+        print(row["query"], row["verdict"], row["seconds"], row["replayed"])
+
+
+if __name__ == "__main__":
+    main()
