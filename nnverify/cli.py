@@ -485,6 +485,7 @@ def generate(
     from nnverify.backends import get_backend
     from nnverify.bnn.generate import GenerateParams, build_query, check_image, labels_of, shape_proposals, solve_query
     from nnverify.bnn.shapes import ShapeParams
+    from nnverify.budget import Budget
     from nnverify.encode.bnn import is_bnn
     from nnverify.errors import ModelError
     from nnverify.graph.onnx_import import load_network
@@ -520,9 +521,9 @@ def generate(
             )
         query = parse_discrete(text, query_file or "<generated query>")
         engine = get_backend(backend, Options(seed=seed))
-        left = max(0.0, timeout_s - (time.monotonic() - started))
-        guesses = shape_proposals(layers, model, params) if proposals else None
-        out = solve_query(layers, query, engine, count=count, timeout_s=left, proposals=guesses)
+        budget = Budget(started + timeout_s)  # every phase keeps it; the proposals get their share of it
+        guesses = (lambda share: shape_proposals(layers, model, params, budget=share)) if proposals else None
+        out = solve_query(layers, query, engine, count=count, budget=budget, proposals=guesses)
     except NnverifyError as exc:
         fail_with(exc)
         return

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -28,6 +28,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bnn.sampling import propose
 from nnverify.bnn.shapes import ShapeModel, ShapeParams, decode, shape_model
 from nnverify.bounds.interval import interval_bounds
+from nnverify.budget import Budget, BudgetExpired
 from nnverify.encode.bnn import BnnEncoding, encode_bnn, integer_form
 from nnverify.graph.layers import LayerGraph
 from nnverify.spec.discrete import DiscreteQuery, DiscreteRow, DiscreteVar, write_discrete
@@ -88,7 +89,7 @@ def output_range(graph: LayerGraph, query: DiscreteQuery) -> tuple[float, float]
     return float(bounds.lb[graph.output][0][0]), float(bounds.ub[graph.output][0][0])
 
 
-def _add_rows(enc: BnnEncoding, graph: LayerGraph, query: DiscreteQuery) -> dict[str, int]:
+def _add_rows(enc: BnnEncoding, graph: LayerGraph, query: DiscreteQuery, budget: Budget) -> dict[str, int]:
     """Add the query's variables and rows to the encoding's problem; the index of every named variable."""
     problem = enc.problem
     index = {f"X_{i}": int(v) for i, v in enumerate(enc.x_idx)}
@@ -98,6 +99,7 @@ def _add_rows(enc: BnnEncoding, graph: LayerGraph, query: DiscreteQuery) -> dict
             index[v.name] = problem.add_var(v.lb, v.ub, integer=True, name=v.name)
     y_forms = enc.forms[graph.output]
     for row in query.rows:
+        budget.check("adding the query's rows")
         terms: dict[int, Fraction] = {}
         const = Fraction(0)
         for name, coef in row.terms:
@@ -131,12 +133,24 @@ PROPOSAL_SHARE = 0.25
 
 
 def shape_proposals(
-    graph: LayerGraph, model: ShapeModel, params: GenerateParams, *, seed: int | None = None
+    graph: LayerGraph,
+    model: ShapeModel,
+    params: GenerateParams,
+    *,
+    seed: int | None = None,
+    budget: Budget | None = None,
 ) -> Iterator[np.ndarray]:
-    """Pixel vectors of random cells that obey the shape rules and whose float output lies in the interval."""
+    """Pixel vectors of random cells that obey the shape rules and whose float output lies in the interval.
+
+    ``budget``: growing stops with ``BudgetExpired`` once it runs out (``solve_query`` hands its proposal share).
+    """
     rng = np.random.default_rng(params.shape.random_seed if seed is None else seed)
-    for p in propose(graph, params.shape, model.seeds, params.low, params.high, rng=rng):
+    for p in propose(graph, params.shape, model.seeds, params.low, params.high, rng=rng, budget=budget):
         yield p.pixels
+
+
+#: Candidate pixel vectors, or a function of the proposal phase's budget that returns them (``shape_proposals``).
+Proposals = Iterable[np.ndarray] | Callable[[Budget], Iterable[np.ndarray]]
 
 
 def _confirm(enc: BnnEncoding, backend: Backend, pixels: np.ndarray, timeout_s: float) -> np.ndarray | None:
@@ -155,6 +169,60 @@ def _confirm(enc: BnnEncoding, backend: Backend, pixels: np.ndarray, timeout_s: 
     return result.values if result.status is SolveStatus.FEASIBLE else None
 
 
+@dataclass(slots=True)
+class _Search:
+    """The encoded query and the solutions found so far (each found pixel image is blocked)."""
+
+    enc: BnnEncoding
+    index: dict[str, int]
+    backend: Backend
+    count: int
+    out: Generated
+
+    def accept(self, values_vec: np.ndarray) -> None:
+        values = {name: round(values_vec[k]) for name, k in self.index.items()}
+        pixels = np.array([values[f"X_{i}"] for i in range(len(self.enc.x_idx))])
+        self.out.status = SolveStatus.FEASIBLE
+        self.out.images.append(pixels)
+        self.out.values.append(values)
+        # Block this pixel image: at least one pixel differs.
+        coefs = np.where(pixels == 1, -1.0, 1.0)
+        self.enc.problem.add_row(self.enc.x_idx.copy(), coefs, 1.0 - float(pixels.sum()), np.inf)
+
+    def try_proposals(self, proposals: Proposals, share: Budget) -> None:
+        """Hand proposals to the exact backend, one at a time, until enough are found or ``share`` runs out."""
+        out = self.out
+        source = iter(proposals(share) if callable(proposals) else proposals)
+        while len(out.images) < self.count and out.proposals_tried < max(MAX_PROPOSALS, 2 * self.count):
+            try:
+                share.check("proposing cells")
+                pixels = next(source)
+            except (StopIteration, BudgetExpired):
+                break
+            out.proposals_tried += 1
+            found = _confirm(self.enc, self.backend, pixels, min(PROPOSAL_TIMEOUT_S, share.remaining()))
+            if found is not None:
+                out.proposals_accepted += 1
+                self.accept(found)
+        if out.images and len(out.images) >= self.count:
+            out.method = f"proposal+{self.backend.name}"
+
+    def search(self, budget: Budget) -> None:
+        """The full search for the solutions still missing, within ``budget``."""
+        out = self.out
+        while len(out.images) < self.count:
+            if budget.expired():
+                if not out.images:
+                    out.status, out.note = SolveStatus.TIMEOUT, str(BudgetExpired("searching"))
+                break
+            result = self.backend.solve(self.enc.problem, timeout_s=budget.remaining())
+            if result.status is not SolveStatus.FEASIBLE or result.values is None:
+                if not out.images:
+                    out.status, out.note = result.status, result.note
+                break
+            self.accept(result.values)
+
+
 def solve_query(
     graph: LayerGraph,
     query: DiscreteQuery,
@@ -162,62 +230,42 @@ def solve_query(
     *,
     count: int = 1,
     timeout_s: float = 60.0,
-    proposals: Iterable[np.ndarray] | None = None,
+    budget: Budget | None = None,
+    proposals: Proposals | None = None,
 ) -> Generated:
     """Up to ``count`` solutions with pairwise different pixel images; INFEASIBLE if there is none.
 
-    ``proposals`` (optional): candidate pixel vectors tried first, each exactly (module docstring).
+    Every phase keeps ``budget`` (default: ``timeout_s`` from now) and answers TIMEOUT when it runs out.
+    ``proposals`` (optional): candidate pixel vectors tried first, each exactly (module docstring), within
+    ``PROPOSAL_SHARE`` of the time left; a callable is given that share as a ``Budget``.
     """
     start = time.perf_counter()
-    low, high = output_range(graph, query)
-    for row in query.rows:  # the bounds alone may rule out the asked output range
-        if row.terms == (("Y_0", 1.0),) and (row.lo > high or row.hi < low):
-            return Generated(
-                SolveStatus.INFEASIBLE,
-                seconds=time.perf_counter() - start,
-                method="bounds",
-                note=f"the network's output lies in [{low:.4g}, {high:.4g}] on every input",
-            )
-    lb = np.array([query.var(f"X_{i}").lb for i in range(query.n_inputs)])
-    ub = np.array([query.var(f"X_{i}").ub for i in range(query.n_inputs)])
-    enc = encode_bnn(graph, lb, ub)
-    index = _add_rows(enc, graph, query)
-    out = Generated(SolveStatus.INFEASIBLE, method=f"bnn+{backend.name}")
-    x_idx = enc.x_idx
-
-    def accept(values_vec: np.ndarray) -> None:
-        values = {name: round(values_vec[k]) for name, k in index.items()}
-        pixels = np.array([values[f"X_{i}"] for i in range(query.n_inputs)])
-        out.status = SolveStatus.FEASIBLE
-        out.images.append(pixels)
-        out.values.append(values)
-        # Block this pixel image: at least one pixel differs.
-        coefs = np.where(pixels == 1, -1.0, 1.0)
-        enc.problem.add_row(x_idx.copy(), coefs, 1.0 - float(pixels.sum()), np.inf)
-
+    budget = Budget.starting_now(timeout_s) if budget is None else budget
+    method = f"bnn+{backend.name}"
+    try:
+        budget.check("building the query")
+        low, high = output_range(graph, query)
+        for row in query.rows:  # the bounds alone may rule out the asked output range
+            if row.terms == (("Y_0", 1.0),) and (row.lo > high or row.hi < low):
+                return Generated(
+                    SolveStatus.INFEASIBLE,
+                    seconds=time.perf_counter() - start,
+                    method="bounds",
+                    note=f"the network's output lies in [{low:.4g}, {high:.4g}] on every input",
+                )
+        lb = np.array([query.var(f"X_{i}").lb for i in range(query.n_inputs)])
+        ub = np.array([query.var(f"X_{i}").ub for i in range(query.n_inputs)])
+        enc = encode_bnn(graph, lb, ub, budget=budget)
+        index = _add_rows(enc, graph, query, budget)
+    except BudgetExpired as exc:
+        return Generated(SolveStatus.TIMEOUT, seconds=time.perf_counter() - start, method=method, note=str(exc))
+    run = _Search(enc, index, backend, count, Generated(SolveStatus.INFEASIBLE, method=method))
     if proposals is not None:
-        share = PROPOSAL_SHARE * timeout_s
-        for pixels in proposals:
-            spent = time.perf_counter() - start
-            if len(out.images) >= count or out.proposals_tried >= max(MAX_PROPOSALS, 2 * count) or spent >= share:
-                break
-            out.proposals_tried += 1
-            found = _confirm(enc, backend, pixels, min(PROPOSAL_TIMEOUT_S, share - spent))
-            if found is not None:
-                out.proposals_accepted += 1
-                accept(found)
-        if out.images and len(out.images) >= count:
-            out.method = f"proposal+{backend.name}"
-    while len(out.images) < count:
-        left = timeout_s - (time.perf_counter() - start)
-        result = backend.solve(enc.problem, timeout_s=left)
-        if result.status is not SolveStatus.FEASIBLE or result.values is None:
-            if not out.images:
-                out.status, out.note = result.status, result.note
-            break
-        accept(result.values)
-    out.seconds = time.perf_counter() - start
-    return out
+        now = time.monotonic()
+        run.try_proposals(proposals, Budget(min(budget.deadline, now + PROPOSAL_SHARE * (budget.deadline - now))))
+    run.search(budget)
+    run.out.seconds = time.perf_counter() - start
+    return run.out
 
 
 def labels_of(values: dict[str, int], model: ShapeModel, shape: ShapeParams) -> np.ndarray:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnverify.bnn.shapes import ShapeParams
+from nnverify.budget import Budget
 from nnverify.graph.layers import LayerGraph
 
 #: Cells grown per batch.
@@ -56,11 +57,18 @@ def _neighbours(a: np.ndarray) -> np.ndarray:
     return _shift(b, 1, 0) + _shift(b, -1, 0) + _shift(b, 0, 1) + _shift(b, 0, -1)
 
 
-def grow(params: ShapeParams, seeds: tuple[tuple[int, int], ...], rng: np.random.Generator, batch: int) -> np.ndarray:
+def grow(
+    params: ShapeParams,
+    seeds: tuple[tuple[int, int], ...],
+    rng: np.random.Generator,
+    batch: int,
+    budget: Budget | None = None,
+) -> np.ndarray:
     """A batch ``(batch, size, size)`` of label images grown from ``seeds`` (module docstring).
 
     Every image satisfies one label per cell, the void border, the seeds, separation and the ring (parent) rule;
     the void's connectivity, compactness and the solid fraction are not guaranteed (see ``admissible``).
+    Raises ``BudgetExpired`` once ``budget`` runs out (checked every growth step).
     """
     size, w = params.size, params.grains
     rows, cols = np.indices((size, size))
@@ -83,6 +91,8 @@ def grow(params: ShapeParams, seeds: tuple[tuple[int, int], ...], rng: np.random
     area = np.ones((batch, w), dtype=np.int64)
     flat = labels.reshape(batch, -1)
     for _ in range(cap):
+        if budget is not None:
+            budget.check("growing proposal cells")
         grew = False
         for k, (sr, sc) in enumerate(seeds, start=1):
             active = area[:, k - 1] < target[:, k - 1]
@@ -142,15 +152,17 @@ def propose(
     *,
     rng: np.random.Generator,
     batches: int = 8,
+    budget: Budget | None = None,
 ) -> Iterator[Proposal]:
     """Distinct admissible cells whose network output lies in ``[low, high]``, nearest the middle first per batch.
 
     Yields at most what ``batches`` batches of ``BATCH`` grown cells contain; the caller stops early as it likes.
+    Raises ``BudgetExpired`` once ``budget`` runs out.
     """
     seen: set[bytes] = set()
     middle = (low + high) / 2
     for _ in range(batches):
-        labels = grow(params, seeds, rng, BATCH)
+        labels = grow(params, seeds, rng, BATCH, budget)
         labels = labels[admissible(labels, params)]
         if not len(labels):
             continue

@@ -22,6 +22,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from nnverify.budget import Budget
 from nnverify.encode.problem import Problem, Row
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
@@ -131,9 +132,11 @@ def _sign_neuron(problem: Problem, form: Form, name: str) -> Form:
     return {p: Fraction(1), n: Fraction(-1)}, Fraction(0)
 
 
-def _affine(layer: AffineLayer, forms: list[list[Form]]) -> list[Form]:
+def _affine(layer: AffineLayer, forms: list[list[Form]], budget: Budget | None = None) -> list[Form]:
     out: list[Form] = []
     for i in range(layer.size):
+        if budget is not None:
+            budget.check("encoding the network")
         terms: dict[int, Fraction] = {}
         const = _fraction(layer.bias[i])
         for src, w in zip(layer.sources, layer.weights, strict=True):
@@ -147,8 +150,10 @@ def _affine(layer: AffineLayer, forms: list[list[Form]]) -> list[Form]:
     return out
 
 
-def encode_bnn(graph: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> BnnEncoding:
+def encode_bnn(graph: LayerGraph, lb: np.ndarray, ub: np.ndarray, *, budget: Budget | None = None) -> BnnEncoding:
     """The network over integer inputs ``lb <= x <= ub`` (integers), with Sign neurons encoded exactly.
+
+    ``budget`` (optional) is checked once per neuron (``BudgetExpired`` once it runs out).
 
     Raises:
         BnnEncodingError: a non-Sign activation, or non-integer input bounds.
@@ -171,11 +176,15 @@ def encode_bnn(graph: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> BnnEncoding
             )
             forms.append([({int(v): Fraction(1)}, Fraction(0)) for v in x_idx])
         elif isinstance(layer, AffineLayer):
-            forms.append(_affine(layer, forms))
+            forms.append(_affine(layer, forms, budget))
         else:
             assert isinstance(layer, ActivationLayer)
             problem.begin_section(f"layer {k}: sign of layer {layer.source} (ONNX node '{layer.name}')")
-            forms.append([_sign_neuron(problem, f, f"l{k}_{i}") for i, f in enumerate(forms[layer.source])])
+            forms.append([])
+            for i, f in enumerate(forms[layer.source]):
+                if budget is not None:
+                    budget.check("encoding the network")
+                forms[-1].append(_sign_neuron(problem, f, f"l{k}_{i}"))
     return BnnEncoding(problem, x_idx, forms)
 
 
