@@ -6,6 +6,7 @@ first stdout line), peak resident memory (``wait4``'s ``ru_maxrss`` of that proc
 (per family: instances, maximum overrun, peak memory, exit codes, verdicts) to ``--out``.
 
     .venv/bin/python bench/deadline.py --timeout 5 --sample 12 --out bench/results/deadline
+    .venv/bin/python bench/deadline.py --timeout 30 --rerun-timeouts bench/results/deadline/results.csv --out D
 """
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def instances(root: Path, sample: int) -> list[tuple[str, str, str]]:
     return out
 
 
+def _rel(path: str) -> str:
+    """A benchmark file relative to its family directory (as ``results.csv`` stores it)."""
+    return os.path.relpath(path, Path(path).parents[1])
+
+
 def run_one(family: str, onnx: str, vnnlib: str, timeout_s: float, exe: str) -> Row:
     """One ``nnverify check`` process; its wall time, exit code, verdict and peak memory."""
     command = ["nice", "-n", "10", exe, "check", onnx, vnnlib, "--timeout", str(timeout_s)]
@@ -80,8 +86,8 @@ def run_one(family: str, onnx: str, vnnlib: str, timeout_s: float, exe: str) -> 
         tail = " | ".join(err.read().decode(errors="replace").strip().splitlines()[-2:])[-300:]
     return Row(
         family,
-        os.path.relpath(onnx, Path(onnx).parents[1]),
-        os.path.relpath(vnnlib, Path(vnnlib).parents[1]),
+        _rel(onnx),
+        _rel(vnnlib),
         timeout_s,
         round(wall, 3),
         round(wall - timeout_s, 3),
@@ -120,10 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmarks", type=Path, default=DEFAULT_BENCHMARKS)
     parser.add_argument("--out", type=Path, default=Path("bench/results/deadline"))
     parser.add_argument("--stop-after", type=float, default=float("inf"), help="start no instance after S seconds")
+    parser.add_argument("--rerun-timeouts", type=Path, help="only the rows of this results.csv that timed out")
     args = parser.parse_args(argv)
     exe = str(Path(sys.executable).with_name("nnverify"))
     args.out.mkdir(parents=True, exist_ok=True)
     todo = instances(args.benchmarks, args.sample)
+    if args.rerun_timeouts:
+        with open(args.rerun_timeouts, newline="") as handle:
+            again = {(r["family"], r["onnx"], r["vnnlib"]) for r in csv.DictReader(handle) if r["verdict"] == "timeout"}
+        root = args.benchmarks
+        todo = [(f, o, v) for f, o, v in instances(root, 0) if (f, _rel(o), _rel(v)) in again]
     rows: list[Row] = []
     began = time.monotonic()
     for k, (family, onnx, vnnlib) in enumerate(todo):
