@@ -4,10 +4,13 @@ a VNN-LIB 2 file given the 1.0 way gets a hint, repeated notes are collapsed."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from multi.nets import mlp
+from test_reliability import _unwritable_dir
 
 from nnverify.bnn import sampling
 from nnverify.bnn.generate import GenerateParams, build_query, shape_proposals
@@ -15,6 +18,7 @@ from nnverify.bnn.shapes import ShapeParams
 from nnverify.budget import Budget, BudgetExpired
 from nnverify.cli import main
 from nnverify.encode.bnn import encode_bnn
+from nnverify.errors import ExitCode
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
 
@@ -59,3 +63,44 @@ def test_an_expired_budget_stops_encoding_and_proposals() -> None:
     _, model = build_query(params)
     with pytest.raises(BudgetExpired, match="growing proposal cells"):
         next(shape_proposals(layers, model, params, budget=spent))
+
+
+QUERY2 = """(vnnlib-version <2.0>)
+(declare-network f (declare-input X real [1,1]) (declare-output Y real [1,1]))
+(assert (<= 0.0 X[0,0] 1.0))
+(assert (>= Y[0,0] 1.0))
+"""
+
+
+def test_a_query_result_file_is_written_after_the_verdict(tmp_path: Path) -> None:
+    net = mlp(tmp_path / "double.onnx", [(np.array([[2.0]]), np.array([0.0]))])
+    query = tmp_path / "q.vnnlib"
+    query.write_text(QUERY2)
+    out = tmp_path / "result.txt"
+    res = CliRunner().invoke(main, ["check", str(query), "--network", f"f={net}", "--results-file", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_text().startswith("sat\n") and not list(tmp_path.glob(".*.tmp"))  # via outputs.py
+    target = _unwritable_dir() / "result.txt"
+    res = CliRunner().invoke(main, ["check", str(query), "--network", f"f={net}", "--results-file", str(target)])
+    assert res.stdout.splitlines()[0] == "sat"
+    assert res.exit_code == ExitCode.OUTPUT_FAILED
+    assert res.stderr.splitlines()[-1].startswith(f"Error: {target}: cannot write (")
+
+
+def test_query_outputs_that_cannot_be_written_cost_neither_the_verdict_nor_the_returns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    net = mlp(tmp_path / "img.onnx", [(rng.normal(size=(2, 64)) / 8, np.zeros(2))], in_shape=(1, 1, 8, 8))
+    program = tmp_path / "q.dl2"
+    program.write_text("find x[1,1,8,8] where x in [0, 1], N(x)[0] >= N(x)[1] return x, N(x)\n")
+    emit, pngs = _unwritable_dir() / "q.vnnlib", _unwritable_dir() / "pngs"
+    args = ["query", str(program), "--net", f"N={net}", "--emit-vnnlib", str(emit), "--png-dir", str(pngs)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == ExitCode.OUTPUT_FAILED, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0] == "sat" and lines[1].startswith("x = [[") and any(line.startswith("N(x) = ") for line in lines)
+    errors = [line.split(" (")[0] for line in res.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors == [f"Error: {pngs / 'x.png'}: cannot write", f"Error: {emit}: cannot write"]
+    res = CliRunner().invoke(main, [*args[:4], "--emit-vnnlib", str(tmp_path / "q.vnnlib"), "--png-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "q.vnnlib").read_text().startswith("(vnnlib-version <2.0>)")
+    assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob(".*.tmp*"))

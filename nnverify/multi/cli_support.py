@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from nnverify.cli_bench import fail_with
-from nnverify.errors import NnverifyError
+from nnverify.errors import ExitCode, NnverifyError, OutputFileError
 from nnverify.options import Options
+from nnverify.outputs import write_output, write_text_output
 
-#: Exit code when the verdict was printed but an output file could not be written (as ``check``).
-_OUTPUT_FAILED = 6
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def parse_networks(values: tuple[str, ...]) -> dict[str, str]:
@@ -55,12 +59,31 @@ def check_query(query: str, networks: tuple[str, ...], options: Options, as_json
         click.echo(result.assignment_text(), nl=False)
         if result.note:
             click.echo(f"note: {result.note}", err=True)
-    if out_file:
-        try:
-            Path(out_file).write_text(f"{result.verdict.value}\n{result.assignment_text()}", encoding="utf-8")
-        except OSError as exc:
-            click.echo(f"Error: {out_file}: cannot write ({exc.strerror or exc})", err=True)
-            sys.exit(_OUTPUT_FAILED)
+    failures: list[OutputFileError] = []
+    text = f"{result.verdict.value}\n{result.assignment_text()}"
+    _write(out_file, lambda path: write_text_output(path, text), failures)
+    _exit_on_failures(failures)
+
+
+def _write(path: str | Path | None, write: Callable[[str | Path], object], failures: list[OutputFileError]) -> bool:
+    """Write one output file after the verdict (``write`` goes through ``outputs.py``); a failure is kept in
+    ``failures`` for ``_exit_on_failures``, not raised. True if the file was written."""
+    if not path:
+        return False
+    try:
+        write(path)
+    except OSError as exc:
+        failures.append(OutputFileError(f"{path}: cannot write ({exc.strerror or exc})"))
+        return False
+    return True
+
+
+def _exit_on_failures(failures: list[OutputFileError]) -> None:
+    """After the verdict: one ``Error:`` line per output that could not be written, then exit 6 (as ``check``)."""
+    for exc in failures:
+        click.echo(f"Error: {exc}", err=True)
+    if failures:
+        sys.exit(int(ExitCode.OUTPUT_FAILED))
 
 
 def _looks_like_query(path: str) -> bool:
@@ -100,29 +123,33 @@ def run_program(
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"{path}: cannot read a .npy array ({exc})", param_hint="'--const'") from None
     names = _labels(labels)
+    emitted: str | None = None
     try:
         program = translate(sexpr.read_text(program_file, PropertyError), program_file, files, values, names)
         if emit and any(n.fed_by for n in program.query.networks):
             click.echo("note: a composition N(G(z)) has no VNN-LIB 2.0 form; --emit-vnnlib wrote nothing", err=True)
         elif emit:
-            Path(emit).write_text(to_vnnlib2(program.query), encoding="utf-8")
+            emitted = to_vnnlib2(program.query)
         result = decide_query(program.query, program_files(program, files), options, None, program.failed_check)
     except NnverifyError as exc:
         fail_with(exc)
         return
-    except OSError as exc:
-        click.echo(f"Error: {emit}: cannot write ({exc.strerror or exc})", err=True)
-        sys.exit(_OUTPUT_FAILED)
-    click.echo(result.verdict.value)
+    click.echo(result.verdict.value)  # the verdict first: an output file that cannot be written must not cost it
+    failures: list[OutputFileError] = []
     if result.values is not None:
         shapes = {v.name: v.shape for v in program.query.variables}
         for text, name in program.returns:
             value = result.values[name].reshape(shapes[name])
             click.echo(f"{text} = {np.array2string(value, precision=9, separator=', ', threshold=10**6)}")
-            if png_dir and _write_png(value, Path(png_dir) / f"{_file_name(text)}.png"):
-                click.echo(f"  (image written to {Path(png_dir) / _file_name(text)}.png)", err=True)
+            image = _image(value) if png_dir else None
+            png = Path(png_dir or ".") / f"{_file_name(text)}.png"
+            if image is not None and _write(png, partial(_write_png, image), failures):
+                click.echo(f"  (image written to {png})", err=True)
     if result.note:
         click.echo(f"note: {result.note}", err=True)
+    if emitted is not None:
+        _write(emit, partial(write_text_output, text=emitted), failures)
+    _exit_on_failures(failures)
 
 
 def _labels(text: str | None) -> dict[str, int]:
@@ -141,26 +168,30 @@ def _file_name(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_") or "value"
 
 
-def _write_png(value: object, path: Path) -> bool:
-    """Write an image-shaped value (``H×W`` or ``3×H×W`` after dropping size-1 dimensions) as a PNG scaled to its
-    own range; False (nothing written) for other shapes."""
+def _image(value: object) -> np.ndarray | None:
+    """An image-shaped value (``H×W`` or ``3×H×W`` after dropping size-1 dimensions) scaled to its own range
+    [0, 1] (``H×W`` or ``H×W×3``); ``None`` for other shapes."""
     import numpy as np
-    from matplotlib.image import imsave
 
     array = np.asarray(value, dtype=np.float64)
     array = array.reshape([d for d in array.shape if d != 1])
     if array.ndim == 3 and array.shape[0] == 3:
         array = np.moveaxis(array, 0, -1)
     elif array.ndim != 2:
-        return False
+        return None
     if min(array.shape[:2]) < 4:
-        return False
+        return None
     lo, hi = float(array.min()), float(array.max())
-    scaled = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        imsave(path, scaled, cmap="gray", vmin=0.0, vmax=1.0)
-    except OSError as exc:
-        click.echo(f"Error: {path}: cannot write ({exc.strerror or exc})", err=True)
-        sys.exit(_OUTPUT_FAILED)
-    return True
+    return (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
+
+
+def _write_png(image: np.ndarray, path: str | Path) -> None:
+    """``image`` (from ``_image``) as a grey PNG at ``path`` through ``outputs.write_output``.
+
+    Raises:
+        OSError: The directory cannot be made or the file cannot be written.
+    """
+    from matplotlib.image import imsave
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_output(path, lambda tmp: imsave(tmp, image, cmap="gray", vmin=0.0, vmax=1.0, format="png"))
