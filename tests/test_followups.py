@@ -104,3 +104,16 @@ def test_query_outputs_that_cannot_be_written_cost_neither_the_verdict_nor_the_r
     assert res.exit_code == 0, res.output
     assert (tmp_path / "q.vnnlib").read_text().startswith("(vnnlib-version <2.0>)")
     assert (tmp_path / "x.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob(".*.tmp*"))
+
+
+@pytest.mark.parametrize("first", ["(vnnlib-version <2.0>)\n", ""])
+def test_a_vnnlib2_file_given_the_one_zero_way_gets_a_hint(first: str, tmp_path: Path) -> None:
+    query = tmp_path / "q2.vnnlib"
+    query.write_text(first + QUERY2.split("\n", 1)[1])
+    res = CliRunner().invoke(main, ["check", "networks/ACASXU_run2a_1_1_batch_2000.onnx", str(query)])
+    assert res.exit_code == 3, res.output
+    head = "vnnlib-version" if first else "declare-network"
+    assert res.stderr == (
+        f"Error: {query}:1:2: this is a VNN-LIB 2.x file ('{head}'); run `nnverify check {query} "
+        "--network NAME=net.onnx …` (one --network per declare-network)\n"
+    )

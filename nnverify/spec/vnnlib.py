@@ -97,6 +97,12 @@ class _Parser:
                 if self.first_assert is None:
                     self.first_assert = node.offset
                 asserts.append((node.offset, self._formula(args[0])))
+            elif count == 0 and head.text in ("vnnlib-version", "declare-network"):  # a 2.x file given the 1.0 way
+                raise self.src.error(
+                    f"this is a VNN-LIB 2.x file ('{head.text}'); run `nnverify check {self.src.path} "
+                    "--network NAME=net.onnx …` (one --network per declare-network)",
+                    head.offset,
+                )
             elif head.text not in _IGNORED:
                 raise self.src.error(f"expected 'declare-const' or 'assert', found {describe(head)}", head.offset)
         n, m = self._counts()
