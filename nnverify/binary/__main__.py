@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nnverify.backends import get_backend
+from nnverify.binary.figures import ascii_pair, witness_figure
 from nnverify.binary.model import BinaryNet, Step
 from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
 from nnverify.binary.train import Digits, TrainConfig, load_binary_digits, train
@@ -67,11 +68,17 @@ def _accuracy(rule: VoteRule, ys: list[np.ndarray], labels: np.ndarray) -> float
     return round(float(np.mean(rule.apply(ys[0], ys[1], ys[2]) == labels)), 4)
 
 
-def run_queries(data: Digits, out: Path, results: Path, n_images: int, timeout_s: float) -> list[dict[str, object]]:
-    """Write and decide every query of ``QUESTIONS`` around the first ``n_images`` test images."""
+def run_queries(
+    data: Digits, out: Path, results: Path, n_images: int, timeout_s: float, cross: str | None
+) -> list[dict[str, object]]:
+    """Write and decide every query of ``QUESTIONS`` around the first ``n_images`` test images (and again with the
+    backend ``cross`` if given); write the witnesses, the figure and the result tables under ``results``."""
     backend = get_backend("cpsat", Options(seed=0))
+    other = get_backend(cross, Options(seed=0)) if cross else None
     nets = tuple(out / f"net{k}.onnx" for k in (1, 2, 3))
     rows: list[dict[str, object]] = []
+    pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    (results / "witnesses").mkdir(exist_ok=True)
     for rule in VoteRule:
         model = out / f"vote_{rule.value}.onnx"
         for index in range(n_images):
@@ -82,17 +89,27 @@ def run_queries(data: Digits, out: Path, results: Path, n_images: int, timeout_s
                 name = f"{rule.value}_img{index}_{kind.value}_r{radius}.vnnlib"
                 comment = f"vote {rule.value}, test image {index} (label {label}), {kind.value}, Hamming <= {radius}"
                 (out / name).write_text(query_text(kind, image, radius, target, comment))
-                answer = decide(model, nets, rule, (kind, image, radius, target), out / name, backend, timeout_s)
-                rows.append(
-                    {
-                        "query": name,
-                        "verdict": answer.verdict.value,
-                        "seconds": round(answer.seconds, 2),
-                        "replayed": "" if answer.replayed is None else " ".join(map(str, answer.replayed)),
-                        "flips": "" if answer.x is None else int(np.sum(answer.x != image)),
-                    }
-                )
+                question = (kind, image, radius, target)
+                answer = decide(model, nets, rule, question, out / name, backend, timeout_s)
+                row: dict[str, object] = {
+                    "query": name,
+                    "verdict": answer.verdict.value,
+                    "seconds": round(answer.seconds, 2),
+                    "replayed y1 y2 y3 vote": "" if answer.replayed is None else " ".join(map(str, answer.replayed)),
+                    "flips": "" if answer.x is None else int(np.sum(answer.x != image)),
+                }
+                if other is not None:
+                    check = decide(model, nets, rule, question, out / name, other, timeout_s)
+                    row[cross or ""] = f"{check.verdict.value} {check.seconds:.2f}"
+                rows.append(row)
+                if answer.x is not None:
+                    stem = name.removesuffix(".vnnlib")
+                    text = f"{comment}\nreplayed (y1, y2, y3, vote) = {answer.replayed}\n" + ascii_pair(image, answer.x)
+                    (results / "witnesses" / f"{stem}.txt").write_text(text)
+                    pairs.append((stem.replace("_", " "), image, answer.x))
     _write_results(rows, results)
+    if pairs:
+        witness_figure(pairs, results / "witnesses.png")
     return rows
 
 
@@ -113,14 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--no-train", action="store_true", help="reuse the networks in --out")
+    parser.add_argument("--cross-check", default=None, help="decide every query again with this backend (highs)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     data = load_binary_digits(POSITIVE)
     if not args.no_train:
         train_all(data, args.out)
-    for row in run_queries(data, args.out, args.results, args.images, args.timeout):
-        print(row["query"], row["verdict"], row["seconds"], row["replayed"])
+    for row in run_queries(data, args.out, args.results, args.images, args.timeout, args.cross_check):
+        print(*row.values())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nnverify.backends import get_backend
+from nnverify.binary.figures import ascii_pair, witness_figure
 from nnverify.binary.model import BinaryNet, Step, random_net
 from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
 from nnverify.binary.train import TrainConfig, hinge_loss, load_binary_digits, train
@@ -123,3 +124,14 @@ def test_vote_verdicts_agree_with_brute_force(tmp_path, rule: VoteRule) -> None:
             assert np.sum(answer.x != image) <= radius and holds(kind, answer.replayed, target)
         verdicts.add(answer.verdict)
     assert verdicts == {Verdict.SAT, Verdict.UNSAT}
+
+
+def test_witness_pictures(tmp_path) -> None:
+    image = np.zeros(64, dtype=np.int64)
+    image[:3] = 1
+    witness = image.copy()
+    witness[0], witness[10] = 0, 1
+    text = ascii_pair(image, witness)
+    assert text.splitlines()[0] == "###.....   -##....." and text.splitlines()[1].endswith("..+.....")
+    witness_figure([("a", image, witness)] * 9, tmp_path / "w.png")
+    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
