@@ -135,3 +135,25 @@ def test_witness_pictures(tmp_path) -> None:
     assert text.splitlines()[0] == "###.....   -##....." and text.splitlines()[1].endswith("..+.....")
     witness_figure([("a", image, witness)] * 9, tmp_path / "w.png")
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_witness_that_fails_replay_on_the_networks_is_unknown(tmp_path, monkeypatch) -> None:
+    nets = _nets(8, (4,), seed=11)
+    paths = []
+    for k, net in enumerate(nets, start=1):
+        paths.append(tmp_path / f"net{k}.onnx")
+        save(net_to_onnx(net), paths[-1])
+    model = tmp_path / "vote.onnx"
+    save(vote_to_onnx(nets, VoteRule.MAJORITY), model)
+    image = np.zeros(8, dtype=np.int64)
+    query = tmp_path / "q.vnnlib"
+    target = int(VoteRule.MAJORITY.apply(*(net.predict(image[None, :]) for net in nets))[0])
+    question = (VoteQuery.ROBUST, image, 8, target)
+    query.write_text(query_text(*question))
+    backend = get_backend("cpsat", Options(seed=0))
+    answer = decide(model, tuple(paths), VoteRule.MAJORITY, question, query, backend, 30.0)
+    assert answer.verdict is Verdict.SAT  # over all 256 inputs the vote takes both values
+    flipped = np.array([[1 - v for v in row] for row in [[answer.replayed[0]]]], dtype=np.float64)
+    monkeypatch.setattr("nnverify.binary.vote.run_onnx", lambda path, x: flipped)
+    answer = decide(model, tuple(paths), VoteRule.MAJORITY, question, query, backend, 30.0)
+    assert answer.verdict is Verdict.UNKNOWN and answer.x is None and "replay failed" in answer.note
