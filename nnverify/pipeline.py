@@ -55,7 +55,11 @@ class _Run:
     notes: list[str] = field(default_factory=list)
 
     def result(self, verdict: Verdict, method: str, cex: Counterexample | None = None) -> Result:
-        return Result(verdict, cex, method, time.monotonic() - self.started, "; ".join(self.notes), self.stats)
+        counts: dict[str, int] = {}  # a repeated note once, with its count: "a candidate failed replay: … (×37)"
+        for note in self.notes:
+            counts[note] = counts.get(note, 0) + 1
+        note = "; ".join(text if k == 1 else f"{text} (×{k})" for text, k in counts.items())
+        return Result(verdict, cex, method, time.monotonic() - self.started, note, self.stats)
 
     def replay(self, x: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> Counterexample | None:
         """Replay ``x`` (clipped into its box), first polished away from the unsafe set's boundary; the

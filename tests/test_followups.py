@@ -117,3 +117,25 @@ def test_a_vnnlib2_file_given_the_one_zero_way_gets_a_hint(first: str, tmp_path:
         f"Error: {query}:1:2: this is a VNN-LIB 2.x file ('{head}'); run `nnverify check {query} "
         "--network NAME=net.onnx …` (one --network per declare-network)\n"
     )
+
+
+def test_repeated_notes_are_collapsed_with_their_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnverify import pipeline
+    from nnverify.options import Options
+    from nnverify.witness import WitnessCheck
+
+    net = mlp(tmp_path / "double.onnx", [(np.array([[2.0]]), np.array([0.0]))])
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= 0 X_0 1))\n(assert (>= Y_0 1))\n")
+    real, failed = pipeline.check_counterexample, []
+
+    def first_six_fail(*args: object, **kwargs: object) -> WitnessCheck:
+        failed.append(1)
+        if len(failed) <= 6:  # three candidates, each replayed twice (polished, then as found)
+            return WitnessCheck(False, None, "onnxruntime's output does not violate the property")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "check_counterexample", first_six_fail)
+    result = pipeline.verify(net, prop, Options(timeout_s=30))
+    assert result.verdict.value == "sat"
+    assert result.note == "a candidate failed replay: onnxruntime's output does not violate the property (×3)"
