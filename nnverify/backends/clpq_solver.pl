@@ -81,6 +81,8 @@ nnv_ints([V|Vs], Obj) :-
     nnv_promising(Obj),
     (   integer(V)
     ->  true
+    ;   number(V)  % bound to a non-integer rational by propagation: no integer value in this branch
+    ->  fail
     ;   inf(V, Lo), sup(V, Hi),
         L is ceiling(Lo), H is floor(Hi),
         between(L, H, V)
