@@ -262,7 +262,8 @@ def solve_query(
     run = _Search(enc, index, backend, count, Generated(SolveStatus.INFEASIBLE, method=method))
     if proposals is not None:
         now = time.monotonic()
-        run.try_proposals(proposals, Budget(min(budget.deadline, now + PROPOSAL_SHARE * (budget.deadline - now))))
+        share = min(budget.deadline, now + PROPOSAL_SHARE * (budget.deadline - now))
+        run.try_proposals(proposals, Budget(share, budget.memory_limit_mb))
     run.search(budget)
     run.out.seconds = time.perf_counter() - start
     return run.out
