@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from nnverify.binary.model import BinaryNet, Step
 from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
 from nnverify.binary.train import Digits, TrainConfig, load_binary_digits, train
 from nnverify.binary.vote import VoteQuery, decide, query_text
+from nnverify.errors import ExitCode, InputFileError, NnverifyError
+from nnverify.multi.bind import one_line
 from nnverify.options import Options
 
 #: The one-vs-rest task: class 1 = digits 5..9.
@@ -123,7 +126,18 @@ def _write_results(rows: list[dict[str, object]], results: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point (see the module docstring)."""
+    """Entry point (see the module docstring); a failure is one ``Error:`` line and the ``nnverify`` exit code."""
+    try:
+        _main(argv)
+    except NnverifyError as err:
+        print(f"Error: {one_line(err)}", file=sys.stderr)
+        sys.exit(int(err.exit_code))
+    except OSError as err:
+        print(f"Error: {err.filename or ''}: cannot write ({err.strerror or err})", file=sys.stderr)
+        sys.exit(int(ExitCode.OUTPUT_FAILED))
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nnverify.binary", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("properties/queries/vote"))
     parser.add_argument("--results", type=Path, default=Path("bench/results/vote"))
@@ -132,11 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-train", action="store_true", help="reuse the networks in --out")
     parser.add_argument("--cross-check", default=None, help="decide every query again with this backend (highs)")
     args = parser.parse_args(argv)
+    if args.images < 1 or not args.timeout > 0:
+        parser.error("--images must be at least 1 and --timeout positive")
     args.out.mkdir(parents=True, exist_ok=True)
     args.results.mkdir(parents=True, exist_ok=True)
     data = load_binary_digits(POSITIVE)
     if not args.no_train:
         train_all(data, args.out)
+    for name in ("net1", "net2", "net3", "vote_majority", "vote_issue"):
+        if not (args.out / f"{name}.onnx").is_file():
+            raise InputFileError(f"{args.out / name}.onnx: no such file (run without --no-train to build it)")
     for row in run_queries(data, args.out, args.results, args.images, args.timeout, args.cross_check):
         print(*row.values())
 

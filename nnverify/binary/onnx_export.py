@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nnverify.binary.model import BinaryNet, Step
+from nnverify.errors import ModelError
 
 OPSET = 13
 IR_VERSION = 8
@@ -84,11 +85,11 @@ def vote_to_onnx(nets: tuple[BinaryNet, BinaryNet, BinaryNet], rule: VoteRule, *
     """The vote system: input ``x`` ``[1, n]``, output ``y`` ``[1, 4]`` = ``[y1, y2, y3, vote]`` in {0, 1}.
 
     Raises:
-        ValueError: the networks differ in depth or input size.
+        ModelError: the networks differ in depth or input size.
     """
     per_net = [_layers(net) for net in nets]
     if len({len(layers) for layers in per_net}) != 1 or len({net.n_inputs for net in nets}) != 1:
-        raise ValueError("the three networks must have the same depth and input size")
+        raise ModelError("the three networks of a vote must have the same depth and input size")
     stacked = []
     for k in range(len(per_net[0])):
         parts = [layers[k] for layers in per_net]

@@ -161,3 +161,16 @@ def test_a_witness_that_fails_replay_on_the_networks_is_unknown(tmp_path, monkey
     monkeypatch.setattr("nnverify.binary.vote.run_onnx", lambda path, x: flipped)
     answer = decide(model, tuple(paths), VoteRule.MAJORITY, question, query, backend, 30.0)
     assert answer.verdict is Verdict.UNKNOWN and answer.x is None and "replay failed" in answer.note
+
+
+def test_rebuild_entry_point_errors_are_one_line(tmp_path, capsys) -> None:
+    from nnverify.binary.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-train", "--out", str(tmp_path / "none"), "--results", str(tmp_path / "r")])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and "net1.onnx: no such file" in err and "\n" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--images", "0"])
+    assert exit_info.value.code == 2
