@@ -1,9 +1,5 @@
-"""Rebuild the vote example: ``python -m nnverify.binary [--out DIR] [--results DIR] [--images N]``.
-
-Trains the three digit networks (seeded), writes them and the two vote models as ONNX with a metrics JSON, writes
-the vote queries around the first test images, decides each one (CP-SAT, replayed on every network) and records
-the verdicts and times as ``results.csv`` and ``results.md``.
-"""
+"""Rebuild the vote example: train the three networks (seeded), export them and the two vote models, write and
+decide the vote queries around the first test images, record ``results.csv``/``.md``, witnesses and a figure."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Binary networks in numpy: ±1 weights and ±1 biases, step activations into {0, 1} or {-1, 1}, one step output.
-
-Every pre-activation ``z = W a + b`` is an integer (inputs are 0/1 pixels); a neuron fires when ``z >= 0``. The
-output is one neuron whose step is read as a class in {0, 1} (1: the positive class of a one-vs-rest task).
-"""
+"""Binary networks in numpy: ±1 weights and biases, integer pre-activations ``z = W a + b`` over 0/1 pixels, a
+neuron firing at ``z >= 0`` into {0, 1} or {-1, 1}, and one step output read as a class in {0, 1}."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""ONNX export (opset 13) of binary networks and of the 2-of-3 vote of three of them as one Sign network.
-
-A step ``z >= 0`` over an integer ``z`` is ``Sign(z + 1/2)`` (never ``Sign(0)``): each layer is ``Gemm`` (±1
-weights, bias ``b + 1/2``) -> ``Sign``, giving ±1. A ``binary01`` neuron's value ``(s + 1) / 2`` is folded into
-the next ``Gemm`` (weights ``W / 2``, bias ``b + W 1 / 2 + 1/2``): halves, exact in float32. The output ``y`` is
-``(s + 1) / 2`` in {0, 1}. Only Gemm and Sign: the exact BNN encoding (``encode/bnn.py``) takes these graphs.
-
-The vote model stacks the three networks (first layers side by side on the shared input, later layers
-block-diagonal), then one Sign layer computes ``[y1, y2, y3, vote]`` and a last Gemm maps it to {0, 1}.
-"""
+"""ONNX export (opset 13, Gemm and Sign only) of a binary network and of the 2-of-3 vote of three of them as one
+Sign network, which the exact BNN encoding (``encode/bnn.py``) and CP-SAT decide."""
 
 from __future__ import annotations
 
@@ -40,7 +32,12 @@ class VoteRule(enum.Enum):
 
 def _layers(net: BinaryNet) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per layer, the float64 ``(W, c)`` of ``Sign(W s + c)`` where ``s`` is the previous layer's Sign output
-    (or the 0/1 input for the first layer); see the module docstring."""
+    (or the 0/1 input for the first layer).
+
+    A step ``z >= 0`` over an integer ``z`` is ``Sign(z + 1/2)``, which never sees 0. A ``binary01`` value
+    ``(s + 1) / 2`` is folded into the next layer (weights ``W / 2``, bias ``b + W 1 / 2 + 1/2``): halves, exact
+    in float32. The output ``y = (s + 1) / 2`` is added by ``_model``.
+    """
     out = []
     for k, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
         weight, bias = w.astype(np.float64), b.astype(np.float64) + 0.5
@@ -83,6 +80,10 @@ def net_to_onnx(net: BinaryNet, *, doc: str = "") -> onnx.ModelProto:
 
 def vote_to_onnx(nets: tuple[BinaryNet, BinaryNet, BinaryNet], rule: VoteRule, *, doc: str = "") -> onnx.ModelProto:
     """The vote system: input ``x`` ``[1, n]``, output ``y`` ``[1, 4]`` = ``[y1, y2, y3, vote]`` in {0, 1}.
+
+    The three networks are stacked (first layers side by side on the shared input, later layers block-diagonal),
+    then one Sign layer computes ``[y1, y2, y3, vote]`` (the ``y_i`` pass through as ±1) and a last Gemm maps it
+    to {0, 1}.
 
     Raises:
         ModelError: the networks differ in depth or input size.

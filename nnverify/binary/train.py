@@ -1,9 +1,5 @@
-"""Training binary networks by sampling (no gradients): flip a random subset of parameters, keep the flip if the
-batch loss drops; the Metropolis-Hastings variant also keeps a worse flip with probability ``exp(-delta / T)``.
-
-Data: scikit-learn's bundled ``load_digits`` (8x8 images, 0..16, no download), binarised at a threshold, as a
-one-vs-rest task (class 1: the digits in ``positive``), split into train and held-out test sets from a seed.
-"""
+"""Training binary networks by sampling (flip random parameters, keep the flip if the batch loss drops; or by
+Metropolis-Hastings) on scikit-learn's bundled ``load_digits``, binarised, as a one-vs-rest task."""
 
 from __future__ import annotations
 

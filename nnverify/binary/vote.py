@@ -1,17 +1,5 @@
-"""The 2-of-3 vote verified as one system: discrete queries over the vote model, decided exactly, replayed on
-every network.
-
-Queries are discrete queries (``spec/discrete.py``) over the vote model's inputs ``X_0..X_63`` (Bool pixels) and
-outputs ``Y_0..Y_3`` = ``[y1, y2, y3, vote]``, inside a Hamming ball of radius ``k`` around a binarised test image
-(the L1 ball; on {0, 1} pixels an L∞ ball of radius < 1 is the image itself and >= 1 is every image):
-
-- ``ROBUST``: the vote differs from its value at the image (``unsat``: the vote is robust at radius ``k``);
-- ``DIFFERS``: network 1 gives the image's label and the vote does not ("wrong where network 1 is right").
-
-``decide`` runs ``bnn.query.decide_query`` (exact encoding, CP-SAT by default; its ``sat`` is already replayed on
-the vote model) and then replays a ``sat`` input on each network's own ONNX file: the three outputs, the vote
-recomputed in numpy, and the query's conditions must all hold, else the answer is ``unknown``.
-"""
+"""The 2-of-3 vote verified as one system: discrete queries over the vote model in a Hamming ball around a test
+image, decided exactly and replayed on every network."""
 
 from __future__ import annotations
 
@@ -29,7 +17,14 @@ from nnverify.spec.discrete import DiscreteRow, DiscreteVar, write_discrete
 
 
 class VoteQuery(enum.Enum):
-    """The question asked in the ball (see the module docstring)."""
+    """The question asked in a Hamming ball of radius ``k`` (the L1 ball; on {0, 1} pixels an L∞ ball of radius
+    < 1 is the image itself and >= 1 is every image) around a binarised test image.
+
+    ``ROBUST``: the vote differs from its value at the image (``unsat``: the vote is robust at radius ``k``).
+    ``DIFFERS``: network 1 gives the image's label and the vote does not ("wrong where network 1 is right").
+    Queries are discrete queries (``spec/discrete.py``) over the vote model's inputs ``X_0..X_63`` (Bool pixels)
+    and outputs ``Y_0..Y_3`` = ``[y1, y2, y3, vote]``.
+    """
 
     ROBUST = "robust"
     DIFFERS = "differs"
@@ -88,7 +83,12 @@ def decide(
     timeout_s: float = 60.0,
 ) -> VoteAnswer:
     """Decide the query at ``query_path`` (``query`` = its kind, image, radius, target) on the vote model and
-    replay a ``sat`` on the three network files ``nets``."""
+    replay a ``sat`` on the three network files ``nets``.
+
+    ``bnn.query.decide_query`` decides it (exact encoding; its ``sat`` is already replayed on the vote model);
+    then the witness is run on each network's own ONNX file, the vote recomputed in numpy with ``rule``: these
+    outputs must equal the vote model's, satisfy the query and lie in the ball, else the answer is ``unknown``.
+    """
     kind, image, radius, target = query
     result: Result = decide_query(vote_model, query_path, backend, timeout_s)
     if result.verdict is not Verdict.SAT or result.counterexample is None:
