@@ -15,6 +15,7 @@ from nnverify.backends import get_backend
 from nnverify.binary.figures import ascii_pair, witness_figure
 from nnverify.binary.model import BinaryNet, Step
 from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
+from nnverify.binary.radius import COLUMNS, min_flips, radii
 from nnverify.binary.train import Digits, TrainConfig, load_binary_digits, train
 from nnverify.binary.vote import VoteQuery, decide, query_text
 from nnverify.errors import ExitCode, InputFileError, NnverifyError
@@ -112,6 +113,33 @@ def run_queries(
     return rows
 
 
+def run_radii(data: Digits, out: Path, results: Path, n_images: int, max_radius: int) -> None:
+    """Exact flip radii of the three networks and both votes on the first ``n_images`` test images: ``radii.csv``,
+    ``radii.md`` (with the mean and the count of images where the vote is more or less robust than network 1)."""
+    backend = get_backend("cpsat", Options(seed=0))
+    images = data.x_test[:n_images]
+    rows = radii(out / "vote_majority.onnx", images, max_radius, backend, results)
+    issue = [min_flips(out / "vote_issue.onnx", image, 3, max_radius, backend, results) for image in images]
+    (results / "radius.vnnlib").unlink(missing_ok=True)
+    table: dict[str, list[int | None]] = {name: [] for name in (*COLUMNS[:3], "majority", "issue")}
+    for r in rows:
+        table[(*COLUMNS[:3], "majority")[r.column]].append(r.flips)
+    table["issue"] = issue
+    lines = ["image," + ",".join(table)]
+    lines += [f"{i}," + ",".join(_flips(table[name][i], max_radius) for name in table) for i in range(len(images))]
+    (results / "radii.csv").write_text("\n".join(lines) + "\n")
+    md = [f"Fewest pixel flips that change each answer (`>{max_radius}`: none up to {max_radius}), exact (CP-SAT).", ""]
+    md += ["| " + " | ".join(["image", *table]) + " |", "|" + "---|" * (len(table) + 1)]
+    md += ["| " + " | ".join(line.split(",")) + " |" for line in lines[1:]]
+    capped = {name: [max_radius + 1 if v is None else v for v in values] for name, values in table.items()}
+    md += ["| mean (capped) | " + " | ".join(f"{np.mean(v):.2f}" for v in capped.values()) + " |"]
+    (results / "radii.md").write_text("\n".join(md) + "\n")
+
+
+def _flips(value: int | None, max_radius: int) -> str:
+    return f">{max_radius}" if value is None else str(value)
+
+
 def _write_results(rows: list[dict[str, object]], results: Path) -> None:
     keys = list(rows[0])
     lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
@@ -141,6 +169,9 @@ def _main(argv: list[str] | None) -> None:
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--no-train", action="store_true", help="reuse the networks in --out")
     parser.add_argument("--cross-check", default=None, help="decide every query again with this backend (highs)")
+    parser.add_argument("--radii", type=int, default=0, help="also compute exact flip radii on this many images")
+    parser.add_argument("--max-radius", type=int, default=5)
+    parser.add_argument("--no-queries", action="store_true", help="skip the 32 vote queries")
     args = parser.parse_args(argv)
     if args.images < 1 or not args.timeout > 0:
         parser.error("--images must be at least 1 and --timeout positive")
@@ -152,8 +183,12 @@ def _main(argv: list[str] | None) -> None:
     for name in ("net1", "net2", "net3", "vote_majority", "vote_issue"):
         if not (args.out / f"{name}.onnx").is_file():
             raise InputFileError(f"{args.out / name}.onnx: no such file (run without --no-train to build it)")
-    for row in run_queries(data, args.out, args.results, args.images, args.timeout, args.cross_check):
-        print(*row.values())
+    if not args.no_queries:
+        for row in run_queries(data, args.out, args.results, args.images, args.timeout, args.cross_check):
+            print(*row.values())
+    if args.radii > 0:
+        run_radii(data, args.out, args.results, args.radii, args.max_radius)
+        print((args.results / "radii.md").read_text())
 
 
 if __name__ == "__main__":

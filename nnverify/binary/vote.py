@@ -52,14 +52,17 @@ def ball_rows(image: np.ndarray, radius: int) -> list[DiscreteRow]:
     return [DiscreteRow(terms, -float("inf"), float(radius - int(image.sum())))]
 
 
-def query_text(kind: VoteQuery, image: np.ndarray, radius: int, target: int, comment: str = "") -> str:
-    """The discrete query: for ``ROBUST`` ``target`` is the vote at the image, for ``DIFFERS`` its label."""
+def query_text(
+    kind: VoteQuery, image: np.ndarray, radius: int, target: int, comment: str = "", *, column: int = 3
+) -> str:
+    """The discrete query: for ``ROBUST`` ``target`` is the value at the image of output ``column`` (3: the vote,
+    0-2: one network), for ``DIFFERS`` the image's label (``column`` must be 3)."""
     n = int(np.asarray(image).size)
     variables = [DiscreteVar(f"X_{i}", "Bool", 0.0, 1.0) for i in range(n)]
     variables += [DiscreteVar(f"Y_{j}", "Real", -float("inf"), float("inf")) for j in range(4)]
     rows = ball_rows(image, radius)
     other = float(1 - target)
-    rows.append(DiscreteRow((("Y_3", 1.0),), other, other))
+    rows.append(DiscreteRow(((f"Y_{column}", 1.0),), other, other))
     if kind is VoteQuery.DIFFERS:
         rows.append(DiscreteRow((("Y_0", 1.0),), float(target), float(target)))
     header = [comment] if comment else []

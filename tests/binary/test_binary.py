@@ -12,6 +12,7 @@ from nnverify.backends import get_backend
 from nnverify.binary.figures import ascii_pair, witness_figure
 from nnverify.binary.model import BinaryNet, Step, random_net
 from nnverify.binary.onnx_export import VoteRule, net_to_onnx, run_onnx, save, vote_to_onnx
+from nnverify.binary.radius import radii
 from nnverify.binary.train import TrainConfig, hinge_loss, load_binary_digits, train
 from nnverify.binary.vote import VoteQuery, ball_rows, decide, holds, query_text
 from nnverify.options import Options
@@ -174,3 +175,21 @@ def test_rebuild_entry_point_errors_are_one_line(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--images", "0"])
     assert exit_info.value.code == 2
+
+
+def test_min_flips_equal_brute_force(tmp_path) -> None:
+    nets = _nets(8, (4,), seed=11)
+    model = tmp_path / "vote.onnx"
+    save(vote_to_onnx(nets, VoteRule.MAJORITY), model)
+    every = np.array(list(itertools.product((0, 1), repeat=8)))
+    ys = [net.predict(every) for net in nets]
+    outputs = np.stack([*ys, VoteRule.MAJORITY.apply(*ys)], axis=1)
+    backend = get_backend("cpsat", Options(seed=0))
+    found = []
+    for r in radii(model, every[[3, 100, 250]], 8, backend, tmp_path):
+        image = every[[3, 100, 250][r.image]]
+        changed = outputs[:, r.column] != outputs[(every == image).all(axis=1)][0, r.column]
+        distances = np.sum(every != image, axis=1)[changed]
+        assert r.flips == (int(distances.min()) if distances.size else None), r
+        found.append(r.flips)
+    assert any(f is not None and f > 1 for f in found)
