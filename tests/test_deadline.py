@@ -110,8 +110,10 @@ def test_slow_assertions_stop_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(vnnlib._Parser, "_formula", slow)
     monkeypatch.setattr(vnnlib, "CHECK_EVERY", 8)
+    started = time.monotonic()
     with pytest.raises(BudgetExpired, match="parsing the property"):
         parse_vnnlib(box_property(2, 1, 3000), budget=Budget.starting_now(0.2))  # 6 s unchecked
+    assert time.monotonic() - started < 0.2 + SLACK_S  # stopped in the loop over assertions, not after it
 
 
 def test_normal_form_looks_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
