@@ -105,15 +105,17 @@ def test_slow_assertions_stop_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> 
     real = vnnlib._Parser._formula
 
     def slow(self: vnnlib._Parser, node: sexpr.Node) -> vnnlib.Dnf:
-        time.sleep(0.002)
+        time.sleep(0.005)
         return real(self, node)
 
     monkeypatch.setattr(vnnlib._Parser, "_formula", slow)
     monkeypatch.setattr(vnnlib, "CHECK_EVERY", 8)
     started = time.monotonic()
+    # A budget long enough that reading the text (tokenising, unslowed) ends first even on a loaded machine: the
+    # budget must run out in the loop over assertions (0.2 s let a busy machine's tokeniser spend it first).
     with pytest.raises(BudgetExpired, match="parsing the property"):
-        parse_vnnlib(box_property(2, 1, 3000), budget=Budget.starting_now(0.2))  # 6 s unchecked
-    assert time.monotonic() - started < 0.2 + SLACK_S  # stopped in the loop over assertions, not after it
+        parse_vnnlib(box_property(2, 1, 3000), budget=Budget.starting_now(2.0))  # 15 s unchecked
+    assert time.monotonic() - started < 2.0 + SLACK_S  # stopped in the loop over assertions, not after it
 
 
 def test_normal_form_looks_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
