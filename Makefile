@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # swipl, else its cached build (~/.cache/nnverify), else builds 9.2.9 from Debian trixie's source (1-5 min, once).
 PROLOG_STAMP := $(VENV)/.janus
 DEV_TOOLS := pytest hypothesis ruff mypy gurobipy
+# Every optional part (pyproject.toml), so that the tests cover all of them.
+EXTRAS := bench,images,binary,gurobi
 
 .PHONY: setup run test check lint typecheck clean bnn-models
 
@@ -18,7 +20,7 @@ setup: $(STAMP) $(PROLOG_STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e . $(DEV_TOOLS)
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]' $(DEV_TOOLS)
 	touch $(STAMP)
 
 $(PROLOG_STAMP): $(STAMP) scripts/install_swipl.sh

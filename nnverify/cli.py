@@ -37,7 +37,14 @@ import nnverify._blas  # noqa: F401  (before anything imports numpy: one BLAS th
 from nnverify.backends import BACKENDS
 from nnverify.budget import peak_mb
 from nnverify.cli_bench import FiniteFloat, bench, fail_with, output_path
-from nnverify.cli_common import STARTUP_S, exit_on_output_failures, precision_option, write_atomic, write_output
+from nnverify.cli_common import (
+    STARTUP_S,
+    exit_on_output_failures,
+    exit_unless_images,
+    precision_option,
+    write_atomic,
+    write_output,
+)
 from nnverify.cli_generate import bnn, generate
 from nnverify.cli_query import check_network_query, query
 from nnverify.errors import ExitCode, NnverifyError, OutputFileError
@@ -159,6 +166,8 @@ def check(
     # imported, and the pipeline's imports below) count. Not the process's whole age: a long-lived caller (a
     # test runner) may invoke us late.
     started = time.monotonic() - _STARTUP_S
+    if image_file:
+        exit_unless_images("check --image")
     from nnverify.options import Options
     from nnverify.pipeline import verify
 

@@ -114,18 +114,15 @@ def bench_run(
     image_dir: str | None,
 ) -> None:
     """Run every row of INSTANCES_CSV, each in its own process under its row's hard timeout."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from nnverify.bench import DaskExecutor, LocalExecutor, read_instances, run_benchmark
+    from nnverify.extras import Extra, ensure_installed, require
 
     try:
+        progress_module = require("rich.progress", Extra.BENCH, "nnverify bench run")
+        if scheduler:
+            ensure_installed("distributed", Extra.BENCH, "nnverify bench run --scheduler")
+        if image_dir:
+            ensure_installed("matplotlib", Extra.BENCH, "nnverify bench run --images")
         instances = read_instances(instances_csv, category)
     except NnverifyError as exc:
         fail_with(exc)
@@ -141,15 +138,16 @@ def bench_run(
                 return
     executor = DaskExecutor(scheduler) if scheduler else LocalExecutor(jobs)
     tally: Counter[str] = Counter()
+    rp = progress_module
     columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
+        rp.TextColumn("{task.description}"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        rp.TimeElapsedColumn(),
+        rp.TextColumn("ETA"),
+        rp.TimeRemainingColumn(),
     )
-    with Progress(*columns, console=None, transient=False) as bar:
+    with rp.Progress(*columns, console=None, transient=False) as bar:
         task = bar.add_task("running", total=len(instances))
 
         def progress(row: object, done: int, total: int) -> None:
@@ -259,8 +257,11 @@ def bench_score(
         witness_checker,
         wrong_lines,
     )
+    from nnverify.extras import Extra, ensure_installed
 
     try:
+        if plot_png:
+            ensure_installed("matplotlib", Extra.BENCH, "nnverify bench score --plot")
         expected = load_expected(expected_csv)
         results = read_csv_rows(results_csv, RESULTS_COLUMNS)
         peer_rows = read_csv_rows(peers_csv, PEER_COLUMNS) if peers_csv else None

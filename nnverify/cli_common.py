@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from nnverify.errors import ExitCode, NnverifyError, OutputFileError
+from nnverify.extras import Extra, ensure_installed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +37,15 @@ def precision_option(help_text: str) -> Callable[[F], F]:
     return click.option(
         "--precision", type=click.Choice(["exact", "float"]), default="exact", show_default=True, help=help_text
     )
+
+
+def exit_unless_images(option: str) -> None:
+    """Before any work: ``option`` writes PNGs, which need matplotlib (``nnverify[images]``); exit 4 without it."""
+    try:
+        ensure_installed("matplotlib", Extra.IMAGES, option)
+    except NnverifyError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
 
 
 def write_atomic(path: str, text: str) -> None:

@@ -11,7 +11,7 @@ import click
 
 from nnverify.backends import BACKENDS
 from nnverify.cli_bench import FiniteFloat, dir_of, fail_with, output_path, writable_dir
-from nnverify.cli_common import STARTUP_S, exit_on_output_failures, write_atomic, write_output
+from nnverify.cli_common import STARTUP_S, exit_on_output_failures, exit_unless_images, write_atomic, write_output
 from nnverify.errors import NnverifyError, OutputFileError
 
 
@@ -87,6 +87,8 @@ def generate(
     from nnverify.spec.discrete import parse_discrete
 
     started = time.monotonic() - STARTUP_S
+    if image_file:
+        exit_unless_images("generate --image")
     net_path = network or _default_bnn(grains)
     low, high = interval
     if low > high:

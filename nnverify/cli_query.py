@@ -7,7 +7,7 @@ import click
 
 from nnverify.backends import BACKENDS
 from nnverify.cli_bench import FiniteFloat
-from nnverify.cli_common import STARTUP_S
+from nnverify.cli_common import STARTUP_S, exit_unless_images
 
 
 def check_network_query(
@@ -74,5 +74,7 @@ def query(
     from nnverify.multi.cli_support import run_program
     from nnverify.options import Options
 
+    if png_dir:
+        exit_unless_images("query --png-dir")
     remaining = max(0.0, timeout_s - STARTUP_S)
     run_program(program, nets, consts, labels, Options(timeout_s=remaining, backend=backend), emit, png_dir)

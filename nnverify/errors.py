@@ -71,6 +71,12 @@ class BackendError(NnverifyError):
     exit_code = ExitCode.ENVIRONMENT
 
 
+class MissingExtraError(NnverifyError):
+    """An optional part (``pip install 'nnverify[bench]'`` and the like) is not installed (``nnverify.extras``)."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
 class OutputFileError(NnverifyError):
     """An output file (``--results-file``, ``--counterexample``, ``--image``, ``export -o``) cannot be written."""
 

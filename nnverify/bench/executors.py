@@ -81,8 +81,10 @@ class DaskExecutor:
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """Submit one task per item (``pure=False``: never deduplicated) and stream results back."""
-        from distributed import Client, as_completed
+        from nnverify.extras import Extra, require
 
+        distributed = require("distributed", Extra.BENCH, "a Dask scheduler (--scheduler)")
+        Client, as_completed = distributed.Client, distributed.as_completed
         own = not isinstance(self._address, Client)
         client: Any = Client(self._address) if own else self._address
         try:

@@ -58,9 +58,9 @@ def cactus_plot(
         title: The plot title.
         timeout_s: Draws the per-instance timeout as a dashed line when given.
     """
-    import matplotlib
+    from nnverify.extras import Extra, require
 
-    matplotlib.use("Agg")
+    require("matplotlib", Extra.BENCH, "the cactus plot").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)

@@ -25,9 +25,9 @@ def ascii_pair(image: np.ndarray, witness: np.ndarray, side: int = 8) -> str:
 
 def witness_figure(pairs: list[tuple[str, np.ndarray, np.ndarray]], path: str | os.PathLike[str]) -> None:
     """Per ``(title, image, witness)`` the image above the witness (changed pixels red), ``PER_ROW`` per row."""
-    import matplotlib
+    from nnverify.extras import Extra, require
 
-    matplotlib.use("Agg")
+    require("matplotlib", Extra.BINARY, "the witness figure").use("Agg")
     import matplotlib.pyplot as plt
 
     columns = min(PER_ROW, len(pairs))

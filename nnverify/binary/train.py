@@ -27,9 +27,9 @@ class Digits:
 
 def load_binary_digits(positive: tuple[int, ...], *, seed: int = 0, test_fraction: float = 0.25) -> Digits:
     """``load_digits`` binarised at ``PIXEL_THRESHOLD``; label 1 iff the digit is in ``positive``."""
-    from sklearn.datasets import load_digits
+    from nnverify.extras import Extra, require
 
-    data = load_digits()
+    data = require("sklearn.datasets", Extra.BINARY, "the binary networks' training data").load_digits()
     x = (np.asarray(data.data) >= PIXEL_THRESHOLD).astype(np.int8)
     digit = np.asarray(data.target, dtype=np.int64)
     y = np.isin(digit, positive).astype(np.int64)
