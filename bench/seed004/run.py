@@ -5,7 +5,7 @@ the bounds would decide everything): the network and the property's unsafe set a
 decides feasibility. A sat answer's point is replayed on onnxruntime. Each (pair, backend) runs in its own
 process, so the peak memory (ru_maxrss of that process: Python, the model, the solver) is its own.
 
-Usage: python bench/seed004/run.py [--out bench/results/2026-11-23-clpq/seed004.csv] [--timeout 300]
+Usage: python bench/seed004/run.py [--out bench/results/clpq/seed004.csv] [--timeout 300]
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def child(hidden: int, prop_no: int, backend_name: str, precision: str, timeout_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench/results/2026-11-23-clpq/seed004.csv")
+    parser.add_argument("--out", default="bench/results/clpq/seed004.csv")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

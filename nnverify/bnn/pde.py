@@ -35,7 +35,7 @@ k = 4, 8, 16). ``effective_diffusion`` therefore returns the Richardson extrapol
 ``D = D_k + (D_k - D_{k/2}) / (2^(4/3) - 1)`` with ``k = DEFAULT_REFINE = 4``: within 2.3e-4 (mean 6e-5) of the
 converged value (k = 8, 16 extrapolated) on those cells, against 6.5e-3 for ``D_4`` alone and 2.6e-3 for ``D_8``
 (which costs 4x more), far below the label step 0.01 (no label differs). ``bench/bnn_pde_convergence.py``
-reproduces these numbers (``bench/results/2026-11-23-bnn-surrogate/pde_convergence.md``). Each plain grid is
+reproduces these numbers (``bench/results/bnn-surrogate/pde_convergence.md``). Each plain grid is
 monotone (adding solid never increases ``D_k``: Rayleigh's principle on the conductance network); the
 extrapolation is not monotone by construction, but never increased in 200 random additions of a solid pixel.
 
