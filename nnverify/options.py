@@ -10,7 +10,7 @@ BOUND_MARGIN_REL = 1e-9
 #: Absolute safety margin added to every floating-point bound.
 BOUND_MARGIN_ABS = 1e-12
 #: The MILP refinement of intermediate bounds is on by default from this many cores: on one core it takes the
-#: search's time and lost two late whole-box MILP wins on MNIST-FC (bench/results/2026-11-23-relu-bab-refine).
+#: search's time and lost two late whole-box MILP wins on MNIST-FC (380be1b:bench/results/2026-11-23-relu-bab-refine).
 REFINE_MIN_CORES = 2
 
 

@@ -43,7 +43,7 @@ class CpSatBackend:
     def __init__(self, *, seed: int = 0, workers: int | None = None) -> None:
         self.seed = seed
         # CP-SAT's portfolio of 8 differently configured workers pays even on 2 cores: on the porous-media
-        # queries (bench/results/2026-11-23-bnn) 8 workers solved in 8.5 s what 2 workers left open after 90 s.
+        # queries (7b9a040:bench/results/2026-11-23-bnn) 8 workers solved in 8.5 s what 2 left open after 90 s.
         self.workers = workers or DEFAULT_WORKERS
 
     @classmethod
