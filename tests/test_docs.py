@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    ROOT / "bench" / "results" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
 PATH_PREFIXES = ("nnverify/", "bench/", "docs/", "properties/", "networks/", "scripts/", "tests/")
 
 #: Paths named in the docs that are not in the repository on purpose, with the reason.
