@@ -110,7 +110,7 @@ def run_program(
     import numpy as np
 
     from nnverify.errors import PropertyError
-    from nnverify.multi.emit import to_vnnlib2
+    from nnverify.multi.emit import has_vnnlib2, to_vnnlib2
     from nnverify.multi.qlang import program_files, translate
     from nnverify.multi.solve import decide_query
     from nnverify.spec import sexpr
@@ -126,8 +126,8 @@ def run_program(
     emitted: str | None = None
     try:
         program = translate(sexpr.read_text(program_file, PropertyError), program_file, files, values, names)
-        if emit and any(n.fed_by for n in program.query.networks):
-            click.echo("note: a composition N(G(z)) has no VNN-LIB 2.0 form; --emit-vnnlib wrote nothing", err=True)
+        if emit and has_vnnlib2(program.query):
+            click.echo(f"note: {has_vnnlib2(program.query)}; --emit-vnnlib wrote nothing", err=True)
         elif emit:
             emitted = to_vnnlib2(program.query)
         result = decide_query(program.query, program_files(program, files), options, None, program.failed_check)

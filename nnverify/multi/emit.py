@@ -43,8 +43,20 @@ def _comparison(c: Constraint, variables: dict[str, TensorVar]) -> str:
     return f"({op} {lhs} {number(c.b)})"
 
 
+def has_vnnlib2(query: Query) -> str | None:
+    """Why ``query`` has no VNN-LIB 2.0 form (composition, auxiliary variables), else None."""
+    if any(n.fed_by for n in query.networks):
+        return "a composition N(G(z)) has no VNN-LIB 2.0 form"
+    if query.auxiliary:
+        return "an exact l1 norm of more than 8 elements uses auxiliary variables, which VNN-LIB 2.0 cannot declare"
+    return None
+
+
 def to_vnnlib2(query: Query) -> str:
-    """The query as VNN-LIB 2.0: declarations, one assert per shared constraint, one ``or`` of the rest."""
+    """The query as VNN-LIB 2.0: declarations, one assert per shared constraint, one ``or`` of the rest.
+
+    A query with composition or auxiliary variables (``qlang``) has no such form: check ``has_vnnlib2`` first.
+    """
     lines = ["(vnnlib-version <2.0>)"]
     for net in query.networks:
         lines.append(f"(declare-network {net.name}")

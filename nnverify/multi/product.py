@@ -81,6 +81,7 @@ def _substitutions(query: Query, inputs: set[str]) -> list[Constraint]:
 def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     """Merge the query's networks into one model (see the module docstring)."""
     inputs = [v for n in query.networks for v, src in zip(n.inputs, n.feeders, strict=True) if src is None]
+    inputs += query.auxiliary
     order = {(v.name, i): k for k, (v, i) in enumerate((v, i) for v in inputs for i in range(v.size))}
     uf = _UnionFind(order)
     subs = _substitutions(query, {v.name for v in inputs})

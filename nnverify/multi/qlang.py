@@ -8,33 +8,20 @@ Every ``N(v)`` is a network declaration (a second use of ``N`` is ``equal-to`` i
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from nnverify.errors import PropertyError
-from nnverify.multi.bind import dims_of, inferred_infos, read_model
+from nnverify.multi.qlang_calls import Call, CallsMixin
 from nnverify.multi.qlang_lex import CMP, KEYWORDS, Dnf, Lin, Tok, add, constraint, lin, neg, sub, tokens
-from nnverify.multi.qlang_norms import NormCheck, Operand, norm_rows
+from nnverify.multi.qlang_norms import L1_EXACT_MAX, NormCheck, Operand, l1_lifted_rows, norm_rows
+from nnverify.multi.qlang_slices import SlicesMixin
 from nnverify.multi.qlang_softmax import SoftmaxCheck, softmax_rows
 from nnverify.spec.sexpr import Source
 from nnverify.spec.vnnlib import MAX_DISJUNCTS
 from nnverify.spec.vnnlib2_types import Constraint, NetworkDecl, Query, Rel, Scalar, TensorVar, VarKind
-
-
-@dataclass(slots=True)
-class _Call:
-    """One network application ``net(arg)``: its declaration being built."""
-
-    name: str
-    net: str
-    offset: int
-    equal_to: str | None
-    inputs: tuple[TensorVar, ...]
-    output: TensorVar
-    fed_by: tuple[str | None, ...] = (None,)
-    hidden: dict[str, TensorVar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,18 +59,20 @@ def translate(
     return _Translator(Source(text, path, PropertyError), files, consts or {}, labels or {}).run()
 
 
-class _Translator:
+class _Translator(CallsMixin, SlicesMixin):
     def __init__(self, src: Source, files: dict[str, str], consts: dict[str, np.ndarray], labels: dict[str, int]):
         self.src, self.files, self.labels = src, files, labels
         self.consts = {k: np.asarray(v, dtype=np.float64).ravel() for k, v in consts.items()}
+        self.const_shapes = {k: np.shape(v) for k, v in consts.items()}
         self.toks = tokens(self.src)
         self.pos = 0
         self.finds: dict[str, TensorVar] = {}
         self.owner: dict[str, str] = {}  # find variable -> the call whose input it is
-        self.calls: dict[tuple[str, str], _Call] = {}
+        self.calls: dict[tuple[str, tuple[str, ...]], Call] = {}
         self.common: list[Constraint] = []
         self.multi: list[Dnf] = []
         self.checks: list[SoftmaxCheck | NormCheck] = []
+        self.auxiliary: list[TensorVar] = []
 
     # -- tokens -------------------------------------------------------------------------------------------------
     def peek(self, ahead: int = 0) -> Tok:
@@ -191,7 +180,15 @@ class _Translator:
             if len(alternatives) * len(dnf) > MAX_DISJUNCTS:
                 raise self.src.error(f"more than {MAX_DISJUNCTS:,} alternatives ('or' combinations)", 0)
             alternatives = [a + b for a in alternatives for b in dnf]
-        return Query(self.src.path, (2, 0), tuple(networks), tuple(self.common), tuple(alternatives), self.src.text)
+        return Query(
+            self.src.path,
+            (2, 0),
+            tuple(networks),
+            tuple(self.common),
+            tuple(alternatives),
+            self.src.text,
+            tuple(self.auxiliary),
+        )
 
     # -- constraints --------------------------------------------------------------------------------------------
     def _item(self) -> Dnf:
@@ -206,7 +203,7 @@ class _Translator:
 
     def _softmax(self) -> Dnf:
         start = self.peek().offset
-        call = self._call()
+        call = self.call()
         self.expect(".")
         self.expect("p")
         k = self._index(call.output)
@@ -226,8 +223,12 @@ class _Translator:
             return self._class()
         if tok.text in ("linf", "l1", "l2"):
             return self._norm()
-        if tok.text in self.files and self.peek(4).text == "." and self.peek(5).text == "p":
-            return self._softmax()
+        if tok.text in self.files and self.peek(self.call_end(self.pos) - self.pos).text == ".":
+            after = self.call_end(self.pos) - self.pos
+            if self.peek(after + 1).text == "p" and self.peek(after + 2).text == "[":
+                return self._softmax()
+        if self.slice_ahead():
+            return self.slice_atom()
         if tok.kind == "name" and tok.text in self.finds:
             start = self.pos
             scalars = self._find_scalars()
@@ -269,7 +270,7 @@ class _Translator:
     def _class(self) -> Dnf:
         self.expect("class")
         self.expect("(")
-        call = self._call()
+        call = self.call()
         self.expect(")")
         op = self.take()
         if op.text not in ("=", "==", "!="):
@@ -299,7 +300,13 @@ class _Translator:
         if op.text not in ("<", "<=", ">", ">="):
             raise self.src.error(f"expected <, <=, > or >= after {kind.text}(…), found {op.text!r}", op.offset)
         eps = self.number()
-        rows, exact = norm_rows(kind.text, [sub(x, y) for x, y in zip(a, b, strict=True)], op.text, eps, op.offset)
+        diffs = [sub(x, y) for x, y in zip(a, b, strict=True)]
+        if kind.text == "l1" and op.text in ("<", "<=") and len(diffs) > L1_EXACT_MAX:
+            aux = TensorVar(f"__l1_{len(self.auxiliary)}", VarKind.INPUT, "real", (len(diffs),), "", kind.offset)
+            self.auxiliary.append(aux)
+            rows, exact = l1_lifted_rows(diffs, op.text, eps, aux.name, op.offset), op.text == "<="
+        else:
+            rows, exact = norm_rows(kind.text, diffs, op.text, eps, op.offset)
         if not exact:
             text = self.src.text[kind.offset : self.peek().offset].strip()
             self.checks.append(NormCheck(kind.text, a_op, b_op, op.text, float(eps), text))
@@ -363,7 +370,7 @@ class _Translator:
                 raise self.src.error(f"index {k} out of range for '{name.text}' ({values.size} values)", name.offset)
             return {}, Fraction(float(values[k]))
         self.pos -= 1
-        var = self._call_tensor()
+        var = self.call_tensor()
         if self.peek().text != "[" and var.shape:
             raise self.src.error("expected an element like N(x)[0] of the network's tensor", name.offset)
         return lin((var.name, self._index(var) if var.shape else 0))
@@ -394,63 +401,5 @@ class _Translator:
             self.take()
             name = tok.text
         else:
-            name = self._call_tensor().name
+            name = self.call_tensor().name
         return self.src.text[start : self.peek().offset].strip(), name
-
-    # -- networks -----------------------------------------------------------------------------------------------
-    def _call_tensor(self) -> TensorVar:
-        """``N(v)`` (its output) or ``N(v).tensor`` (a hidden ONNX tensor)."""
-        call = self._call()
-        if not self.accept("."):
-            return call.output
-        tok = self.name("an ONNX tensor name")
-        if tok.text == "p":
-            raise self.src.error("N(x).p[k] (softmax) only as a threshold 'N(x).p[k] > t'", tok.offset)
-        if tok.text not in call.hidden:
-            info = inferred_infos(read_model(self.files[call.net])).get(tok.text)
-            if info is None:
-                raise self.src.error(f"network '{call.net}' has no tensor '{tok.text}' of known shape", tok.offset)
-            shape = tuple(d or 1 for d in dims_of(info))
-            name = f"{call.name}__{tok.text}"
-            call.hidden[tok.text] = TensorVar(name, VarKind.HIDDEN, "real", shape, call.name, tok.offset, tok.text)
-        return call.hidden[tok.text]
-
-    def _call(self) -> _Call:
-        net = self.name("a network name")
-        if net.text not in self.files:
-            known = ", ".join(self.files) or "none"
-            raise self.src.error(f"unknown network '{net.text}' (given with --net: {known})", net.offset)
-        self.expect("(")
-        if self.peek().kind == "name" and self.peek().text in self.files:  # composition N(G(z))
-            var, fed = self._call().output, True
-        else:
-            arg = self.name("a find variable or a network call")
-            if arg.text not in self.finds:
-                raise self.src.error(f"expected a variable declared by find, found '{arg.text}'", arg.offset)
-            var, fed = self.finds[arg.text], False
-        self.expect(")")
-        key = (net.text, var.name)
-        if key not in self.calls:
-            self.calls[key] = self._new_call(net, var, fed)
-        return self.calls[key]
-
-    def _new_call(self, net: Tok, var: TensorVar, fed: bool) -> _Call:
-        first = next((c for c in self.calls.values() if c.net == net.text and c.equal_to is None), None)
-        name = net.text if first is None else f"{net.text}__{var.name}"
-        fed_by: tuple[str | None, ...] = (var.name,) if fed else (None,)
-        if fed:
-            inp = TensorVar(f"{name}__in", VarKind.INPUT, "real", var.shape, name, net.offset)
-        elif var.name in self.owner:
-            inp = TensorVar(f"{name}__in", VarKind.INPUT, "real", var.shape, name, net.offset)
-            self.common.extend(
-                constraint(lin((var.name, k)), lin((inp.name, k)), Rel.EQ, net.offset) for k in range(var.size)
-            )
-        else:
-            inp = TensorVar(var.name, VarKind.INPUT, "real", var.shape, name, var.offset)
-            self.owner[var.name] = name
-        model = read_model(self.files[net.text])
-        if len(model.graph.output) != 1:
-            raise self.src.error(f"network '{net.text}' has {len(model.graph.output)} outputs; expected 1", net.offset)
-        shape = tuple(d or 1 for d in dims_of(model.graph.output[0]))
-        out = TensorVar(f"{name}__out", VarKind.OUTPUT, "real", shape, name, net.offset)
-        return _Call(name, net.text, net.offset, None if first is None else first.name, (inp,), out, fed_by)

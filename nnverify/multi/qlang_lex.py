@@ -11,7 +11,7 @@ from nnverify.spec.vnnlib2_types import Constraint, Rel, Scalar
 
 TOKEN_RE = re.compile(
     r"(?P<skip>\s+|#[^\n]*)|(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op><=|>=|!=|==|[-+*()\[\],.=<>])|(?P<bad>.)"
+    r"|(?P<op><=|>=|!=|==|[-+*()\[\],.:=<>])|(?P<bad>.)"
 )
 CMP = {"<": Rel.LT, "<=": Rel.LE, ">": Rel.LT, ">=": Rel.LE, "=": Rel.EQ, "==": Rel.EQ}
 KEYWORDS = frozenset({"find", "where", "return", "in", "or", "class", "linf", "l1", "l2"})

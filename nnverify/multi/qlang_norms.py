@@ -1,9 +1,11 @@
 """Norm constraints of the query language: ``linf``, ``l1`` and ``l2`` of a difference against a bound.
 
 ``linf`` is exact (one row per element and side). ``l1`` is exact up to 8 elements (one row per sign vector);
-beyond, and for ``l2`` always, the rows are a necessary condition (the L∞ box of the ball for ``<``; some element
-above ``eps/n``, resp. ``eps/√n``, for ``>``): an ``unsat`` stands, and a ``sat`` candidate must pass the norm
-itself, computed in float64 from the replayed values (``NormCheck``), or the answer is ``unknown``.
+beyond, ``l1 < eps`` is lifted (``l1_lifted_rows``: auxiliary ``t >= |d|``, ``sum(t) <= eps``), exact but for the
+strictness, which the replay check decides. ``l1 > eps`` beyond 8 elements and ``l2`` always are a necessary
+condition (the L∞ box of the ball for ``<``; some element above ``eps/n``, resp. ``eps/√n``, for ``>``): an
+``unsat`` stands, and a ``sat`` candidate must pass the norm itself, computed in float64 from the replayed
+values (``NormCheck``), or the answer is ``unknown``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,21 @@ class NormCheck:
 def _below(c: float) -> Fraction:
     """An exact value at most ``c`` after the rounding of ``sqrt`` or a division (two ulps down)."""
     return Fraction(math.nextafter(math.nextafter(c, -math.inf), -math.inf))
+
+
+def l1_lifted_rows(diffs: list[Lin], op: str, eps: Fraction, aux: str, offset: int) -> Dnf:
+    """``l1(diffs) <= eps`` over auxiliary scalars ``(aux, j)``: ``|d_j| <= t_j <= eps`` and ``sum(t) <= eps``
+    (with the L∞ box ``|d_j| <= eps`` it implies, for the input box). A strict ``<`` is read as ``<=`` here:
+    a superset, so ``unsat`` stands; a ``sat`` candidate is checked strictly by the ``NormCheck``."""
+    rows = []
+    for j, d in enumerate(diffs):
+        t = ({(aux, j): Fraction(1)}, Fraction(0))
+        rows += [constraint(d, t, Rel.LE, offset), constraint(neg(d), t, Rel.LE, offset)]
+        rows += [constraint(d, ({}, eps), Rel.LE, offset), constraint(neg(d), ({}, eps), Rel.LE, offset)]
+        rows += [constraint(({}, Fraction(0)), t, Rel.LE, offset), constraint(t, ({}, eps), Rel.LE, offset)]
+    total = ({(aux, j): Fraction(1) for j in range(len(diffs))}, Fraction(0))
+    rows.append(constraint(total, ({}, eps), Rel.LE, offset))
+    return [tuple(rows)]
 
 
 def norm_rows(kind: str, diffs: list[Lin], op: str, eps: Fraction, offset: int) -> tuple[Dnf, bool]:

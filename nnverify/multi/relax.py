@@ -66,11 +66,25 @@ def to_property(query: Query, product: Product, margin: float | None = None) -> 
     common = tuple(c for c in query.common if c not in product.substitutions)
     inexact: list[str] = []
     disjuncts = []
-    for alt in query.alternatives:
-        d = _disjunct(query, product, common + alt, margin, inexact)
+    base = _part(query, product, common, margin, inexact)  # shared by every alternative: built once
+    if base is not None:
+        _implied_bounds(base.input_rows, base.lb, base.ub)
+    for alt in query.alternatives if base is not None else ():
+        d = _disjunct(query, product, base, _part(query, product, alt, margin, inexact))  # type: ignore[arg-type]
         if d is not None:
             disjuncts.append(d)
     return Relaxed(Property(product.n_inputs, product.n_outputs, tuple(disjuncts), query.path), tuple(inexact))
+
+
+@dataclass(slots=True)
+class _Part:
+    """The box, float rows and exact input-only rows of a conjunction of constraints."""
+
+    lb: np.ndarray
+    ub: np.ndarray
+    rows: np.ndarray  # [k, n + m]
+    b: np.ndarray
+    input_rows: list[tuple[dict[int, Fraction], Fraction]]
 
 
 def _rows(
@@ -95,12 +109,13 @@ def _rows(
     return rows
 
 
-def _disjunct(
+def _part(
     query: Query, product: Product, conj: tuple[Constraint, ...], margin: float | None, inexact: list[str]
-) -> Disjunct | None:
+) -> _Part | None:
+    """The rows of ``conj`` (None if a constant comparison in it is false)."""
     n, m = product.n_inputs, product.n_outputs
     lb, ub = np.full(n, -np.inf), np.full(n, np.inf)
-    rows_x, rows_y, rows_b = [], [], []
+    rows, rows_b = [], []
     input_rows: list[tuple[dict[int, Fraction], Fraction]] = []
     for c in conj:
         for ax, ay, b in _rows(c, product, margin):
@@ -128,17 +143,26 @@ def _disjunct(
                 row = np.zeros(n + m)
                 for k, v in floats.items():
                     row[k] = v
-                rows_x.append(row[:n])
-                rows_y.append(row[n:])
+                rows.append(row)
                 rows_b.append(fb)
-    _implied_bounds(input_rows, lb, ub)
+    return _Part(lb, ub, np.array(rows).reshape(len(rows), n + m), np.array(rows_b, dtype=np.float64), input_rows)
+
+
+def _disjunct(query: Query, product: Product, base: _Part, alt: _Part | None) -> Disjunct | None:
+    """The common part (its implied bounds already applied) and one alternative's as one disjunct."""
+    if alt is None:
+        return None
+    n = product.n_inputs
+    lb, ub = np.maximum(base.lb, alt.lb), np.minimum(base.ub, alt.ub)
+    unbounded = not (np.all(np.isfinite(lb)) and np.all(np.isfinite(ub)))
+    if alt.input_rows or (base.input_rows and unbounded):  # the implied bounds again, with the alternative's
+        _implied_bounds(base.input_rows + alt.input_rows, lb, ub)
     if np.any(lb > ub):
         return None
     _check_bounded(query, product, lb, ub)
-    k = len(rows_b)
-    a_x = np.array(rows_x).reshape(k, n)
-    a_y = np.array(rows_y).reshape(k, m)
-    return Disjunct(lb=lb, ub=ub, a_x=a_x, a_y=a_y, b=np.array(rows_b, dtype=np.float64))
+    rows = np.vstack([base.rows, alt.rows])
+    b = np.concatenate([base.b, alt.b])
+    return Disjunct(lb=lb, ub=ub, a_x=np.ascontiguousarray(rows[:, :n]), a_y=np.ascontiguousarray(rows[:, n:]), b=b)
 
 
 def _implied_bounds(rows: list[tuple[dict[int, Fraction], Fraction]], lb: np.ndarray, ub: np.ndarray) -> None:
@@ -150,21 +174,21 @@ def _implied_bounds(rows: list[tuple[dict[int, Fraction], Fraction]], lb: np.nda
     for _ in range(3):
         changed = False
         for coefs, b in rows:
+            # the smallest value of each term c * x_j, the exact sum of the finite ones (at most one infinite)
+            lows = {j: (lb[j] if c > 0 else ub[j]) for j, c in coefs.items()}
+            infinite = [j for j, low in lows.items() if not math.isfinite(low)]
+            if len(infinite) > 1:
+                continue
+            terms = {j: c * Fraction(float(lows[j])) for j, c in coefs.items() if j not in infinite}
+            total = sum(terms.values(), Fraction(0))
             for k, a in coefs.items():
-                rest = Fraction(0)
-                for j, c in coefs.items():
-                    if j == k:
-                        continue
-                    low = lb[j] if c > 0 else ub[j]  # the smallest value of c * x_j
-                    if not math.isfinite(low):
-                        break
-                    rest += c * Fraction(float(low))
-                else:
-                    bound = (b - rest) / a
-                    if a > 0 and round_up(bound) < ub[k]:
-                        ub[k], changed = round_up(bound), True
-                    elif a < 0 and round_down(bound) > lb[k]:
-                        lb[k], changed = round_down(bound), True
+                if infinite and infinite[0] != k:
+                    continue
+                bound = (b - total + terms.get(k, Fraction(0))) / a
+                if a > 0 and round_up(bound) < ub[k]:
+                    ub[k], changed = round_up(bound), True
+                elif a < 0 and round_down(bound) > lb[k]:
+                    lb[k], changed = round_down(bound), True
         if not changed:
             return
 

@@ -95,6 +95,8 @@ def assignment(
                 name = net.onnx_name(var)
                 raise ModelError(f"{net.path}: '{name}' has {tensor.size} values; '{var.name}' declares {var.size}")
             values[var.name] = tensor
+    for var in query.auxiliary:
+        values[var.name] = x32[[product.x_columns[(var.name, i)] for i in range(var.size)]]
     return values
 
 

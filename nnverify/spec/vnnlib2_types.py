@@ -113,6 +113,8 @@ class Query:
     common: tuple[Constraint, ...]
     alternatives: tuple[tuple[Constraint, ...], ...]
     text: str = field(default="", repr=False, compare=False)
+    #: Free variables of no network (the query language's lifted L1 norms); product inputs after the networks'.
+    auxiliary: tuple[TensorVar, ...] = ()
 
     def error(self, message: str, offset: int) -> PropertyError:
         """A ``PropertyError`` at ``offset`` of the query text (raise it)."""

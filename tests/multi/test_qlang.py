@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -181,18 +182,29 @@ def test_l1_ball_is_exact_on_few_elements(nets: dict[str, str]) -> None:
         assert result.values is not None and np.abs(result.values["x"] - x0).sum() <= 0.5 + 1e-6
 
 
-@pytest.mark.parametrize("kind", ["l2", "l1"])
-def test_relaxed_norm_never_gives_a_false_sat(tmp_path: Path, kind: str) -> None:
-    """Two elements forced 0.08 (l2) or 0.15 (l1, 12 elements) away: the true norm exceeds the bound, the box
-    relaxation does not see it; the candidate fails the norm check on replay: unknown, never sat."""
-    n, step, eps = (3, 0.08, 0.1) if kind == "l2" else (12, 0.15, 0.2)
-    net = random_mlp(tmp_path / "n.onnx", np.random.default_rng(2), [n, 4, 2])
-    x0 = np.zeros(n)
-    text = f"find x[1,{n}] where {kind}(x - x0) <= {eps}, x[0] >= {step}, x[1] >= {step}, N(x)[0] <= 100"
-    program = translate(text, "q.dl2", {"N": net}, {"x0": x0})
+def test_relaxed_norm_never_gives_a_false_sat(tmp_path: Path) -> None:
+    """Two elements forced 0.08 away: the true l2 norm exceeds the bound, the box relaxation does not see it; the
+    candidate fails the norm check on replay: unknown, never sat."""
+    net = random_mlp(tmp_path / "n.onnx", np.random.default_rng(2), [3, 4, 2])
+    text = "find x[1,3] where l2(x - x0) <= 0.1, x[0] >= 0.08, x[1] >= 0.08, N(x)[0] <= 100"
+    program = translate(text, "q.dl2", {"N": net}, {"x0": np.zeros(3)})
     assert len(program.checks) == 1
     result = decide_query(program.query, {"N": net}, Options(timeout_s=30), None, program.failed_check)
-    assert result.verdict is Verdict.UNKNOWN and kind in result.note
+    assert result.verdict is Verdict.UNKNOWN and "l2" in result.note
+
+
+@pytest.mark.parametrize(("step", "expected"), [(0.15, Verdict.UNSAT), (0.09, Verdict.SAT)])
+def test_l1_ball_of_many_elements_is_lifted_exactly(tmp_path: Path, step: float, expected: Verdict) -> None:
+    """12 elements: ``t >= |x - x0|``, ``sum(t) <= eps`` over auxiliary inputs. Two elements 0.15 away cannot fit
+    in an l1 ball of 0.2 (the box relaxation alone would not see it); 0.09 can, and the witness's norm is checked."""
+    net = random_mlp(tmp_path / "n.onnx", np.random.default_rng(2), [12, 4, 2])
+    text = f"find x[1,12] where l1(x - x0) < 0.2, x[0] >= {step}, x[1] >= {step}, N(x)[0] <= 100 return x"
+    program = translate(text, "q.dl2", {"N": net}, {"x0": np.zeros(12)})
+    assert [v.shape for v in program.query.auxiliary] == [(12,)]
+    result = decide_query(program.query, {"N": net}, Options(timeout_s=30), None, program.failed_check)
+    assert result.verdict is expected, result.note
+    if result.values is not None:
+        assert np.abs(result.values["x"]).sum() < 0.2
 
 
 def test_l2_outside_is_a_necessary_condition(nets: dict[str, str]) -> None:
@@ -257,3 +269,57 @@ def test_mutated_programs_raise_only_property_errors(nets: dict[str, str], data:
         translate(text, "q.dl2", nets, {"x0": np.zeros(3)}, {"cat": 1})
     except PropertyError as exc:
         assert exc.line >= 1 and exc.col >= 1 and "\n" not in exc.message
+
+
+def _generator(path: Path, rng: np.random.Generator) -> str:
+    """``G(z[1,2], c[1,3])``: Concat, Gemm, ReLU, Gemm -> ``[1,3]`` (two inputs)."""
+    w1, w2 = rng.normal(size=(5, 6)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("Concat", ["z", "c"], ["zc"], axis=1),
+            onnx.helper.make_node("MatMul", ["zc", "w1"], ["a"]),
+            onnx.helper.make_node("Relu", ["a"], ["l1"]),
+            onnx.helper.make_node("MatMul", ["l1", "w2"], ["y"]),
+        ],
+        "gen",
+        [
+            onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 2]),
+            onnx.helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, [1, 3]),
+        ],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_class_argument_is_one_hot_and_l1_names_a_tensor(tmp_path: Path, nets: dict[str, str]) -> None:
+    """``G(z, cat)``: the class input pinned to the one-hot of ``cat`` (1); ``G(z, cat).l1`` is the tensor ``l1``
+    (a keyword elsewhere); the witness replays through G and F."""
+    files = {"G": _generator(tmp_path / "g.onnx", np.random.default_rng(3)), "F": nets["F"]}
+    text = "find z[1,2] where z in [-1, 1], G(z, cat).l1[0, 1] >= 0, F(G(z, cat))[0] >= -100 return G(z, cat)"
+    program, result = _run(text, files)
+    assert [v.name for v in program.query.networks[0].inputs] == ["z", "G__in1"]
+    assert program.query.networks[1].fed_by == ("G__out",)
+    assert result.verdict is Verdict.SAT and result.values is not None
+    assert result.values["G__in1"].tolist() == [0.0, 1.0, 0.0] and result.values["G__l1"][1] >= 0
+    with pytest.raises(PropertyError, match="takes 2 inputs"):
+        translate("find z[1,2] where z in [-1, 1], G(z)[0] > 0", "q.dl2", files)
+    with pytest.raises(PropertyError, match="does not fit an input of shape"):
+        translate("find z[1,2] where z in [-1, 1], G(z, 7)[0] > 0", "q.dl2", files)
+
+
+def test_slices_pin_a_patch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    net = mlp(tmp_path / "img.onnx", [(rng.normal(size=(2, 16)) / 4, np.zeros(2))], in_shape=(1, 4, 4))
+    img = rng.uniform(0, 1, size=(4, 4))
+    text = "find x[1,4,4] where x in [0, 1], x[:2, 1:3] = img[:2, 1:3], x[3, :] >= 0.5, N(x)[0] >= N(x)[1] return x"
+    _, result = _run(text, {"N": net}, img=img)
+    assert result.verdict is Verdict.SAT and result.values is not None
+    x = result.values["x"].reshape(4, 4)
+    assert np.allclose(x[:2, 1:3], img[:2, 1:3], atol=1e-6) and np.all(x[3] >= 0.5)
+    for bad, message in (("x[:2, 1:3] = img[:3, 1:3]", "differ"), ("x[4:, :] in [0, 1]", "selects nothing")):
+        with pytest.raises(PropertyError, match=message):
+            translate(f"find x[1,4,4] where x in [0, 1], {bad}, N(x)[0] > 0", "q.dl2", {"N": net}, {"img": img})
