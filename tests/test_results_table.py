@@ -22,7 +22,8 @@ def write(path: Path, text: str) -> None:
 
 @pytest.fixture
 def fake_sets(tmp_path: Path) -> tuple[Path, Path]:
-    """A set ``toy`` of 3 instances: one correct, one wrong, one timeout; a peer with 2 correct; a topic folder."""
+    """A set ``toy`` of 3 instances: one correct, one wrong, one timeout; a peer with 2 correct; a topic folder;
+    a run in progress."""
     data, results = tmp_path / "benchmarks", tmp_path / "results"
     write(data / "toy" / "instances.csv", "n.onnx,a.vnnlib,100\nn.onnx,b.vnnlib,100\nn.onnx,c.vnnlib,100\n")
     write(
@@ -38,7 +39,11 @@ def fake_sets(tmp_path: Path) -> tuple[Path, Path]:
         "onnx,vnnlib,result,run_time\nn.onnx,a.vnnlib,sat,1.5\nn.onnx,b.vnnlib,sat,2.0\nn.onnx,c.vnnlib,timeout,60\n",
     )
     write(results / "toy" / "instances_60s.csv", "n.onnx,a.vnnlib,60\nn.onnx,b.vnnlib,60\nn.onnx,c.vnnlib,60\n")
+    write(results / "toy" / "README.md", "# toy\n")
     write(results / "notes" / "results.csv", "onnx,vnnlib,result,run_time\n")  # no ground truth: not a set
+    write(results / "notes" / "README.md", "# notes\n")
+    write(data / "running" / "expected.csv", "onnx,vnnlib,expected\n")
+    write(results / "running" / "results.csv", "onnx,vnnlib,result,run_time\n")  # no README yet: in progress
     return results, data
 
 

@@ -49,7 +49,8 @@ class SetRow:
 
 
 def set_rows(results_dir: str | os.PathLike[str], benchmarks_dir: str | os.PathLike[str]) -> list[SetRow]:
-    """Score every set of ``results_dir`` that has a ``results.csv`` and ground truth in ``benchmarks_dir``.
+    """Score every set of ``results_dir`` that has a ``results.csv``, a ``README.md`` (a run is listed once its
+    README is written) and ground truth in ``benchmarks_dir``.
 
     Args:
         results_dir: ``bench/results``.
@@ -62,8 +63,8 @@ def set_rows(results_dir: str | os.PathLike[str], benchmarks_dir: str | os.PathL
     rows = []
     for folder in sorted(Path(results_dir).iterdir()):
         data = Path(benchmarks_dir) / folder.name
-        if not (folder / "results.csv").is_file() or not (data / "expected.csv").is_file():
-            continue
+        if not all(f.is_file() for f in (folder / "results.csv", folder / "README.md", data / "expected.csv")):
+            continue  # not a set, or a run in progress (its README is written when it is complete)
         expected = load_expected(data / "expected.csv")
         ours = score(read_csv_rows(folder / "results.csv", RESULTS_COLUMNS), expected)
         peers = data / "peer_times.csv"
