@@ -69,11 +69,15 @@ def test_check_runs_without_any_extra(small_net: tuple[Path, Path]) -> None:
     assert proc.stdout.splitlines()[0] == "unsat"
 
 
-def test_ops_and_export_run_without_any_extra(small_net: tuple[Path, Path], tmp_path: Path) -> None:
+def test_ops_export_and_generate_run_without_any_extra(small_net: tuple[Path, Path], tmp_path: Path) -> None:
     net, prop = small_net
     assert run_without_extras("ops").returncode == 0
     proc = run_without_extras("export", net, prop, "-o", tmp_path / "q.lp", "--format", "lp")
     assert proc.returncode == 0, proc.stderr
+    bnn = Path(__file__).resolve().parents[1] / "networks" / "porous_bnn_d2.onnx"
+    proc = run_without_extras("generate", "--network", bnn, "--interval", "200", "300", "--timeout", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "unsat"  # the network's output never reaches 200: decided by bounds
 
 
 @pytest.mark.parametrize(
