@@ -75,10 +75,23 @@ class Op:
     notes: ClassVar[str] = ""
     shape_only: ClassVar[bool] = False
     multi_output: ClassVar[bool] = False
+    #: Affine ops only: True if the linear part has no negative entries (the op selects, copies, sums or averages
+    #: its variable inputs), so ``|A| = A`` and ``eval`` serves for ``abs_eval`` (``bounds/forward_ops.py``).
+    nonnegative: ClassVar[bool] = False
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
         raise NotImplementedError
+
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        """Affine ops that are not ``nonnegative``: ``eval`` with the signs of the linear part dropped.
+
+        The caller passes every constant float input as its absolute value; the result must be an affine map of
+        the variable inputs whose linear part is ``|A|`` (elementwise absolute values of the linear part ``A``
+        of ``eval``); its constant term is arbitrary (callers subtract the value at zero). Raises
+        ``NotImplementedError`` where the op does not provide it (the forward bounds then refuse the graph).
+        """
+        raise NotImplementedError(f"{self.op_type} has no abs_eval")
 
     def activation_of(self, node: Node, constants: Mapping[str, np.ndarray]) -> ActKind | None:
         """The activation kind of this node (``activation`` unless it depends on a constant input, as Pow's

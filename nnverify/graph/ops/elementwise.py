@@ -17,6 +17,7 @@ class Add(Op):
 
     op_type = "Add"
     affine = True
+    nonnegative = True
     variable_inputs = None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -35,6 +36,10 @@ class Sub(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         a, b = align_ranks(xs[0], xs[1])
         return a - b
+
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        a, b = align_ranks(xs[0], xs[1])
+        return a + b
 
 
 @register
@@ -55,6 +60,9 @@ class Mul(Op):
         a, b = align_ranks(xs[0], xs[1])
         return a * b
 
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return self.eval(node, *xs)  # the constant factor arrives as its absolute value
+
 
 @register
 class Div(Op):
@@ -71,6 +79,9 @@ class Div(Op):
             return np.trunc(a / b).astype(np.int64)
         return a / b
 
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return self.eval(node, *xs)  # the constant factor arrives as its absolute value
+
 
 @register
 class Neg(Op):
@@ -82,6 +93,9 @@ class Neg(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return -xs[0]
 
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return xs[0]
+
 
 @register
 class Identity(Op):
@@ -89,6 +103,7 @@ class Identity(Op):
 
     op_type = "Identity"
     affine = True
+    nonnegative = True
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return xs[0]
@@ -100,6 +115,7 @@ class Dropout(Op):
 
     op_type = "Dropout"
     affine = True
+    nonnegative = True
     notes = "inference mode (identity)"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -114,6 +130,7 @@ class Sum(Op):
 
     op_type = "Sum"
     affine = True
+    nonnegative = True
     variable_inputs = None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -127,6 +144,7 @@ class Mean(Op):
 
     op_type = "Mean"
     affine = True
+    nonnegative = True
     variable_inputs = None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:

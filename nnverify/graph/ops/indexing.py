@@ -26,6 +26,7 @@ class GatherElements(Op):
 
     op_type = "GatherElements"
     affine = True
+    nonnegative = True
     notes = "constant indices"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -56,6 +57,7 @@ class GatherND(Op):
 
     op_type = "GatherND"
     affine = True
+    nonnegative = True
     notes = "constant indices"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -69,6 +71,7 @@ class ScatterND(Op):
 
     op_type = "ScatterND"
     affine = True
+    nonnegative = True
     variable_inputs = (0, 2)
     notes = "constant indices, reduction none"
 
@@ -91,6 +94,7 @@ class CumSum(Op):
 
     op_type = "CumSum"
     affine = True
+    nonnegative = True
     notes = "constant axis"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ class Concat(Op):
 
     op_type = "Concat"
     affine = True
+    nonnegative = True
     variable_inputs = None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -53,6 +54,7 @@ class Pad(Op):
 
     op_type = "Pad"
     affine = True
+    nonnegative = True
     notes = "constant pads and value"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
@@ -81,6 +83,7 @@ class Expand(Op):
 
     op_type = "Expand"
     affine = True
+    nonnegative = True
     notes = "constant shape"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -97,6 +100,7 @@ class Tile(Op):
 
     op_type = "Tile"
     affine = True
+    nonnegative = True
     notes = "constant repeats"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:

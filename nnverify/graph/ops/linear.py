@@ -5,6 +5,8 @@ A product of two variable tensors is bilinear, not affine, and is rejected by ``
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from nnverify.graph.ops.base import Node, Op, align_ranks, has_input, register
@@ -65,6 +67,10 @@ class Gemm(Op):
             out = out + node.attrs["beta"] * c
         return out
 
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        attrs = {**node.attrs, "alpha": abs(float(node.attrs["alpha"])), "beta": abs(float(node.attrs["beta"]))}
+        return self.eval(replace(node, attrs=attrs), *xs)
+
 
 @register
 class MatMul(Op):
@@ -79,4 +85,7 @@ class MatMul(Op):
         return _one_variable_factor(is_const, self.op_type)
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return matmul(xs[0], xs[1])
+
+    def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return matmul(xs[0], xs[1])

@@ -37,6 +37,7 @@ class AveragePool(Op):
 
     op_type = "AveragePool"
     affine = True
+    nonnegative = True
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         if "kernel_shape" not in node.attrs:
@@ -81,6 +82,7 @@ class GlobalAveragePool(Op):
 
     op_type = "GlobalAveragePool"
     affine = True
+    nonnegative = True
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]

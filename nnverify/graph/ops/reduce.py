@@ -32,6 +32,7 @@ class ReduceSum(Op):
 
     op_type = "ReduceSum"
     affine = True
+    nonnegative = True
     notes = "constant axes"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -47,6 +48,7 @@ class ReduceMean(Op):
 
     op_type = "ReduceMean"
     affine = True
+    nonnegative = True
     notes = "constant axes"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:

@@ -94,6 +94,7 @@ class Upsample(Op):
 
     op_type = "Upsample"
     affine = True
+    nonnegative = True
     notes = "nearest or linear, constant scales"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
@@ -112,6 +113,7 @@ class Resize(Op):
 
     op_type = "Resize"
     affine = True
+    nonnegative = True
     notes = "nearest or linear, constant scales or sizes"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:

@@ -76,6 +76,7 @@ class Where(Op):
 
     op_type = "Where"
     affine = True
+    nonnegative = True
     variable_inputs = (1, 2)
     notes = "constant condition"
 

@@ -33,6 +33,7 @@ class Flatten(Op):
 
     op_type = "Flatten"
     affine = True
+    nonnegative = True
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]
@@ -49,6 +50,7 @@ class Reshape(Op):
 
     op_type = "Reshape"
     affine = True
+    nonnegative = True
     notes = "constant shape"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -65,6 +67,7 @@ class Squeeze(Op):
 
     op_type = "Squeeze"
     affine = True
+    nonnegative = True
     notes = "constant axes"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -83,6 +86,7 @@ class Unsqueeze(Op):
 
     op_type = "Unsqueeze"
     affine = True
+    nonnegative = True
     notes = "constant axes"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -98,6 +102,7 @@ class Transpose(Op):
 
     op_type = "Transpose"
     affine = True
+    nonnegative = True
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         x = xs[0]

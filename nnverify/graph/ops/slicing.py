@@ -47,6 +47,7 @@ class Slice(Op):
 
     op_type = "Slice"
     affine = True
+    nonnegative = True
     notes = "constant starts, ends, axes, steps"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
@@ -64,6 +65,7 @@ class Split(Op):
 
     op_type = "Split"
     affine = True
+    nonnegative = True
     multi_output = True
     notes = "constant split sizes"
 
@@ -91,6 +93,7 @@ class Gather(Op):
 
     op_type = "Gather"
     affine = True
+    nonnegative = True
     notes = "constant indices"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:

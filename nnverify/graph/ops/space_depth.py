@@ -23,6 +23,7 @@ class DepthToSpace(Op):
 
     op_type = "DepthToSpace"
     affine = True
+    nonnegative = True
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         return _block_mode_problem(node) or super().check(node, is_const)
@@ -44,6 +45,7 @@ class SpaceToDepth(Op):
 
     op_type = "SpaceToDepth"
     affine = True
+    nonnegative = True
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         return _block_mode_problem(node) or super().check(node, is_const)

@@ -1,0 +1,295 @@
+"""Forward bounds up to a cut tensor, CROWN back-substitution after it: wide early layers stay implicit.
+
+The op graph is cut at a tensor every later node depends on only through it. Before the cut, ``forward_ops``
+gives affine functions of the free inputs; after it, the small dense view (``passes.to_layers``) is
+back-substituted down to the cut, where the cut's functions replace the input box (no correlation is lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+from scipy import sparse
+
+from nnverify.attack_graph import dense_view_mb
+from nnverify.bounds.backward import LayerBounds, _walk
+from nnverify.bounds.forward_ops import Form, activation_form, forward_forms, input_form
+from nnverify.budget import Budget
+from nnverify.graph.core import Graph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
+from nnverify.graph.ops.base import ActKind
+from nnverify.graph.ops.interface import Lines
+from nnverify.graph.passes import to_layers
+from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
+
+#: Elements (rows x boxes x layer width) of one back-substitution chunk (memory: 8 bytes each).
+CHUNK = 1 << 23
+MERGE = True
+
+
+@dataclass(frozen=True, slots=True)
+class CutPlan:
+    """The graph, the cut tensor's name, and the dense view of everything after the cut (its input is the cut)."""
+
+    graph: Graph
+    cut: str
+    suffix: LayerGraph
+
+
+def _cut_candidates(graph: Graph) -> list[str]:
+    """Tensors (graph order) through which every later node depends on the input: the input, or a node output
+    such that every later node reads only tensors produced at or after it."""
+    produced_after: set[str] = set()
+    read_after: set[str] = set()
+    out: list[str] = []
+    for node in reversed(graph.nodes):
+        name = node.outputs[0]
+        if read_after <= produced_after | {name}:
+            out.append(name)
+        produced_after.add(name)
+        read_after.update(n for n in node.inputs if n and n not in graph.constants)
+    return [graph.input_name, *reversed(out)]
+
+
+def plan_cut(graph: Graph, limit_mb: float, budget: Budget | None = None) -> CutPlan | None:
+    """The earliest cut whose suffix has a dense view under ``limit_mb`` that starts with an affine layer on
+    the cut alone, or None (no such cut)."""
+    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
+    for cut in _cut_candidates(graph):
+        if cut == graph.output_name:
+            return None
+        if cut == graph.input_name:
+            index = 0
+        else:
+            index = next(i for i, node in enumerate(graph.nodes) if node.outputs[0] == cut) + 1
+        sub = Graph(
+            graph.path,
+            cut,
+            tuple(shapes[cut]),
+            graph.output_name,
+            graph.output_shape,
+            graph.nodes[index:],
+            graph.constants,
+        )
+        if dense_view_mb(sub) > limit_mb:
+            continue
+        suffix = to_layers(sub, merge=MERGE, budget=budget)
+        readers = [layer for layer in suffix.layers[1:] if isinstance(layer, AffineLayer) and 0 in layer.sources]
+        if any(isinstance(layer, ActivationLayer) and layer.source == 0 for layer in suffix.layers) or not readers:
+            continue
+        return CutPlan(graph, cut, _sparse(suffix))
+    return None
+
+
+#: Weights with at most this share of nonzeros are kept as sparse matrices (convolutions are very sparse).
+SPARSE_DENSITY = 0.2
+
+
+def _sparse(view: LayerGraph) -> LayerGraph:
+    """``view`` with its sparse weights as CSR matrices (the back-substitution's products accept both)."""
+    layers: list[Layer] = []
+    for layer in view.layers:
+        if isinstance(layer, AffineLayer):
+            weights = tuple(
+                sparse.csr_matrix(w) if np.count_nonzero(w) <= SPARSE_DENSITY * w.size else w for w in layer.weights
+            )
+            layer = AffineLayer(layer.name, layer.sources, cast(tuple[np.ndarray, ...], weights), layer.bias)
+        layers.append(layer)
+    return LayerGraph(tuple(layers), view.output)
+
+
+def _rows(w: Any, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of a dense or sparse weight, dense."""
+    part = w[idx]
+    return part.toarray() if sparse.issparse(part) else part
+
+
+def _concretize(
+    coef: np.ndarray, const: np.ndarray, scale: np.ndarray, form: Form, margin_rel: float, margin_abs: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower bound of ``coef @ x + const`` (``coef`` ``(B, K, s)``) with ``x`` between the functions
+    ``centre -+ (dev + rad)`` of ``form``: ``coef centre - |coef| (dev + rad)``; also that lower function
+    ``(B, K, n + 1)`` (the margin folded into its constant)."""
+    batch, rows = form.centre.shape[:2]
+    func = np.einsum("bks,bis->bki", coef, form.centre.reshape(batch, rows, -1))
+    abs_coef = np.abs(coef)
+    if form.dev is not None:
+        func -= np.einsum("bks,bis->bki", abs_coef, form.dev.reshape(batch, rows, -1))
+    func[..., -1] += const - np.einsum("bks,bs->bk", abs_coef, form.rad.reshape(batch, -1))
+    mag = scale + np.einsum("bks,bs->bk", abs_coef, form.mag.reshape(batch, -1)) + np.abs(const)
+    mag += np.abs(func).sum(axis=2)
+    lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - margin_rel * mag - margin_abs
+    func[..., -1] -= margin_rel * mag + margin_abs
+    return lower, func
+
+
+def _flat(form: Form) -> Form:
+    batch, rows = form.centre.shape[:2]
+    dev = None if form.dev is None else form.dev.reshape(batch, rows, -1)
+    return Form(form.centre.reshape(batch, rows, -1), dev, form.rad.reshape(batch, -1), form.mag.reshape(batch, -1))
+
+
+def _dense_affine(layer: AffineLayer, forms: list[Form], margins: tuple[float, float]) -> Form:
+    """``forward_ops``' affine step on a dense-view layer (``W centre + b``, ``|W| dev``, ``|W| rad``)."""
+    batch, rows = forms[0].centre.shape[:2]
+    centre = np.zeros((batch, rows, layer.size))
+    centre[:, -1] = layer.bias
+    dev = None
+    rad = np.zeros((batch, layer.size))
+    scale = np.broadcast_to(np.abs(layer.bias), rad.shape).copy()
+    for f, w, abs_w in zip(forms, layer.weights, layer.abs_weights, strict=True):
+        centre += (f.centre.reshape(batch * rows, -1) @ w.T).reshape(centre.shape)
+        if f.dev is not None:
+            part = (f.dev.reshape(batch * rows, -1) @ abs_w.T).reshape(centre.shape)
+            dev = part if dev is None else dev + part
+        rad += f.rad @ abs_w.T
+        scale += f.mag @ abs_w.T
+    rad += margins[0] * scale + margins[1]
+    return Form(centre, dev, rad, scale * (1.0 + margins[0]))
+
+
+@dataclass(slots=True)
+class _Suffix:
+    """The suffix's per-layer functions and bounds while they are being computed (one batch of boxes)."""
+
+    view: LayerGraph
+    forms: list[Form]
+    lb: list[np.ndarray]
+    ub: list[np.ndarray]
+    margins: tuple[float, float]
+
+    def walk_to(self, lam: dict[int, np.ndarray], const: np.ndarray, scale: np.ndarray, start: int, stop: int):
+        """Back-substitute ``lam`` (per layer) from layer ``start`` down to layer ``stop`` and bound it there by
+        that layer's functions: ``(lower (B, K), lower functions (B, K, n + 1))``."""
+        layers = self.view.layers
+        if stop == 0:
+            view, bounds = self.view, LayerBounds(self.lb, self.ub)
+        else:
+            shifted: list[Layer] = [InputLayer(_size(layers[stop]))]
+            for layer in layers[stop + 1 : start + 1]:
+                shifted.append(_rebased(layer, stop))
+            view = LayerGraph(tuple(shifted), len(shifted) - 1)
+            bounds = LayerBounds(self.lb[stop : start + 1], self.ub[stop : start + 1])
+            lam = {j - stop: v for j, v in lam.items()}
+        cache: dict[int, Lines] = {}
+        coef, const, scale = _walk(view, bounds, lam, const, scale, start - stop, "adaptive", (*self.margins, cache))
+        return _concretize(coef, const, scale, self.forms[stop], *self.margins)
+
+
+def _size(layer: Layer) -> int:
+    return int(layer.size)
+
+
+def _rebased(layer: Layer, stop: int) -> Layer:
+    """A layer of a chain view that starts at layer ``stop`` (its sources shifted down by ``stop``)."""
+    if isinstance(layer, AffineLayer):
+        return AffineLayer(layer.name, tuple(s - stop for s in layer.sources), layer.weights, layer.bias)
+    if isinstance(layer, ActivationLayer):
+        return ActivationLayer(layer.name, layer.source - stop, layer.kind, layer.size)
+    return layer
+
+
+def _tighten(state: _Suffix, k: int, idx: np.ndarray, stop: int) -> None:
+    """Tighten neurons ``idx`` of the affine layer ``k`` in place (both sides) by back-substitution to ``stop``."""
+    layer = state.view.layers[k]
+    assert isinstance(layer, AffineLayer)
+    batch = state.lb[k].shape[0]
+    lam: dict[int, np.ndarray] = {}
+    pre = np.broadcast_to(np.abs(layer.bias[idx]), (batch, idx.size)).copy()
+    for src, w, abs_w in zip(layer.sources, layer.weights, layer.abs_weights, strict=True):
+        picked = _rows(w, idx)
+        rows = np.broadcast_to(np.concatenate([picked, -picked]), (batch, 2 * idx.size, picked.shape[1]))
+        lam[src] = lam[src] + rows if src in lam else rows.copy()
+        pre += np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src])) @ abs_w[idx].T
+    const = np.broadcast_to(np.concatenate([layer.bias[idx], -layer.bias[idx]]), (batch, 2 * idx.size)).copy()
+    low, _ = state.walk_to(lam, const, np.concatenate([pre, pre], axis=1), k - 1, stop)
+    state.lb[k][:, idx] = np.maximum(state.lb[k][:, idx], low[:, : idx.size])
+    state.ub[k][:, idx] = np.minimum(state.ub[k][:, idx], -low[:, idx.size :])
+
+
+#: Layers of the dense view an intermediate bound is back-substituted through before it is bounded by the
+#: forward functions there (0: always down to the cut, full CROWN).
+DEPTH = 0
+
+
+def suffix_bounds(view: LayerGraph, form: Form, margins: tuple[float, float], budget: Budget | None) -> _Suffix:
+    """Functions and bounds of every layer after the cut, in order: each activation input's bounds are its
+    forward functions' tightened by back-substitution (``DEPTH`` layers, or down to the cut), and each
+    activation's lines use those bounds."""
+    state = _Suffix(view, [_flat(form)], [], [], margins)
+    lb, ub = state.forms[0].interval(*margins)
+    state.lb.append(lb)
+    state.ub.append(ub)
+    feeds = {layer.source for layer in view.layers if isinstance(layer, ActivationLayer)}
+    chain = all(
+        max(getattr(la, "sources", (getattr(la, "source", 0),))) == k - 1 for k, la in enumerate(view.layers) if k
+    )
+    batch = lb.shape[0]
+    for k, layer in enumerate(view.layers[1:], start=1):
+        if budget is not None:
+            budget.check("bounds after the cut")
+        if isinstance(layer, ActivationLayer):
+            src = layer.source
+            state.forms.append(activation_form(layer.kind, state.forms[src], *margins, (state.lb[src], state.ub[src])))
+            lo, hi = layer.act.interval(state.lb[src], state.ub[src], *margins)
+            f_lo, f_hi = state.forms[k].interval(*margins)
+            state.lb.append(np.maximum(lo, f_lo))
+            state.ub.append(np.minimum(hi, f_hi))
+            continue
+        assert isinstance(layer, AffineLayer)
+        state.forms.append(_dense_affine(layer, [state.forms[s] for s in layer.sources], margins))
+        lo, hi = state.forms[k].interval(*margins)
+        state.lb.append(lo)
+        state.ub.append(hi)
+        if k not in feeds:
+            continue
+        smooth = any(
+            isinstance(la, ActivationLayer) and la.source == k and la.kind is not ActKind.RELU for la in view.layers
+        )
+        open_ = (lo < 0.0) & (hi > 0.0) if not smooth else hi > lo
+        idx = np.nonzero(np.any(open_, axis=0))[0]
+        stop = max(0, k - 1 - DEPTH) if DEPTH and chain else 0
+        widest = max(v.shape[1] for v in state.lb[stop:k])
+        step = max(1, CHUNK // max(1, 2 * batch * widest))
+        for start in range(0, idx.size, step):
+            _tighten(state, k, idx[start : start + step], stop)
+    return state
+
+
+def cut_rows_lower(
+    plan: CutPlan,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    free: np.ndarray,
+    a_x: np.ndarray,
+    a_y: np.ndarray,
+    b: np.ndarray,
+    *,
+    budget: Budget | None = None,
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` over the boxes ``lb <= x <= ub``
+    (``(B, n_inputs)``, ``free`` the inputs that vary) and their lower functions ``(B, K, n + 1)`` of each box's
+    normalised coordinates."""
+    margins = (margin_rel, margin_abs)
+    form = forward_forms(
+        plan.graph, lb, ub, free, target=plan.cut, budget=budget, margin_rel=margin_rel, margin_abs=margin_abs
+    )
+    state = suffix_bounds(plan.suffix, form, margins, budget)
+    batch = lb.shape[0]
+    out = plan.suffix.output
+    lam = {out: np.broadcast_to(a_y, (batch, *a_y.shape)).copy()}
+    zeros = np.zeros((batch, a_y.shape[0]))
+    lower, func = state.walk_to(
+        lam, -np.broadcast_to(b, zeros.shape), np.broadcast_to(np.abs(b), zeros.shape).copy(), out, 0
+    )
+    if np.any(a_x):
+        x_form = input_form(lb, ub, free, (lb.shape[1],))
+        _, x_func = _concretize(np.broadcast_to(a_x, (batch, *a_x.shape)), zeros, zeros, x_form, *margins)
+        func = func + x_func  # both are sound lower functions, so is their sum (up to the rounding below)
+        lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2)
+        lower -= margin_rel * np.abs(func).sum(axis=2) + margin_abs
+    return lower, func

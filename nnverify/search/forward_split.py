@@ -1,0 +1,209 @@
+"""Input splitting on the op graph for networks whose dense layer view is too large, with few free inputs.
+
+Each box is bounded by ``bounds/forward_cut.py`` (forward functions of the free inputs up to a cut, CROWN after
+it) or, with no cut, by ``bounds/forward_ops.py`` alone; undecided boxes offer attack points and are halved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.attack_graph import DENSE_VIEW_MAX_MB, search, unsupported_by_analysis
+from nnverify.backends.base import SolveStatus
+from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
+from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
+from nnverify.budget import Budget
+from nnverify.graph.core import Graph
+from nnverify.options import Options
+from nnverify.result import Counterexample, Result, Verdict
+from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, replay_best
+from nnverify.spec.property import Disjunct, Property
+from nnverify.witness import OnnxRunner, check_counterexample
+
+#: Boxes bounded together.
+BATCH = 4
+#: Largest dense view of the part after the cut (MB, estimated from the shapes; its build takes several times
+#: that); never more than an eighth of the memory cap.
+CUT_MAX_MB = 256.0
+#: Share of the budget the graph attack gets before the search (every sat instance seen so far fell in < 1 s).
+ATTACK_SHARE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
+
+    a_x: np.ndarray
+    a_y: np.ndarray
+    b: np.ndarray
+    owner: np.ndarray
+
+    @classmethod
+    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
+        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
+        a_x, a_y = np.vstack([d.a_x for d in disjuncts]), np.vstack([d.a_y for d in disjuncts])
+        return cls(a_x, a_y, np.concatenate([d.b for d in disjuncts]), owner)
+
+
+def _bound(
+    graph: Graph, plan: CutPlan | None, rows: _Rows, lb: np.ndarray, ub: np.ndarray, free: np.ndarray, budget: Budget
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row lower bounds ``(B, K)`` and their lower functions ``(B, K, n_free + 1)`` of normalised coordinates."""
+    if plan is not None:
+        return cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, budget=budget)
+    out = forward_forms(graph, lb, ub, free, budget=budget)
+    return rows_lower(out, rows.a_x, rows.a_y, rows.b, input_form(lb, ub, free, (lb.shape[1],)))
+
+
+def forward_split_search(
+    graph: Graph,
+    plan: CutPlan | None,
+    disjuncts: list[Disjunct],
+    budget: Budget,
+    is_counterexample: Callable[[np.ndarray], bool],
+) -> SearchOutcome:
+    """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs."""
+    rows = _Rows.of(disjuncts)
+    lb0, ub0 = disjuncts[0].lb, disjuncts[0].ub
+    free = lb0 < ub0
+    index = np.flatnonzero(free)
+    max_depth = SMOOTH_DEPTH_PER_INPUT * index.size
+    stats = SearchStats()
+    stack = [(lb0[None, :], ub0[None, :], np.zeros(1, dtype=np.int64))]
+    note = ""
+    while stack:
+        if budget.expired():
+            return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
+        lb, ub, depth = stack.pop()
+        if lb.shape[0] > BATCH:
+            stack.append((lb[BATCH:], ub[BATCH:], depth[BATCH:]))
+            lb, ub, depth = lb[:BATCH], ub[:BATCH], depth[:BATCH]
+        stats.boxes += lb.shape[0]
+        lower, func = _bound(graph, plan, rows, lb, ub, free, budget)
+        dead = np.zeros((lb.shape[0], len(disjuncts)), dtype=bool)
+        np.logical_or.at(dead.T, rows.owner, (lower > 0.0).T)
+        live = ~dead[:, rows.owner]
+        open_box = np.any(live, axis=1)
+        if not np.any(open_box):
+            continue
+        pts = _points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
+        found = _try(graph, disjuncts, pts, is_counterexample, stats)
+        if found is not None:
+            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
+        deep = open_box & (depth >= max_depth)
+        if np.any(deep):
+            note = f"the relaxation left a box open after {max_depth} splits"
+        grow = open_box & ~deep
+        if np.any(grow):
+            stack.append(_halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index))
+            stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
+    if note:
+        return SearchOutcome(SolveStatus.UNKNOWN, note=note, stats=stats)
+    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
+
+
+def _points(
+    func: np.ndarray, lower: np.ndarray, live: np.ndarray, lb: np.ndarray, ub: np.ndarray, index: np.ndarray
+) -> np.ndarray:
+    """Per box: the centre, and the vertex minimising the live row with the largest lower bound."""
+    row = np.argmax(np.where(live, lower, -np.inf), axis=1)
+    coef = func[np.arange(func.shape[0]), row, :-1]
+    vertex = (lb + ub) / 2.0
+    vertex[:, index] = np.where(coef > 0.0, lb[:, index], ub[:, index])
+    return np.vstack([(lb + ub) / 2.0, vertex])
+
+
+def _halves(
+    func: np.ndarray, live: np.ndarray, lb: np.ndarray, ub: np.ndarray, depth: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both halves of every box, split along the free input with the largest weight in its live rows' lower
+    functions (the coordinates are normalised, so the weight already includes the width)."""
+    weight = np.einsum("bk,bki->bi", live.astype(np.float64), np.abs(func[..., :-1]))
+    dim = index[np.argmax(weight, axis=1)]
+    rows = np.arange(lb.shape[0])
+    mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
+    left_ub, right_lb = ub.copy(), lb.copy()
+    left_ub[rows, dim] = mid
+    right_lb[rows, dim] = mid
+    return np.vstack([lb, right_lb]), np.vstack([left_ub, ub]), np.concatenate([depth + 1, depth + 1])
+
+
+def _try(
+    graph: Graph,
+    disjuncts: list[Disjunct],
+    pts: np.ndarray,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+) -> np.ndarray | None:
+    if pts.shape[0] == 0:
+        return None
+    y = graph.eval(pts)
+    best = np.full(pts.shape[0], np.inf)
+    for d in disjuncts:
+        best = np.minimum(best, np.where(d.contains_input(pts), d.slack(pts, y), np.inf))
+    return replay_best(pts, best, is_counterexample, stats)
+
+
+def forward_applies(analysis: Graph, prop: Property, max_free: int) -> bool:
+    """True if the forward route can decide ``prop``: every op passes the forward bounds, the layer view is
+    refused for its size only, and every disjunct has at most ``max_free`` free inputs."""
+    if unsupported_by_analysis(analysis) is not None or unsupported(analysis) is not None:
+        return False
+    return all(int(np.sum(d.lb < d.ub)) <= max_free for d in prop.disjuncts)
+
+
+def forward_route(
+    graph: Graph, analysis: Graph, prop: Property, options: Options, budget: Budget, notes: list[str]
+) -> Result:
+    """The whole run for a network whose dense view is too large: a short graph attack, then input splitting
+    with forward bounds on ``analysis``; every candidate is replayed on ``graph``'s ONNX file."""
+    from nnverify.pipeline import float32_inside  # the pipeline imports this module
+
+    started = time.monotonic()
+    runner = OnnxRunner(graph.path)
+    found: list[Counterexample] = []
+
+    def accept(x: np.ndarray, box: Disjunct) -> bool:
+        point = float32_inside(np.clip(x, box.lb, box.ub), box.lb, box.ub)
+        check = check_counterexample(
+            runner, prop, point, output_rtol=options.output_rtol, violation_atol=options.violation_atol
+        )
+        if check.valid and check.y is not None:
+            found.append(Counterexample(point, check.y))
+        return bool(found)
+
+    slice_end = min(budget.deadline, started + max(1.0, ATTACK_SHARE * budget.remaining()))
+    attack = search(analysis, prop, dataclasses.replace(budget, deadline=slice_end), accept, options.seed)
+    stats: dict[str, float | int | str] = {"graph_points": attack.points, "attack_s": round(attack.seconds, 4)}
+    if found:
+        return Result(Verdict.SAT, found[0], "graph-attack", time.monotonic() - started, "; ".join(notes), stats)
+    cap = getattr(budget, "memory_limit_mb", math.inf)
+    plan = plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 8), budget)
+    stats["cut"] = plan.cut if plan is not None else ""
+    groups: dict[bytes, list[Disjunct]] = {}
+    for d in prop.disjuncts:
+        groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)
+    undecided: list[str] = []
+    timed_out = False
+    for group in groups.values():
+        out = forward_split_search(analysis, plan, group, budget, lambda x, g=group[0]: accept(x, g))
+        stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
+        stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)
+        if found:
+            return Result(Verdict.SAT, found[0], "forward-split", time.monotonic() - started, "; ".join(notes), stats)
+        if out.status is not SolveStatus.INFEASIBLE:
+            undecided.append(out.note or out.status.value)
+            timed_out |= out.status is SolveStatus.TIMEOUT
+            if budget.expired():
+                break
+    elapsed = time.monotonic() - started
+    if not undecided:
+        return Result(Verdict.UNSAT, None, "forward-split", elapsed, "; ".join(notes), stats)
+    verdict = Verdict.TIMEOUT if timed_out else Verdict.UNKNOWN
+    return Result(verdict, None, "forward-split", elapsed, "; ".join([*notes, *undecided]), stats)
