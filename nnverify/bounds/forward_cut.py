@@ -214,14 +214,22 @@ def _tighten(state: _Suffix, k: int, idx: np.ndarray, stop: int) -> None:
 DEPTH = 0
 
 
-def suffix_bounds(view: LayerGraph, form: Form, margins: tuple[float, float], budget: Budget | None) -> _Suffix:
+def suffix_bounds(
+    view: LayerGraph, form: Form, margins: tuple[float, float], budget: Budget | None, parent: LayerBounds | None = None
+) -> _Suffix:
     """Functions and bounds of every layer after the cut, in order: each activation input's bounds are its
-    forward functions' tightened by back-substitution (``DEPTH`` layers, or down to the cut), and each
-    activation's lines use those bounds."""
+    forward functions' (intersected with ``parent``'s, sound bounds of a box containing each box) tightened by
+    back-substitution (``DEPTH`` layers, or down to the cut), and each activation's lines use those bounds."""
     state = _Suffix(view, [_flat(form)], [], [], margins)
-    lb, ub = state.forms[0].interval(*margins)
-    state.lb.append(lb)
-    state.ub.append(ub)
+
+    def keep(k: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if parent is not None:
+            lo, hi = np.maximum(lo, parent.lb[k]), np.minimum(hi, parent.ub[k])
+        state.lb.append(lo)
+        state.ub.append(hi)
+        return lo, hi
+
+    lb, _ = keep(0, *state.forms[0].interval(*margins))
     feeds = {layer.source for layer in view.layers if isinstance(layer, ActivationLayer)}
     chain = all(
         max(getattr(la, "sources", (getattr(la, "source", 0),))) == k - 1 for k, la in enumerate(view.layers) if k
@@ -235,14 +243,11 @@ def suffix_bounds(view: LayerGraph, form: Form, margins: tuple[float, float], bu
             state.forms.append(activation_form(layer.kind, state.forms[src], *margins, (state.lb[src], state.ub[src])))
             lo, hi = layer.act.interval(state.lb[src], state.ub[src], *margins)
             f_lo, f_hi = state.forms[k].interval(*margins)
-            state.lb.append(np.maximum(lo, f_lo))
-            state.ub.append(np.minimum(hi, f_hi))
+            keep(k, np.maximum(lo, f_lo), np.minimum(hi, f_hi))
             continue
         assert isinstance(layer, AffineLayer)
         state.forms.append(_dense_affine(layer, [state.forms[s] for s in layer.sources], margins))
-        lo, hi = state.forms[k].interval(*margins)
-        state.lb.append(lo)
-        state.ub.append(hi)
+        lo, hi = keep(k, *state.forms[k].interval(*margins))
         if k not in feeds:
             continue
         smooth = any(
@@ -267,18 +272,19 @@ def cut_rows_lower(
     a_y: np.ndarray,
     b: np.ndarray,
     *,
+    parent: LayerBounds | None = None,
     budget: Budget | None = None,
     margin_rel: float = BOUND_MARGIN_REL,
     margin_abs: float = BOUND_MARGIN_ABS,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, LayerBounds]:
     """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` over the boxes ``lb <= x <= ub``
-    (``(B, n_inputs)``, ``free`` the inputs that vary) and their lower functions ``(B, K, n + 1)`` of each box's
-    normalised coordinates."""
+    (``(B, n_inputs)``, ``free`` the inputs that vary), their lower functions ``(B, K, n + 1)`` of each box's
+    normalised coordinates, and the bounds of every layer after the cut (``parent`` for the boxes' halves)."""
     margins = (margin_rel, margin_abs)
     form = forward_forms(
         plan.graph, lb, ub, free, target=plan.cut, budget=budget, margin_rel=margin_rel, margin_abs=margin_abs
     )
-    state = suffix_bounds(plan.suffix, form, margins, budget)
+    state = suffix_bounds(plan.suffix, form, margins, budget, parent)
     batch = lb.shape[0]
     out = plan.suffix.output
     lam = {out: np.broadcast_to(a_y, (batch, *a_y.shape)).copy()}
@@ -292,4 +298,4 @@ def cut_rows_lower(
         func = func + x_func  # both are sound lower functions, so is their sum (up to the rounding below)
         lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2)
         lower -= margin_rel * np.abs(func).sum(axis=2) + margin_abs
-    return lower, func
+    return lower, func, LayerBounds(state.lb, state.ub)

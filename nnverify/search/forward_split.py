@@ -16,6 +16,7 @@ import numpy as np
 
 from nnverify.attack_graph import DENSE_VIEW_MAX_MB, search, unsupported_by_analysis
 from nnverify.backends.base import SolveStatus
+from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
 from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
 from nnverify.budget import Budget
@@ -31,8 +32,10 @@ BATCH = 4
 #: Largest dense view of the part after the cut (MB, estimated from the shapes; its build takes several times
 #: that); never more than an eighth of the memory cap.
 CUT_MAX_MB = 256.0
-#: Share of the budget the graph attack gets before the search (every sat instance seen so far fell in < 1 s).
+#: Share of the budget the graph attack gets before the search, and its cap in seconds (every cGAN sat instance
+#: fell in < 1 s; the search replays its own candidates too).
 ATTACK_SHARE = 0.05
+ATTACK_MAX_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +54,35 @@ class _Rows:
         return cls(a_x, a_y, np.concatenate([d.b for d in disjuncts]), owner)
 
 
+@dataclass(frozen=True, slots=True)
+class _Boxes:
+    """A batch of boxes, their depths, and the bounds after the cut inherited from their parents (or None)."""
+
+    lb: np.ndarray
+    ub: np.ndarray
+    depth: np.ndarray
+    parent: LayerBounds | None = None
+
+    def part(self, sel: slice | np.ndarray) -> _Boxes:
+        parent = (
+            None
+            if self.parent is None
+            else LayerBounds([v[sel] for v in self.parent.lb], [v[sel] for v in self.parent.ub])
+        )
+        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], parent)
+
+
 def _bound(
-    graph: Graph, plan: CutPlan | None, rows: _Rows, lb: np.ndarray, ub: np.ndarray, free: np.ndarray, budget: Budget
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row lower bounds ``(B, K)`` and their lower functions ``(B, K, n_free + 1)`` of normalised coordinates."""
+    graph: Graph, plan: CutPlan | None, rows: _Rows, boxes: _Boxes, free: np.ndarray, budget: Budget
+) -> tuple[np.ndarray, np.ndarray, LayerBounds | None]:
+    """Row lower bounds ``(B, K)``, their lower functions ``(B, K, n_free + 1)`` of normalised coordinates, and
+    the bounds after the cut (None without a cut)."""
+    lb, ub = boxes.lb, boxes.ub
     if plan is not None:
-        return cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, budget=budget)
+        return cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, parent=boxes.parent, budget=budget)
     out = forward_forms(graph, lb, ub, free, budget=budget)
-    return rows_lower(out, rows.a_x, rows.a_y, rows.b, input_form(lb, ub, free, (lb.shape[1],)))
+    lower, func = rows_lower(out, rows.a_x, rows.a_y, rows.b, input_form(lb, ub, free, (lb.shape[1],)))
+    return lower, func, None
 
 
 def forward_split_search(
@@ -75,17 +99,18 @@ def forward_split_search(
     index = np.flatnonzero(free)
     max_depth = SMOOTH_DEPTH_PER_INPUT * index.size
     stats = SearchStats()
-    stack = [(lb0[None, :], ub0[None, :], np.zeros(1, dtype=np.int64))]
+    stack = [_Boxes(lb0[None, :], ub0[None, :], np.zeros(1, dtype=np.int64))]
     note = ""
     while stack:
         if budget.expired():
             return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
-        lb, ub, depth = stack.pop()
-        if lb.shape[0] > BATCH:
-            stack.append((lb[BATCH:], ub[BATCH:], depth[BATCH:]))
-            lb, ub, depth = lb[:BATCH], ub[:BATCH], depth[:BATCH]
+        boxes = stack.pop()
+        if len(boxes.lb) > BATCH:
+            stack.append(boxes.part(slice(BATCH, None)))
+            boxes = boxes.part(slice(0, BATCH))
+        lb, ub, depth = boxes.lb, boxes.ub, boxes.depth
         stats.boxes += lb.shape[0]
-        lower, func = _bound(graph, plan, rows, lb, ub, free, budget)
+        lower, func, bounds = _bound(graph, plan, rows, boxes, free, budget)
         dead = np.zeros((lb.shape[0], len(disjuncts)), dtype=bool)
         np.logical_or.at(dead.T, rows.owner, (lower > 0.0).T)
         live = ~dead[:, rows.owner]
@@ -101,7 +126,13 @@ def forward_split_search(
             note = f"the relaxation left a box open after {max_depth} splits"
         grow = open_box & ~deep
         if np.any(grow):
-            stack.append(_halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index))
+            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index)
+            twice = (
+                None
+                if bounds is None
+                else LayerBounds(*([np.vstack([v[grow], v[grow]]) for v in side] for side in (bounds.lb, bounds.ub)))
+            )
+            stack.append(_Boxes(*halves, twice))
             stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
     if note:
         return SearchOutcome(SolveStatus.UNKNOWN, note=note, stats=stats)
@@ -178,7 +209,7 @@ def forward_route(
             found.append(Counterexample(point, check.y))
         return bool(found)
 
-    slice_end = min(budget.deadline, started + max(1.0, ATTACK_SHARE * budget.remaining()))
+    slice_end = min(budget.deadline, started + max(1.0, min(ATTACK_MAX_S, ATTACK_SHARE * budget.remaining())))
     attack = search(analysis, prop, dataclasses.replace(budget, deadline=slice_end), accept, options.seed)
     stats: dict[str, float | int | str] = {"graph_points": attack.points, "attack_s": round(attack.seconds, 4)}
     if found:

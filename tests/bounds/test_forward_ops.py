@@ -168,7 +168,7 @@ def test_row_bounds_hold_at_sampled_points(tmp_path: Path, name: str) -> None:
     forward, _ = rows_lower(forward_forms(graph, lb, ub, free), a_x, a_y, b, input_form(lb, ub, free, (lb.shape[1],)))
     plan = plan_cut(graph, 64.0)
     assert plan is not None
-    cut, funcs = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b)
+    cut, funcs, _ = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b)
     for box in range(3):
         x = _samples(lb[box], ub[box])
         rows = x @ a_x.T + graph.eval(x) @ a_y.T - b
@@ -211,7 +211,7 @@ def test_without_margin_rounding_gives_a_wrong_proof(method: str) -> None:
         else:
             plan = plan_cut(graph, 64.0)
             assert plan is not None
-            lower, _ = cut_rows_lower(plan, one, one, free, a_x, a_y, b, **margins)
+            lower, _, _ = cut_rows_lower(plan, one, one, free, a_x, a_y, b, **margins)
         assert bool(lower[0, 0] > 0.0) is proves  # without the margin: the unsound "proof" the margin prevents
 
 
