@@ -20,6 +20,7 @@ from nnverify import attack
 from nnverify.attack_graph import attack_only, graph_route_reason
 from nnverify.backends import get_backend
 from nnverify.backends.base import Backend, SolveStatus
+from nnverify.backends.pool import SolverPool
 from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.errors import PropertyError
 from nnverify.graph.core import Graph
@@ -52,6 +53,7 @@ class _Run:
     budget: Budget
     runner: OnnxRunner
     started: float
+    pool: SolverPool
     stats: dict[str, float | int | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -179,6 +181,7 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
             refine=run.options.refines(),
             refine_workers=run.options.cores(),
             search_threads=run.options.search_threads(),
+            pool=run.pool,
         )
         for key in ("boxes", "leaves_exact", "candidates", "max_depth", "refine_solves", "stabilised"):
             run.stats[f"relu_{key}"] = int(run.stats.get(f"relu_{key}", 0)) + int(getattr(out.stats, key))
@@ -196,7 +199,7 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
 
 
 def _decide(run: _Run) -> Result:
-    backend = get_backend(run.options.backend, run.options)
+    backend = get_backend(run.options.backend, run.options, run.pool)
     kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
     if all(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
         method = "input-split+" + kind if is_exact(run.layers) else "input-split+relaxation"
@@ -230,10 +233,12 @@ def verify(
 
     The run happens in a worker thread; ``verify()`` waits for it until the budget's deadline plus
     ``OVERRUN_GRACE_S``, and answers ``timeout`` itself if it has not finished by then (the worker is abandoned
-    and stops at its next look at the budget). Every phase looks at the budget (``BudgetExpired`` becomes a
-    ``timeout`` verdict) and estimates its large allocations against ``Options.memory_limit()``
-    (``ResourceLimitError`` becomes ``unknown`` with a note naming the phase and the size). Limit: a native call
-    that holds Python's GIL (reading the ONNX file's protobuf) delays this answer until it returns.
+    and stops at its next look at the budget). Native solves go through a ``SolverPool`` opened here: closing it
+    cancels what still runs, and solves or runs it had to abandon are counted in ``stats["abandoned"]``.
+    Every phase looks at the budget (``BudgetExpired`` becomes a ``timeout`` verdict) and estimates its large
+    allocations against ``Options.memory_limit()`` (``ResourceLimitError`` becomes ``unknown`` with a note naming
+    the phase and the size). Limit: a native call that holds Python's GIL (reading the ONNX file's protobuf)
+    delays this answer until it returns.
 
     Args:
         network: An ONNX file path or a ``Graph`` from ``load_network``.
@@ -248,41 +253,41 @@ def verify(
     budget = Budget(started + options.timeout_s, options.memory_limit())
     progress = _Progress()
     outcome: list[Result | BaseException] = []
+    with SolverPool() as pool:
 
-    def work() -> None:
+        def work() -> None:
+            try:
+                outcome.append(_verify(network, prop, options, budget, progress, pool))
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append(exc)
+
+        worker = threading.Thread(target=work, name="nnverify-verify", daemon=True)
+        worker.start()
         try:
-            outcome.append(_verify(network, prop, options, budget, progress))
-        except BaseException as exc:  # handed to the caller's thread below
-            outcome.append(exc)
-
-    worker = threading.Thread(target=work, name="nnverify-verify", daemon=True)
-    worker.start()
-    try:
-        # a budget beyond threading.TIMEOUT_MAX (~292 years) would raise OverflowError in join()
-        worker.join(
-            None if math.isinf(budget.deadline) else min(budget.remaining() + OVERRUN_GRACE_S, threading.TIMEOUT_MAX)
-        )
-    except BaseException:  # Ctrl-C while waiting: the worker is left behind
-        _ABANDONED.append(worker)
-        raise
+            # a budget beyond threading.TIMEOUT_MAX (~292 years) would raise OverflowError in join()
+            worker.join(
+                None
+                if math.isinf(budget.deadline)
+                else min(budget.remaining() + OVERRUN_GRACE_S, threading.TIMEOUT_MAX)
+            )
+        except BaseException:  # Ctrl-C while waiting: the worker is left behind
+            pool.abandon(worker)
+            raise
+        if not outcome:
+            pool.abandon(worker)
     if not outcome:
-        _ABANDONED.append(worker)
         note = f"the budget ran out while {progress.phase}; that work was abandoned"
-        return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, note, {"phase": progress.phase})
+        stats: dict[str, float | int | str] = {"phase": progress.phase, "abandoned": pool.abandoned()}
+        return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, note, stats)
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
+    if pool.abandoned():
+        outcome[0].stats["abandoned"] = pool.abandoned()
     return outcome[0]
 
 
 #: Seconds ``verify()`` waits past the deadline for the run to answer before it answers ``timeout`` itself.
 OVERRUN_GRACE_S = 0.3
-#: Worker threads ``verify()`` stopped waiting for (still running: the program leaves by ``os._exit``).
-_ABANDONED: list[threading.Thread] = []
-
-
-def abandoned_runs() -> bool:
-    """True if a ``verify()`` run was abandoned at its deadline and its thread still runs."""
-    return any(thread.is_alive() for thread in _ABANDONED)
 
 
 @dataclass(slots=True)
@@ -298,11 +303,12 @@ def _verify(
     options: Options,
     budget: Budget,
     progress: _Progress,
+    pool: SolverPool,
 ) -> Result:
     """The run inside ``verify()``'s worker: the phases, with budget and memory errors turned into verdicts."""
     started = time.monotonic()
     try:
-        return _phases(network, prop, options, budget, progress)
+        return _phases(network, prop, options, budget, progress, pool)
     except BudgetExpired as exc:
         return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, str(exc), {"phase": exc.phase})
     except ResourceLimitError as exc:
@@ -318,6 +324,7 @@ def _phases(
     options: Options,
     budget: Budget,
     progress: _Progress,
+    pool: SolverPool,
 ) -> Result:
     started = time.monotonic()
     progress.phase = "loading the network"
@@ -326,7 +333,7 @@ def _phases(
         progress.phase = "parsing the property"
         prop = load_property(prop, graph.n_inputs, graph.n_outputs, budget)
     _check_sizes(graph, prop)
-    backend = get_backend(options.backend, options)  # fail early on an unavailable backend
+    backend = get_backend(options.backend, options, pool)  # fail early on an unavailable backend
     analysis, tail_note = strip_softmax(graph, prop)  # the analysis reads the logits; replay uses the model
     notes = [tail_note] if tail_note else []
     if prop.disjuncts and (reason := graph_route_reason(analysis, budget)) is not None:
@@ -338,7 +345,7 @@ def _phases(
     progress.phase = "building the analysis view"
     layers = to_layers(analysis, merge=not backend.exact, budget=budget)
     progress.phase = "starting onnxruntime"
-    run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started)
+    run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started, pool)
     run.notes.extend(notes)
     run.stats["load_s"] = round(time.monotonic() - started, 4)
     if not prop.disjuncts:

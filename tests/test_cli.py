@@ -205,7 +205,7 @@ def test_readme_ops_table_matches_registry() -> None:
 
 
 def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nnverify.backends.highs as highs_module
+    import nnverify.backends.pool as pool_module
     from nnverify import cli
 
     exits: list[int] = []
@@ -213,11 +213,11 @@ def test_abandoned_solver_threads_end_the_program_without_teardown(monkeypatch: 
     monkeypatch.setattr(cli.os, "_exit", exits.append)
     monkeypatch.setattr(cli, "main", lambda: sys.exit(0))
     monkeypatch.setattr(cli, "guard_stdout", lambda: None)  # it would move this test process's descriptors
-    monkeypatch.setattr(highs_module, "_ABANDONED", [])  # earlier tests may have abandoned real solves
+    monkeypatch.setattr(pool_module, "work_remains", lambda: False)  # earlier tests may have abandoned solves
     with pytest.raises(SystemExit):
         cli.entry()
     assert exits == []  # nothing abandoned: the normal exit
-    monkeypatch.setattr(highs_module, "_ABANDONED", [(object(), object())])
+    monkeypatch.setattr(pool_module, "work_remains", lambda: True)  # the solver pool's answer
     with pytest.raises(SystemExit):  # os._exit is patched out, so the SystemExit goes on
         cli.entry()
     assert exits == [0]

@@ -11,7 +11,7 @@ from benchdata import BENCHMARKS_DIR
 
 import nnverify
 import nnverify.pipeline as verify_module
-from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
 from nnverify.encode.problem import Problem
 from nnverify.witness import OnnxRunner, check_counterexample
 
@@ -96,6 +96,7 @@ class LyingBackend:
 
     name = "liar"
     exact = False
+    capabilities = Capabilities()
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
@@ -118,7 +119,7 @@ def test_unreplayable_solver_solution_gives_unknown_never_sat(monkeypatch: pytes
     box = prop.disjuncts[0]
     points = np.random.default_rng(0).uniform(box.lb, box.ub, size=(200, 5))
     safe = points[~prop.violated_by(points, OnnxRunner(onnx).run(points), atol=1e-3)][0]
-    monkeypatch.setattr(verify_module, "get_backend", lambda name, options=None: LyingBackend(safe))
+    monkeypatch.setattr(verify_module, "get_backend", lambda name, options=None, pool=None: LyingBackend(safe))
     monkeypatch.setattr(verify_module, "INPUT_SPLIT_MAX_DIM", 0)
     monkeypatch.setattr(verify_module, "uses_relu_splitting", lambda graph: False)  # straight to the backend
     result = nnverify.verify(onnx, vnnlib, nnverify.Options(attack_samples=0))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import cast
 
-from nnverify.backends.base import Backend, BackendResult, SolveStatus
+from nnverify.backends.base import Backend, BackendResult, Capabilities, SolveStatus
+from nnverify.backends.pool import SolverPool
 from nnverify.errors import BackendUnavailableError
 from nnverify.options import Options
 
@@ -16,7 +17,9 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BackendResult",
+    "Capabilities",
     "SolveStatus",
+    "SolverPool",
     "available_backends",
     "backend_class",
     "get_backend",
@@ -47,8 +50,9 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if backend_class(name).unavailable_reason() is None]
 
 
-def get_backend(name: str, options: Options | None = None) -> Backend:
-    """A ready-to-use instance of backend ``name``, configured from ``options`` (defaults if None).
+def get_backend(name: str, options: Options | None = None, pool: SolverPool | None = None) -> Backend:
+    """A ready-to-use instance of backend ``name``, configured from ``options`` (defaults if None), whose
+    native solves go through ``pool`` (the process's default pool if None).
 
     Raises:
         BackendUnavailableError: the name is unknown, or its solver is not installed (the message says how
@@ -58,4 +62,4 @@ def get_backend(name: str, options: Options | None = None) -> Backend:
     if reason is not None:
         usable = ", ".join(available_backends()) or "none"
         raise BackendUnavailableError(f"backend {name!r} is not installed: {reason}. Available: {usable}.")
-    return backend_class(name).from_options(options or Options())
+    return backend_class(name).from_options(options or Options(), pool)

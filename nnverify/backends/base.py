@@ -1,15 +1,18 @@
-"""The backend protocol and its result type."""
+"""The backend protocol, its result type, and the capabilities a backend declares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from nnverify.encode.problem import Problem
 from nnverify.options import Options
+
+if TYPE_CHECKING:
+    from nnverify.backends.pool import SolverPool
 
 
 class SolveStatus(StrEnum):
@@ -29,21 +32,46 @@ class BackendResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, declared on its class (``capabilities``) and read instead of probing it.
+
+    Attributes:
+        exact: INFEASIBLE is decided in exact rational arithmetic (no solver tolerance); the pipeline then keeps
+            the network's affine layers unmerged.
+        cancellable: ``solve`` accepts ``cancel=threading.Event`` and stops within about 0.1 s once it is set;
+            the ReLU search races such a backend's MILP against itself.
+        incumbents: a solve stopped at its time limit still reports a feasible point it found (FEASIBLE).
+        thread_safe: solves may run in several threads of one process at once; otherwise the search sends its
+            exact leaves one at a time (``SolverPool.serial``).
+        size_limit: the largest number of variables or constraints the solver may accept (a size-limited
+            licence), or None.
+    """
+
+    exact: bool = False
+    cancellable: bool = False
+    incumbents: bool = False
+    thread_safe: bool = False
+    size_limit: int | None = None
+
+
 class Backend(Protocol):
     name: ClassVar[str]
 
     @classmethod
-    def from_options(cls, options: Options) -> Backend:
-        """An instance configured from the run options (seed, precision ...)."""
+    def from_options(cls, options: Options, pool: SolverPool | None = None) -> Backend:
+        """An instance configured from the run options (seed, precision ...) whose native solves go through
+        ``pool`` (the process's default pool if None)."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (a class attribute for most backends)."""
         ...
 
     @property
     def exact(self) -> bool:
-        """True if INFEASIBLE is decided in exact rational arithmetic (no solver tolerance).
-
-        The pipeline then keeps the network's affine layers unmerged, so the weights the backend sees are the
-        network's own float32 values rather than float64 products of them.
-        """
+        """``capabilities.exact`` (kept as its own attribute: the pipeline and API users read it)."""
         ...
 
     @classmethod

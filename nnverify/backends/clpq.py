@@ -20,7 +20,8 @@ import time
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
+from nnverify.backends.pool import SolverPool
 from nnverify.encode.problem import Problem
 from nnverify.encode.prolog import Precision, write_program
 from nnverify.options import Options
@@ -89,8 +90,13 @@ class ClpqBackend:
         self.precision = Precision(precision)
 
     @classmethod
-    def from_options(cls, options: Options) -> ClpqBackend:
+    def from_options(cls, options: Options, pool: SolverPool | None = None) -> ClpqBackend:
         return cls(precision=options.precision)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Exact in ``exact`` precision; one SWI-Prolog engine per process, so not thread-safe."""
+        return Capabilities(exact=self.exact)
 
     @property
     def exact(self) -> bool:

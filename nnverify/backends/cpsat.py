@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
+from nnverify.backends.pool import SolverPool
 from nnverify.encode.problem import Problem, Row
 from nnverify.options import Options
 
@@ -37,7 +38,9 @@ class UnsupportedProblem(ValueError):
 class CpSatBackend:
     """Exact integer feasibility with OR-Tools CP-SAT."""
 
-    exact: ClassVar[bool] = True
+    #: Integer arithmetic is exact; each solve builds its own CP-SAT model and solver (thread-safe).
+    capabilities: ClassVar[Capabilities] = Capabilities(exact=True, incumbents=True, thread_safe=True)
+    exact: ClassVar[bool] = capabilities.exact
     name: ClassVar[str] = "cpsat"
 
     def __init__(self, *, seed: int = 0, workers: int | None = None) -> None:
@@ -47,7 +50,7 @@ class CpSatBackend:
         self.workers = workers or DEFAULT_WORKERS
 
     @classmethod
-    def from_options(cls, options: Options) -> CpSatBackend:
+    def from_options(cls, options: Options, pool: SolverPool | None = None) -> CpSatBackend:
         return cls(seed=options.seed)
 
     @classmethod

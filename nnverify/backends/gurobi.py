@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from nnverify.backends._milp_solve import Outcome, solve_milp
-from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
+from nnverify.backends.pool import SolverPool
 from nnverify.encode.milp import MilpModel
 from nnverify.encode.problem import Problem
 from nnverify.errors import BackendError
@@ -29,14 +30,16 @@ _SIZE_LIMIT_ERRNO = 10010  # GRB_ERROR_SIZE_LIMIT_EXCEEDED
 class GurobiBackend:
     """MILP feasibility with Gurobi: single-threaded, fixed seed, silent (no licence banner either)."""
 
-    exact: ClassVar[bool] = False  # MILP tolerances: see README "Backends"
+    #: MILP tolerances (README "Backends"); a size-limited licence refuses models above ``_SIZE_LIMIT``.
+    capabilities: ClassVar[Capabilities] = Capabilities(incumbents=True, size_limit=_SIZE_LIMIT)
+    exact: ClassVar[bool] = capabilities.exact
     name: ClassVar[str] = "gurobi"
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
 
     @classmethod
-    def from_options(cls, options: Options) -> GurobiBackend:
+    def from_options(cls, options: Options, pool: SolverPool | None = None) -> GurobiBackend:
         return cls(seed=options.seed)
 
     @classmethod

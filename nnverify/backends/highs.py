@@ -6,20 +6,16 @@ just the return code of ``run()``. HiGHS is silenced before it sees the model.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import importlib.util
-import logging
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from nnverify.backends._milp_solve import Outcome, solve_milp
-from nnverify.backends.base import BackendResult, SolveStatus
+from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
+from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.encode.milp import BigMError, MilpModel, lower
 from nnverify.encode.problem import Problem
 from nnverify.encode.scaling import equilibrate
@@ -29,23 +25,23 @@ from nnverify.options import Options
 if TYPE_CHECKING:
     import highspy
 
-logger = logging.getLogger(__name__)
-
 
 class HighsBackend:
     """MILP feasibility with HiGHS: single-threaded, fixed seed, silent."""
 
-    exact: ClassVar[bool] = False  # MILP tolerances: see README "Backends"
+    #: Not exact (MILP tolerances: see README "Backends"); ``solve`` accepts a ``cancel`` event (the MILP races
+    #: the ReLU search); solves share HiGHS's process-wide scheduler, so they are not thread-safe.
+    capabilities: ClassVar[Capabilities] = Capabilities(cancellable=True, incumbents=True)
+    exact: ClassVar[bool] = capabilities.exact
     name: ClassVar[str] = "highs"
-    #: ``solve`` accepts a ``cancel`` event (used to race the MILP against branch and bound).
-    cancellable: ClassVar[bool] = True
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(self, *, seed: int = 0, pool: SolverPool | None = None) -> None:
         self.seed = seed
+        self.pool = pool or default_pool()
 
     @classmethod
-    def from_options(cls, options: Options) -> HighsBackend:
-        return cls(seed=options.seed)
+    def from_options(cls, options: Options, pool: SolverPool | None = None) -> HighsBackend:
+        return cls(seed=options.seed, pool=pool)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -56,7 +52,8 @@ class HighsBackend:
 
     def solve(self, problem: Problem, *, timeout_s: float, cancel: threading.Event | None = None) -> BackendResult:
         """Decide feasibility of ``problem``; a solution's values are the Problem's variables. Setting
-        ``cancel`` (from another thread) stops the solve within about 0.1 s with status TIMEOUT."""
+        ``cancel`` (from another thread), or closing the pool, stops the solve within about 0.1 s with status
+        TIMEOUT."""
         return solve_milp(problem, timeout_s, lambda model, limit: self._run(model, limit, cancel))
 
     def _run(self, model: MilpModel, time_limit_s: float, cancel: threading.Event | None = None) -> Outcome:
@@ -74,20 +71,13 @@ class HighsBackend:
             highs.setOptionValue(option, value)
         highs.HandleUserInterrupt = True
         scaled = equilibrate(model) if _too_large(model) else None
-        refused = _pass_model(highs, scaled.model if scaled else model)
+        refused = pass_model(highs, scaled.model if scaled else model)
         if refused:
             return Outcome(SolveStatus.UNKNOWN, None, f"HiGHS cannot take the MILP: {refused}")
-        if not _run_with_deadline(highs, time_limit_s, cancel):
+        if not self.pool.run_highs(highs, time_limit_s, cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit (in presolve); abandoned")
-        if cancel is not None and cancel.is_set():
+        if self.pool.stopping(cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "cancelled")
-        if highs.getModelStatus() == highspy.HighsModelStatus.kNotset:
-            # HiGHS refuses to run when its process-wide thread pool was started with another thread
-            # count (e.g. by other highspy users in this process): restart the pool once and retry.
-            logger.debug("HiGHS run() failed before solving; restarting its thread pool")
-            highspy.Highs.resetGlobalScheduler(True)
-            if not _run_with_deadline(highs, time_limit_s, cancel):
-                return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit; abandoned")
         outcome = _outcome(highs, scaled.model if scaled else model)
         if scaled is None or outcome.values is None:
             return outcome
@@ -101,86 +91,6 @@ class HighsBackend:
                 f"misses the original model by a relative {residual:.1e}: its tolerances are too coarse at this scale",
             )
         return Outcome(outcome.status, values, outcome.note)
-
-
-#: Seconds HiGHS may overrun ``time_limit`` before the backend stops waiting for it.
-OVERRUN_GRACE_S = 0.3
-#: Seconds between looks at a ``cancel`` event while HiGHS runs.
-CANCEL_POLL_S = 0.05
-#: Solves that overran and were left to finish in their daemon thread (kept alive so they are not freed).
-_ABANDONED: list[tuple[object, threading.Thread]] = []
-#: Seconds the interpreter's exit waits, in all, for abandoned (cancelled) solves to end (``_wait_abandoned``).
-EXIT_WAIT_S = 30.0
-#: Threads of this process inside ``Highs.run()`` outside this module (``bounds/refine.py``'s workers).
-_DIRECT = [0]
-_DIRECT_LOCK = threading.Lock()
-
-
-@atexit.register
-def _wait_abandoned() -> None:
-    """At interpreter exit, give abandoned solves (already cancelled) time to end.
-
-    Their threads are daemons: once the interpreter finalises, a daemon thread coming back from HiGHS is
-    ended by ``pthread_exit`` inside C++ code, which aborts the process ("terminate called without an active
-    exception") after the host program's own work is done. ``atexit`` runs before that, while the threads
-    still run normally. The ``nnverify`` program does not rely on this (``cli.entry`` leaves by
-    ``os._exit``); a host program using the API does."""
-    until = time.monotonic() + EXIT_WAIT_S
-    for _, thread in _ABANDONED:
-        thread.join(max(0.0, until - time.monotonic()))
-
-
-@contextlib.contextmanager
-def direct_solves() -> Iterator[None]:
-    """While entered, HiGHS is running in other threads of this process by plain ``run()``.
-
-    highspy's ``startSolve`` thread calls ``resetGlobalScheduler`` when its solve ends, which tears down the
-    process-wide thread pool under any other running solve (the process aborts); so while this is entered,
-    ``_run_with_deadline`` calls ``run()`` directly (its ``time_limit`` still holds; cancelling waits for it)."""
-    with _DIRECT_LOCK:
-        _DIRECT[0] += 1
-    try:
-        yield
-    finally:
-        with _DIRECT_LOCK:
-            _DIRECT[0] -= 1
-
-
-def _run_with_deadline(highs: highspy.Highs, time_limit_s: float, cancel: threading.Event | None = None) -> bool:
-    """Run HiGHS in its own daemon thread and wait at most ``time_limit_s`` plus a grace period.
-
-    HiGHS checks ``time_limit`` only between presolve reductions, and one reduction can take many seconds on
-    big-M models; the budget is a promise to the user, so an overrunning solve is cancelled and abandoned
-    (False) instead of being waited for. A set ``cancel`` event cancels the solve the same way.
-    """
-    if highs.is_solver_running() or _DIRECT[0]:
-        # highspy allows one startSolve per process (class-level locks): while a racing MILP runs in
-        # another thread, solve here directly; HiGHS still honours its time_limit option. The same while
-        # other threads run HiGHS directly (``direct_solves``).
-        highs.run()
-        return True
-    try:
-        thread = highs.startSolve()
-    except Exception as exc:  # the same lock taken between the check above and here
-        if "already running" not in str(exc):
-            raise
-        highs.run()
-        return True
-    wait = time_limit_s + OVERRUN_GRACE_S if np.isfinite(time_limit_s) else float("inf")
-    if cancel is None:
-        thread.join(None if wait > threading.TIMEOUT_MAX else wait)  # join() overflows beyond TIMEOUT_MAX
-    else:
-        until = time.monotonic() + wait
-        while thread.is_alive() and not cancel.is_set() and time.monotonic() < until:
-            thread.join(min(CANCEL_POLL_S, max(0.0, until - time.monotonic())))
-    if not thread.is_alive():
-        return True
-    highs.cancelSolve()
-    thread.join(0.05)
-    if thread.is_alive():
-        _ABANDONED.append((highs, thread))
-        return False
-    return True
 
 
 #: HiGHS's ``large_matrix_value``: ``passModel`` rejects a model with a larger matrix coefficient.
@@ -242,7 +152,7 @@ def model_trouble(model: MilpModel) -> str:
     return numeric_trouble(model.data, (model.lb, model.ub, model.row_lo, model.row_hi), model.c)
 
 
-def _pass_model(highs: highspy.Highs, model: MilpModel) -> str:
+def pass_model(highs: highspy.Highs, model: MilpModel) -> str:
     """Give ``model`` to ``highs``; ``""``, or why it was not given (``highs`` then holds no model).
 
     Every status is checked: numbers HiGHS cannot take are never passed (``numeric_trouble``), and a
@@ -328,7 +238,7 @@ def write_milp(problem: Problem, path: Path, fmt: str) -> None:
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("log_to_console", False)
-    refused = _pass_model(highs, model)
+    refused = pass_model(highs, model)
     if refused:
         raise BackendError(f"HiGHS cannot take the MILP: {refused}")
     for col in range(model.n_cols):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.backends.highs import direct_solves
+from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 
 #: Outward margin on a bound taken from HiGHS: ``MARGIN_ABS + MARGIN_REL * (|b_j| + |W_j| @ max|a|)``,
@@ -52,9 +52,6 @@ MARGIN_REL = 1e-6
 #: Within a layer, refined bounds are handed to ``publish`` at most this often (α-CROWN re-run each time).
 PUBLISH_EVERY_S = 15.0
 HIGHS_OPTIONS: dict[str, object] = {"threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0, "random_seed": 0}
-
-
-_SCHEDULER_LOCK = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -112,6 +109,7 @@ def refine_bounds(
     publish: Publish | None = None,
     publish_every_s: float = PUBLISH_EVERY_S,
     stats: RefineStats | None = None,
+    pool: SolverPool | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], RefineStats]:
     """Tighten the per-layer bounds ``lbs/ubs`` (one box, ``(size,)`` each) by MILPs until ``deadline``
     (``time.monotonic()``); returns new lists (the inputs are not changed) and what was done.
@@ -120,9 +118,11 @@ def refine_bounds(
     each reads only the layers below, which stay fixed while the layer is refined). ``publish``, when given,
     receives re-optimised copies of the bounds after every layer that changed and, within a layer, every
     ``publish_every_s`` seconds once something was tightened, so a caller can use them before the end.
-    ``stats``, when given, is filled in as the work goes (a caller that stops early still sees the counts)."""
+    ``stats``, when given, is filled in as the work goes (a caller that stops early still sees the counts).
+    HiGHS runs through ``pool`` (its scheduler, direct solves; the process's default pool if None)."""
 
     started = time.monotonic()
+    pool = pool or default_pool()
     layers = refinable_layers(graph)
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
     stats = stats if stats is not None else RefineStats()
@@ -138,13 +138,13 @@ def refine_bounds(
         if not todo:
             continue
         before = stats.tightened
-        _ready_scheduler()
+        pool.ready_scheduler(HIGHS_OPTIONS)
         job = _LayerJob(graph, s, lbs, ubs, todo, stats, stopped, deadline, per_solve_s)
         threads = [
-            threading.Thread(target=job.work, args=(_prefix_model(graph, s, lbs, ubs),), daemon=True)
+            threading.Thread(target=job.work, args=(_prefix_model(graph, s, lbs, ubs, pool),), daemon=True)
             for _ in range(max(1, min(workers, len(todo))))
         ]
-        with direct_solves():
+        with pool.direct():
             for t in threads:
                 t.start()
             shown, last = before, time.monotonic()
@@ -154,7 +154,7 @@ def refine_bounds(
                     shown, last = stats.tightened, time.monotonic()
                     publish(*_settle_copy(graph, s, job.snapshot(), reoptimise))
             for t in threads:
-                t.join()  # every solve has ended before the layer does (see ``direct_solves``)
+                t.join()  # every solve has ended before the layer does (see ``SolverPool.direct``)
         if cancel is not None and cancel.is_set():
             break
         if stats.tightened > before:
@@ -211,22 +211,6 @@ class _LayerJob:
                 bound = _tighten_bound(prefix, self.layer, j, lower_side, time_s, self.lbs, self.ubs)
                 with self.lock:
                     _apply(bound, j, lower_side, lb, ub, self.stats)
-
-
-def _ready_scheduler() -> None:
-    """Restart HiGHS's process-wide thread pool now if it was started with another size, so that the
-    workers do not each find out (and restart it under each other) in their first solve."""
-    import highspy
-
-    probe = highspy.Highs()
-    probe.setOptionValue("output_flag", False)
-    for name, value in HIGHS_OPTIONS.items():
-        probe.setOptionValue(name, value)
-    probe.addVars(1, np.zeros(1), np.ones(1))
-    probe.run()
-    if probe.getModelStatus() == highspy.HighsModelStatus.kNotset:
-        with _SCHEDULER_LOCK:
-            highspy.Highs.resetGlobalScheduler(True)
 
 
 def _settle_copy(
@@ -288,18 +272,19 @@ def _tighten_bound(
 @dataclass(frozen=True, slots=True)
 class _Prefix:
     """One worker's HiGHS model of the network below a layer, the column indices of every layer's variables,
-    and whether it has integer columns (without, HiGHS solves it as an LP)."""
+    whether it has integer columns (without, HiGHS solves it as an LP), and the pool it runs through."""
 
     highs: object
     cols: list[np.ndarray]
     is_mip: bool
+    pool: SolverPool
 
 
-def _prefix_model(graph: LayerGraph, s: int, lbs: list[np.ndarray], ubs: list[np.ndarray]) -> _Prefix:
+def _prefix_model(graph: LayerGraph, s: int, lbs: list[np.ndarray], ubs: list[np.ndarray], pool: SolverPool) -> _Prefix:
     """HiGHS holding the network below layer ``s`` (its ReLUs exact, big-M from the bounds)."""
     import highspy
 
-    from nnverify.backends.highs import _pass_model
+    from nnverify.backends.highs import pass_model
     from nnverify.encode.milp import lower
     from nnverify.encode.network import encode_network
 
@@ -308,10 +293,10 @@ def _prefix_model(graph: LayerGraph, s: int, lbs: list[np.ndarray], ubs: list[np
     model = lower(problem)
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    _pass_model(highs, model)
+    pass_model(highs, model)
     for name, value in HIGHS_OPTIONS.items():
         highs.setOptionValue(name, value)
-    return _Prefix(highs, var, bool(np.any(model.integrality)))
+    return _Prefix(highs, var, bool(np.any(model.integrality)), pool)
 
 
 def _solve_side(
@@ -340,14 +325,8 @@ def _solve_side(
     cut = -sense * float(layer.bias[j])  # objective value where z_j = 0
     h.setOptionValue("objective_bound", cut + gap)  # type: ignore[attr-defined]
     h.setOptionValue("time_limit", float(time_s))  # type: ignore[attr-defined]
-    h.run()  # type: ignore[attr-defined]
+    prefix.pool.run_direct(h)  # restarts HiGHS's scheduler if another user started it with another size
     ms = highspy.HighsModelStatus  # type: ignore[attr-defined]
-    if h.getModelStatus() == ms.kNotset:  # type: ignore[attr-defined]
-        # HiGHS's process-wide thread pool was started with another size (as in backends/highs.py); workers
-        # restart it one at a time (``_ready_scheduler`` makes this rare: only another HiGHS user in between).
-        with _SCHEDULER_LOCK:
-            highspy.Highs.resetGlobalScheduler(True)  # type: ignore[attr-defined]
-            h.run()  # type: ignore[attr-defined]
     status = h.getModelStatus()  # type: ignore[attr-defined]
     info = h.getInfo()  # type: ignore[attr-defined]
     if status in (ms.kInfeasible, ms.kObjectiveBound) and not prefix.is_mip:

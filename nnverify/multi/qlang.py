@@ -313,14 +313,15 @@ class _Translator(CallsMixin, SlicesMixin):
         return rows
 
     def _tensor_operand(self) -> tuple[list[Lin], Operand]:
-        tok = self.name("a variable or constant name")
+        """A variable or constant, whole or sliced (``i[:2, :]``), as terms and as a ``NormCheck`` operand."""
+        tok = self.peek()
+        if tok.kind != "name" or (tok.text not in self.finds and tok.text not in self.consts):
+            self.take()
+            raise self.src.error(f"unknown variable or constant '{tok.text}' (constants come from --const)", tok.offset)
+        terms, _, _, flat = self.sliced()
         if tok.text in self.finds:
-            var = self.finds[tok.text]
-            return [lin((var.name, k)) for k in range(var.size)], var.name
-        if tok.text in self.consts:
-            values = self.consts[tok.text]
-            return [({}, Fraction(float(v))) for v in values], values
-        raise self.src.error(f"unknown variable or constant '{tok.text}' (constants come from --const)", tok.offset)
+            return terms, (tok.text, tuple(flat))
+        return terms, self.consts[tok.text][flat]
 
     # -- terms --------------------------------------------------------------------------------------------------
     def _expr(self) -> Lin:

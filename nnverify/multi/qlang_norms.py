@@ -23,8 +23,8 @@ from nnverify.spec.vnnlib2_types import Rel
 #: Largest difference whose L1 ball is written exactly (2^n rows).
 L1_EXACT_MAX = 8
 
-#: A norm operand: a find variable's name, or a constant tensor (flattened).
-Operand = str | np.ndarray
+#: A norm operand: a find variable's name (whole) or name and flat indices (a slice), or constant values (flat).
+Operand = str | tuple[str, tuple[int, ...]] | np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,8 @@ class NormCheck:
 
     def holds(self, values: dict[str, np.ndarray]) -> bool:
         def value(x: Operand) -> np.ndarray:
+            if isinstance(x, tuple):
+                return np.asarray(values[x[0]], dtype=np.float64).ravel()[list(x[1])]
             return np.asarray(values[x] if isinstance(x, str) else x, dtype=np.float64).ravel()
 
         d = value(self.a) - value(self.b)

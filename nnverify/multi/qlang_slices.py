@@ -79,7 +79,7 @@ class SlicesMixin:
 
     def slice_atom(self) -> Dnf:
         """``a[slice] OP b[slice]``, ``a[slice] OP number`` or ``a[slice] in [lo, hi]``."""
-        left, shape = self._sliced()[:2]
+        left, shape = self.sliced()[:2]
         op = self.take()
         if op.text == "in":
             lo, hi = self._interval()
@@ -92,13 +92,14 @@ class SlicesMixin:
             right = [({}, self.number())] * len(left)
         else:
             tok = self.peek()
-            right, other, _ = self._sliced()
+            right, other, _, _ = self.sliced()
             if other != shape:
                 raise self.src.error(f"slices of shapes {list(shape)} and {list(other)} differ", tok.offset)
         pairs = [(r, x) if op.text in (">", ">=") else (x, r) for x, r in zip(left, right, strict=True)]
         return [tuple(constraint(a, b, CMP[op.text], op.offset) for a, b in pairs)]
 
-    def _sliced(self) -> tuple[list[Lin], tuple[int, ...], Tok]:
+    def sliced(self) -> tuple[list[Lin], tuple[int, ...], Tok, list[int]]:
+        """A variable or constant with an optional slice: its terms, selected shape, token and flat indices."""
         tok = self.take()
         if tok.kind != "name" or (tok.text not in self.finds and tok.text not in self.consts):
             raise self.src.error(f"expected a variable or constant, found {tok.text!r}", tok.offset)
@@ -118,9 +119,9 @@ class SlicesMixin:
             chosen = list(range(int(np.prod(shape)))), tuple(d for d in shape if d != 1)
         flat, out_shape = chosen
         if tok.text in self.finds:
-            return [lin((tok.text, k)) for k in flat], out_shape, tok
+            return [lin((tok.text, k)) for k in flat], out_shape, tok, flat
         values = self.consts[tok.text]
-        return [({}, Fraction(float(values[k]))) for k in flat], out_shape, tok
+        return [({}, Fraction(float(values[k]))) for k in flat], out_shape, tok, flat
 
     def _part(self) -> int | tuple[int | None, int | None]:
         lo = self.integer() if self.peek().kind == "num" else None

@@ -154,9 +154,12 @@ def _disjunct(query: Query, product: Product, base: _Part, alt: _Part | None) ->
         return None
     n = product.n_inputs
     lb, ub = np.maximum(base.lb, alt.lb), np.minimum(base.ub, alt.ub)
-    unbounded = not (np.all(np.isfinite(lb)) and np.all(np.isfinite(ub)))
-    if alt.input_rows or (base.input_rows and unbounded):  # the implied bounds again, with the alternative's
+    if alt.input_rows:  # the implied bounds again, with the alternative's rows
         _implied_bounds(base.input_rows + alt.input_rows, lb, ub)
+    elif base.input_rows:  # from the columns the alternative's box tightened
+        changed = set(np.flatnonzero((lb > base.lb) | (ub < base.ub)).tolist())
+        if changed:
+            _implied_bounds(base.input_rows, lb, ub, changed)
     if np.any(lb > ub):
         return None
     _check_bounded(query, product, lb, ub)
@@ -165,32 +168,60 @@ def _disjunct(query: Query, product: Product, base: _Part, alt: _Part | None) ->
     return Disjunct(lb=lb, ub=ub, a_x=np.ascontiguousarray(rows[:, :n]), a_y=np.ascontiguousarray(rows[:, n:]), b=b)
 
 
-def _implied_bounds(rows: list[tuple[dict[int, Fraction], Fraction]], lb: np.ndarray, ub: np.ndarray) -> None:
+def _implied_bounds(
+    rows: list[tuple[dict[int, Fraction], Fraction]],
+    lb: np.ndarray,
+    ub: np.ndarray,
+    changed: set[int] | None = None,
+) -> None:
     """Tighten the box by what rows over inputs alone imply (``C == A + 0.25`` bounds ``C`` by ``A``'s box).
 
     Each bound is computed exactly from the current float bounds and rounded outward, so the box still contains
-    every point of the exact set; the rows themselves stay. A few passes suffice for chains of equalities.
+    every point of the exact set; the rows themselves stay. A work list of rows whose columns' bounds changed
+    (all rows, or those over ``changed``), at most ``IMPLIED_PASSES`` evaluations per row on average.
     """
-    for _ in range(3):
-        changed = False
-        for coefs, b in rows:
-            # the smallest value of each term c * x_j, the exact sum of the finite ones (at most one infinite)
-            lows = {j: (lb[j] if c > 0 else ub[j]) for j, c in coefs.items()}
-            infinite = [j for j, low in lows.items() if not math.isfinite(low)]
-            if len(infinite) > 1:
-                continue
-            terms = {j: c * Fraction(float(lows[j])) for j, c in coefs.items() if j not in infinite}
-            total = sum(terms.values(), Fraction(0))
-            for k, a in coefs.items():
-                if infinite and infinite[0] != k:
-                    continue
-                bound = (b - total + terms.get(k, Fraction(0))) / a
-                if a > 0 and round_up(bound) < ub[k]:
-                    ub[k], changed = round_up(bound), True
-                elif a < 0 and round_down(bound) > lb[k]:
-                    lb[k], changed = round_down(bound), True
-        if not changed:
-            return
+    touching: dict[int, list[int]] = {}
+    for r, (coefs, _) in enumerate(rows):
+        for k in coefs:
+            touching.setdefault(k, []).append(r)
+    start = range(len(rows)) if changed is None else sorted({r for k in changed for r in touching.get(k, ())})
+    queue, queued = list(start), set(start)
+    budget = IMPLIED_PASSES * len(rows)
+    while queue and budget > 0:
+        r = queue.pop(0)
+        queued.discard(r)
+        budget -= 1
+        for k in _tighten(*rows[r], lb, ub):
+            for other in touching[k]:
+                if other not in queued:
+                    queue.append(other)
+                    queued.add(other)
+
+
+#: Row evaluations of ``_implied_bounds``, per row on average (a few passes suffice for chains of equalities).
+IMPLIED_PASSES = 4
+
+
+def _tighten(coefs: dict[int, Fraction], b: Fraction, lb: np.ndarray, ub: np.ndarray) -> list[int]:
+    """Tighten the bounds of the columns of one row ``coefs @ x <= b``; the columns whose bound moved."""
+    lows = {j: (lb[j] if c > 0 else ub[j]) for j, c in coefs.items()}  # the smallest value of each c * x_j
+    infinite = [j for j, low in lows.items() if not math.isfinite(low)]
+    if len(infinite) > 1:
+        return []
+    terms = {j: c * Fraction(float(lows[j])) for j, c in coefs.items() if j not in infinite}
+    total = sum(terms.values(), Fraction(0))
+    moved = []
+    for k, a in coefs.items():
+        if infinite and infinite[0] != k:
+            continue
+        bound = (b - total + terms.get(k, Fraction(0))) / a
+        if a > 0 and round_up(bound) < ub[k]:
+            ub[k] = round_up(bound)
+            moved.append(k)
+        elif a < 0 and round_down(bound) > lb[k]:
+            lb[k] = round_down(bound)
+            moved.append(k)
+    return moved
 
 
 def query_where(query: Query, offset: int) -> str:

@@ -64,13 +64,13 @@ def solve_box(
     cancel: threading.Event | None = None,
 ) -> BoxOutcome:
     """Encode the box (per-layer bounds ``lbs/ubs``) with the given disjuncts and ask the backend (with a
-    ``cancel`` event if the backend is ``cancellable``)."""
+    ``cancel`` event if its capabilities say it is ``cancellable``)."""
     time_left = budget.remaining() - SOLVER_RESERVE_S
     if time_left <= 0.0:
         return BoxOutcome(SolveStatus.TIMEOUT, note="budget spent before the solver call")
     enc = encode_query(graph, lbs, ubs, disjuncts)
     timeout_s = min(time_left, budget.remaining() - SOLVER_RESERVE_S)
-    if cancel is not None and getattr(backend, "cancellable", False):
+    if cancel is not None and backend.capabilities.cancellable:
         result: BackendResult = backend.solve(enc.problem, timeout_s=timeout_s, cancel=cancel)  # type: ignore[call-arg]
     else:
         result = backend.solve(enc.problem, timeout_s=timeout_s)

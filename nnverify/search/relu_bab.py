@@ -24,11 +24,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
+from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import (
     Duals,
@@ -389,8 +391,10 @@ class _RacingMilp:
         refine: bool,
         margins: dict[str, float],
         workers: int = 1,
+        pool: SolverPool | None = None,
     ) -> None:
         self.cancel = threading.Event()
+        self.pool = pool or default_pool()
         self.outcome: BoxOutcome | None = None
         self.refined: tuple[LayerBounds, dict[int, Slopes]] | None = None
         self.refine_stats = RefineStats()
@@ -425,6 +429,7 @@ class _RacingMilp:
                     workers=workers,
                     publish=publish,
                     stats=self.refine_stats,
+                    pool=self.pool,
                 )
             if not self.cancel.is_set():
                 self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
@@ -453,6 +458,8 @@ class _RacingMilp:
         must not exit while HiGHS runs in one of its threads (the process aborts)."""
         self.cancel.set()
         self.thread.join(REFINE_SOLVE_S + STOP_GRACE_S)
+        if self.thread.is_alive():  # the pool keeps it: the program then leaves without interpreter teardown
+            self.pool.abandon(self.thread)
 
 
 def relu_split_search(
@@ -469,11 +476,13 @@ def relu_split_search(
     refine: bool = False,
     refine_workers: int = 1,
     search_threads: int = 1,
+    pool: SolverPool | None = None,
 ) -> SearchOutcome:
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by ReLU splitting in
     ``search_threads`` threads, raced against MILP refinement and one MILP of the box when the backend can be
     cancelled (and ``race_milp``; the refinement only with ``refine``, solving ``refine_workers`` bounds at a
-    time)."""
+    time). Native solves go through ``pool`` (the process's default pool if None)."""
+    pool = pool or default_pool()
     try:
         query = bound_box(graph, lb, ub, disjuncts, options, budget)
     except BudgetExpired as exc:
@@ -494,13 +503,13 @@ def relu_split_search(
     races: list[_RacingMilp] = []
 
     def start_race(open_disjuncts: list[Disjunct]) -> _RacingMilp | None:
-        if not getattr(backend, "cancellable", False) or not race_milp:
+        if not backend.capabilities.cancellable or not race_milp:
             return None
-        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget, refine, margins, refine_workers))
+        races.append(_RacingMilp(graph, root, open_disjuncts, backend, budget, refine, margins, refine_workers, pool))
         return races[-1]
 
     try:
-        out = _run(search, backend, budget, is_counterexample, start_race, search_threads)
+        out = _run(search, backend, budget, is_counterexample, start_race, search_threads, pool)
     finally:
         for race in races:
             race.stop()
@@ -553,7 +562,7 @@ def _expand(
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     stats: SearchStats,
-    leaf_lock: threading.Lock,
+    leaf_lock: AbstractContextManager[object],
 ) -> tuple[SearchOutcome | None, list[tuple[_Domains, np.ndarray]], str]:
     """Bound a batch of domains, try their minimisers, send exhausted ones to the exact backend: a decided
     outcome (a replayed counterexample, or the budget spent in a leaf), else the open domains to split, in
@@ -570,8 +579,7 @@ def _expand(
     undecided = ""
     leaf = open_ & (choice[:, 0] < 0)
     for i in np.nonzero(leaf)[0]:
-        # one exact solve at a time: highspy's solves share a global scheduler
-        with leaf_lock:
+        with leaf_lock:  # ``SolverPool.serial``: one at a time unless the backend is thread-safe
             status, x, note = _exact_leaf(search, dom.take(np.array([i])), backend, budget, stats)
         done, undecided = settle_leaf(status, x, note, undecided, is_counterexample, stats)
         if done is not None:
@@ -590,7 +598,7 @@ def _worker(
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     stats: SearchStats,
-    leaf_lock: threading.Lock,
+    leaf_lock: AbstractContextManager[object],
 ) -> None:
     """One search thread: pop a stack entry, expand its children, push what stays open, until the frontier
     is exhausted, decided or stopped. numpy releases the GIL in its array loops and matrix products, so
@@ -635,6 +643,7 @@ def _run(
     is_counterexample: Callable[[np.ndarray], bool],
     start_race: Callable[[list[Disjunct]], _RacingMilp | None],
     threads: int = 1,
+    pool: SolverPool | None = None,
 ) -> SearchOutcome:
     """The search: bound the root, start the racing thread, then ``threads`` search threads share the stack
     of open domains while this thread watches the budget and the racing thread (its refined bounds go into
@@ -642,7 +651,7 @@ def _run(
     stats = search.stats
     if budget.expired():
         return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during ReLU splitting", stats=stats)
-    leaf_lock = threading.Lock()
+    leaf_lock = (pool or default_pool()).serial(backend.capabilities)
     root = _root_domains(search)
     outcome, entries, undecided = _expand(
         search, root, ROOT_ITERATIONS, backend, budget, is_counterexample, stats, leaf_lock

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import highspy
 import numpy as np
 import pytest
@@ -50,39 +48,3 @@ def test_recovers_when_thread_pool_has_another_size() -> None:
     p.add_row(np.array([y]), np.array([1.0]), 0.5)
     result = HighsBackend().solve(p, timeout_s=30.0)
     assert result.status is SolveStatus.FEASIBLE
-
-
-def test_overrunning_solve_is_abandoned_not_waited_for() -> None:
-    import threading
-
-    from nnverify.backends import highs as highs_module
-
-    release = threading.Event()
-
-    class StuckHighs:
-        cancelled = False
-
-        def startSolve(self) -> threading.Thread:
-            thread = threading.Thread(target=release.wait, daemon=True)
-            thread.start()
-            return thread
-
-        def cancelSolve(self) -> None:
-            self.cancelled = True
-
-        def is_solver_running(self) -> bool:
-            return False
-
-    stuck = StuckHighs()
-    try:
-        assert highs_module._run_with_deadline(stuck, 0.01) is False  # type: ignore[arg-type]
-        assert stuck.cancelled
-        # a cancel event stops the wait long before the time limit
-        cancel = threading.Event()
-        again = StuckHighs()
-        threading.Timer(0.1, cancel.set).start()
-        started = time.monotonic()
-        assert highs_module._run_with_deadline(again, 60.0, cancel) is False  # type: ignore[arg-type]
-        assert again.cancelled and time.monotonic() - started < 5.0
-    finally:
-        release.set()

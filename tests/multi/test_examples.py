@@ -43,6 +43,7 @@ def side_by_side(f: str, g: str, out: Path, subtract: bool) -> str:
             node.name = f"{tag}_{node.name}" if node.name else ""
             nodes.append(node)
         out_name = model.graph.output[0].name
+        n_out = int(np.prod([d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]))
     assert info is not None
     if subtract:
         nodes.append(helper.make_node("Sub", [f"f_{out_name}", f"g_{out_name}"], ["y"]))
@@ -53,7 +54,7 @@ def side_by_side(f: str, g: str, out: Path, subtract: bool) -> str:
         nodes,
         "side_by_side",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5 if subtract else 10])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, n_out if subtract else 2 * n_out])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

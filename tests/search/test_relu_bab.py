@@ -9,7 +9,7 @@ import pytest
 from netgen import random_net
 
 from nnverify.backends import get_backend
-from nnverify.backends.base import SolveStatus
+from nnverify.backends.base import Capabilities, SolveStatus
 from nnverify.budget import Budget
 from nnverify.options import Options
 from nnverify.search.exact import decide_box
@@ -139,6 +139,7 @@ class _LyingBackend:
 
     name = "liar"
     exact = False
+    capabilities = Capabilities()
 
     def solve(self, problem, *, timeout_s: float):
         from nnverify.backends.base import BackendResult
