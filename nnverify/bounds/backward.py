@@ -13,6 +13,7 @@ result moves outward by ``margin_rel * magnitude + margin_abs`` (see ``interval.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,26 @@ def _matmul_shared(lam: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``lam @ w`` for ``lam`` of shape ``(B, K, s)`` and a shared ``w`` ``(s, t)``, as one GEMM."""
     b, k, s = lam.shape
     return (lam.reshape(b * k, s) @ w).reshape(b, k, w.shape[1])
+
+
+def back_through(layer: AffineLayer, k: int, lam: np.ndarray) -> np.ndarray:
+    """``lam @ W_k`` for ``lam`` ``(B, K, s)``: through the layer's operator (a Conv's transposed
+    convolution, ``bounds/adjoint.py``) where that is cheaper, else one GEMM on the dense weight."""
+    op = layer.map_of(k)
+    if op is not None:
+        return op.adjoint(lam)
+    return _matmul_shared(lam, layer.weights[k])
+
+
+def forward_through(layer: AffineLayer, k: int, x: np.ndarray, *, absolute: bool = False) -> np.ndarray:
+    """``x @ W_k.T`` (``|W_k|`` when ``absolute``) for ``x`` ``(..., s)``, through the operator where it pays."""
+    op = layer.map_of(k)
+    if op is not None:
+        return op.forward(x, absolute=absolute)
+    w = layer.abs_weights[k] if absolute else layer.weights[k]
+    if x.ndim == 3:
+        return _matmul_shared(x, w.T)
+    return x @ w.T
 
 
 def _add(acc: dict[int, np.ndarray], key: int, value: np.ndarray) -> None:
@@ -107,9 +128,9 @@ def _walk(
         if isinstance(layer, AffineLayer):
             const += coef @ layer.bias
             pre = np.broadcast_to(np.abs(layer.bias), (batch, layer.size)).copy()
-            for src, w, abs_w in zip(layer.sources, layer.weights, layer.abs_weights, strict=True):
-                _add(lam, src, _matmul_shared(coef, w))
-                pre += _abs_max(bounds, src) @ abs_w.T
+            for i, src in enumerate(layer.sources):
+                _add(lam, src, back_through(layer, i, coef))
+                pre += forward_through(layer, i, _abs_max(bounds, src), absolute=True)
             scale += np.einsum("bkn,bn->bk", abs_coef, pre)
         elif isinstance(layer, ActivationLayer):
             src_lb, src_ub = bounds.lb[layer.source], bounds.ub[layer.source]
@@ -212,11 +233,13 @@ def crown_bounds(
     *,
     margin_rel: float = BOUND_MARGIN_REL,
     margin_abs: float = BOUND_MARGIN_ABS,
+    check: Callable[[], None] | None = None,
 ) -> LayerBounds:
     """Tighten the given sound bounds (e.g. forward symbolic) of every activation input by back-substitution.
 
     Layers are processed in order so each back-substitution uses the tightened bounds below it; activation
-    outputs are recomputed from their tightened inputs; other layers keep the given bounds.
+    outputs are recomputed from their tightened inputs; other layers keep the given bounds. ``check`` (e.g. a
+    budget's) is called before each chunk of rows.
     """
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
     bounds = LayerBounds(lbs, ubs)
@@ -244,6 +267,8 @@ def crown_bounds(
             widest = max(v.shape[1] for v in lbs[:k])
             step = max(1, CROWN_CHUNK // max(1, 2 * batch * widest))
             for start in range(0, idx.size, step):
+                if check is not None:
+                    check()
                 _tighten_rows(graph, bounds, k, idx[start : start + step], (margin_rel, margin_abs, cache))
     return bounds
 

@@ -31,8 +31,9 @@ from nnverify.bounds.backward import (
     _abs_max,
     _add,
     _concretize_lower,
-    _matmul_shared,
     _relu_lines,
+    back_through,
+    forward_through,
 )
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
@@ -122,8 +123,8 @@ class _Fixed:
                 active[j] = (lb >= 0.0).astype(np.float64)
             elif isinstance(layer, AffineLayer):
                 acc = np.abs(layer.bias)[None, :]
-                for src, abs_w in zip(layer.sources, layer.abs_weights, strict=True):
-                    acc = acc + abs_max[src] @ abs_w.T
+                for i, src in enumerate(layer.sources):
+                    acc = acc + forward_through(layer, i, abs_max[src], absolute=True)
                 pre[j] = acc
         return cls(up, icpt, unstable, active, abs_max, pre)
 
@@ -178,8 +179,8 @@ def _substitute(
         layer = graph.layers[j]
         if isinstance(layer, AffineLayer):
             const += coef @ layer.bias
-            for src, w in zip(layer.sources, layer.weights, strict=True):
-                _add(lam, src, _matmul_shared(coef, w))
+            for i, src in enumerate(layer.sources):
+                _add(lam, src, back_through(layer, i, coef))
             scale += np.einsum("bkn,bn->bk", np.abs(coef), np.broadcast_to(fixed.pre[j], (batch, layer.size)))
         elif isinstance(layer, ActivationLayer):
             kept[j] = coef
@@ -210,8 +211,8 @@ def _gradients(
         layer = graph.layers[j]
         if isinstance(layer, AffineLayer):
             acc = np.broadcast_to(layer.bias, (*x_star.shape[:2], layer.size)).copy()
-            for src, w in zip(layer.sources, layer.weights, strict=True):
-                acc += _matmul_shared(values[src], w.T)
+            for i, src in enumerate(layer.sources):
+                acc += forward_through(layer, i, values[src])
             values[j] = acc
         elif isinstance(layer, ActivationLayer):
             g_src = values[layer.source]

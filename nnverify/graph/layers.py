@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from nnverify.graph.ops.base import ActKind
 from nnverify.graph.ops.interface import ACTIVATIONS, Activation
+
+
+class LinearMap(Protocol):
+    """A weight matrix ``W`` applied without materialising it: ``x @ W.T`` and ``lam @ W`` on batches of rows
+    (``|W|`` when ``absolute``)."""
+
+    def forward(self, x: np.ndarray, *, absolute: bool = False) -> np.ndarray: ...
+
+    def adjoint(self, lam: np.ndarray, *, absolute: bool = False) -> np.ndarray: ...
+
+    def pays(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +44,9 @@ class AffineLayer:
     sources: tuple[int, ...]
     weights: tuple[np.ndarray, ...]
     bias: np.ndarray
+    #: Per weight, None or an operator applying it without the dense matrix (a Conv's kernel,
+    #: ``bounds/adjoint.py``); it equals the weight, and the bound passes take it where ``pays()``.
+    maps: tuple[LinearMap | None, ...] = field(default=(), repr=False, compare=False)
     #: ``|W|`` of each weight, computed once: the rounding scales of every bound pass need it.
     abs_weights: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
 
@@ -41,6 +56,11 @@ class AffineLayer:
     @property
     def size(self) -> int:
         return int(self.bias.shape[0])
+
+    def map_of(self, k: int) -> LinearMap | None:
+        """The operator standing for weight ``k`` when it is cheaper than the dense product, else None."""
+        op = self.maps[k] if k < len(self.maps) else None
+        return op if op is not None and op.pays() else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +110,9 @@ class LayerGraph:
                 values.append(np.asarray(x, dtype=np.float64).reshape(x.shape[0], layer.size))
             elif isinstance(layer, AffineLayer):
                 acc = np.broadcast_to(layer.bias, (x.shape[0], layer.size)).copy()
-                for src, w in zip(layer.sources, layer.weights, strict=True):
-                    acc += values[src] @ w.T
+                for i, (src, w) in enumerate(zip(layer.sources, layer.weights, strict=True)):
+                    op = layer.map_of(i)
+                    acc += values[src] @ w.T if op is None else op.forward(values[src])
                 values.append(acc)
             else:
                 values.append(apply_activation(layer.kind, values[layer.source]))
@@ -141,8 +162,12 @@ def backpropagate(
         g = grads.pop(j)
         layer = graph.layers[j]
         if isinstance(layer, AffineLayer):
-            for src, w in zip(layer.sources, layer.weights, strict=True):
-                part = g @ (np.abs(w) if absolute else w)
+            for i, (src, w) in enumerate(zip(layer.sources, layer.weights, strict=True)):
+                op = layer.map_of(i)
+                if op is not None:
+                    part = op.adjoint(g, absolute=absolute)
+                else:
+                    part = g @ (layer.abs_weights[i] if absolute else w)
                 grads[src] = grads[src] + part if src in grads else part
         elif isinstance(layer, ActivationLayer):
             slope = slopes[j]

@@ -15,7 +15,7 @@ import numpy as np
 from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
-from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph, LinearMap
 from nnverify.graph.lowering import is_lowered, lower
 from nnverify.graph.ops.base import REGISTRY, Node
 
@@ -104,7 +104,17 @@ def _affine_layer(
             weight[:, start : start + count] = (evaluate(zeros | {name: units.reshape(count, *shapes[name])}) - bias).T
         source = layer_of[name]  # two tensors may share a layer when an identity node was dropped
         weights[source] = weights[source] + weight if source in weights else weight
-    return AffineLayer(node.name, tuple(weights), tuple(weights.values()), bias)
+    maps = tuple(_conv_map(graph, node, shapes, weight) for weight in weights.values())
+    return AffineLayer(node.name, tuple(weights), tuple(weights.values()), bias, maps)
+
+
+def _conv_map(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], weight: np.ndarray) -> LinearMap | None:
+    """A Conv's kernel as an operator equal to its dense ``weight`` (checked on random rows), else None."""
+    if node.op_type != "Conv" or not node.inputs or node.inputs[0] not in shapes:
+        return None
+    from nnverify.bounds.adjoint import checked_map, conv_map
+
+    return checked_map(conv_map(node, graph.constants, shapes[node.inputs[0]]), weight)
 
 
 def _is_identity(layer: AffineLayer, layers: list[Layer]) -> bool:
@@ -211,7 +221,8 @@ def _renumber(layers: list[Layer | None], output: int) -> LayerGraph:
             continue
         new_index[index] = len(kept)
         if isinstance(layer, AffineLayer):
-            layer = AffineLayer(layer.name, tuple(new_index[s] for s in layer.sources), layer.weights, layer.bias)
+            sources = tuple(new_index[s] for s in layer.sources)
+            layer = AffineLayer(layer.name, sources, layer.weights, layer.bias, layer.maps)
         elif isinstance(layer, ActivationLayer):
             layer = ActivationLayer(layer.name, new_index[layer.source], layer.kind, layer.size)
         kept.append(layer)
