@@ -18,7 +18,7 @@ from nnverify.bounds.backward import LayerBounds, _walk
 from nnverify.bounds.forward_ops import Form, activation_form, forward_forms, input_form
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
-from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, Layer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.graph.ops.interface import Lines
 from nnverify.graph.passes import to_layers
@@ -160,39 +160,19 @@ class _Suffix:
     ub: list[np.ndarray]
     margins: tuple[float, float]
 
-    def walk_to(self, lam: dict[int, np.ndarray], const: np.ndarray, scale: np.ndarray, start: int, stop: int):
-        """Back-substitute ``lam`` (per layer) from layer ``start`` down to layer ``stop`` and bound it there by
-        that layer's functions: ``(lower (B, K), lower functions (B, K, n + 1))``."""
-        layers = self.view.layers
-        if stop == 0:
-            view, bounds = self.view, LayerBounds(self.lb, self.ub)
-        else:
-            shifted: list[Layer] = [InputLayer(_size(layers[stop]))]
-            for layer in layers[stop + 1 : start + 1]:
-                shifted.append(_rebased(layer, stop))
-            view = LayerGraph(tuple(shifted), len(shifted) - 1)
-            bounds = LayerBounds(self.lb[stop : start + 1], self.ub[stop : start + 1])
-            lam = {j - stop: v for j, v in lam.items()}
+    def walk_to(
+        self, lam: dict[int, np.ndarray], const: np.ndarray, scale: np.ndarray, start: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Back-substitute ``lam`` (per layer) from layer ``start`` down to the cut and bound it there by the cut's
+        functions: ``(lower (B, K), lower functions (B, K, n + 1))``."""
+        bounds = LayerBounds(self.lb, self.ub)
         cache: dict[int, Lines] = {}
-        coef, const, scale = _walk(view, bounds, lam, const, scale, start - stop, "adaptive", (*self.margins, cache))
-        return _concretize(coef, const, scale, self.forms[stop], *self.margins)
+        coef, const, scale = _walk(self.view, bounds, lam, const, scale, start, "adaptive", (*self.margins, cache))
+        return _concretize(coef, const, scale, self.forms[0], *self.margins)
 
 
-def _size(layer: Layer) -> int:
-    return int(layer.size)
-
-
-def _rebased(layer: Layer, stop: int) -> Layer:
-    """A layer of a chain view that starts at layer ``stop`` (its sources shifted down by ``stop``)."""
-    if isinstance(layer, AffineLayer):
-        return AffineLayer(layer.name, tuple(s - stop for s in layer.sources), layer.weights, layer.bias)
-    if isinstance(layer, ActivationLayer):
-        return ActivationLayer(layer.name, layer.source - stop, layer.kind, layer.size)
-    return layer
-
-
-def _tighten(state: _Suffix, k: int, idx: np.ndarray, stop: int) -> None:
-    """Tighten neurons ``idx`` of the affine layer ``k`` in place (both sides) by back-substitution to ``stop``."""
+def _tighten(state: _Suffix, k: int, idx: np.ndarray) -> None:
+    """Tighten neurons ``idx`` of the affine layer ``k`` in place (both sides) by back-substitution to the cut."""
     layer = state.view.layers[k]
     assert isinstance(layer, AffineLayer)
     batch = state.lb[k].shape[0]
@@ -204,14 +184,9 @@ def _tighten(state: _Suffix, k: int, idx: np.ndarray, stop: int) -> None:
         lam[src] = lam[src] + rows if src in lam else rows.copy()
         pre += np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src])) @ abs_w[idx].T
     const = np.broadcast_to(np.concatenate([layer.bias[idx], -layer.bias[idx]]), (batch, 2 * idx.size)).copy()
-    low, _ = state.walk_to(lam, const, np.concatenate([pre, pre], axis=1), k - 1, stop)
+    low, _ = state.walk_to(lam, const, np.concatenate([pre, pre], axis=1), k - 1)
     state.lb[k][:, idx] = np.maximum(state.lb[k][:, idx], low[:, : idx.size])
     state.ub[k][:, idx] = np.minimum(state.ub[k][:, idx], -low[:, idx.size :])
-
-
-#: Layers of the dense view an intermediate bound is back-substituted through before it is bounded by the
-#: forward functions there (0: always down to the cut, full CROWN).
-DEPTH = 0
 
 
 def suffix_bounds(
@@ -219,7 +194,7 @@ def suffix_bounds(
 ) -> _Suffix:
     """Functions and bounds of every layer after the cut, in order: each activation input's bounds are its
     forward functions' (intersected with ``parent``'s, sound bounds of a box containing each box) tightened by
-    back-substitution (``DEPTH`` layers, or down to the cut), and each activation's lines use those bounds."""
+    back-substitution down to the cut, and each activation's lines use those bounds."""
     state = _Suffix(view, [_flat(form)], [], [], margins)
 
     def keep(k: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,9 +206,6 @@ def suffix_bounds(
 
     lb, _ = keep(0, *state.forms[0].interval(*margins))
     feeds = {layer.source for layer in view.layers if isinstance(layer, ActivationLayer)}
-    chain = all(
-        max(getattr(la, "sources", (getattr(la, "source", 0),))) == k - 1 for k, la in enumerate(view.layers) if k
-    )
     batch = lb.shape[0]
     for k, layer in enumerate(view.layers[1:], start=1):
         if budget is not None:
@@ -255,11 +227,10 @@ def suffix_bounds(
         )
         open_ = (lo < 0.0) & (hi > 0.0) if not smooth else hi > lo
         idx = np.nonzero(np.any(open_, axis=0))[0]
-        stop = max(0, k - 1 - DEPTH) if DEPTH and chain else 0
-        widest = max(v.shape[1] for v in state.lb[stop:k])
+        widest = max(v.shape[1] for v in state.lb[:k])
         step = max(1, CHUNK // max(1, 2 * batch * widest))
         for start in range(0, idx.size, step):
-            _tighten(state, k, idx[start : start + step], stop)
+            _tighten(state, k, idx[start : start + step])
     return state
 
 
@@ -290,7 +261,7 @@ def cut_rows_lower(
     lam = {out: np.broadcast_to(a_y, (batch, *a_y.shape)).copy()}
     zeros = np.zeros((batch, a_y.shape[0]))
     lower, func = state.walk_to(
-        lam, -np.broadcast_to(b, zeros.shape), np.broadcast_to(np.abs(b), zeros.shape).copy(), out, 0
+        lam, -np.broadcast_to(b, zeros.shape), np.broadcast_to(np.abs(b), zeros.shape).copy(), out
     )
     if np.any(a_x):
         x_form = input_form(lb, ub, free, (lb.shape[1],))

@@ -6,7 +6,6 @@ Each variable tensor gets lower and upper affine functions of a box's normalised
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,13 +216,6 @@ def forward_forms(
             if consumers[name] == 0:
                 forms.pop(name, None)
     return forms[target]
-
-
-def form_bytes(graph: Graph, n_free: int) -> float:
-    """About the peak bytes one box takes in ``forward_forms`` (the largest tensor's functions, a few copies)."""
-    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
-    largest = max(math.prod(shape) for shape in shapes.values())
-    return 8.0 * (n_free + 1) * largest * 8
 
 
 def rows_lower(
