@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from nnverify.errors import InputFileError, ModelError
 from nnverify.spec.vnnlib2_types import NetworkDecl, Query, TensorVar
@@ -25,9 +27,11 @@ class BoundNetwork:
         decl: The declaration.
         path: The ONNX file (an ``equal-to`` network uses its target's file).
         model: The loaded model.
-        input_names: ONNX graph inputs (initializers excluded), in order, matching ``decl.inputs``.
+        input_names: ONNX graph inputs matching ``decl.inputs``, in order: those without an initializer, and
+            those with one (a default value) that the query declares ``initialized``.
         input_shapes: Their ONNX shapes (symbolic dimensions from the declaration, else 1).
         output_names: ONNX graph outputs, matching ``decl.outputs``.
+        defaults: Per declared input, the default value (flat, float64) of an ``initialized`` one, else None.
     """
 
     decl: NetworkDecl
@@ -36,6 +40,11 @@ class BoundNetwork:
     input_names: tuple[str, ...]
     input_shapes: tuple[tuple[int, ...], ...]
     output_names: tuple[str, ...]
+    defaults: tuple[np.ndarray | None, ...] = ()
+
+    def default(self, k: int) -> np.ndarray | None:
+        """The default value of declared input ``k`` if it is ``initialized``, else None."""
+        return self.defaults[k] if self.defaults else None
 
     def onnx_name(self, var: TensorVar) -> str:
         """The ONNX tensor a declared variable of this network stands for."""
@@ -133,7 +142,7 @@ def _fit(query: Query, var: TensorVar, dims: list[int | None], what: str) -> tup
 def _bind_one(query: Query, decl: NetworkDecl, path: str, model: onnx.ModelProto) -> BoundNetwork:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
+    inputs = _matched_inputs(query, decl, path, graph, inits)
     for kind, mine, theirs in (("inputs", decl.inputs, inputs), ("outputs", decl.outputs, list(graph.output))):
         if len(mine) != len(theirs):
             raise query.error(
@@ -156,9 +165,13 @@ def _bind_one(query: Query, decl: NetworkDecl, path: str, model: onnx.ModelProto
         info = inferred.get(var.onnx_name or "")
         if info is not None and info.type.tensor_type.HasField("shape"):
             _fit(query, var, dims_of(info), f'tensor "{var.onnx_name}"')
-    for var in decl.inputs:
-        if var.initialized:
-            raise query.error(f"'{var.name}' is declared initialized; nnverify does not support that yet", var.offset)
+    defaults = tuple(
+        numpy_helper.to_array(inits[i.name]).astype(np.float64).ravel() if v.initialized else None
+        for v, i in zip(decl.inputs, inputs, strict=True)
+    )
+    for var, value in zip(decl.inputs, defaults, strict=True):
+        if value is not None and value.size != var.size:
+            raise query.error(f"'{var.name}' is initialized with {value.size} values; declared {var.size}", var.offset)
     return BoundNetwork(
         decl,
         path,
@@ -166,7 +179,32 @@ def _bind_one(query: Query, decl: NetworkDecl, path: str, model: onnx.ModelProto
         tuple(i.name for i in inputs),
         shapes,
         tuple(o.name for o in graph.output),
+        defaults if any(d is not None for d in defaults) else (),
     )
+
+
+def _matched_inputs(
+    query: Query, decl: NetworkDecl, path: str, graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto]
+) -> list[onnx.ValueInfoProto]:
+    """The ONNX graph inputs the declared inputs stand for, in order. An input without an initializer is always
+    declared; one with an initializer (an overridable default: weights of older exporters are such inputs) only by
+    an ``initialized`` declaration, which fixes it to that default. (Declaring such an input without
+    ``initialized``, to constrain it freely, is not supported: it is read as a weight.)"""
+    pending = list(decl.inputs)
+    out = []
+    for info in graph.input:
+        if info.name in inits and not (pending and pending[0].initialized):
+            continue
+        if pending and pending[0].initialized and info.name not in inits:
+            var = pending[0]
+            raise query.error(
+                f"'{var.name}' is declared initialized, but ONNX input '{info.name}' of {path} has no default value",
+                var.offset,
+            )
+        out.append(info)
+        if pending:
+            pending.pop(0)
+    return out
 
 
 def inferred_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:

@@ -64,7 +64,9 @@ def to_vnnlib2(query: Query) -> str:
             lines.append(f"    (equal-to {net.equal_to})")
         for var in net.tensors:
             onnx = f' "{var.onnx_name}"' if var.onnx_name else ""
-            lines.append(f"    ({_DECLARE[var.kind.value]} {var.name} real [{','.join(map(str, var.shape))}]{onnx})")
+            init = " initialized" if var.initialized else ""
+            shape = ",".join(map(str, var.shape))
+            lines.append(f"    ({_DECLARE[var.kind.value]} {var.name} real [{shape}]{onnx}{init})")
         lines.append(")")
     variables = {v.name: v for v in query.variables}
     lines += [f"(assert {_comparison(c, variables)})" for c in query.common]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import onnx
@@ -33,6 +34,7 @@ class Product:
         x_columns: Input scalar -> input column (substituted scalars share one).
         y_columns: Output or hidden scalar -> output column (a shared computation's scalars share one).
         substitutions: The top-level equalities turned into shared columns (left out of the property).
+        constants: ``initialized`` input scalars -> their default values (no column).
     """
 
     model: onnx.ModelProto
@@ -41,6 +43,7 @@ class Product:
     x_columns: dict[Scalar, int]
     y_columns: dict[Scalar, int]
     substitutions: frozenset[Constraint]
+    constants: dict[Scalar, Fraction] = dataclasses.field(default_factory=dict)
 
 
 #: Where an ONNX input of an instance comes from: product input columns, or (instance, tensor) of another.
@@ -80,7 +83,12 @@ def _substitutions(query: Query, inputs: set[str]) -> list[Constraint]:
 
 def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     """Merge the query's networks into one model (see the module docstring)."""
-    inputs = [v for n in query.networks for v, src in zip(n.inputs, n.feeders, strict=True) if src is None]
+    inputs = [
+        v
+        for n in query.networks
+        for v, src in zip(n.inputs, n.feeders, strict=True)
+        if src is None and not v.initialized
+    ]
     inputs += query.auxiliary
     order = {(v.name, i): k for k, (v, i) in enumerate((v, i) for v in inputs for i in range(v.size))}
     uf = _UnionFind(order)
@@ -94,11 +102,16 @@ def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
     builder = _Builder(len(roots))
     instances: dict[tuple[str, tuple[Source, ...]], int] = {}
     y_columns: dict[Scalar, int] = {}
+    constants: dict[Scalar, Fraction] = {}
     tensors: dict[str, tuple[int, str]] = {}  # output/hidden variable -> (instance, ONNX tensor)
     for net in nets:
         sources: list[Source] = []
-        for var, src in zip(net.decl.inputs, net.decl.feeders, strict=True):
-            if src is None:
+        for k, (var, src) in enumerate(zip(net.decl.inputs, net.decl.feeders, strict=True)):
+            default = net.default(k)
+            if default is not None:  # initialized: the model's own default value (kept as an initializer)
+                sources.append(())
+                constants.update({(var.name, i): Fraction(float(v)) for i, v in enumerate(default)})
+            elif src is None:
                 sources.append(tuple(x_columns[(var.name, i)] for i in range(var.size)))
             else:  # fed by an earlier network's tensor: its scalars are that tensor's output columns
                 sources.append(tensors[src])
@@ -114,7 +127,7 @@ def build_product(query: Query, nets: tuple[BoundNetwork, ...]) -> Product:
             for i in range(var.size):
                 y_columns[(var.name, i)] = start + i
     model = builder.finish(nets)
-    return Product(model, len(roots), builder.n_out, x_columns, y_columns, frozenset(subs))
+    return Product(model, len(roots), builder.n_out, x_columns, y_columns, frozenset(subs), constants)
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
@@ -156,22 +169,23 @@ class _Builder:
         self.pieces: list[str] = []
         self.count = 0
         self.renames: dict[int, Callable[[str], str]] = {}
+        self.copied: set[tuple[str, str]] = set()
 
     def add_instance(self, net: BoundNetwork, sources: list[Source]) -> int:
         k = self.count
         self.count += 1
         graph = net.model.graph
-        feeds = set(net.input_names)
+        feeds = {name for k, name in enumerate(net.input_names) if net.default(k) is None}
         init_names = {t.name for t in graph.initializer} - feeds
         if net.path not in self.models:
-            prefix = f"m{len(self.models)}_"
-            self.models[net.path] = prefix
-            for t in graph.initializer:
-                if t.name in init_names:
-                    copy = onnx.TensorProto()
-                    copy.CopyFrom(t)
-                    copy.name = prefix + t.name
-                    self.inits.append(copy)
+            self.models[net.path] = f"m{len(self.models)}_"
+        for t in graph.initializer:  # once per model file (equal-to copies may feed different inputs)
+            if t.name in init_names and (net.path, t.name) not in self.copied:
+                self.copied.add((net.path, t.name))
+                copy = onnx.TensorProto()
+                copy.CopyFrom(t)
+                copy.name = self.models[net.path] + t.name
+                self.inits.append(copy)
         iprefix, nprefix = self.models[net.path], f"n{k}_"
 
         def rename(name: str) -> str:
@@ -180,6 +194,8 @@ class _Builder:
             return iprefix + name if name in init_names else nprefix + name
 
         for name, shape, source in zip(net.input_names, net.input_shapes, sources, strict=True):
+            if name not in feeds:  # initialized: its initializer stands in for it
+                continue
             size = int(np.prod(shape))
             sel, shp = f"{nprefix}select_{name}", f"{nprefix}shape_{name}"
             self.inits.append(numpy_helper.from_array(np.array(shape, dtype=np.int64), shp))

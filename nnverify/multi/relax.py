@@ -93,8 +93,11 @@ def _rows(
     """``(x coefficients, y coefficients, b)`` rows (``<=``) of one constraint over product columns."""
     ax: dict[int, Fraction] = {}
     ay: dict[int, Fraction] = {}
+    shift = Fraction(0)  # initialized inputs are constants: moved to the right-hand side
     for scalar, coef in c.coefs:
-        if scalar in product.x_columns:
+        if scalar in product.constants:
+            shift += coef * product.constants[scalar]
+        elif scalar in product.x_columns:
             k = product.x_columns[scalar]
             ax[k] = ax.get(k, Fraction(0)) + coef
         else:
@@ -102,7 +105,7 @@ def _rows(
             ay[k] = ay.get(k, Fraction(0)) + coef
     ax = {k: v for k, v in ax.items() if v}
     ay = {k: v for k, v in ay.items() if v}
-    b = c.b - (Fraction(margin) if margin is not None and c.rel is Rel.LT else 0)
+    b = c.b - shift - (Fraction(margin) if margin is not None and c.rel is Rel.LT else 0)
     rows = [(ax, ay, b)]
     if c.rel is Rel.EQ:
         rows.append(({k: -v for k, v in ax.items()}, {k: -v for k, v in ay.items()}, -b))

@@ -45,7 +45,8 @@ class Runner:
         session = self._sessions[key]
         feed = {
             name: x.astype(np.float32).reshape(shape)
-            for name, shape, x in zip(net.input_names, net.input_shapes, feeds, strict=True)
+            for k, (name, shape, x) in enumerate(zip(net.input_names, net.input_shapes, feeds, strict=True))
+            if net.default(k) is None  # an initialized input keeps the model's default
         }
         names = list(net.output_names) + [h for h in hidden if h not in net.output_names]
         try:
@@ -82,8 +83,11 @@ def assignment(
     values: dict[str, np.ndarray] = {}
     for net in nets:
         feeds = []
-        for var, src in zip(net.decl.inputs, net.decl.feeders, strict=True):
-            if src is None:
+        for k, (var, src) in enumerate(zip(net.decl.inputs, net.decl.feeders, strict=True)):
+            default = net.default(k)
+            if default is not None:
+                values[var.name] = default
+            elif src is None:
                 values[var.name] = x32[[product.x_columns[(var.name, i)] for i in range(var.size)]]
             else:  # composition: the feeding network's own (onnxruntime) values
                 values[var.name] = values[src]
