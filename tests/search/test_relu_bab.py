@@ -450,3 +450,45 @@ def test_a_batch_bounded_while_refined_bounds_arrive_catches_up(monkeypatch: pyt
         assert np.all(pushed.since == first)
         for s in search.pre:
             assert np.all(pushed.lb[s] >= refined.lb[s]) and np.all(pushed.ub[s] <= refined.ub[s])
+
+
+def test_wide_networks_skip_the_symbolic_pass_and_the_race_and_still_agree_with_the_milp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the width threshold at 0 every net counts as a CIFAR-sized one: the root starts CROWN from interval
+    bounds, no MILP races (one would raise here), and the verdicts still match the exact MILP."""
+    from nnverify.search import exact, relu_bab
+
+    monkeypatch.setattr(relu_bab, "SYMBOLIC_MAX_MULADDS", 0)
+
+    def no_symbolic(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the wide root must not run the forward symbolic pass")
+
+    def no_race(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no MILP races on a wide network")
+
+    rng = np.random.default_rng(11)
+    options = Options()
+    backend = get_backend("highs", options)
+    references = []
+    for _ in range(15):
+        net = random_net(rng, [6, 16, 16, 3])
+        lb, ub, disjuncts = _query(rng, 6, 3)
+        references.append(
+            (net, lb, ub, disjuncts, decide_box(net, lb, ub, disjuncts, backend, Budget.starting_now(30), options))
+        )
+    monkeypatch.setattr(exact, "symbolic_bounds", no_symbolic)
+    monkeypatch.setattr(relu_bab, "_RacingMilp", no_race)
+    seen = set()
+    for net, lb, ub, disjuncts, reference in references:
+
+        def replays(x: np.ndarray, net=net, disjuncts=disjuncts) -> bool:
+            y = net.eval(x[None, :])
+            return any(d.contains_input(x[None, :], 1e-9)[0] and d.slack(x[None, :], y)[0] <= 1e-9 for d in disjuncts)
+
+        out = relu_split_search(
+            net, disjuncts, lb, ub, backend, Budget.starting_now(30), options, replays, refine=True, refine_workers=2
+        )
+        assert out.status is reference.status
+        seen.add(out.status)
+    assert seen == {SolveStatus.FEASIBLE, SolveStatus.INFEASIBLE}
