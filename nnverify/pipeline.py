@@ -51,11 +51,18 @@ class _Run:
     prop: Property
     options: Options
     budget: Budget
-    runner: OnnxRunner
+    runner: OnnxRunner | None  # started by ``ort()`` at the first replay
     started: float
     pool: SolverPool
     stats: dict[str, float | int | str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def ort(self) -> OnnxRunner:
+        """The onnxruntime session on the original model, started at the first replay: a run that replays
+        nothing (every ``unsat``) does not pay for importing onnxruntime and building the session."""
+        if self.runner is None:
+            self.runner = OnnxRunner(self.graph.path)
+        return self.runner
 
     def result(self, verdict: Verdict, method: str, cex: Counterexample | None = None) -> Result:
         counts: dict[str, int] = {}  # a repeated note once, with its count: "a candidate failed replay: … (×37)"
@@ -73,7 +80,7 @@ class _Run:
             point = float32_inside(np.clip(point, lb, ub), lb, ub)
             self.stats["replays"] = int(self.stats.get("replays", 0)) + 1
             check = check_counterexample(
-                self.runner,
+                self.ort(),
                 self.prop,
                 point,
                 output_rtol=self.options.output_rtol,
@@ -344,8 +351,7 @@ def _phases(
         return attack_only(graph, analysis, prop, options, budget, [*notes, f"attack only: {reason}"])
     progress.phase = "building the analysis view"
     layers = to_layers(analysis, merge=not backend.exact, budget=budget)
-    progress.phase = "starting onnxruntime"
-    run = _Run(graph, layers, prop, options, budget, OnnxRunner(graph.path), started, pool)
+    run = _Run(graph, layers, prop, options, budget, None, started, pool)
     run.notes.extend(notes)
     run.stats["load_s"] = round(time.monotonic() - started, 4)
     if not prop.disjuncts:
