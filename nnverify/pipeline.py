@@ -32,7 +32,7 @@ from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
 from nnverify.search.bab import input_split_search
 from nnverify.search.exact import decide_box
-from nnverify.search.forward_split import forward_applies, forward_route
+from nnverify.search.forward_split import forward_reason, forward_route
 from nnverify.search.polish import polish
 from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
 from nnverify.spec.property import Disjunct, Property
@@ -343,10 +343,10 @@ def _phases(
     backend = get_backend(options.backend, options, pool)  # fail early on an unavailable backend
     analysis, tail_note = strip_softmax(graph, prop)  # the analysis reads the logits; replay uses the model
     notes = [tail_note] if tail_note else []
+    if prop.disjuncts and (reason := forward_reason(analysis, prop, budget, INPUT_SPLIT_MAX_DIM)) is not None:
+        progress.phase = "input splitting with forward bounds on the op graph"  # few free inputs, no dense matrices
+        return forward_route(graph, analysis, prop, options, budget, [*notes, f"forward bounds: {reason}"])
     if prop.disjuncts and (reason := graph_route_reason(analysis, budget)) is not None:
-        if forward_applies(analysis, prop, INPUT_SPLIT_MAX_DIM):  # few free inputs: bounds without dense matrices
-            progress.phase = "input splitting with forward bounds on the op graph"
-            return forward_route(graph, analysis, prop, options, budget, [*notes, f"forward bounds: {reason}"])
         progress.phase = "searching for a counterexample on the op graph"
         return attack_only(graph, analysis, prop, options, budget, [*notes, f"attack only: {reason}"])
     progress.phase = "building the analysis view"

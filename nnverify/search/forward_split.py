@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.attack_graph import DENSE_VIEW_MAX_MB, search, unsupported_by_analysis
+from nnverify.attack_graph import DENSE_VIEW_MAX_MB, dense_view_mb, search, unsupported_by_analysis
 from nnverify.backends.base import SolveStatus
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
@@ -181,12 +181,22 @@ def _try(
     return replay_best(pts, best, is_counterexample, stats)
 
 
-def forward_applies(analysis: Graph, prop: Property, max_free: int) -> bool:
-    """True if the forward route can decide ``prop``: every op passes the forward bounds, the layer view is
-    refused for its size only, and every disjunct has at most ``max_free`` free inputs."""
+#: Dense layer views above this size (MB, estimated from the shapes; building one takes 2-3 times that) are not
+#: built when the forward route applies: a bias-field CIFAR net's 2.6 GB estimate peaked at 6.9 GB.
+FORWARD_DENSE_MB = 1024.0
+
+
+def forward_reason(analysis: Graph, prop: Property, budget: Budget, max_free: int) -> str | None:
+    """Why the forward route should decide ``prop`` (the dense view is too large), or None: every op must pass the
+    forward bounds and every disjunct have at most ``max_free`` free inputs."""
+    if any(int(np.sum(d.lb < d.ub)) > max_free for d in prop.disjuncts):
+        return None
     if unsupported_by_analysis(analysis) is not None or unsupported(analysis) is not None:
-        return False
-    return all(int(np.sum(d.lb < d.ub)) <= max_free for d in prop.disjuncts)
+        return None
+    cap = getattr(budget, "memory_limit_mb", math.inf)
+    limit = min(FORWARD_DENSE_MB, DENSE_VIEW_MAX_MB if math.isinf(cap) else cap / 2)
+    size = dense_view_mb(analysis)
+    return f"the dense layer view would take about {size:,.0f} MB (limit {limit:,.0f} MB)" if size > limit else None
 
 
 def forward_route(

@@ -249,3 +249,22 @@ def test_search_finds_a_point_below_the_sampled_top(tmp_path: Path) -> None:
 
     out, found = _search(tmp_path, -0.01)
     assert out.status is SolveStatus.FEASIBLE and found
+
+
+def test_verify_takes_the_forward_route_for_large_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the dense view "too large", ``verify`` decides by the forward route: unsat above the grid's top."""
+    from nnverify import pipeline
+    from nnverify.options import Options
+    from nnverify.result import Verdict
+    from nnverify.search import forward_split
+    from nnverify.spec.property import Property
+
+    graph = _load(tmp_path, "conv_relu")
+    lb, ub = np.array([-1.5, 0.1, -1.0]), np.array([1.5, 0.1, 1.5])
+    g0, g2 = np.meshgrid(np.linspace(lb[0], ub[0], 301), np.linspace(lb[2], ub[2], 301))
+    top = float(graph.eval(np.stack([g0.ravel(), np.full(g0.size, 0.1), g2.ravel()], axis=1))[:, 0].max())
+    prop = Property(3, 2, (Disjunct(lb, ub, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(top + 0.01)])),))
+    monkeypatch.setattr(forward_split, "FORWARD_DENSE_MB", 0.0)
+    result = pipeline.verify(graph, prop, Options(timeout_s=60.0))
+    assert result.verdict is Verdict.UNSAT and result.method == "forward-split"
+    assert "forward bounds: the dense layer view" in result.note
