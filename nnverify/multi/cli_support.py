@@ -119,9 +119,13 @@ def run_program(
     values: dict[str, np.ndarray] = {}
     for name, path in parse_networks(consts).items():
         try:
-            values[name] = np.load(path)
-        except (OSError, ValueError) as exc:
-            raise click.BadParameter(f"{path}: cannot read a .npy array ({exc})", param_hint="'--const'") from None
+            values[name] = _read_png(path) if path.lower().endswith(".png") else np.load(path)
+        except (OSError, ValueError, SyntaxError) as exc:
+            what = "a PNG image" if path.lower().endswith(".png") else "a .npy array"
+            raise click.BadParameter(f"{path}: cannot read {what} ({exc})", param_hint="'--const'") from None
+        except NnverifyError as exc:  # matplotlib (nnverify[images]) missing
+            fail_with(exc)
+            return
     names = _labels(labels)
     emitted: str | None = None
     try:
@@ -150,6 +154,24 @@ def run_program(
     if emitted is not None:
         _write(emit, partial(write_text_output, text=emitted), failures)
     _exit_on_failures(failures)
+
+
+def _read_png(path: str) -> np.ndarray:
+    """A PNG as floats in [0, 1]: ``H×W`` if grey (or RGB with equal channels), else ``3×H×W`` (alpha dropped).
+
+    Raises:
+        MissingExtraError: matplotlib (``nnverify[images]``) is not installed.
+        OSError, ValueError, SyntaxError: The file cannot be read as a PNG.
+    """
+    import numpy as np
+
+    from nnverify.extras import Extra, require
+
+    image = np.asarray(require("matplotlib.image", Extra.IMAGES, "query --const FILE.png").imread(path), float)
+    if image.ndim == 3:
+        rgb = image[..., :3]
+        image = rgb[..., 0] if np.all(rgb == rgb[..., :1]) else np.moveaxis(rgb, -1, 0)
+    return image
 
 
 def _labels(text: str | None) -> dict[str, int]:
@@ -186,12 +208,20 @@ def _image(value: object) -> np.ndarray | None:
 
 
 def _write_png(image: np.ndarray, path: str | Path) -> None:
-    """``image`` (from ``_image``) as a grey PNG at ``path`` through ``outputs.write_output``.
+    """``image`` (from ``_image``) as a grey PNG at ``path`` through ``outputs.write_output`` (enlarged to at
+    least ``PNG_MIN_SIDE`` pixels a side).
 
     Raises:
         OSError: The directory cannot be made or the file cannot be written.
     """
+    import numpy as np
     from matplotlib.image import imsave
 
+    factor = max(1, PNG_MIN_SIDE // min(image.shape[:2]))  # small images (8×8 digits) enlarged, pixels kept square
+    image = np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_output(path, lambda tmp: imsave(tmp, image, cmap="gray", vmin=0.0, vmax=1.0, format="png"))
+
+
+#: Smallest side of a written PNG: smaller images are enlarged by an integer factor (nearest neighbour).
+PNG_MIN_SIDE = 64

@@ -323,3 +323,21 @@ def test_slices_pin_a_patch(tmp_path: Path) -> None:
     for bad, message in (("x[:2, 1:3] = img[:3, 1:3]", "differ"), ("x[4:, :] in [0, 1]", "selects nothing")):
         with pytest.raises(PropertyError, match=message):
             translate(f"find x[1,4,4] where x in [0, 1], {bad}, N(x)[0] > 0", "q.dl2", {"N": net}, {"img": img})
+
+
+def test_png_constant(tmp_path: Path) -> None:
+    """``--const img=x.png``: a grey PNG is read as ``H×W`` floats in [0, 1] (8-bit levels)."""
+    from matplotlib.image import imsave
+
+    rng = np.random.default_rng(2)
+    img = np.round(rng.uniform(0, 1, size=(4, 4)) * 255) / 255
+    imsave(tmp_path / "img.png", img, cmap="gray", vmin=0.0, vmax=1.0)
+    net = mlp(tmp_path / "n.onnx", [(rng.normal(size=(2, 16)) / 4, np.zeros(2))], in_shape=(1, 4, 4))
+    program = tmp_path / "q.dl2"
+    program.write_text("find x[4,4] where x in [0, 1], x[:, :] = img[:, :], N(x)[0] <= 100 return x\n")
+    args = ["query", str(program), "--net", f"N={net}", "--const", f"img={tmp_path / 'img.png'}"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[0] == "sat"
+    values = np.array(eval(out.stdout.split("x = ", 1)[1]))
+    assert np.allclose(values, img, atol=1e-6)
