@@ -233,14 +233,25 @@ def crown_bounds(
     *,
     margin_rel: float = BOUND_MARGIN_REL,
     margin_abs: float = BOUND_MARGIN_ABS,
-    check: Callable[[], None] | None = None,
 ) -> LayerBounds:
     """Tighten the given sound bounds (e.g. forward symbolic) of every activation input by back-substitution.
 
     Layers are processed in order so each back-substitution uses the tightened bounds below it; activation
-    outputs are recomputed from their tightened inputs; other layers keep the given bounds. ``check`` (e.g. a
-    budget's) is called before each chunk of rows.
+    outputs are recomputed from their tightened inputs; other layers keep the given bounds.
     """
+    return crown_bounds_checked(graph, lbs, ubs, None, margin_rel=margin_rel, margin_abs=margin_abs)
+
+
+def crown_bounds_checked(
+    graph: LayerGraph,
+    lbs: list[np.ndarray],
+    ubs: list[np.ndarray],
+    check: Callable[[], None] | None,
+    *,
+    margin_rel: float = BOUND_MARGIN_REL,
+    margin_abs: float = BOUND_MARGIN_ABS,
+) -> LayerBounds:
+    """``crown_bounds``, calling ``check`` (e.g. a budget's) before each chunk of rows."""
     lbs, ubs = [v.copy() for v in lbs], [v.copy() for v in ubs]
     bounds = LayerBounds(lbs, ubs)
     feeds_activation = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}

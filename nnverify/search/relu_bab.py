@@ -31,7 +31,7 @@ import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
 from nnverify.backends.pool import SolverPool, default_pool
-from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
+from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds_checked
 from nnverify.bounds.interval import Bounds, interval_bounds
 from nnverify.bounds.optimized import (
     Duals,
@@ -554,7 +554,7 @@ def _root_query(
 
     check()
     bounds = interval_bounds(graph, lb, ub, **margins)
-    tight = crown_bounds(graph, bounds.lb, bounds.ub, check=check, **margins)
+    tight = crown_bounds_checked(graph, bounds.lb, bounds.ub, check, **margins)
     live = []
     for d in live_disjuncts(disjuncts, Bounds(tight.lb, tight.ub), 0, graph.output, options):
         check()

@@ -130,7 +130,8 @@ def test_bounds_through_kernels_equal_the_dense_ones_and_contain_samples(
         rows, _ = backward_rows_lower(graph, alpha.lb, alpha.ub, np.zeros((2, net.n_inputs)), a_y, np.zeros(2))
         results.append((crown, alpha, rows))
     (crown, alpha, rows), (crown_d, alpha_d, rows_d) = results
-    for a, b in zip(crown.lb + crown.ub + alpha.lb + alpha.ub, crown_d.lb + crown_d.ub + alpha_d.lb + alpha_d.ub):
+    mine, dense = crown.lb + crown.ub + alpha.lb + alpha.ub, crown_d.lb + crown_d.ub + alpha_d.lb + alpha_d.ub
+    for a, b in zip(mine, dense, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(rows, rows_d, rtol=1e-9, atol=1e-9)
     x = rng.uniform(lb, ub, size=(4000, net.n_inputs))
@@ -171,3 +172,23 @@ def test_margin_is_still_needed_through_kernels(margin: float, monkeypatch: pyte
         net, itv.lb, itv.ub, np.zeros((1, 1)), np.array([[-1.0, 1.0]]), np.array([-(2.0**-61)]), **zero
     )
     assert (lower[0, 0] > 0.0) == (margin == 0.0)
+
+
+def test_a_composed_layer_drops_the_map(tmp_path: Path) -> None:
+    """Conv then Mul by a constant merges into one layer whose weights are no longer the kernel's: no map."""
+    rng = np.random.default_rng(6)
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c", "s"], ["y"]),
+    ]
+    inits = {"W": rng.uniform(-1, 1, (2, 1, 3, 3)), "s": np.array(3.0)}
+    path = tmp_path / "scaled.onnx"
+    onnx.save(build_model(nodes, (1, 1, 4, 4), inits), path)
+    graph = load_network(path)
+    merged = to_layers(graph, merge=True)
+    affine = [layer for layer in merged.layers if isinstance(layer, AffineLayer)]
+    assert len(affine) == 1 and all(m is None for m in affine[0].maps)
+    x = rng.uniform(-1, 1, size=(5, 16))
+    np.testing.assert_allclose(merged.eval(x), graph.eval(x), rtol=1e-6, atol=1e-6)
+    unmerged = to_layers(graph, merge=False)
+    assert any(isinstance(layer, AffineLayer) and layer.maps and layer.maps[0] is not None for layer in unmerged.layers)
