@@ -98,14 +98,15 @@ def _abs_const(value: np.ndarray) -> np.ndarray:
 def _call(graph: Graph, op: Op, node: Node, variables: dict[str, np.ndarray], absolute: bool) -> np.ndarray:
     """``eval`` (or, with ``absolute``, the ``|A|`` map) of ``node`` with the given variable inputs."""
     args = []
-    for name in node.inputs:
+    for position, name in enumerate(node.inputs):
         if name in variables:
             args.append(variables[name])
         elif not name:
             args.append(np.empty((1, 0)))
         else:
             value = graph.constants[name][None, ...]
-            args.append(_abs_const(value) if absolute and not op.nonnegative else value)
+            flip = absolute and not op.nonnegative and (op.abs_inputs is None or position in op.abs_inputs)
+            args.append(_abs_const(value) if flip else value)
     if absolute and not op.nonnegative:
         return op.abs_eval(node, *args)
     return op.eval(node, *args)

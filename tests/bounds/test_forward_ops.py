@@ -268,3 +268,24 @@ def test_verify_takes_the_forward_route_for_large_views(tmp_path: Path, monkeypa
     result = pipeline.verify(graph, prop, Options(timeout_s=60.0))
     assert result.verdict is Verdict.UNSAT and result.method == "forward-split"
     assert "forward bounds: the dense layer view" in result.note
+
+
+def test_batchnorm_with_a_slightly_negative_variance(tmp_path: Path) -> None:
+    """variance + epsilon > 0 with variance < 0: |A| uses the variance as it is (its absolute value would
+    shrink the deviation and cut off sampled outputs)."""
+    nodes = [
+        helper.make_node("Gemm", ["x", "G"], ["g"]),
+        helper.make_node("Reshape", ["g", "s"], ["i"]),
+        helper.make_node("Relu", ["i"], ["r"]),
+        helper.make_node("BatchNormalization", ["r", "sc", "bb", "mu", "va"], ["y"], epsilon=1e-5),
+    ]
+    inits = {"G": np.array([[1.0, -1.0], [1.0, 1.0]]), "s": np.array([1, 2, 1, 1]), "sc": np.array([1.0, -2.0])}
+    inits |= {"bb": np.zeros(2), "mu": np.zeros(2), "va": np.array([-9.9e-6, 0.1])}
+    path = tmp_path / "bn.onnx"
+    onnx.save(build_model(nodes, (1, 2), inits), path)
+    graph = load_network(path)
+    lb, ub = np.array([[-1.0, -1.0]]), np.array([[1.0, 1.0]])
+    lo, hi = forward_forms(graph, lb, ub, np.array([True, True])).interval()
+    x = _samples(lb[0], ub[0])
+    y = graph.eval(x)
+    assert np.all(y >= lo.reshape(1, -1)) and np.all(y <= hi.reshape(1, -1))

@@ -78,6 +78,8 @@ class Op:
     #: Affine ops only: True if the linear part has no negative entries (the op selects, copies, sums or averages
     #: its variable inputs), so ``|A| = A`` and ``eval`` serves for ``abs_eval`` (``bounds/forward_ops.py``).
     nonnegative: ClassVar[bool] = False
+    #: Positions of the constant inputs ``abs_eval`` receives as absolute values (None: every float constant).
+    abs_inputs: ClassVar[tuple[int, ...] | None] = None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
@@ -86,7 +88,8 @@ class Op:
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Affine ops that are not ``nonnegative``: ``eval`` with the signs of the linear part dropped.
 
-        The caller passes every constant float input as its absolute value; the result must be an affine map of
+        The caller passes the constant float inputs at ``abs_inputs`` (all if None) as their absolute values, the
+        others unchanged; the result must be an affine map of
         the variable inputs whose linear part is ``|A|`` (elementwise absolute values of the linear part ``A``
         of ``eval``); its constant term is arbitrary (callers subtract the value at zero). Raises
         ``NotImplementedError`` where the op does not provide it (the forward bounds then refuse the graph).

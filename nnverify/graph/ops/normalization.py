@@ -16,6 +16,7 @@ class BatchNormalization(Op):
 
     op_type = "BatchNormalization"
     affine = True
+    abs_inputs = (1,)  # |scale|; a variance may be slightly negative (variance + epsilon > 0): it stays as it is
     notes = "inference mode"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
