@@ -44,6 +44,20 @@ def _minmax(coef: np.ndarray, x_lb: np.ndarray, x_ub: np.ndarray) -> tuple[np.nd
     return lo, hi
 
 
+def _min(coef: np.ndarray, x_lb: np.ndarray, x_ub: np.ndarray) -> np.ndarray:
+    """The min half of ``_minmax`` alone (the same arithmetic, half the work)."""
+    w = coef[..., :-1]
+    lo = np.einsum("bsn,bn->bs", np.maximum(w, 0.0), x_lb) + np.einsum("bsn,bn->bs", np.minimum(w, 0.0), x_ub)
+    return lo + coef[..., -1]
+
+
+def _max(coef: np.ndarray, x_lb: np.ndarray, x_ub: np.ndarray) -> np.ndarray:
+    """The max half of ``_minmax`` alone (the same arithmetic, half the work)."""
+    w = coef[..., :-1]
+    hi = np.einsum("bsn,bn->bs", np.maximum(w, 0.0), x_ub) + np.einsum("bsn,bn->bs", np.minimum(w, 0.0), x_lb)
+    return hi + coef[..., -1]
+
+
 def _magnitude(coef: np.ndarray, x_abs: np.ndarray) -> np.ndarray:
     """Upper bound of the absolute value of every term of ``coef @ [x, 1]`` summed: ``(B, size)``."""
     return np.einsum("bsn,bn->bs", np.abs(coef[..., :-1]), x_abs) + np.abs(coef[..., -1])
@@ -153,8 +167,8 @@ def symbolic_bounds(
         slack = margin_rel * scale + margin_abs if not isinstance(layer, InputLayer) else 0.0
         lo[..., -1] -= slack
         hi[..., -1] += slack
-        lb, _ = _minmax(lo, x_lb, x_ub)
-        _, ub = _minmax(hi, x_lb, x_ub)
+        lb = _min(lo, x_lb, x_ub)
+        ub = _max(hi, x_lb, x_ub)
         if isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU:
             lb, ub = np.maximum(lb, 0.0), np.maximum(ub, 0.0)
         elif isinstance(layer, ActivationLayer):  # the interval image may be tighter than the lines
