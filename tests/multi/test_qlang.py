@@ -257,14 +257,15 @@ def test_image_shaped_returns_are_written_as_png(tmp_path: Path) -> None:
 @given(st.data())
 def test_mutated_programs_raise_only_property_errors(nets: dict[str, str], data: st.DataObject) -> None:
     text = (
-        "find x[1,3]\nwhere x in [-2, 2], class(F(x)) = 2 or F(x).h1[0,1] > 0.5, linf(x - x0) < 0.25\nreturn x, G(x)\n"
+        "find x[1,3]\nwhere x in [-2, 2], class(F(x)) = 2 or F(x).h1[0,1] > 0.5, linf(x - x0) < 0.25,\n"
+        "x[0, :2] = x0[1:], l1(x[0, 1:] - x0[:2]) < 1\nreturn x, G(x)\n"
     )
     for _ in range(data.draw(st.integers(1, 3))):
         i = data.draw(st.integers(0, len(text)))
         if data.draw(st.booleans()):
             text = text[:i] + text[i + 1 :]
         else:
-            text = text[:i] + data.draw(st.sampled_from(list("()[],.-+*<>=!xFG0123 \n"))) + text[i:]
+            text = text[:i] + data.draw(st.sampled_from(list("()[],.:-+*<>=!xFG0123 \n"))) + text[i:]
     try:
         translate(text, "q.dl2", nets, {"x0": np.zeros(3)}, {"cat": 1})
     except PropertyError as exc:
