@@ -19,7 +19,7 @@ import numpy as np
 from nnverify import attack
 from nnverify.attack_graph import attack_only, graph_route_reason
 from nnverify.backends import get_backend
-from nnverify.backends.base import Backend, SolveStatus
+from nnverify.backends.base import Backend, SolverRangeError, SolveStatus
 from nnverify.backends.pool import SolverPool
 from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.errors import PropertyError
@@ -320,6 +320,8 @@ def _verify(
         return Result(Verdict.TIMEOUT, None, "budget", time.monotonic() - started, str(exc), {"phase": exc.phase})
     except ResourceLimitError as exc:
         return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, str(exc), {"phase": exc.phase})
+    except SolverRangeError as exc:  # splitting further would meet the same numbers until the deadline
+        return Result(Verdict.UNKNOWN, None, "solver", time.monotonic() - started, str(exc), {"phase": progress.phase})
     except MemoryError:
         note = f"out of memory while {progress.phase} (--memory-limit: a smaller cap makes estimates refuse first)"
         return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, note, {"phase": progress.phase})

@@ -608,3 +608,51 @@ def test_generate_unwritable_query_file_after_the_verdict() -> None:
     assert res.exit_code == ExitCode.OUTPUT_FAILED, res.output
     assert res.stdout.splitlines()[0] in ("sat", "unsat", "timeout", "unknown")
     assert f"Error: {target}: cannot write" in res.stderr
+
+
+def _small_model() -> onnx.ModelProto:
+    """``test_small.onnx`` of the benchmarks: 1 -> 2 -> 2 -> 1, ReLUs, increasing in its input (78.5 at X = 1)."""
+    inits = [
+        numpy_helper.from_array(np.ones((2, 1), np.float32), "W0"),
+        numpy_helper.from_array(np.full(2, 1.5, np.float32), "B0"),
+        numpy_helper.from_array(np.full((2, 2), 2.0, np.float32), "W1"),
+        numpy_helper.from_array(np.full(2, 2.5, np.float32), "B1"),
+        numpy_helper.from_array(np.full((1, 2), 3.0, np.float32), "W2"),
+        numpy_helper.from_array(np.full(1, 3.5, np.float32), "B2"),
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["X", "W0", "B0"], ["H0"], transB=1),
+        helper.make_node("Relu", ["H0"], ["R0"]),
+        helper.make_node("Gemm", ["R0", "W1", "B1"], ["H1"], transB=1),
+        helper.make_node("Relu", ["H1"], ["R1"]),
+        helper.make_node("Gemm", ["R1", "W2", "B2"], ["Y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("case", ["weights_1e30", "wide_box"])
+def test_numbers_beyond_the_milp_solver_end_in_unknown_with_a_note(case: str, tmp_path: Path) -> None:
+    """Defect 3: ``relu(1e30 x) <= -1`` and ``test_small`` over ``X >= -1e30`` ran the input splitting to the
+    deadline (every exact leaf: HiGHS cannot decide at that scale) and answered ``timeout``; now the first such
+    leaf ends the run in ``unknown`` naming the scale."""
+    import nnverify
+
+    if case == "weights_1e30":
+        net, prop = save(nano_model(1e30), tmp_path / "w.onnx"), NANO_PROP
+    else:
+        prop = NANO_PROP.replace("(>= X_0 -1)", "(>= X_0 -1e30)").replace("(<= Y_0 -1)", "(>= Y_0 100)")
+        net = save(_small_model(), tmp_path / "small.onnx")
+    path = tmp_path / "p.vnnlib"
+    path.write_text(prop)
+    result = nnverify.verify(net, path, nnverify.Options(timeout_s=120, attack_samples=100))
+    assert result.verdict is nnverify.Verdict.UNKNOWN, result
+    assert "at this scale" in result.note and "e+" in result.note
+    out = CliRunner().invoke(main, ["check", str(net), str(path), "--timeout", "120"])
+    assert out.exit_code == 0 and out.output.splitlines()[0] == "unknown"

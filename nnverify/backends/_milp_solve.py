@@ -23,6 +23,7 @@ class Outcome:
     status: SolveStatus
     values: np.ndarray | None = None
     note: str = ""
+    out_of_range: bool = False  # see ``BackendResult.out_of_range``
 
 
 def solve_milp(problem: Problem, timeout_s: float, run: Callable[[MilpModel, float], Outcome]) -> BackendResult:
@@ -38,7 +39,8 @@ def solve_milp(problem: Problem, timeout_s: float, run: Callable[[MilpModel, flo
     try:
         model = lower(problem)
     except BigMError as exc:
-        return BackendResult(SolveStatus.UNKNOWN, note=f"no MILP: {exc}", seconds=time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return BackendResult(SolveStatus.UNKNOWN, note=f"no MILP: {exc}", seconds=seconds, out_of_range=True)
     remaining = timeout_s - (time.perf_counter() - start)
     if remaining <= 0:
         outcome = Outcome(SolveStatus.TIMEOUT, note="time budget spent while building the model")
@@ -47,7 +49,7 @@ def solve_milp(problem: Problem, timeout_s: float, run: Callable[[MilpModel, flo
     else:
         outcome = run(model, remaining)
     values = None if outcome.values is None else np.asarray(outcome.values, dtype=np.float64)[: model.n_original]
-    return BackendResult(outcome.status, values, outcome.note, time.perf_counter() - start)
+    return BackendResult(outcome.status, values, outcome.note, time.perf_counter() - start, outcome.out_of_range)
 
 
 def _solve_without_columns(model: MilpModel) -> Outcome:

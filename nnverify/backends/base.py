@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from nnverify.encode.problem import Problem
+from nnverify.errors import NnverifyError
 from nnverify.options import Options
 
 if TYPE_CHECKING:
@@ -30,6 +31,17 @@ class BackendResult:
     values: np.ndarray | None = None
     note: str = ""
     seconds: float = 0.0
+    #: UNKNOWN because the solver cannot decide problems at this scale (coefficients or bounds beyond its range
+    #: or its tolerances): smaller boxes of the same query meet the same numbers.
+    out_of_range: bool = False
+
+
+class SolverRangeError(NnverifyError):
+    """The exact backend cannot decide the query at the scale of its numbers (``BackendResult.out_of_range``);
+    ``verify()`` answers ``unknown`` with this message as its note instead of splitting until the deadline."""
+
+    def __init__(self, note: str) -> None:
+        super().__init__(f"the exact backend cannot decide this query at this scale: {note}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
 from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.encode.milp import BigMError, MilpModel, lower
 from nnverify.encode.problem import Problem
-from nnverify.encode.scaling import equilibrate
+from nnverify.encode.scaling import ScaledModel, equilibrate
 from nnverify.errors import BackendError
 from nnverify.options import Options
 
@@ -73,24 +73,36 @@ class HighsBackend:
         scaled = equilibrate(model) if _too_large(model) else None
         refused = pass_model(highs, scaled.model if scaled else model)
         if refused:
-            return Outcome(SolveStatus.UNKNOWN, None, f"HiGHS cannot take the MILP: {refused}")
+            return Outcome(SolveStatus.UNKNOWN, None, f"HiGHS cannot take the MILP: {refused}", out_of_range=True)
         if not self.pool.run_highs(highs, time_limit_s, cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "HiGHS overran its time limit (in presolve); abandoned")
         if self.pool.stopping(cancel):
             return Outcome(SolveStatus.TIMEOUT, None, "cancelled")
         outcome = _outcome(highs, scaled.model if scaled else model)
-        if scaled is None or outcome.values is None:
+        return outcome if scaled is None else _unscaled(outcome, scaled, model)
+
+
+def _unscaled(outcome: Outcome, scaled: ScaledModel, model: MilpModel) -> Outcome:
+    """The outcome of the equilibrated ``scaled`` model in ``model``'s units: a point that satisfies the original
+    model (a candidate, replayed later), else ``out_of_range``. HiGHS's tolerances act on the scaled rows, so an
+    answer without a point (infeasible) is no proof at this scale, and smaller boxes meet the same numbers."""
+    big = f"coefficients up to {np.max(np.abs(model.data)):.1e}"
+    if outcome.values is None:
+        if outcome.status is SolveStatus.TIMEOUT:
             return outcome
-        values = scaled.unscale(outcome.values)
-        residual = relative_residual(model, values)
-        if residual > SCALED_RESIDUAL_TOL:
-            return Outcome(
-                SolveStatus.UNKNOWN,
-                None,
-                f"HiGHS's point of the equilibrated MILP (coefficients up to {np.max(np.abs(model.data)):.1e}) "
-                f"misses the original model by a relative {residual:.1e}: its tolerances are too coarse at this scale",
-            )
-        return Outcome(outcome.status, values, outcome.note)
+        note = f"HiGHS answered {outcome.status.value} on the equilibrated MILP ({big}): no proof at this scale"
+        return Outcome(outcome.status, None, note, out_of_range=True)
+    values = scaled.unscale(outcome.values)
+    residual = relative_residual(model, values)
+    if residual > SCALED_RESIDUAL_TOL:
+        return Outcome(
+            SolveStatus.UNKNOWN,
+            None,
+            f"HiGHS's point of the equilibrated MILP ({big}) misses the original model by a relative "
+            f"{residual:.1e}: its tolerances are too coarse at this scale",
+            out_of_range=True,
+        )
+    return Outcome(outcome.status, values, outcome.note)
 
 
 #: HiGHS's ``large_matrix_value``: ``passModel`` rejects a model with a larger matrix coefficient.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.backends.base import Backend, BackendResult, SolveStatus
+from nnverify.backends.base import Backend, BackendResult, SolverRangeError, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, backward_rows_lower, crown_bounds
 from nnverify.bounds.interval import Bounds, interval_bounds, rows_lower_bound
 from nnverify.bounds.symbolic import symbolic_bounds
@@ -64,7 +64,11 @@ def solve_box(
     cancel: threading.Event | None = None,
 ) -> BoxOutcome:
     """Encode the box (per-layer bounds ``lbs/ubs``) with the given disjuncts and ask the backend (with a
-    ``cancel`` event if its capabilities say it is ``cancellable``)."""
+    ``cancel`` event if its capabilities say it is ``cancellable``).
+
+    Raises:
+        SolverRangeError: the backend cannot decide at the scale of the numbers (a smaller box would not help).
+    """
     time_left = budget.remaining() - SOLVER_RESERVE_S
     if time_left <= 0.0:
         return BoxOutcome(SolveStatus.TIMEOUT, note="budget spent before the solver call")
@@ -74,6 +78,8 @@ def solve_box(
         result: BackendResult = backend.solve(enc.problem, timeout_s=timeout_s, cancel=cancel)  # type: ignore[call-arg]
     else:
         result = backend.solve(enc.problem, timeout_s=timeout_s)
+    if result.out_of_range:
+        raise SolverRangeError(result.note)
     if result.status is SolveStatus.FEASIBLE and result.values is not None:
         return BoxOutcome(SolveStatus.FEASIBLE, result.values[enc.x_idx], result.note, 1)
     return BoxOutcome(result.status, note=result.note, solver_calls=1)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.backends.base import Backend, SolveStatus
+from nnverify.backends.base import Backend, SolverRangeError, SolveStatus
 from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds_checked
 from nnverify.bounds.interval import Bounds, interval_bounds
@@ -433,7 +433,10 @@ class _RacingMilp:
                     pool=self.pool,
                 )
             if not self.cancel.is_set():
-                self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
+                try:
+                    self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
+                except SolverRangeError as exc:  # the search goes on; its own leaves will say so
+                    self.outcome = BoxOutcome(SolveStatus.UNKNOWN, note=str(exc))
 
         self.thread = threading.Thread(target=run, name="nnverify-milp", daemon=True)
         self.thread.start()
