@@ -1,8 +1,8 @@
 """Cheap counterexample search by random sampling inside each disjunct's input box.
 
 It only proposes candidates (ordered by how deeply they violate the property on our own float64
-evaluator); ``witness.py`` decides. Random sampling first, then projected gradient descent on the network's own
-gradients.
+evaluator); ``witness.py`` decides. Random sampling first, then descent with shrinking steps from the best
+samples, then projected gradient descent from random points, on the network's own gradients.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def sample_box(rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray, count: 
     return np.vstack([(lb + ub) / 2.0, vertices, uniform])
 
 
-def candidates(
+def ranked_samples(
     graph: LayerGraph,
     disjuncts: list[Disjunct],
     *,
@@ -33,15 +33,15 @@ def candidates(
     seed: int,
     keep: int = 5,
     budget: Budget | None = None,
-) -> list[np.ndarray]:
-    """Up to ``keep`` inputs per disjunct whose float64 output satisfies the disjunct's rows, best first.
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per disjunct, its ``keep`` sampled points of smallest slack ``(keep, n)`` and their slacks, smallest first.
 
     Samples are evaluated in chunks of at most ``CHUNK_BYTES`` of layer values; ``budget`` is looked at before
     each chunk (``BudgetExpired``) and the samples of a disjunct must fit its memory cap (``ResourceLimitError``).
     """
     budget = budget or Budget.unlimited()
     rng = np.random.default_rng(seed)
-    found: list[tuple[float, np.ndarray]] = []
+    ranked: list[tuple[np.ndarray, np.ndarray]] = []
     per = max(1, samples // max(1, len(disjuncts)))
     width = sum(layer.size for layer in graph.layers)
     chunk = max(1, CHUNK_BYTES // (8 * width))
@@ -51,10 +51,81 @@ def candidates(
         budget.check_alloc(8.0 * (3 * rows * d.lb.shape[0] + min(rows, chunk) * width), _PHASE)
         x = sample_box(rng, d.lb, d.ub, per)
         slack = np.concatenate([_slack(graph, d, x[k : k + chunk], budget) for k in range(0, x.shape[0], chunk)])
-        order = np.argsort(slack)[:keep]
-        found.extend((float(slack[i]), x[i]) for i in order if slack[i] <= 0.0)
+        order = np.argsort(slack, kind="stable")[:keep]
+        ranked.append((x[order], slack[order]))
+    return ranked
+
+
+def violating(ranked: list[tuple[np.ndarray, np.ndarray]], keep: int = 5) -> list[np.ndarray]:
+    """The points among each disjunct's first ``keep`` ranked samples whose own-evaluator output satisfies the
+    disjunct's rows (slack <= 0), best first."""
+    found = [(float(s), x) for pts, slack in ranked for x, s in zip(pts[:keep], slack[:keep], strict=True) if s <= 0.0]
     found.sort(key=lambda item: item[0])
     return [x for _, x in found]
+
+
+def candidates(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    *,
+    samples: int,
+    seed: int,
+    keep: int = 5,
+    budget: Budget | None = None,
+) -> list[np.ndarray]:
+    """Up to ``keep`` inputs per disjunct whose float64 output satisfies the disjunct's rows, best first
+    (``ranked_samples``, then ``violating``)."""
+    return violating(ranked_samples(graph, disjuncts, samples=samples, seed=seed, keep=keep, budget=budget), keep)
+
+
+#: Sampled near misses per disjunct that ``refine_samples`` descends from, and its steps.
+REFINE_STARTS = 16
+REFINE_STEPS = 60
+#: ``refine_samples``' sign-gradient step, as a share of the box's width: from the first to the last step it
+#: shrinks geometrically (a counterexample of ACAS Xu prop 2 lies in a sliver 1e-6 of the box wide).
+REFINE_FIRST_STEP = 0.02
+REFINE_LAST_STEP = 1e-5
+
+
+def refine_samples(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    ranked: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    budget: Budget | None = None,
+) -> list[np.ndarray]:
+    """Sign-gradient descent on each disjunct's worst row from its best samples (``ranked_samples``), the step
+    shrinking geometrically from ``REFINE_FIRST_STEP`` to ``REFINE_LAST_STEP`` of the box's width; the points
+    whose own-evaluator output satisfies the disjunct, best first. ``budget`` is looked at before every step.
+
+    Sampling lands near a thin unsafe region that a global descent from random points walks away from."""
+    budget = budget or Budget.unlimited()
+    found: list[tuple[float, np.ndarray]] = []
+    for d, (x, _) in zip(disjuncts, ranked, strict=True):
+        if d.n_rows == 0 or x.shape[0] == 0:
+            continue
+        x = _descend(graph, d, x[:REFINE_STARTS].copy(), budget)
+        slack = d.slack(x, graph.eval(x))
+        found.extend((float(slack[i]), x[i]) for i in np.nonzero(slack <= 0.0)[0])
+        if found:
+            break
+    found.sort(key=lambda item: item[0])
+    return [x for _, x in found[:5]]
+
+
+def _descend(graph: LayerGraph, d: Disjunct, x: np.ndarray, budget: Budget) -> np.ndarray:
+    width = d.ub - d.lb
+    ratio = REFINE_LAST_STEP / REFINE_FIRST_STEP
+    for step in range(REFINE_STEPS):
+        budget.check("searching for a counterexample by gradient descent")
+        values = graph.eval_all(x)
+        rows = x @ d.a_x.T + values[graph.output] @ d.a_y.T - d.b
+        if np.any(np.max(rows, axis=1) <= 0.0):
+            break
+        worst = np.argmax(rows, axis=1)
+        grad = backpropagate(graph, d.a_y[worst], point_slopes(graph, values)) + d.a_x[worst]
+        x = np.clip(x - REFINE_FIRST_STEP * ratio ** (step / REFINE_STEPS) * width * np.sign(grad), d.lb, d.ub)
+    return x
 
 
 def _slack(graph: LayerGraph, d: Disjunct, x: np.ndarray, budget: Budget) -> np.ndarray:

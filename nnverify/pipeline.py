@@ -136,9 +136,15 @@ def _attack(run: _Run) -> Counterexample | None:
     if run.options.attack_samples <= 0:
         return None
     disjuncts = list(run.prop.disjuncts)
-    proposals = attack.candidates(
-        run.layers, disjuncts, samples=run.options.attack_samples, seed=run.options.seed, budget=run.budget
+    ranked = attack.ranked_samples(
+        run.layers,
+        disjuncts,
+        samples=run.options.attack_samples,
+        seed=run.options.seed,
+        keep=attack.REFINE_STARTS,
+        budget=run.budget,
     )
+    proposals = attack.violating(ranked) or attack.refine_samples(run.layers, disjuncts, ranked, budget=run.budget)
     if not proposals:
         proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed, budget=run.budget)
     for x in proposals:
