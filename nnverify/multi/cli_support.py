@@ -134,6 +134,12 @@ def run_program(
             click.echo(f"note: {has_vnnlib2(program.query)}; --emit-vnnlib wrote nothing", err=True)
         elif emit:
             emitted = to_vnnlib2(program.query)
+            for check in program.checks:  # softmax thresholds, inexact norms: only their necessary rows are written
+                click.echo(
+                    f"note: --emit-vnnlib: '{check.text}' has no VNN-LIB 2.0 form; the file states its necessary "
+                    "linear rows only (its unsat holds for the query, its sat may not)",
+                    err=True,
+                )
         result = decide_query(program.query, program_files(program, files), options, None, program.failed_check)
     except NnverifyError as exc:
         fail_with(exc)

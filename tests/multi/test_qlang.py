@@ -342,3 +342,13 @@ def test_png_constant(tmp_path: Path) -> None:
     assert out.stdout.splitlines()[0] == "sat"
     values = np.array(eval(out.stdout.split("x = ", 1)[1]))
     assert np.allclose(values, img, atol=1e-6)
+
+
+def test_emit_says_when_the_file_is_a_relaxation(nets: dict[str, str], tmp_path: Path) -> None:
+    program = tmp_path / "q.dl2"
+    program.write_text("find x[1,3] where x in [-2, 2], F(x).p[2] >= 0.7\n")
+    emitted = tmp_path / "q.vnnlib"
+    args = ["query", str(program), "--net", f"F={nets['F']}", "--emit-vnnlib", str(emitted), "--timeout", "20"]
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 0, out.output
+    assert "'F(x).p[2] >= 0.7' has no VNN-LIB 2.0 form" in out.stderr and emitted.exists()
