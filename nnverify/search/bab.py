@@ -1,11 +1,11 @@
 """Branch and bound by input splitting, with forward symbolic bounds and an exact backend at the leaves.
 
-Boxes are processed in batches, depth first, the children of the most promising boxes first. In each box
-a disjunct is ruled out when a sound lower bound of one of its rows is positive; a box with every disjunct
-ruled out is proven. Each undecided box offers attack points (its centre and the vertex minimising the
-tightest row's linear bound) to the caller's replay callback, then is split in two along the dimension with
-the largest ``width * gradient bound`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the
-exact backend with the box's symbolic bounds as big-M constants, so the search is complete.
+Boxes are processed in batches, depth first. In each box a disjunct is ruled out when a sound lower
+bound of one of its rows is positive; a box with every disjunct ruled out is proven. Each undecided box
+offers attack points (its centre and the vertex minimising the tightest row's linear bound) to the
+caller's replay callback, then is split in two along the dimension with the largest
+``width * gradient bound`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
+backend with the box's symbolic bounds as big-M constants, so the search is complete.
 """
 
 from __future__ import annotations
@@ -79,14 +79,6 @@ class _Rows:
         dead = np.zeros((lower.shape[0], n_disjuncts), dtype=bool)
         np.logical_or.at(dead.T, self.owner, (lower > 0.0).T)
         return dead
-
-    def promise(self, lower: np.ndarray, dead: np.ndarray) -> np.ndarray:
-        """``(B,)``: over the box's live disjuncts, the smallest of their largest row lower bounds (how close
-        the box is to being proven for its easiest-to-reach disjunct: the smaller, the likelier a
-        counterexample lies in it)."""
-        largest = np.full(dead.shape, -np.inf)
-        np.maximum.at(largest.T, self.owner, lower.T)
-        return np.min(np.where(dead, np.inf, largest), axis=1)
 
 
 def _attack_points(
@@ -175,12 +167,8 @@ def _bound(
     return tight, np.maximum(lower, fwd_lower), coef
 
 
-def _children(
-    graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray, promise: np.ndarray
-) -> _Boxes:
-    """Both halves of every box, carrying the parent's layer bounds, the children of the most promising boxes
-    (``_Rows.promise``) first: they are searched first, which finds counterexamples sooner and changes nothing
-    for a box that holds none (every box is bounded in any order)."""
+def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
+    """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
     smear = backpropagate(graph, row_weights, box_slopes(graph, tight.lb, tight.ub), absolute=True) + np.abs(
         live_rows @ np.abs(rows.a_x)
@@ -192,7 +180,7 @@ def _children(
         np.concatenate([boxes.depth + 1, boxes.depth + 1]),
         [np.vstack([v, v]) for v in tight.lb],
         [np.vstack([v, v]) for v in tight.ub],
-    ).part(np.argsort(np.concatenate([promise, promise]), kind="stable"))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,8 +262,7 @@ def input_split_search(
         grow = open_box & ~deep
         if np.any(grow):
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            promise = rows.promise(lower[grow], dead[grow])
-            stack.append(_children(space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow], promise))
+            stack.append(_children(space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
             stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
     if undecided_note:
         return SearchOutcome(SolveStatus.UNKNOWN, note=undecided_note, stats=stats)
