@@ -1,12 +1,15 @@
 """Writes the digits networks of the slide queries: classifiers ``nn1.onnx``, ``nn2.onnx`` and a decoder ``gen.onnx``.
 
-Run from the repository root: ``.venv/bin/python properties/queries/digits/make_digits.py`` (deterministic: fixed
-seeds, float64 numpy training, a few seconds). Data: scikit-learn's bundled ``load_digits`` (8×8, pixels /16).
+Run from the repository root: ``OPENBLAS_NUM_THREADS=1 .venv/bin/python properties/queries/digits/make_digits.py``
+(deterministic: fixed seeds, float64 numpy training, about 40 s of CPU; with one BLAS thread the files are
+bit-identical to the shipped ones, while several threads change the last bits of ``gen.onnx``). Data:
+scikit-learn's bundled ``load_digits`` (8×8, pixels /16).
 Also writes the constant images the queries use (``image_<k>.npy``) and ``metrics.json`` (test accuracies).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -34,7 +37,7 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def init(sizes: tuple[int, ...], rng: np.random.Generator) -> list[list[np.ndarray]]:
-    return [[rng.normal(0, np.sqrt(2.0 / a), (a, b)), np.zeros(b)] for a, b in zip(sizes, sizes[1:], strict=False)]
+    return [[rng.normal(0, np.sqrt(2.0 / a), (a, b)), np.zeros(b)] for a, b in itertools.pairwise(sizes)]
 
 
 def forward(params: list[list[np.ndarray]], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
