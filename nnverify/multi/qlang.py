@@ -268,14 +268,19 @@ class _Translator(CallsMixin, SlicesMixin):
         )
 
     def _class(self) -> Dnf:
-        self.expect("class")
+        """``class(N(x)) = c``, ``!= c``, or DL2's ``class(N(x), c)`` (the same as ``= c``)."""
+        start = self.expect("class")
         self.expect("(")
         call = self.call()
-        self.expect(")")
-        op = self.take()
-        if op.text not in ("=", "==", "!="):
-            raise self.src.error(f"expected '=' or '!=' after class(…), found {op.text!r}", op.offset)
-        tok = self.take()
+        if self.accept(","):
+            op, tok = Tok("op", "=", start.offset), self.take()
+            self.expect(")")
+        else:
+            self.expect(")", "')' or ', CLASS'")
+            op = self.take()
+            if op.text not in ("=", "==", "!="):
+                raise self.src.error(f"expected '=' or '!=' after class(…), found {op.text!r}", op.offset)
+            tok = self.take()
         label = int(tok.text) if tok.kind == "num" and tok.text.isdigit() else self.labels.get(tok.text)
         size = call.output.size
         if label is None or not 0 <= label < size:

@@ -352,3 +352,11 @@ def test_emit_says_when_the_file_is_a_relaxation(nets: dict[str, str], tmp_path:
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
     assert "'F(x).p[2] >= 0.7' has no VNN-LIB 2.0 form" in out.stderr and emitted.exists()
+
+
+def test_dl2_spellings(nets: dict[str, str]) -> None:
+    """DL2's ``class(N(x), c)`` and ``x[:] in [a, b]`` read as ``class(N(x)) = c`` and ``x in [a, b]``."""
+    ours = translate("find x[1,3] where x in [-1, 1], class(F(x)) = 2", "q.dl2", nets).query
+    dl2 = translate("find x[1,3] where x[:] in [-1, 1], class(F(x), 2)", "q.dl2", nets).query
+    strip = lambda cs: sorted((c.coefs, c.rel, c.b) for c in cs)  # noqa: E731
+    assert strip(dl2.common) == strip(ours.common) and len(ours.common) == 8
