@@ -7,6 +7,7 @@ it) or, with no cut, by ``bounds/forward_ops.py`` alone; undecided boxes offer a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -233,7 +234,7 @@ def forward_route(
     undecided: list[str] = []
     timed_out = False
     for group in groups.values():
-        out = forward_split_search(analysis, plan, group, budget, lambda x, g=group[0]: accept(x, g))
+        out = forward_split_search(analysis, plan, group, budget, functools.partial(accept, box=group[0]))
         stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
         stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)
         if found:
