@@ -1,8 +1,11 @@
 """Regenerate the results table in README.md and bench/results/README.md from each set's latest run.
 
-Usage: .venv/bin/python bench/results_table.py [--check] [--benchmarks DIR]
-(DIR defaults to $NNVERIFY_BENCHMARKS or ../shared/benchmarks). --check changes nothing and exits 1 when a file's
-table differs from the CSVs (tests/test_results_table.py does the same).
+Usage: .venv/bin/python bench/results_table.py [--check] [--benchmarks DIR] [--results DIR]
+(--benchmarks defaults to $NNVERIFY_BENCHMARKS or ../shared/benchmarks, --results to bench/results). --check
+changes nothing and exits 1 when a file's table differs from the CSVs (tests/test_results_table.py does the
+same). While other runs are in progress, build the table from what is committed:
+    git archive HEAD bench/results | tar -x -C /tmp/head && .venv/bin/python bench/results_table.py \
+        --results /tmp/head/bench/results
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on a difference")
     parser.add_argument("--benchmarks", type=Path, default=default_benchmarks())
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="the per-set folders")
     args = parser.parse_args(argv)
     if not args.benchmarks.is_dir():
         print(f"Error: {args.benchmarks}: no benchmark sets here (--benchmarks DIR)", file=sys.stderr)
         return 2
-    table = markdown_table(set_rows(ROOT / "bench" / "results", args.benchmarks))
+    table = markdown_table(set_rows(args.results, args.benchmarks))
     stale = []
     for path, prefix in TARGETS:
         text = path.read_text(encoding="utf-8")
