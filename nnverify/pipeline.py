@@ -232,9 +232,18 @@ def _decide(run: _Run) -> Result:
             timed_out = True
             break
     if not undecided:
-        return run.result(Verdict.UNSAT, method)
+        return run.result(Verdict.UNSAT, _proven_by(run, method, kind))
     run.notes.extend(undecided)
     return run.result(Verdict.TIMEOUT if timed_out else Verdict.UNKNOWN, method)
+
+
+def _proven_by(run: _Run, method: str, kind: str) -> str:
+    """The method of an ``unsat``: when no solver call and no exact leaf took part, the floating-point bounds (with
+    their margin) proved it alone, and the method says ``bounds`` rather than naming a backend that never ran."""
+    used = ("solver_calls", "leaves_exact", "relu_leaves_exact", "relu_refine_solves")
+    if run.stats.get("decided_by") == "MILP" or any(int(run.stats.get(key, 0)) for key in used):
+        return method
+    return method.replace(kind, "bounds")
 
 
 def verify(

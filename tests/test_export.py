@@ -111,13 +111,38 @@ def test_bad_input_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == [bad]
 
 
+def _narrow_prop_3(tmp_path: Path) -> Path:
+    """The shipped ACAS Xu property 3 on a tenth of its X_3, X_4 ranges: unsat, decided in a few seconds."""
+    text = Path("properties/prop_3.vnnlib").read_text()
+    text = text.replace("(assert (<= X_3 0.5))", "(assert (<= X_3 0.33))")
+    text = text.replace("(assert (<= X_4 0.5))", "(assert (<= X_4 0.33))")
+    path = tmp_path / "prop_3_narrow.vnnlib"
+    path.write_text(text)
+    return path
+
+
 @pytest.mark.usefixtures("clpq_ready")
-def test_check_with_clpq_decides_the_shipped_acas_property() -> None:
+def test_an_unsat_proven_by_bounds_alone_does_not_name_the_backend(tmp_path: Path) -> None:
+    """No clpq leaf runs on this box (the bounds close every sub-box), so the method must not claim clpq."""
     result = nnverify.verify(
         "networks/ACASXU_run2a_1_1_batch_2000.onnx",
-        "properties/prop_3.vnnlib",
+        _narrow_prop_3(tmp_path),
         nnverify.Options(backend="clpq", timeout_s=120),
     )
     assert result.verdict is nnverify.Verdict.UNSAT
-    assert result.method.endswith("clpq:exact")
+    assert result.stats["leaves_exact"] == 0 and result.method == "input-split+bounds"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("clpq_ready")
+def test_check_with_clpq_decides_acas_leaves_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Splitting stops at depth 8, so exact clpq leaves must decide the rest (12 leaves, ~70 s on 2 cores)."""
+    monkeypatch.setattr("nnverify.search.bab.MAX_DEPTH", 8)
+    result = nnverify.verify(
+        "networks/ACASXU_run2a_1_1_batch_2000.onnx",
+        _narrow_prop_3(tmp_path),
+        nnverify.Options(backend="clpq", timeout_s=600),
+    )
+    assert result.verdict is nnverify.Verdict.UNSAT
+    assert result.method.endswith("clpq:exact") and result.stats["leaves_exact"] > 0
     assert np.isfinite(result.seconds)
