@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from scipy import sparse
 
 from nnverify.attack_graph import dense_view_mb
 from nnverify.bounds.backward import LayerBounds, _walk
@@ -89,6 +88,8 @@ SPARSE_DENSITY = 0.2
 
 def _sparse(view: LayerGraph) -> LayerGraph:
     """``view`` with its sparse weights as CSR matrices (the back-substitution's products accept both)."""
+    from scipy import sparse  # imported on first use: scipy costs start-up time on every check
+
     layers: list[Layer] = []
     for layer in view.layers:
         if isinstance(layer, AffineLayer):
@@ -103,7 +104,7 @@ def _sparse(view: LayerGraph) -> LayerGraph:
 def _rows(w: Any, idx: np.ndarray) -> np.ndarray:
     """Rows ``idx`` of a dense or sparse weight, dense."""
     part = w[idx]
-    return part.toarray() if sparse.issparse(part) else part
+    return part.toarray() if hasattr(part, "toarray") else part
 
 
 def _concretize(
