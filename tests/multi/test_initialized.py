@@ -87,7 +87,7 @@ def test_initialized_input_takes_the_default(net: str, tmp_path: Path) -> None:
 def test_initialized_on_an_input_without_default_is_an_error(net: str, tmp_path: Path) -> None:
     path = Path(_query(tmp_path, "", "(declare-input A real [1,2])"))
     path.write_text(path.read_text().replace("X real [1,2])", "X real [1,2] initialized)"))
-    with pytest.raises(PropertyError, match="ONNX input 'x' of .* has no default value"):
+    with pytest.raises(PropertyError, match=r"ONNX input 'x' of .* has no default value"):
         verify_query(path, {"f": net}, Options(timeout_s=30))
 
 
