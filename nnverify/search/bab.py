@@ -19,6 +19,7 @@ from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
+from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, backpropagate, box_slopes, exact_dot_plus, is_exact, pin_inputs
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
@@ -243,7 +244,7 @@ def input_split_search(
             continue
         live_rows = ~dead[:, rows.owner] & open_box[:, None]
         pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
-        found = _try_points(graph, disjuncts, space.full(pts), is_counterexample, stats)
+        found = try_points(graph, disjuncts, space.full(pts), is_counterexample, stats)
         if found is not None:
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
         deep = open_box & (boxes.depth >= max_depth)
@@ -269,8 +270,8 @@ def input_split_search(
     return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
 
 
-def _try_points(
-    graph: LayerGraph,
+def try_points(
+    graph: LayerGraph | Graph,
     disjuncts: list[Disjunct],
     pts: np.ndarray,
     is_counterexample: Callable[[np.ndarray], bool],

@@ -24,7 +24,7 @@ from nnverify.budget import Budget
 from nnverify.graph.core import Graph
 from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
-from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, replay_best
+from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, try_points
 from nnverify.spec.property import Disjunct, Property
 from nnverify.witness import OnnxRunner, check_counterexample
 
@@ -119,7 +119,7 @@ def forward_split_search(
         if not np.any(open_box):
             continue
         pts = _points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
-        found = _try(graph, disjuncts, pts, is_counterexample, stats)
+        found = try_points(graph, disjuncts, pts, is_counterexample, stats)
         if found is not None:
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
         deep = open_box & (depth >= max_depth)
@@ -164,22 +164,6 @@ def _halves(
     left_ub[rows, dim] = mid
     right_lb[rows, dim] = mid
     return np.vstack([lb, right_lb]), np.vstack([left_ub, ub]), np.concatenate([depth + 1, depth + 1])
-
-
-def _try(
-    graph: Graph,
-    disjuncts: list[Disjunct],
-    pts: np.ndarray,
-    is_counterexample: Callable[[np.ndarray], bool],
-    stats: SearchStats,
-) -> np.ndarray | None:
-    if pts.shape[0] == 0:
-        return None
-    y = graph.eval(pts)
-    best = np.full(pts.shape[0], np.inf)
-    for d in disjuncts:
-        best = np.minimum(best, np.where(d.contains_input(pts), d.slack(pts, y), np.inf))
-    return replay_best(pts, best, is_counterexample, stats)
 
 
 #: Dense layer views above this size (MB, estimated from the shapes; building one takes 2-3 times that) are not
