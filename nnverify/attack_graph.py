@@ -187,6 +187,36 @@ def _round(
     return False
 
 
+class OnnxReplay:
+    """Candidates of a search replayed on the original ONNX model: ``accept(x, box)`` rounds ``x`` to a float32
+    point inside ``box``, checks it against ``prop`` with onnxruntime and keeps the valid ones in ``found`` (the
+    reasons of the others in ``failures``)."""
+
+    def __init__(self, graph: Graph, prop: Property, options: Options) -> None:
+        self.runner = OnnxRunner(graph.path)
+        self.prop = prop
+        self.options = options
+        self.found: list[Counterexample] = []
+        self.failures: list[str] = []
+
+    def accept(self, x: np.ndarray, box: Disjunct) -> bool:
+        from nnverify.pipeline import float32_inside  # the pipeline imports this module
+
+        point = float32_inside(np.clip(x, box.lb, box.ub), box.lb, box.ub)
+        check = check_counterexample(
+            self.runner,
+            self.prop,
+            point,
+            output_rtol=self.options.output_rtol,
+            violation_atol=self.options.violation_atol,
+        )
+        if check.valid and check.y is not None:
+            self.found.append(Counterexample(point, check.y))
+            return True
+        self.failures.append(check.reason)
+        return False
+
+
 def attack_only(
     graph: Graph, analysis: Graph, prop: Property, options: Options, budget: Budget, notes: list[str]
 ) -> Result:
@@ -195,24 +225,9 @@ def attack_only(
 
     Returns ``sat`` with a replayed counterexample, else ``timeout`` (the budget ran out) with ``notes``.
     """
-    from nnverify.pipeline import float32_inside  # the pipeline imports this module
-
     started = time.monotonic()
-    runner = OnnxRunner(graph.path)
-    found: list[Counterexample] = []
-    failures: list[str] = []
-
-    def accept(x: np.ndarray, box: Disjunct) -> bool:
-        point = float32_inside(np.clip(x, box.lb, box.ub), box.lb, box.ub)
-        check = check_counterexample(
-            runner, prop, point, output_rtol=options.output_rtol, violation_atol=options.violation_atol
-        )
-        if check.valid and check.y is not None:
-            found.append(Counterexample(point, check.y))
-            return True
-        failures.append(check.reason)
-        return False
-
+    replay = OnnxReplay(graph, prop, options)
+    found, failures, accept = replay.found, replay.failures, replay.accept
     margin = min(1.0, 0.05 * budget.remaining())  # stop early enough to answer before the deadline
     stats = search(analysis, prop, dataclasses.replace(budget, deadline=budget.deadline - margin), accept, options.seed)
     info: dict[str, float | int | str] = {"graph_points": stats.points, "graph_rounds": stats.rounds}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.attack_graph import DENSE_VIEW_MAX_MB, dense_view_mb, search, unsupported_by_analysis
+from nnverify.attack_graph import DENSE_VIEW_MAX_MB, OnnxReplay, dense_view_mb, search, unsupported_by_analysis
 from nnverify.backends.base import SolveStatus
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
@@ -23,10 +23,9 @@ from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, u
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
 from nnverify.options import Options
-from nnverify.result import Counterexample, Result, Verdict
+from nnverify.result import Result, Verdict
 from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, try_points
 from nnverify.spec.property import Disjunct, Property
-from nnverify.witness import OnnxRunner, check_counterexample
 
 #: Boxes bounded together.
 BATCH = 4
@@ -189,20 +188,12 @@ def forward_route(
 ) -> Result:
     """The whole run for a network whose dense view is too large: a short graph attack, then input splitting
     with forward bounds on ``analysis``; every candidate is replayed on ``graph``'s ONNX file."""
-    from nnverify.pipeline import float32_inside  # the pipeline imports this module
-
     started = time.monotonic()
-    runner = OnnxRunner(graph.path)
-    found: list[Counterexample] = []
+    replay = OnnxReplay(graph, prop, options)
+    found = replay.found
 
     def accept(x: np.ndarray, box: Disjunct) -> bool:
-        point = float32_inside(np.clip(x, box.lb, box.ub), box.lb, box.ub)
-        check = check_counterexample(
-            runner, prop, point, output_rtol=options.output_rtol, violation_atol=options.violation_atol
-        )
-        if check.valid and check.y is not None:
-            found.append(Counterexample(point, check.y))
-        return bool(found)
+        return replay.accept(x, box) or bool(found)
 
     slice_end = min(budget.deadline, started + max(1.0, min(ATTACK_MAX_S, ATTACK_SHARE * budget.remaining())))
     attack = search(analysis, prop, dataclasses.replace(budget, deadline=slice_end), accept, options.seed)
