@@ -104,17 +104,18 @@ def _affine_layer(
             weight[:, start : start + count] = (evaluate(zeros | {name: units.reshape(count, *shapes[name])}) - bias).T
         source = layer_of[name]  # two tensors may share a layer when an identity node was dropped
         weights[source] = weights[source] + weight if source in weights else weight
-    maps = tuple(_conv_map(graph, node, shapes, weight) for weight in weights.values())
+    maps = tuple(_linear_map(graph, node, shapes, weight) for weight in weights.values())
     return AffineLayer(node.name, tuple(weights), tuple(weights.values()), bias, maps)
 
 
-def _conv_map(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], weight: np.ndarray) -> LinearMap | None:
-    """A Conv's kernel as an operator equal to its dense ``weight`` (checked on random rows), else None."""
-    if node.op_type != "Conv" or not node.inputs or node.inputs[0] not in shapes:
+def _linear_map(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]], weight: np.ndarray) -> LinearMap | None:
+    """The op's cheaper linear operator (Conv: its kernel) when it equals the dense ``weight`` (checked on random
+    rows), else None."""
+    if not node.inputs or node.inputs[0] not in shapes:
         return None
-    from nnverify.bounds.adjoint import checked_map, conv_map
+    from nnverify.bounds.adjoint import checked_map
 
-    return checked_map(conv_map(node, graph.constants, shapes[node.inputs[0]]), weight)
+    return checked_map(REGISTRY[node.op_type].linear_map(node, graph.constants, shapes[node.inputs[0]]), weight)
 
 
 def _is_identity(layer: AffineLayer, layers: list[Layer]) -> bool:

@@ -96,6 +96,12 @@ class Op:
         """
         raise NotImplementedError(f"{self.op_type} has no abs_eval")
 
+    def linear_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: tuple[int, ...]) -> Any:
+        """An affine op's linear part as an operator cheaper than its dense matrix (``graph.layers.LinearMap``:
+        Conv by its kernel), or None (the default: the dense matrix is used). ``in_shape`` is the data input's
+        shape without the analysis batch axis."""
+        return None
+
     def activation_of(self, node: Node, constants: Mapping[str, np.ndarray]) -> ActKind | None:
         """The activation kind of this node (``activation`` unless it depends on a constant input, as Pow's
         exponent does); raises ``ModelError`` for a value the analysis does not handle."""

@@ -7,7 +7,8 @@ dimensions is handled (1-D, 2-D, 3-D ...).
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -79,6 +80,11 @@ class Conv(Op):
         if has_input(node, 2):
             y = y + const_value(xs[2]).reshape(m, *(1,) * nd)
         return y
+
+    def linear_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: tuple[int, ...]) -> Any:
+        from nnverify.bounds.adjoint import conv_map  # adjoint imports this module
+
+        return conv_map(node, dict(constants), in_shape)
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the weights arrive as absolute values
