@@ -226,3 +226,11 @@ def _pull(
     dx = np.zeros((batch, math.prod(args[0].shape[1:]) + 1))
     np.add.at(dx.T, moved, g.reshape(batch, -1).T)  # dx.T is a view: positions along the first axis
     return [dx[:, 1:].reshape((batch, *args[0].shape[1:]))]
+
+
+def node_vjp(node: Node, args: list[np.ndarray], g: np.ndarray, variable: list[bool]) -> list[np.ndarray | None] | None:
+    """One node's vector-Jacobian product: ``g`` ``(R, *out_shape)`` pulled back to each input (``(R, *shape)``,
+    None for constant inputs), or None when the op has no rule. ``args`` are the inputs at the evaluation point
+    (for an affine op only their shapes and constants matter: the result is the adjoint of its linear part);
+    ``variable[k]`` tells whether input ``k`` is a variable tensor. The bound passes on the op graph use this."""
+    return _pull(_RULES, node, args, g, variable)
