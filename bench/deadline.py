@@ -7,6 +7,8 @@ first stdout line), peak resident memory (``wait4``'s ``ru_maxrss`` of that proc
 
     .venv/bin/python bench/deadline.py --timeout 5 --sample 12 --out bench/results/deadline
     .venv/bin/python bench/deadline.py --timeout 30 --rerun-timeouts bench/results/deadline/results.csv --out D
+    .venv/bin/python bench/deadline.py --timeout 30 --slowest 20 --from bench/results/deadline/all_5s/results.csv \
+        --out bench/results/deadline/slowest20_30s
 """
 
 from __future__ import annotations
@@ -55,6 +57,22 @@ def instances(root: Path, sample: int) -> list[tuple[str, str, str]]:
             rows = [rows[round(k * (len(rows) - 1) / max(1, sample - 1))] for k in range(sample)]
         out += [(family, str(root / family / r[0]), str(root / family / r[1])) for r in rows]
     return out
+
+
+def slowest(previous: Path, n: int) -> set[tuple[str, str, str]]:
+    """The ``n`` slowest instances per family of an earlier ``results.csv``: those that timed out (or were killed)
+    first, then the decided ones by decreasing wall time; a family with at most ``n`` rows gives all of them.
+
+    Returns ``(family, onnx, vnnlib)`` with paths relative to the family directory, as ``results.csv`` stores them.
+    """
+    with open(previous, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    chosen: set[tuple[str, str, str]] = set()
+    for family in sorted({r["family"] for r in rows}):
+        group = [r for r in rows if r["family"] == family]
+        group.sort(key=lambda r: (r["verdict"] != "timeout" and r["killed"] != "True", -float(r["wall_s"])))
+        chosen |= {(r["family"], r["onnx"], r["vnnlib"]) for r in group[:n]}
+    return chosen
 
 
 def _rel(path: str) -> str:
@@ -127,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/deadline"))
     parser.add_argument("--stop-after", type=float, default=float("inf"), help="start no instance after S seconds")
     parser.add_argument("--rerun-timeouts", type=Path, help="only the rows of this results.csv that timed out")
+    parser.add_argument("--slowest", type=int, default=0, help="the N slowest per family of --from's results.csv")
+    parser.add_argument("--from", dest="previous", type=Path, help="an earlier results.csv (for --slowest)")
     args = parser.parse_args(argv)
+    if (args.slowest > 0) != (args.previous is not None):
+        parser.error("--slowest N and --from CSV go together")
     exe = str(Path(sys.executable).with_name("nnverify"))
     args.out.mkdir(parents=True, exist_ok=True)
     todo = instances(args.benchmarks, args.sample)
@@ -136,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             again = {(r["family"], r["onnx"], r["vnnlib"]) for r in csv.DictReader(handle) if r["verdict"] == "timeout"}
         root = args.benchmarks
         todo = [(f, o, v) for f, o, v in instances(root, 0) if (f, _rel(o), _rel(v)) in again]
+    if args.slowest > 0:
+        picked = slowest(args.previous, args.slowest)
+        todo = [(f, o, v) for f, o, v in todo if (f, _rel(o), _rel(v)) in picked]
     rows: list[Row] = []
     began = time.monotonic()
     for k, (family, onnx, vnnlib) in enumerate(todo):
