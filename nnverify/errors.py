@@ -59,6 +59,11 @@ class WitnessFormatError(SourceError):
     """A counterexample (witness) file is malformed."""
 
 
+class UnboundedError(NnverifyError):
+    """A bound pass met an op with no finite bound on its input interval (``1 / y`` where ``y``'s bounds hold 0);
+    ``verify()`` answers ``unknown`` with this message as its note instead of a bound."""
+
+
 class BackendUnavailableError(NnverifyError):
     """The requested solver backend is not installed or cannot start."""
 

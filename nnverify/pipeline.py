@@ -22,7 +22,7 @@ from nnverify.backends import get_backend
 from nnverify.backends.base import Backend, SolverRangeError, SolveStatus
 from nnverify.backends.pool import SolverPool
 from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
-from nnverify.errors import PropertyError
+from nnverify.errors import PropertyError, UnboundedError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, is_exact
 from nnverify.graph.onnx_import import load_network
@@ -337,6 +337,8 @@ def _verify(
         return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, str(exc), {"phase": exc.phase})
     except SolverRangeError as exc:  # splitting further would meet the same numbers until the deadline
         return Result(Verdict.UNKNOWN, None, "solver", time.monotonic() - started, str(exc), {"phase": progress.phase})
+    except UnboundedError as exc:  # 1/y with 0 in y's bounds: no finite bound to search with
+        return Result(Verdict.UNKNOWN, None, "bounds", time.monotonic() - started, str(exc), {"phase": progress.phase})
     except MemoryError:
         note = f"out of memory while {progress.phase} (--memory-limit: a smaller cap makes estimates refuse first)"
         return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, note, {"phase": progress.phase})

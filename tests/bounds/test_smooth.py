@@ -37,6 +37,7 @@ def _reference(kind: ActKind, x: np.ndarray) -> np.ndarray:
         ActKind.SQUARE: lambda v: v * v,
         ActKind.CUBE: lambda v: v * v * v,
         ActKind.SQRT: np.sqrt,
+        ActKind.RECIPROCAL: lambda v: 1 / v,
     }
     if kind not in table:  # erf: scipy has no long double version
         return ACTIVATIONS[kind].eval(x).astype(LD)
@@ -52,6 +53,9 @@ def _boxes(kind: ActKind, rng: np.random.Generator, count: int) -> tuple[np.ndar
     lb, ub = centre - width * rng.uniform(0, 1, count), centre + width * rng.uniform(0, 1, count)
     if kind is ActKind.SQRT:
         lb, ub = np.abs(lb), np.abs(lb) + (ub - lb)
+    if kind is ActKind.RECIPROCAL:  # one sign (an interval holding 0 raises): half of them negative
+        lb, ub = np.abs(lb) + 1e-3, np.abs(lb) + 1e-3 + (ub - lb)
+        lb[::2], ub[::2] = -ub[::2], -lb[::2]
     return lb, ub
 
 

@@ -16,6 +16,7 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     periodic,
     piecewise,
     pool,
+    reciprocal,
     reduce,
     resize,
     select,

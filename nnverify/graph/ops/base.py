@@ -31,6 +31,7 @@ class ActKind(StrEnum):
     SQUARE = "pow2"
     CUBE = "pow3"
     SQRT = "pow0.5"
+    RECIPROCAL = "reciprocal"
 
 
 @dataclass(frozen=True, slots=True)
