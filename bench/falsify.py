@@ -57,7 +57,8 @@ class Row:
     wall_s: float
     verdict: str
     method: str
-    attack_s: float
+    attack_s: float | None
+    phase: str
     found: bool
     note: str
 
@@ -99,13 +100,15 @@ def parse_row(target: Target, stdout: str, stderr: str, wall_s: float, under_s: 
         details = {"note": " | ".join(stderr.strip().splitlines()[-2:])[-300:]}
     method = str(details.get("method", ""))
     found = verdict.strip() == "sat" and method in ATTACK_METHODS and wall_s < under_s
-    attack_s = float(details.get("stats", {}).get("attack_s", details.get("seconds", 0.0)) or 0.0)
+    stats = details.get("stats", {})
+    attack_s = stats.get("attack_s")  # absent when the attack did not finish (or the op-graph routes ran)
     return Row(
         **asdict(target),
         wall_s=round(wall_s, 3),
         verdict=verdict.strip(),
         method=method,
-        attack_s=round(attack_s, 3),
+        attack_s=None if attack_s is None else round(float(attack_s), 3),
+        phase=str(stats.get("phase", "")),
         found=found,
         note=str(details.get("note", ""))[:300],
     )
@@ -131,7 +134,7 @@ def summary(rows: list[Row], families: list[str], under_s: float) -> str:
                 if family != "all":
                     misses.append(
                         f"- {r.family} `{r.onnx}` `{r.vnnlib}`: {r.verdict or '-'} ({r.method or '-'}) in "
-                        f"{r.wall_s:.2f} s; fastest peer {r.peer} {r.peer_s:.2f} s"
+                        f"{r.wall_s:.2f} s{f' ({r.phase})' if r.phase else ''}; fastest peer {r.peer} {r.peer_s:.2f} s"
                     )
         times = f"{median(found):.2f} / {max(found):.2f}" if found else "-"
         other = ", ".join(f"{k}: {n}" for k, n in sorted(others.items())) or "-"

@@ -48,8 +48,9 @@ def test_targets_are_sat_instances_a_peer_found_in_time(falsify: ModuleType, roo
     assert [t.vnnlib for t in falsify.targets(root, "f", 10.0)] == ["b.vnnlib", "a.vnnlib"]
 
 
-def output(verdict: str, method: str) -> str:
-    return verdict + "\n" + json.dumps({"verdict": verdict, "method": method, "stats": {"attack_s": 0.4}}) + "\n"
+def output(verdict: str, method: str, stats: dict[str, object] | None = None) -> str:
+    details = {"verdict": verdict, "method": method, "stats": {"attack_s": 0.4} if stats is None else stats}
+    return verdict + "\n" + json.dumps(details) + "\n"
 
 
 @pytest.mark.parametrize(
@@ -68,6 +69,13 @@ def test_found_means_sat_by_the_attack_within_the_threshold(
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
     row = falsify.parse_row(target, output(verdict, method), "", wall_s, 5.0)
     assert (row.found, row.verdict, row.method, row.attack_s) == (found, verdict, method, 0.4)
+
+
+def test_an_abandoned_run_names_its_phase(falsify: ModuleType) -> None:
+    target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
+    stats = {"phase": "searching for a counterexample", "abandoned": 1}
+    row = falsify.parse_row(target, output("timeout", "budget", stats), "", 5.1, 5.0)
+    assert (row.found, row.attack_s, row.phase) == (False, None, "searching for a counterexample")
 
 
 def test_a_crash_is_a_miss_with_stderr_as_note(falsify: ModuleType) -> None:
