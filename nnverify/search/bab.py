@@ -17,6 +17,7 @@ import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
+from nnverify.bounds.lean import crown_chain, is_relu_chain, rows_lower_chain
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
@@ -148,10 +149,11 @@ def _pop_batch(stack: list[_Boxes]) -> _Boxes:
 
 
 def _bound(
-    graph: LayerGraph, rows: _Rows, boxes: _Boxes, options: Options
+    graph: LayerGraph, rows: _Rows, boxes: _Boxes, options: Options, lean: bool = False
 ) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
     """Layer bounds (forward symbolic, intersected with the parents', tightened by back-substitution) and the
-    rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``."""
+    rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``; ``lean``: the graph is a ReLU
+    chain and the back-substitution is ``bounds/lean.py``'s."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
     sym = symbolic_bounds(graph, boxes.lb, boxes.ub, **margins)
     lbs, ubs = sym.lb, sym.ub
@@ -161,10 +163,16 @@ def _bound(
     fwd_lower, _ = rows_lower_bound_symbolic(
         sym, graph.output, rows.a_x, rows.a_y, rows.b, boxes.lb, boxes.ub, **margins
     )
-    tight = crown_bounds(graph, lbs, ubs, **margins)
-    lower, coef = backward_rows_lower(
-        graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
-    )
+    if lean:
+        tight = crown_chain(graph, lbs, ubs, **margins)
+        lower, coef = rows_lower_chain(
+            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
+        )
+    else:
+        tight = crown_bounds(graph, lbs, ubs, **margins)
+        lower, coef = backward_rows_lower(
+            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
+        )
     return tight, np.maximum(lower, fwd_lower), coef
 
 
@@ -226,7 +234,7 @@ def input_split_search(
     boxes are split down to ``SMOOTH_DEPTH_PER_INPUT`` splits per free input, and a box still open there
     leaves the search ``unknown``."""
     space = _Space.of(graph, _Rows.of(disjuncts), lb, ub)
-    rows, exact = space.rows, is_exact(graph)
+    rows, exact, lean = space.rows, is_exact(graph), is_relu_chain(space.graph)
     n_free = int(space.free.sum())
     max_depth = MAX_DEPTH if exact else max(MAX_DEPTH, SMOOTH_DEPTH_PER_INPUT * n_free)
     stats = SearchStats()
@@ -237,7 +245,7 @@ def input_split_search(
             return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
         boxes = _pop_batch(stack)
         stats.boxes += len(boxes)
-        tight, lower, coef = _bound(space.graph, rows, boxes, options)
+        tight, lower, coef = _bound(space.graph, rows, boxes, options, lean)
         dead = rows.dead_disjuncts(lower, len(disjuncts))
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
