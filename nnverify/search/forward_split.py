@@ -17,7 +17,9 @@ import numpy as np
 
 from nnverify.attack_graph import DENSE_VIEW_MAX_MB, OnnxReplay, dense_view_mb, search, unsupported_by_analysis
 from nnverify.backends.base import SolveStatus
+from nnverify.bounds import backward_ops
 from nnverify.bounds.backward import LayerBounds
+from nnverify.bounds.backward_ops import OpBounds, OpPlan
 from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
 from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
 from nnverify.budget import Budget
@@ -61,33 +63,48 @@ class _Boxes:
     lb: np.ndarray
     ub: np.ndarray
     depth: np.ndarray
-    parent: LayerBounds | None = None
+    parent: LayerBounds | OpBounds | None = None
 
     def part(self, sel: slice | np.ndarray) -> _Boxes:
-        parent = (
-            None
-            if self.parent is None
-            else LayerBounds([v[sel] for v in self.parent.lb], [v[sel] for v in self.parent.ub])
-        )
-        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], parent)
+        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], _part(self.parent, sel))
+
+
+def _part(bounds: LayerBounds | OpBounds | None, sel: slice | np.ndarray) -> LayerBounds | OpBounds | None:
+    if bounds is None or isinstance(bounds, OpBounds):
+        return None if bounds is None else bounds.part(sel)
+    return LayerBounds([v[sel] for v in bounds.lb], [v[sel] for v in bounds.ub])
+
+
+def _twice(bounds: LayerBounds | OpBounds | None, sel: np.ndarray) -> LayerBounds | OpBounds | None:
+    """The bounds of the boxes ``sel`` for both halves of each (stacked as ``_halves`` stacks them)."""
+    if bounds is None or isinstance(bounds, OpBounds):
+        return None if bounds is None else bounds.part(sel).twice()
+    return LayerBounds(*([np.vstack([v[sel], v[sel]]) for v in side] for side in (bounds.lb, bounds.ub)))
 
 
 def _bound(
-    graph: Graph, plan: CutPlan | None, rows: _Rows, boxes: _Boxes, free: np.ndarray, budget: Budget
-) -> tuple[np.ndarray, np.ndarray, LayerBounds | None]:
+    graph: Graph, plan: CutPlan | OpPlan | None, rows: _Rows, boxes: _Boxes, free: np.ndarray, budget: Budget
+) -> tuple[np.ndarray, np.ndarray, LayerBounds | OpBounds | None]:
     """Row lower bounds ``(B, K)``, their lower functions ``(B, K, n_free + 1)`` of normalised coordinates, and
-    the bounds after the cut (None without a cut)."""
+    the bounds of the tensors or layers the children inherit (None without a plan)."""
     lb, ub = boxes.lb, boxes.ub
+    x_form = input_form(lb, ub, free, (lb.shape[1],))
+    if isinstance(plan, OpPlan):
+        parent = boxes.parent if isinstance(boxes.parent, OpBounds) else None
+        state = backward_ops.op_bounds(plan, lb, ub, free, parent=parent, budget=budget)
+        lower, func = backward_ops.rows_lower(plan, state, rows.a_x, rows.a_y, rows.b, x_form)
+        return lower, func, state
     if plan is not None:
+        assert not isinstance(boxes.parent, OpBounds)
         return cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, parent=boxes.parent, budget=budget)
     out = forward_forms(graph, lb, ub, free, budget=budget)
-    lower, func = rows_lower(out, rows.a_x, rows.a_y, rows.b, input_form(lb, ub, free, (lb.shape[1],)))
+    lower, func = rows_lower(out, rows.a_x, rows.a_y, rows.b, x_form)
     return lower, func, None
 
 
 def forward_split_search(
     graph: Graph,
-    plan: CutPlan | None,
+    plan: CutPlan | OpPlan | None,
     disjuncts: list[Disjunct],
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
@@ -127,12 +144,7 @@ def forward_split_search(
         grow = open_box & ~deep
         if np.any(grow):
             halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index)
-            twice = (
-                None
-                if bounds is None
-                else LayerBounds(*([np.vstack([v[grow], v[grow]]) for v in side] for side in (bounds.lb, bounds.ub)))
-            )
-            stack.append(_Boxes(*halves, twice))
+            stack.append(_Boxes(*halves, _twice(bounds, grow)))
             stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
     if note:
         return SearchOutcome(SolveStatus.UNKNOWN, note=note, stats=stats)
@@ -183,6 +195,20 @@ def forward_reason(analysis: Graph, prop: Property, budget: Budget, max_free: in
     return f"the dense layer view would take about {size:,.0f} MB (limit {limit:,.0f} MB)" if size > limit else None
 
 
+def _plan(analysis: Graph, budget: Budget) -> CutPlan | OpPlan | None:
+    """The bounds a box gets: CROWN on the op graph down to the free inputs where every node allows it, else
+    forward functions up to a cut and CROWN on the dense view after it (or forward functions alone)."""
+    ops = backward_ops.plan(analysis)
+    if backward_ops.unsupported(ops) is None and OP_BACKWARD:
+        return ops
+    cap = getattr(budget, "memory_limit_mb", math.inf)
+    return plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 8), budget)
+
+
+#: Whether the op-graph back-substitution (``bounds/backward_ops.py``) is used where it applies.
+OP_BACKWARD = True
+
+
 def forward_route(
     graph: Graph, analysis: Graph, prop: Property, options: Options, budget: Budget, notes: list[str]
 ) -> Result:
@@ -200,9 +226,9 @@ def forward_route(
     stats: dict[str, float | int | str] = {"graph_points": attack.points, "attack_s": round(attack.seconds, 4)}
     if found:
         return Result(Verdict.SAT, found[0], "graph-attack", time.monotonic() - started, "; ".join(notes), stats)
-    cap = getattr(budget, "memory_limit_mb", math.inf)
-    plan = plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 8), budget)
-    stats["cut"] = plan.cut if plan is not None else ""
+    plan = _plan(analysis, budget)
+    stats["cut"] = plan.cut if isinstance(plan, CutPlan) else ""
+    stats["bounds"] = "backward-ops" if isinstance(plan, OpPlan) else "forward-cut" if plan is not None else "forward"
     groups: dict[bytes, list[Disjunct]] = {}
     for d in prop.disjuncts:
         groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)

@@ -1,0 +1,406 @@
+"""CROWN back-substitution on the op graph, down to the free inputs: no dense matrix is ever built.
+
+Coefficient tensors ``(B, R, *shape)`` are pulled through the nodes in reverse order (affine ops through their
+adjoint: a Conv's ``linear_map``, else ``attack_vjp.node_vjp``; activations through their ``relax`` lines) and
+stop at the *floor*: the tensors that are affine in the input, whose exact forward functions of the free inputs
+(``forward_ops``) turn them into ``(B, R, n + 1)`` functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nnverify.attack_vjp import node_vjp
+from nnverify.bounds.forward_ops import Form, _affine, activation_form, input_form
+from nnverify.bounds.forward_ops import unsupported as forward_unsupported
+from nnverify.budget import Budget
+from nnverify.errors import ModelError
+from nnverify.graph.core import Graph
+from nnverify.graph.ops.base import REGISTRY, Node
+from nnverify.graph.ops.interface import ACTIVATIONS, Lines
+from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
+
+#: Elements (boxes x rows x widest tensor) of one back-substitution chunk (memory: 8 bytes each, a few copies).
+CHUNK = 1 << 22
+
+
+@dataclass(frozen=True, slots=True)
+class OpPlan:
+    """What the passes need to know about a graph once: tensor shapes, the floor, each affine node's operator.
+
+    Attributes:
+        graph: The op graph.
+        shapes: Each variable tensor's shape without the analysis batch axis.
+        prefix: Tensors affine in the input (no activation on the way): exact forward functions.
+        floor: Prefix tensors read by a node outside the prefix (where back-substitution stops).
+        maps: Affine node name -> its cheaper linear operator (``Op.linear_map``: Conv's kernel) or None.
+        bias: Affine node name -> its output at zero variable inputs (the constant term), batch axis 1.
+    """
+
+    graph: Graph
+    shapes: dict[str, tuple[int, ...]]
+    prefix: frozenset[str]
+    floor: tuple[str, ...]
+    maps: dict[str, Any]
+    bias: dict[str, np.ndarray]
+
+    @property
+    def widest(self) -> int:
+        return max(math.prod(s) for s in self.shapes.values())
+
+
+def unsupported(p: OpPlan) -> str | None:
+    """The first node the back-substitution cannot pass (named, with the reason), or None."""
+    reason = forward_unsupported(p.graph)
+    if reason is not None:
+        return reason
+    for node in p.graph.nodes:
+        if node.outputs[0] in p.prefix or not REGISTRY[node.op_type].affine or p.maps.get(node.name) is not None:
+            continue
+        try:
+            _pull(p, node, np.zeros((1, 1, *p.shapes[node.outputs[0]])))
+        except (ModelError, ValueError, IndexError, TypeError) as exc:
+            return f"node '{node.name}' ({node.op_type}) has no adjoint: {exc}"
+    return None
+
+
+def plan(graph: Graph) -> OpPlan:
+    """The ``OpPlan`` of ``graph`` (one evaluation at zero for the shapes and constant terms)."""
+    env = graph.eval_all(np.zeros((1, graph.n_inputs)))
+    variable = {graph.input_name} | {node.outputs[0] for node in graph.nodes}
+    shapes = {name: tuple(env[name].shape[1:]) for name in variable}
+    prefix = {graph.input_name}
+    maps: dict[str, Any] = {}
+    bias: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        op = REGISTRY[node.op_type]
+        if not op.affine:
+            continue
+        if all(name in prefix for name in node.inputs if name in variable):
+            prefix.add(node.outputs[0])
+        data = node.inputs[0]
+        maps[node.name] = op.linear_map(node, graph.constants, shapes[data]) if data in variable else None
+        bias[node.name] = _call_at(graph, node, {n: np.zeros((1, *shapes[n])) for n in node.inputs if n in variable})
+    floor = [
+        name
+        for name in dict.fromkeys(n for node in graph.nodes if node.outputs[0] not in prefix for n in node.inputs)
+        if name in prefix
+    ]
+    if graph.output_name in prefix:
+        floor.append(graph.output_name)
+    return OpPlan(graph, shapes, frozenset(prefix), tuple(floor), maps, bias)
+
+
+def _call_at(graph: Graph, node: Node, values: dict[str, np.ndarray], absolute: bool = False) -> np.ndarray:
+    args = []
+    for name in node.inputs:
+        if name in values:
+            args.append(values[name])
+        elif not name:
+            args.append(np.empty((1, 0)))
+        else:
+            value = graph.constants[name][None, ...]
+            args.append(np.abs(value) if absolute and np.issubdtype(value.dtype, np.floating) else value)
+    op = REGISTRY[node.op_type]
+    out = op.abs_eval(node, *args) if absolute and not op.nonnegative else op.eval(node, *args)
+    return np.asarray(out, dtype=np.float64)
+
+
+@dataclass(slots=True)
+class OpBounds:
+    """Sound bounds ``(B, *shape)`` of every variable tensor over a batch of boxes, and the floor's functions.
+
+    ``lines`` caches each activation's relaxation lines (by its output tensor), ``pre`` each affine node's
+    ``|A| max|x| + |b|`` (the scale of the rounding of a step through it)."""
+
+    lb: dict[str, np.ndarray]
+    ub: dict[str, np.ndarray]
+    floor: dict[str, Form]
+    lines: dict[str, Lines] = field(default_factory=dict)
+    pre: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def part(self, sel: slice | np.ndarray) -> OpBounds:
+        """The bounds of the boxes ``sel`` (the floor's functions are recomputed per box, not kept)."""
+        return OpBounds({k: v[sel] for k, v in self.lb.items()}, {k: v[sel] for k, v in self.ub.items()}, {})
+
+    def twice(self) -> OpBounds:
+        """The bounds for both halves of every box (the halves stacked as ``[lower halves, upper halves]``)."""
+        return OpBounds(
+            {k: np.concatenate([v, v]) for k, v in self.lb.items()},
+            {k: np.concatenate([v, v]) for k, v in self.ub.items()},
+            {},
+        )
+
+
+def _pull(p: OpPlan, node: Node, coef: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``coef`` ``(B, R, *out)`` through the adjoint of the affine node's linear part, per variable input."""
+    batch, rows = coef.shape[:2]
+    out_shape = p.shapes[node.outputs[0]]
+    cmap = p.maps.get(node.name)
+    data = node.inputs[0]
+    if cmap is not None:
+        flat = cmap.adjoint(coef.reshape(batch * rows, -1))
+        return [(data, flat.reshape(batch, rows, *p.shapes[data]))]
+    g = coef.reshape(batch * rows, *out_shape)
+    variable = [bool(n) and n in p.shapes for n in node.inputs]
+    args = [
+        np.broadcast_to(np.zeros((1, *p.shapes[n])), (batch * rows, *p.shapes[n]))
+        if var
+        else (p.graph.constants[n][None, ...] if n else np.empty((1, 0)))
+        for n, var in zip(node.inputs, variable, strict=True)
+    ]
+    parts = node_vjp(node, args, g, variable)
+    if parts is None:
+        raise ModelError(f"node '{node.name}' ({node.op_type}) has no adjoint rule")
+    out = []
+    for name, part, var in zip(node.inputs, parts, variable, strict=False):
+        if var and part is not None:
+            full = np.broadcast_to(part, (batch * rows, *p.shapes[name]))
+            out.append((name, full.reshape(batch, rows, *p.shapes[name])))
+    return out
+
+
+def _pre(p: OpPlan, state: OpBounds, node: Node) -> np.ndarray:
+    """``|A| max(|lb|, |ub|) + |b|`` of an affine node, ``(B, *out)`` (cached per batch)."""
+    if node.name not in state.pre:
+        values = {n: np.maximum(np.abs(state.lb[n]), np.abs(state.ub[n])) for n in node.inputs if n in p.shapes}
+        zeros = {n: np.zeros((1, *p.shapes[n])) for n in values}
+        cmap = p.maps.get(node.name)
+        if cmap is not None:
+            ((_, x),) = values.items()
+            part = cmap.forward(x.reshape(x.shape[0], -1), absolute=True).reshape(
+                x.shape[0], *p.shapes[node.outputs[0]]
+            )
+        else:
+            part = _call_at(p.graph, node, values, True) - _call_at(p.graph, node, zeros, True)
+        state.pre[node.name] = part + np.abs(p.bias[node.name])
+    return state.pre[node.name]
+
+
+def _lines(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float]) -> Lines:
+    src, out = node.inputs[0], node.outputs[0]
+    if out not in state.lines:
+        kind = REGISTRY[node.op_type].activation_of(node, p.graph.constants)
+        assert kind is not None
+        state.lines[out] = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
+    return state.lines[out]
+
+
+def _sum_rows(coef: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """``sum over the shape of coef * vec``: ``(B, R)`` for ``coef`` ``(B, R, *s)`` and ``vec`` ``(B or 1, *s)``."""
+    batch, rows = coef.shape[:2]
+    flat = np.broadcast_to(vec.reshape(vec.shape[0], -1), (batch, coef[0, 0].size))
+    return np.einsum("brs,bs->br", coef.reshape(batch, rows, -1), flat)
+
+
+def walk(
+    p: OpPlan,
+    state: OpBounds,
+    lam: dict[str, np.ndarray],
+    const: np.ndarray,
+    scale: np.ndarray,
+    margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower-bound ``sum_t lam[t] . t + const`` over each box: back-substitute down to the floor, bound it there by
+    the floor's functions. Returns ``(lower (B, R), lower functions (B, R, n + 1))`` of the normalised
+    coordinates, the margin folded into each function's constant (so it is itself a sound lower bound)."""
+    lam = dict(lam)
+    const, scale = const.copy(), scale.copy()
+    for node in reversed(p.graph.nodes):
+        out = node.outputs[0]
+        if out in p.prefix or out not in lam:
+            continue
+        coef = lam.pop(out)
+        abs_coef = np.abs(coef)
+        op = REGISTRY[node.op_type]
+        if op.affine:
+            const += _sum_rows(coef, p.bias[node.name])
+            scale += _sum_rows(abs_coef, _pre(p, state, node))
+            for name, part in _pull(p, node, coef):
+                lam[name] = lam[name] + part if name in lam else part
+            continue
+        src = node.inputs[0]
+        lo_s, lo_c, up_s, up_c = _lines(p, state, node, margins)
+        neg = np.minimum(coef, 0.0)
+        pos = coef - neg
+        part = pos * lo_s[:, None] + neg * up_s[:, None]
+        const += _sum_rows(pos, lo_c) + _sum_rows(neg, up_c)
+        mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
+        term = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
+        scale += _sum_rows(abs_coef, term)
+        lam[src] = lam[src] + part if src in lam else part
+    return _concretize(state, lam, const, scale, margins)
+
+
+def _concretize(
+    state: OpBounds, lam: dict[str, np.ndarray], const: np.ndarray, scale: np.ndarray, margins: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coefficients left on the floor bounded by its functions ``centre -+ (dev + rad)``."""
+    batch, rows = const.shape
+    func: np.ndarray | None = None
+    mag = scale + np.abs(const)
+    for name, coef in lam.items():
+        form = state.floor[name]
+        c = coef.reshape(batch, rows, -1)
+        n1 = form.centre.shape[1]
+        part = np.einsum("brs,bis->bri", c, form.centre.reshape(batch, n1, -1))
+        abs_c = np.abs(c)
+        if form.dev is not None:
+            part -= np.einsum("brs,bis->bri", abs_c, form.dev.reshape(batch, n1, -1))
+        part[..., -1] -= np.einsum("brs,bs->br", abs_c, form.rad.reshape(batch, -1))
+        mag = mag + np.einsum("brs,bs->br", abs_c, form.mag.reshape(batch, -1))
+        func = part if func is None else func + part
+    if func is None:  # nothing reached the floor: the rows are constants
+        n1 = next(iter(state.floor.values())).centre.shape[1]
+        func = np.zeros((batch, rows, n1))
+    func[..., -1] += const
+    mag = mag + np.abs(func).sum(axis=2)
+    pad = margins[0] * mag + margins[1]
+    lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - pad
+    func[..., -1] -= pad
+    return lower, func
+
+
+def _tighten(
+    p: OpPlan, state: OpBounds, name: str, margins: tuple[float, float], budget: Budget | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tighten the bounds of tensor ``name`` in place by back-substitution, for the elements open (``lb < 0 < ub``)
+    in some box, in chunks of rows (``+e_i`` for the lower bound, ``-e_i`` for the upper). Returns the flat
+    indices and their lower and upper functions ``(B, n + 1, m)`` (each sound on its own)."""
+    lb, ub = state.lb[name], state.ub[name]
+    batch = lb.shape[0]
+    flat_lb, flat_ub = lb.reshape(batch, -1), ub.reshape(batch, -1)
+    idx = np.flatnonzero(np.any((flat_lb < 0.0) & (flat_ub > 0.0), axis=0))
+    size = flat_lb.shape[1]
+    step = max(1, CHUNK // max(1, 2 * batch * p.widest))
+    lows, ups = [], []
+    for start in range(0, idx.size, step):
+        if budget is not None:
+            budget.check("back-substitution on the op graph")
+        part = idx[start : start + step]
+        unit = np.zeros((2 * part.size, size))
+        unit[np.arange(part.size), part] = 1.0
+        unit[part.size + np.arange(part.size), part] = -1.0
+        rows = unit.reshape(2 * part.size, *p.shapes[name])
+        lam = {name: np.broadcast_to(rows, (batch, *rows.shape)).copy()}
+        zeros = np.zeros((batch, 2 * part.size))
+        low, func = walk(p, state, lam, zeros, zeros, margins)
+        flat_lb[:, part] = np.maximum(flat_lb[:, part], low[:, : part.size])
+        flat_ub[:, part] = np.minimum(flat_ub[:, part], -low[:, part.size :])
+        lows.append(func[:, : part.size])
+        ups.append(-func[:, part.size :])
+    state.lb[name], state.ub[name] = flat_lb.reshape(lb.shape), flat_ub.reshape(ub.shape)
+    n1 = next(iter(state.floor.values())).centre.shape[1]
+    if not lows:
+        return idx, np.zeros((batch, n1, 0)), np.zeros((batch, n1, 0))
+    return idx, np.concatenate(lows, axis=1).transpose(0, 2, 1), np.concatenate(ups, axis=1).transpose(0, 2, 1)
+
+
+def _replace(form: Form, idx: np.ndarray, low: np.ndarray, up: np.ndarray, margins: tuple[float, float]) -> Form:
+    """``form`` with the elements ``idx`` bounded by the functions ``low <= x <= up`` (``(B, n + 1, m)``) where
+    those give the narrower interval over the box."""
+    if idx.size == 0:
+        return form
+    batch, n1 = form.centre.shape[:2]
+    shape = form.centre.shape[2:]
+    centre = form.centre.reshape(batch, n1, -1).copy()
+    dev = np.zeros_like(centre) if form.dev is None else form.dev.reshape(batch, n1, -1).copy()
+    rad, mag = form.rad.reshape(batch, -1).copy(), form.mag.reshape(batch, -1).copy()
+    f_lo, f_hi = Form(centre[..., idx], dev[..., idx], rad[:, idx], mag[:, idx]).interval(*margins)
+    width_new = up[:, -1] - low[:, -1] + np.abs(up[:, :-1]).sum(axis=1) + np.abs(low[:, :-1]).sum(axis=1)
+    take = width_new < f_hi - f_lo
+    centre[..., idx] = np.where(take[:, None], (low + up) / 2.0, centre[..., idx])
+    dev[..., idx] = np.where(take[:, None], (up - low) / 2.0, dev[..., idx])
+    rad[:, idx] = np.where(take, 0.0, rad[:, idx])
+    scale = np.abs(low).sum(axis=1) + np.abs(up).sum(axis=1)
+    mag[:, idx] = np.where(take, np.maximum(mag[:, idx], scale), mag[:, idx])
+    return Form(
+        centre.reshape(batch, n1, *shape),
+        dev.reshape(batch, n1, *shape),
+        rad.reshape(batch, *shape),
+        mag.reshape(batch, *shape),
+    )
+
+
+def op_bounds(
+    p: OpPlan,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    free: np.ndarray,
+    *,
+    parent: OpBounds | None = None,
+    budget: Budget | None = None,
+    margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
+) -> OpBounds:
+    """Bounds of every tensor over the boxes ``lb <= x <= ub`` (``(B, n_inputs)``): forward functions op by op
+    (``forward_ops``), each activation input outside the prefix tightened by back-substitution to the floor before
+    its relaxation is taken, everything intersected with ``parent``'s (bounds of boxes containing these)."""
+    graph = p.graph
+    forms = {graph.input_name: input_form(lb, ub, free, graph.input_shape)}
+    state = OpBounds({}, {}, {})
+    tightened: set[str] = set()
+
+    def keep(name: str, lo: np.ndarray, hi: np.ndarray) -> None:
+        if parent is not None and name in parent.lb:
+            lo, hi = np.maximum(lo, parent.lb[name]), np.minimum(hi, parent.ub[name])
+        state.lb[name], state.ub[name] = lo, hi
+
+    keep(graph.input_name, *forms[graph.input_name].interval(*margins))
+    if graph.input_name in p.floor:
+        state.floor[graph.input_name] = forms[graph.input_name]
+    for node in graph.nodes:
+        if budget is not None:
+            budget.check("bounds on the op graph")
+        op = REGISTRY[node.op_type]
+        out = node.outputs[0]
+        if op.affine:
+            forms[out] = _affine(graph, node, forms, *margins)
+            keep(out, *forms[out].interval(*margins))
+            if out in p.floor:
+                state.floor[out] = forms[out]
+            continue
+        kind = op.activation_of(node, graph.constants)
+        if kind is None:
+            raise ModelError(f"node '{node.name}' ({node.op_type}) is neither affine nor an activation")
+        src = node.inputs[0]
+        if src not in p.prefix and src not in tightened:
+            tightened.add(src)
+            forms[src] = _replace(forms[src], *_tighten(p, state, src, margins, budget), margins)
+        act = ACTIVATIONS[kind]
+        forms[out] = activation_form(kind, forms[src], *margins, (state.lb[src], state.ub[src]))
+        lo, hi = act.interval(state.lb[src], state.ub[src], *margins)
+        f_lo, f_hi = forms[out].interval(*margins)
+        keep(out, np.maximum(lo, f_lo), np.minimum(hi, f_hi))
+        _lines(p, state, node, margins)
+    return state
+
+
+def rows_lower(
+    p: OpPlan,
+    state: OpBounds,
+    a_x: np.ndarray,
+    a_y: np.ndarray,
+    b: np.ndarray,
+    x_form: Form,
+    margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` and their lower functions
+    ``(B, K, n + 1)`` of the normalised coordinates; ``x_form`` is the input's function."""
+    batch = x_form.centre.shape[0]
+    out = p.graph.output_name
+    lam = {out: np.broadcast_to(a_y.reshape(a_y.shape[0], *p.shapes[out]), (batch, a_y.shape[0], *p.shapes[out]))}
+    zeros = np.zeros((batch, a_y.shape[0]))
+    lower, func = walk(p, state, {k: v.copy() for k, v in lam.items()}, zeros - b, zeros + np.abs(b), margins)
+    if np.any(a_x):
+        x_state = OpBounds({}, {}, {"x": x_form})
+        x_lam = {"x": np.broadcast_to(a_x, (batch, *a_x.shape)).copy()}
+        _, x_func = _concretize(x_state, x_lam, zeros, zeros, margins)
+        func = func + x_func
+        lower = (
+            func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - (margins[0] * np.abs(func).sum(axis=2) + margins[1])
+        )
+    return lower, func
