@@ -46,8 +46,7 @@ def dense_view_mb(graph: Graph) -> float:
         out = math.prod(shapes[node.outputs[0]])
         variables = {name for name in node.inputs if name and name not in graph.constants}
         if REGISTRY[node.op_type].affine or is_lowered(node):
-            factor = 4 if node.op_type == "MaxPool" else 1  # window selections and the max tree
-            entries += factor * sum(out * math.prod(shapes[name]) for name in variables)
+            entries += REGISTRY[node.op_type].view_cost * sum(out * math.prod(shapes[name]) for name in variables)
     return 8.0 * entries / 2**20
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import ActKind, Node, Op, register
+from nnverify.graph.ops.base import ActKind, Flags, Node, Op, Parts, Step, Tensors, register
 from nnverify.graph.ops.interface import Activation, Lines, register_activation
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
@@ -24,6 +24,9 @@ class Relu(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return np.maximum(xs[0], 0)
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return [g * (xs[0] > 0)]
+
 
 @register
 class Sign(Op):
@@ -34,6 +37,18 @@ class Sign(Op):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return np.sign(xs[0])
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``step``: zero (``EXACT``), straight-through, or straight-through weighted by how near the input is to
+        0 compared with its spread over the batch (``exp(-(x / 2 sd)^2)``, ``WINDOW``): an input far from 0 for
+        every point of the box's batch is unlikely to flip."""
+        x = xs[0]
+        if step == Step.EXACT:
+            return [np.zeros(np.broadcast_shapes(g.shape, x.shape))]
+        if step == Step.STRAIGHT or x.shape[0] < 2:
+            return [g]
+        spread = 2.0 * x.std(axis=0, keepdims=True) + 1e-12
+        return [g * np.exp(-((x / spread) ** 2))]
 
 
 @register_activation

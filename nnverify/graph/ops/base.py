@@ -8,12 +8,14 @@ shift by one (``axis + 1``) inside ``eval``. Values are float64 (int64 for shape
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import numpy as np
+
+from nnverify.errors import NnverifyError
 
 
 class ActKind(StrEnum):
@@ -32,6 +34,24 @@ class ActKind(StrEnum):
     CUBE = "pow3"
     SQRT = "pow0.5"
     RECIPROCAL = "reciprocal"
+
+
+class Step(StrEnum):
+    """What ``Op.vjp`` passes back through an op whose derivative is zero almost everywhere (Sign)."""
+
+    EXACT = "exact"  # the derivative itself: zero
+    STRAIGHT = "straight"  # straight-through: the gradient unchanged
+    WINDOW = "window"  # straight-through, weighted by how near the input is to the step across the batch
+
+
+#: ``Op.vjp``'s argument and result types: the node's inputs, which of them are variable, the parts per input.
+Tensors = Sequence[np.ndarray]
+Flags = Sequence[bool] | None
+Parts = list[np.ndarray | None]
+
+
+class NoAdjoint(NnverifyError):
+    """An op (or this use of it) has no vector-Jacobian product; callers read it as "no gradient"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,9 @@ class Op:
     nonnegative: ClassVar[bool] = False
     #: Positions of the constant inputs ``abs_eval`` receives as absolute values (None: every float constant).
     abs_inputs: ClassVar[tuple[int, ...] | None] = None
+    #: Entries of the dense layer view per (output x variable input) entry, relative to an affine op's matrix
+    #: (MaxPool: 4, its window selections and tree of maxima); ``attack_graph.dense_view_mb`` reads it.
+    view_cost: ClassVar[int] = 1
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
@@ -96,6 +119,44 @@ class Op:
         ``NotImplementedError`` where the op does not provide it (the forward bounds then refuse the graph).
         """
         raise NotImplementedError(f"{self.op_type} has no abs_eval")
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """Vector-Jacobian product: ``g`` pulled back through the node to each of its inputs.
+
+        For an affine op this is exactly the adjoint of its linear part (what back-substitution needs; the
+        inputs' values then only give shapes and constants); for a nonlinear op the derivative at ``xs`` (a
+        subgradient at kinks, ``step`` for Sign's zero derivative).
+
+        Args:
+            node: The node.
+            xs: Its inputs at the evaluation point, batched as in ``eval`` (constants with batch 1).
+            g: ``(R, *out_shape)``: R rows (or points, broadcast against the batch of ``xs``).
+            variable: Per input, whether it is a variable tensor; None: the float inputs in ``variable_inputs``.
+            step: What ops with a zero derivative almost everywhere pass back.
+
+        Returns:
+            Per input, ``(R, *in_shape)`` (R broadcast with the batch of ``xs``), or None for an input that is
+            not variable. The default serves affine ops that only move or copy entries (``pullback.moved``).
+
+        Raises:
+            NoAdjoint: The op has no rule for this node.
+        """
+        from nnverify.graph.ops.pullback import moved  # pullback imports nothing from here at import time
+
+        if not self.affine:
+            raise NoAdjoint(f"{self.op_type} has no vector-Jacobian product")
+        return moved(self, node, xs, g, self.wanted(xs, variable))
+
+    def wanted(self, xs: Tensors, variable: Flags) -> list[bool]:
+        """Per input, whether ``vjp`` computes its part: ``variable``, else the float inputs ``variable_inputs``
+        allows."""
+        if variable is not None:
+            return [bool(v) for v in variable] + [False] * (len(xs) - len(variable))
+        allowed = self.variable_inputs
+        return [
+            (allowed is None or k in allowed) and np.issubdtype(np.asarray(x).dtype, np.floating)
+            for k, x in enumerate(xs)
+        ]
 
     def linear_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: tuple[int, ...]) -> Any:
         """An affine op's linear part as an operator cheaper than its dense matrix (``graph.layers.LinearMap``:

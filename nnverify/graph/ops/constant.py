@@ -24,6 +24,7 @@ class Constant(Op):
     """A constant tensor given by exactly one of the ``value*`` attributes (batched with batch size 1)."""
 
     op_type = "Constant"
+    variable_inputs = ()
     notes = "folded at import"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, NoAdjoint, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 
 def conv_pads(
@@ -88,3 +89,15 @@ class Conv(Op):
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the weights arrive as absolute values
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """A transposed convolution: ``bounds/adjoint.py``'s ``ConvMap.adjoint`` (rows folded with the ONNX batch)."""
+        from nnverify.bounds.adjoint import conv_map  # adjoint imports this module
+
+        x, w = xs[0], np.asarray(const_value(xs[1]), dtype=np.float64)
+        _, n, channels, *in_sizes = x.shape
+        cmap = conv_map(node, {node.inputs[1]: w}, (1, channels, *in_sizes))
+        if cmap is None:
+            raise NoAdjoint(f"Conv node '{node.name}' has no kernel map")
+        r = g.shape[0]
+        return first(xs, cmap.adjoint(g.reshape(r * n, -1)).reshape(r, n, channels, *in_sizes))

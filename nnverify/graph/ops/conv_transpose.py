@@ -7,12 +7,14 @@ its product with the input into a strided slice of the full output, which is the
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 _AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
@@ -42,6 +44,16 @@ def transpose_pads(node: Node, full: Sequence[int], in_sizes: Sequence[int], str
     return [t - t // 2 for t in totals] + [t // 2 + g for t, g in zip(totals, grow, strict=True)]
 
 
+def _geometry(node: Node, kernel: list[int], in_sizes: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Strides, dilations and full output sizes (before the pads crop) per spatial axis."""
+    nd = len(kernel)
+    strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
+    dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
+    extra = [int(p) for p in node.attrs.get("output_padding", [0] * nd)]
+    params = zip(strides, in_sizes, extra, dilations, kernel, strict=True)
+    return strides, dilations, [s * (i - 1) + e + d * (k - 1) + 1 for s, i, e, d, k in params]
+
+
 @register
 class ConvTranspose(Op):
     """N-d transposed convolution: the adjoint of Conv with the same attributes, plus a bias."""
@@ -60,11 +72,7 @@ class ConvTranspose(Op):
         batch, n, channels, *in_sizes = x.shape
         _, group_out, *kernel = w.shape
         nd, groups = len(kernel), int(node.attrs.get("group", 1))
-        strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
-        dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
-        extra = [int(p) for p in node.attrs.get("output_padding", [0] * nd)]
-        params = zip(strides, in_sizes, extra, dilations, kernel, strict=True)
-        full = [s * (i - 1) + e + d * (k - 1) + 1 for s, i, e, d, k in params]
+        strides, dilations, full = _geometry(node, kernel, in_sizes)
         # channels last, so that each kernel position is one batched matrix product per group
         xl = np.moveaxis(x.reshape(batch * n, groups, channels // groups, -1), 2, -1)
         wg = w.reshape(groups, channels // groups, group_out, *kernel)
@@ -89,3 +97,28 @@ class ConvTranspose(Op):
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the weights arrive as absolute values
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """A convolution with the same kernel: ``g`` taken back to the full output (zeros where the pads cropped),
+        then each kernel position's strided slice times its weights' transpose."""
+        x, w = xs[0], const_value(xs[1])
+        _, n, channels, *in_sizes = x.shape
+        _, group_out, *kernel = w.shape
+        nd, groups, r = len(kernel), int(node.attrs.get("group", 1)), g.shape[0]
+        strides, dilations, full = _geometry(node, kernel, in_sizes)
+        pads = transpose_pads(node, full, in_sizes, strides)
+        gl = np.moveaxis(g.reshape(r * n, groups, group_out, *g.shape[3:]), 2, -1)
+        gl = np.pad(gl, [(0, 0), (0, 0), *((max(pads[i], 0), max(pads[i + nd], 0)) for i in range(nd)), (0, 0)])
+        grown = tuple(slice(max(-pads[i], 0), gl.shape[2 + i] - max(-pads[i + nd], 0)) for i in range(nd))
+        gl = gl[(slice(None), slice(None), *grown)]
+        wg = w.reshape(groups, channels // groups, group_out, *kernel)
+        dx = np.zeros((r * n, groups, math.prod(in_sizes), channels // groups))
+        for position in itertools.product(*(range(k) for k in kernel)):
+            index = tuple(
+                slice(p * d, p * d + s * (i - 1) + 1, s)
+                for p, d, s, i in zip(position, dilations, strides, in_sizes, strict=True)
+            )
+            part = gl[(slice(None), slice(None), *index)].reshape(r * n, groups, -1, group_out)
+            kernel_index: tuple[Any, ...] = (..., *position)
+            dx += np.matmul(part, np.swapaxes(wg[kernel_index], -1, -2))
+        return first(xs, np.moveaxis(dx, -1, 2).reshape(r, n, channels, *in_sizes))

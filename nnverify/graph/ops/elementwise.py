@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.pullback import first, unbroadcast
+
+
+def _sums(op: Op, xs: Tensors, g: np.ndarray, variable: Flags, signs: list[float]) -> Parts:
+    """The adjoint of ``sum_k signs[k] * xs[k]`` (broadcast): each wanted input gets its sign times ``g``,
+    summed over the axes it was broadcast along."""
+    wanted = op.wanted(xs, variable)
+    return [unbroadcast(sign * g, x.shape) if w else None for x, w, sign in zip(xs, wanted, signs, strict=True)]
 
 
 @register
@@ -23,6 +31,9 @@ class Add(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         a, b = align_ranks(xs[0], xs[1])
         return a + b
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _sums(self, xs, g, variable, [1.0, 1.0])
 
 
 @register
@@ -40,6 +51,9 @@ class Sub(Op):
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         a, b = align_ranks(xs[0], xs[1])
         return a + b
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _sums(self, xs, g, variable, [1.0, -1.0])
 
 
 @register
@@ -63,6 +77,15 @@ class Mul(Op):
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the constant factor arrives as its absolute value
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """Also the product rule when both factors are variable (the attack's gradient)."""
+        a, b = align_ranks(xs[0], xs[1])
+        wanted = self.wanted(xs, variable)
+        return [
+            unbroadcast(g * b, xs[0].shape) if wanted[0] else None,
+            unbroadcast(g * a, xs[1].shape) if wanted[1] else None,
+        ]
+
 
 @register
 class Div(Op):
@@ -82,6 +105,16 @@ class Div(Op):
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the constant factor arrives as its absolute value
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g / b`` to the dividend; ``-g a / b^2`` to a variable divisor (the attack's gradient)."""
+        a, b = align_ranks(xs[0], xs[1])
+        wanted = self.wanted(xs, variable)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [
+                unbroadcast(g / b, xs[0].shape) if wanted[0] else None,
+                unbroadcast(-g * a / (b * b), xs[1].shape) if wanted[1] else None,
+            ]
+
 
 @register
 class Neg(Op):
@@ -96,6 +129,9 @@ class Neg(Op):
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return xs[0]
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return [-g]
+
 
 @register
 class Identity(Op):
@@ -107,6 +143,9 @@ class Identity(Op):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return xs[0]
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return [g]
 
 
 @register
@@ -123,6 +162,9 @@ class Dropout(Op):
             raise ValueError("training_mode is true (random dropout); only inference mode is supported")
         return xs[0]
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, g)
+
 
 @register
 class Sum(Op):
@@ -137,6 +179,9 @@ class Sum(Op):
         aligned = align_ranks(*xs)
         return sum(aligned[1:], start=aligned[0])
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _sums(self, xs, g, variable, [1.0] * len(xs))
+
 
 @register
 class Mean(Op):
@@ -150,3 +195,6 @@ class Mean(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         aligned = align_ranks(*xs)
         return sum(aligned[1:], start=aligned[0]) / len(xs)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _sums(self, xs, g, variable, [1.0 / len(xs)] * len(xs))

@@ -5,11 +5,12 @@ All are affine in the data (and ScatterND's updates): the indices, axes and flag
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, register
 
 
 def _positive(indices: np.ndarray, dims: np.ndarray | int) -> np.ndarray:
@@ -106,3 +107,8 @@ class CumSum(Op):
         if node.attrs.get("exclusive", 0):
             out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), np.delete(out, -1, axis=axis)], axis)
         return np.flip(out, axis) if node.attrs.get("reverse", 0) else out
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """The cumulative sum in the other direction (exclusive stays exclusive)."""
+        flipped = replace(node, attrs={**node.attrs, "reverse": 0 if node.attrs.get("reverse", 0) else 1})
+        return [self.eval(flipped, g, xs[1]), None]

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnverify.graph.ops.base import ActKind, Node, Op
+from nnverify.graph.ops.base import ActKind, Flags, Node, Op, Parts, Step, Tensors
+from nnverify.graph.ops.pullback import first
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 #: Per element ``(lo_slope, lo_icpt, up_slope, up_icpt)``: ``lo_slope x + lo_icpt <= f(x) <= up_slope x + up_icpt``.
@@ -169,3 +170,9 @@ class ActivationOp(Op):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         assert self.activation is not None
         return ACTIVATIONS[self.activation].eval(np.asarray(xs[0], dtype=np.float64))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        assert self.activation is not None
+        with np.errstate(all="ignore"):
+            slope = ACTIVATIONS[self.activation].derivative(np.asarray(xs[0], dtype=np.float64))
+        return first(xs, g * np.nan_to_num(slope, nan=0.0, posinf=0.0, neginf=0.0))

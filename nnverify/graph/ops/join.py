@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 #: ONNX Pad mode -> numpy.pad mode.
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
@@ -29,6 +30,16 @@ class Concat(Op):
         axis = int(node.attrs["axis"]) % (xs[0].ndim - 1) + 1
         parts = [np.broadcast_to(x, (batch, *x.shape[1:])) for x in xs]
         return np.concatenate(parts, axis=axis)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g`` split along the axis."""
+        axis = int(node.attrs["axis"]) % (xs[0].ndim - 1) + 1
+        ends = np.cumsum([x.shape[axis] for x in xs])
+        lead = (slice(None),) * axis
+        return [
+            g[(*lead, slice(end - x.shape[axis], end))] if want else None
+            for x, end, want in zip(xs, ends, self.wanted(xs, variable), strict=True)
+        ]
 
 
 def _pad_params(node: Node, xs: tuple[np.ndarray, ...], rank: int) -> tuple[list[int], list[int], float]:
@@ -75,6 +86,17 @@ class Pad(Op):
         if mode == "constant":
             return np.pad(x, widths, mode="constant", constant_values=value)
         return np.pad(x, widths, mode=mode)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """Constant mode: ``g`` cropped by the pads (zeros where negative pads cropped the input); the other modes
+        copy entries (the generic adjoint)."""
+        if node.attrs.get("mode", "constant") != "constant":
+            return super().vjp(node, xs, g, variable, step=step)
+        x = xs[0]
+        begin, end, _ = _pad_params(node, tuple(xs), x.ndim - 1)
+        pairs = list(zip(begin, end, strict=True))
+        g = g[(slice(None), *(slice(max(b, 0), g.shape[i + 1] - max(e, 0)) for i, (b, e) in enumerate(pairs)))]
+        return first(xs, np.pad(g, [(0, 0)] + [(max(-b, 0), max(-e, 0)) for b, e in pairs]))
 
 
 @register

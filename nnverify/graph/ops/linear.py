@@ -9,7 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, align_ranks, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, align_ranks, has_input, register
+from nnverify.graph.ops.pullback import unbroadcast
 
 
 def _one_variable_factor(is_const: tuple[bool, ...], op_type: str) -> str | None:
@@ -43,6 +44,20 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def matmul_vjp(a: np.ndarray, b: np.ndarray, g: np.ndarray, wanted: list[bool]) -> Parts:
+    """The parts of ``g`` (shaped like ``matmul(a, b)``) for ``a`` and ``b`` (where wanted)."""
+    a2 = a[:, None, :] if a.ndim == 2 else a
+    b2 = b[:, :, None] if b.ndim == 2 else b
+    a3, b3 = align_ranks(a2, b2)
+    if b.ndim == 2:
+        g = g[..., None]
+    if a.ndim == 2:
+        g = g[..., None, :]
+    da = unbroadcast(np.matmul(g, np.swapaxes(b3, -1, -2)), a3.shape) if wanted[0] else None
+    db = unbroadcast(np.matmul(np.swapaxes(a3, -1, -2), g), b3.shape) if wanted[1] else None
+    return [None if part is None else part.reshape(part.shape[0], *x.shape[1:]) for part, x in ((da, a), (db, b))]
+
+
 @register
 class Gemm(Op):
     """``Y = alpha * A' @ B' + beta * C`` with optional transposes of the 2-D factors A and B."""
@@ -71,6 +86,20 @@ class Gemm(Op):
         attrs = {**node.attrs, "alpha": abs(float(node.attrs["alpha"])), "beta": abs(float(node.attrs["beta"]))}
         return self.eval(replace(node, attrs=attrs), *xs)
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        a, b = xs[0], xs[1]
+        ta, tb, alpha = node.attrs["transA"], node.attrs["transB"], float(node.attrs["alpha"])
+        wanted = self.wanted(xs, variable)
+        da, db = matmul_vjp(np.swapaxes(a, -1, -2) if ta else a, np.swapaxes(b, -1, -2) if tb else b, alpha * g, wanted)
+        dc = None
+        if len(xs) > 2 and wanted[2]:
+            dc = unbroadcast(float(node.attrs["beta"]) * g, xs[2].shape)
+        return [
+            None if da is None else np.swapaxes(da, -1, -2) if ta else da,
+            None if db is None else np.swapaxes(db, -1, -2) if tb else db,
+            *([dc] if len(xs) > 2 else []),
+        ]
+
 
 @register
 class MatMul(Op):
@@ -89,3 +118,6 @@ class MatMul(Op):
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return matmul(xs[0], xs[1])
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return matmul_vjp(xs[0], xs[1], g, self.wanted(xs, variable))

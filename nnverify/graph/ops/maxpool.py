@@ -6,12 +6,15 @@ Its windows are computed once by ``pool_windows``, which both ``eval`` and the e
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nnverify.graph.ops.base import Node, register
+from nnverify.graph.ops.base import Flags, Node, Parts, Step, Tensors, register
 from nnverify.graph.ops.conv import conv_pads
 from nnverify.graph.ops.piecewise import LOWERED_NOTE, Lowered
+from nnverify.graph.ops.pullback import first
 
 
 def pool_windows(node: Node, x: np.ndarray, fill: float) -> np.ndarray:
@@ -54,6 +57,7 @@ class MaxPool(Lowered):
     """Maximum over each pooling window (``-inf`` padding, as in ONNX)."""
 
     op_type = "MaxPool"
+    view_cost = 4  # window selections and the tree of maxima
     notes = f"{LOWERED_NOTE}; no Indices output"
 
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
@@ -67,3 +71,16 @@ class MaxPool(Lowered):
         x = xs[0]
         nd = x.ndim - 3
         return pool_windows(node, x, -np.inf).max(axis=tuple(range(-nd, 0)))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """To the first maximum of each window (a subgradient where the maximum is tied)."""
+        x = xs[0]
+        r, size, outs = max(g.shape[0], x.shape[0]), math.prod(x.shape[1:]), math.prod(g.shape[1:])
+        values = pool_windows(node, x, -np.inf).reshape(x.shape[0], outs, -1)
+        index = np.arange(size, dtype=np.float64).reshape((1, *x.shape[1:]))
+        windows = pool_windows(node, index, -1.0).reshape(outs, -1).astype(np.int64)
+        chosen = windows[np.arange(outs)[None, :], values.argmax(axis=2)]
+        dx = np.zeros((r, size))
+        gr = np.broadcast_to(g.reshape(g.shape[0], -1), (r, outs))
+        np.add.at(dx, (np.arange(r)[:, None], np.broadcast_to(chosen, (r, outs))), gr)
+        return first(xs, dx.reshape(r, *x.shape[1:]))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, register
+from nnverify.graph.ops.pullback import first
 
 
 @register
@@ -34,3 +35,8 @@ class BatchNormalization(Op):
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # |scale| arrives as such; mean and bias only move the constant term
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        scale, var = const_value(xs[1]), const_value(xs[4])
+        factor = scale / np.sqrt(var + float(node.attrs["epsilon"]))
+        return first(xs, g * factor.reshape(-1, *(1,) * (g.ndim - 3)))

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from nnverify.errors import ModelError
-from nnverify.graph.ops.base import ActKind, Node, Op, align_ranks, register
+from nnverify.graph.ops.base import ActKind, Flags, Node, Op, Parts, Step, Tensors, align_ranks, register
 from nnverify.graph.ops.interface import ActivationOp, Lines, Smooth, inside, register_activation
+from nnverify.graph.ops.pullback import unbroadcast
 
 _TWO_PI = 2.0 * np.pi
 
@@ -162,3 +163,10 @@ class Pow(Op):
             shown = exponent.tolist() if exponent.size <= 4 else f"a tensor of shape {exponent.shape}"
             raise ModelError(f"node '{node.name}' (Pow): exponent {shown} is not supported (only 2, 3 and 0.5)")
         return POW_KINDS[value]
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g b a^(b-1)`` to the base (0 where that is not finite); the exponent is a constant."""
+        a, b = align_ranks(xs[0], xs[1])
+        with np.errstate(all="ignore"):
+            slope = np.nan_to_num(b * np.power(a, b - 1.0), nan=0.0, posinf=0.0, neginf=0.0)
+        return [unbroadcast(g * slope, xs[0].shape), None]

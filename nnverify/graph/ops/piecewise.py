@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, align_ranks, const_value, has_input, register
+from nnverify.graph.ops.pullback import first, unbroadcast
 
 #: Note shown in the ``nnverify ops`` table for the ops ``graph/lowering.py`` rewrites.
 LOWERED_NOTE = "exact: lowered to affine + ReLU"
@@ -34,6 +35,9 @@ class LeakyRelu(Lowered):
         x = xs[0]
         return np.where(x >= 0, x, float(node.attrs["alpha"]) * x)
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, g * np.where(xs[0] >= 0, 1.0, float(node.attrs["alpha"])))
+
 
 @register
 class PRelu(Lowered):
@@ -46,6 +50,10 @@ class PRelu(Lowered):
         x, slope = align_ranks(xs[0], xs[1])
         return np.where(x >= 0, x, slope * x)
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        x, slope = align_ranks(xs[0], xs[1])
+        return first(xs, unbroadcast(g * np.where(x >= 0, 1.0, slope), xs[0].shape))
+
 
 @register
 class Abs(Lowered):
@@ -55,6 +63,9 @@ class Abs(Lowered):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return np.abs(xs[0])
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, g * np.sign(xs[0]))
 
 
 def clip_limits(node: Node, *xs: np.ndarray) -> tuple[float, float]:
@@ -75,6 +86,23 @@ class Clip(Lowered):
         low, high = clip_limits(node, *xs)
         return np.minimum(np.maximum(xs[0], low), high)
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g`` inside the clip range, 0 outside (and at its ends)."""
+        low, high = clip_limits(node, *xs)
+        return first(xs, g * ((xs[0] > low) & (xs[0] < high)))
+
+
+def _extreme_vjp(op: Op, xs: Tensors, g: np.ndarray, variable: Flags, reached: np.ndarray) -> Parts:
+    """``g`` to the first input that reaches the extreme ``reached`` at each entry (a subgradient at ties)."""
+    aligned = align_ranks(*xs)
+    free = np.ones(np.broadcast_shapes(g.shape, reached.shape), dtype=bool)
+    out: Parts = []
+    for x, a, want in zip(xs, aligned, op.wanted(xs, variable), strict=True):
+        hit = free & (a == reached)
+        free &= ~hit
+        out.append(unbroadcast(g * hit, x.shape) if want else None)
+    return out
+
 
 @register
 class Max(Lowered):
@@ -86,6 +114,9 @@ class Max(Lowered):
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return reduce(np.maximum, align_ranks(*xs))
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _extreme_vjp(self, xs, g, variable, self.eval(node, *xs))
+
 
 @register
 class Min(Lowered):
@@ -96,3 +127,6 @@ class Min(Lowered):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return reduce(np.minimum, align_ranks(*xs))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _extreme_vjp(self, xs, g, variable, self.eval(node, *xs))

@@ -6,9 +6,12 @@ empty axes reduce everything unless ``noop_with_empty_axes`` is set.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 
 def _reduced_axes(node: Node, xs: tuple[np.ndarray, ...]) -> tuple[int, ...] | None:
@@ -26,6 +29,17 @@ def _reduced_axes(node: Node, xs: tuple[np.ndarray, ...]) -> tuple[int, ...] | N
     return tuple(sorted({axis % rank + 1 for axis in axes}))
 
 
+def _spread(node: Node, xs: Tensors, g: np.ndarray, mean: bool) -> Parts:
+    """The adjoint of a sum (mean): ``g`` repeated over the reduced axes (divided by their size)."""
+    axes, x = _reduced_axes(node, tuple(xs)), xs[0]
+    if axes is None:
+        return first(xs, g)
+    if not node.attrs.get("keepdims", 1):
+        g = np.expand_dims(g, axes)
+    scale = 1.0 / math.prod(x.shape[a] for a in axes) if mean else 1.0
+    return first(xs, np.broadcast_to(g, (g.shape[0], *x.shape[1:])) * scale)
+
+
 @register
 class ReduceSum(Op):
     """Sum over the given axes (``keepdims`` keeps them with size 1)."""
@@ -40,6 +54,9 @@ class ReduceSum(Op):
         if axes is None:
             return xs[0]
         return xs[0].sum(axis=axes, keepdims=bool(node.attrs.get("keepdims", 1)))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _spread(node, xs, g, mean=False)
 
 
 @register
@@ -56,3 +73,6 @@ class ReduceMean(Op):
         if axes is None:
             return xs[0]
         return xs[0].mean(axis=axes, keepdims=bool(node.attrs.get("keepdims", 1)))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return _spread(node, xs, g, mean=True)

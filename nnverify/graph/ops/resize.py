@@ -11,59 +11,13 @@ import math
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
+from nnverify.graph.ops.resampling import resize, resize_adjoint
 
 _COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric")
 #: "simple" is the rounding of Upsample and opset-10 Resize: floor when enlarging, ceil when shrinking.
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
-
-
-def _source(out: int, size: int, scale: float, mode: str) -> np.ndarray:
-    """The input coordinate of each output index along one axis, in float32 as onnxruntime computes it (so that
-    nearest-neighbour ties round the same way)."""
-    y, s, f = np.arange(out, dtype=np.float32), np.float32(scale), np.float32
-    if mode == "asymmetric":
-        return (y / s).astype(np.float64)
-    if mode == "align_corners":
-        return (y * f(size - 1) / f(out - 1)).astype(np.float64) if out > 1 else np.zeros(out)
-    if mode == "pytorch_half_pixel" and out <= 1:
-        return np.zeros(out)
-    if mode == "half_pixel_symmetric":
-        offset = f(size) / f(2) * (f(1) - f(out) / (s * f(size)))  # float32, the rest in double (as onnxruntime)
-        return (offset + (y.astype(np.float64) + 0.5) / float(s) - 0.5).astype(np.float32).astype(np.float64)
-    return ((y + f(0.5)) / s - f(0.5)).astype(np.float64)
-
-
-def _nearest(x: np.ndarray, mode: str, scale: float) -> np.ndarray:
-    """``x`` rounded to integers by an ONNX ``nearest_mode``."""
-    half = x - np.floor(x) == 0.5
-    if mode == "simple":
-        return np.ceil(x) if scale < 1 else np.floor(x)
-    if mode in ("floor", "ceil"):
-        return np.floor(x) if mode == "floor" else np.ceil(x)
-    return np.where(half, np.floor(x) if mode == "round_prefer_floor" else np.ceil(x), np.round(x))
-
-
-def resize(x: np.ndarray, scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> np.ndarray:
-    """Resize the batched ``x`` to ``sizes`` (one scale and size per unbatched axis), one axis at a time.
-
-    ``rounding`` is a nearest mode, or ``"linear"`` for linear interpolation (separable, so per axis).
-    """
-    for axis, (scale, out) in enumerate(zip(scales, sizes, strict=True)):
-        size = x.shape[axis + 1]
-        if out == size and scale == 1:
-            continue
-        source = _source(out, size, scale, coordinates)
-        if rounding != "linear":
-            index = _nearest(source, rounding, scale)
-            x = np.take(x, np.clip(index, 0, size - 1).astype(np.int64), axis=axis + 1)
-            continue
-        source = np.clip(source, 0, size - 1)
-        low = np.floor(source).astype(np.int64)
-        weight = (source - low).reshape(-1, *(1,) * (x.ndim - axis - 2))
-        high = np.take(x, np.minimum(low + 1, size - 1), axis=axis + 1)
-        x = np.take(x, low, axis=axis + 1) * (1 - weight) + high * weight
-    return x
 
 
 def _check_modes(node: Node, coordinates: str, rounding: str) -> str | None:
@@ -100,11 +54,18 @@ class Upsample(Op):
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         return _check_modes(node, "asymmetric", _rounding(node, "simple")) or super().check(node, is_const)
 
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
-        x = xs[0]
+    @staticmethod
+    def _args(node: Node, xs: Tensors) -> tuple[list[float], list[int], str, str]:
+        """Scales, output sizes, coordinate transformation and rounding of ``resize``."""
         scales = [float(s) for s in (const_value(xs[1]).reshape(-1) if has_input(node, 1) else node.attrs["scales"])]
-        sizes = [math.floor(d * s) for d, s in zip(x.shape[1:], scales, strict=True)]
-        return resize(x, scales, sizes, "asymmetric", _rounding(node, "simple"))
+        sizes = [math.floor(d * s) for d, s in zip(xs[0].shape[1:], scales, strict=True)]
+        return scales, sizes, "asymmetric", _rounding(node, "simple")
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return resize(xs[0], *self._args(node, xs))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, resize_adjoint(g, xs[0].shape[1:], *self._args(node, xs)))
 
 
 @register
@@ -127,7 +88,8 @@ class Resize(Op):
         nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
         return node.attrs["coordinate_transformation_mode"], _rounding(node, nearest)
 
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+    def _args(self, node: Node, xs: Tensors) -> tuple[list[float], list[int], str, str]:
+        """Scales, output sizes, coordinate transformation and rounding of ``resize``."""
         x = xs[0]
         rank = x.ndim - 1
         axes = [int(a) % rank for a in node.attrs.get("axes", range(rank))]
@@ -146,4 +108,10 @@ class Resize(Op):
         else:
             for axis, scale in zip(axes, const_value(xs[scale_input]).reshape(-1), strict=True):
                 scales[axis], sizes[axis] = float(scale), math.floor(x.shape[axis + 1] * float(scale))
-        return resize(x, scales, sizes, *self._modes(node))
+        return scales, sizes, *self._modes(node)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        return resize(xs[0], *self._args(node, xs))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, resize_adjoint(g, xs[0].shape[1:], *self._args(node, xs)))

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 
 def _normalize_axes(axes: Sequence[int], rank: int) -> list[int]:
@@ -27,8 +28,15 @@ def _axes(node: Node, xs: tuple[np.ndarray, ...]) -> list[int] | None:
     return None if axes is None else [int(a) for a in axes]
 
 
+class _Reshaping(Op):
+    """An op that only reshapes its input 0: its adjoint reshapes back."""
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, g.reshape(g.shape[0], *xs[0].shape[1:]))
+
+
 @register
-class Flatten(Op):
+class Flatten(_Reshaping):
     """Reshape to 2-D ``(prod(shape[:axis]), prod(shape[axis:]))``."""
 
     op_type = "Flatten"
@@ -45,7 +53,7 @@ class Flatten(Op):
 
 
 @register
-class Reshape(Op):
+class Reshape(_Reshaping):
     """Reshape to a constant shape (``0`` copies a dimension unless ``allowzero``; ``-1`` is inferred)."""
 
     op_type = "Reshape"
@@ -62,7 +70,7 @@ class Reshape(Op):
 
 
 @register
-class Squeeze(Op):
+class Squeeze(_Reshaping):
     """Drop size-1 axes (the given ones, or all of them)."""
 
     op_type = "Squeeze"
@@ -81,7 +89,7 @@ class Squeeze(Op):
 
 
 @register
-class Unsqueeze(Op):
+class Unsqueeze(_Reshaping):
     """Insert size-1 axes at the given positions of the output."""
 
     op_type = "Unsqueeze"
@@ -110,3 +118,7 @@ class Transpose(Op):
         if perm is None:
             perm = list(reversed(range(x.ndim - 1)))
         return np.transpose(x, (0, *(int(p) + 1 for p in perm)))
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        perm = node.attrs.get("perm") or list(reversed(range(g.ndim - 1)))
+        return first(xs, np.transpose(g, np.argsort([0, *(int(p) + 1 for p in perm)])))

@@ -11,7 +11,8 @@ import math
 import numpy as np
 from onnx import TensorProto
 
-from nnverify.graph.ops.base import Node, Op, const_value, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, register
+from nnverify.graph.ops.pullback import first
 
 _FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 _INT_TYPES = {
@@ -43,6 +44,9 @@ class Shape(Op):
         start, end = int(node.attrs.get("start", 0)), node.attrs.get("end")
         return np.array(dims[start : None if end is None else int(end)], dtype=np.int64)[None, ...]
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return [None] * len(xs)  # the values do not matter
+
 
 @register
 class Size(Op):
@@ -55,6 +59,9 @@ class Size(Op):
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return np.array(math.prod(xs[0].shape[1:]), dtype=np.int64)[None, ...]
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return [None] * len(xs)  # the values do not matter
 
 
 @register
@@ -107,3 +114,6 @@ class Cast(Op):
         if dtype is np.int64 and np.issubdtype(x.dtype, np.floating):
             return np.trunc(x).astype(np.int64)
         return x.astype(dtype)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        return first(xs, g)

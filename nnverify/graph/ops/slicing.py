@@ -6,11 +6,14 @@ inputs, attributes before); ONNX axes shift by one for the batch axis.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.pullback import first
 
 
 def _ints(x: np.ndarray) -> list[int]:
@@ -58,6 +61,20 @@ class Slice(Op):
             x = np.take(x, slice_indices(start, end, step, x.shape[axis + 1]), axis=axis + 1)
         return x
 
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g`` put back at the sliced positions of zeros (the axes in reverse order)."""
+        shape, taken = list(xs[0].shape[1:]), []
+        for start, end, axis, step_ in zip(*_slice_params(node, xs), strict=True):
+            axis %= len(shape)
+            index = slice_indices(start, end, step_, shape[axis])
+            taken.append((axis, index, shape[axis]))
+            shape[axis] = len(index)
+        for axis, index, dim in reversed(taken):
+            dx = np.zeros((*g.shape[: axis + 1], dim, *g.shape[axis + 2 :]))
+            dx[(slice(None),) * (axis + 1) + (index,)] = g
+            g = dx
+        return first(xs, g)
+
 
 @register
 class Split(Op):
@@ -69,7 +86,9 @@ class Split(Op):
     multi_output = True
     notes = "constant split sizes"
 
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _part(node: Node, xs: Tensors) -> tuple[int, int, int]:
+        """The (batched) axis, and the first index and size of this node's output along it."""
         x = xs[0]
         axis = int(node.attrs.get("axis", 0)) % (x.ndim - 1) + 1
         dim, count = x.shape[axis], int(node.attrs["output_count"])
@@ -83,8 +102,18 @@ class Split(Op):
         if len(sizes) != count or sum(sizes) != dim or min(sizes) < 0:
             raise ValueError(f"split sizes {sizes} do not divide an axis of size {dim} into {count} outputs")
         index = int(node.attrs["output_index"])
-        begin = sum(sizes[:index])
-        return np.take(x, np.arange(begin, begin + sizes[index]), axis=axis)
+        return axis, sum(sizes[:index]), sizes[index]
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        axis, begin, size = self._part(node, xs)
+        return np.take(xs[0], np.arange(begin, begin + size), axis=axis)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """``g`` put back at its part of zeros."""
+        axis, begin, size = self._part(node, xs)
+        dx = np.zeros((g.shape[0], *xs[0].shape[1:]))
+        dx[(slice(None),) * axis + (slice(begin, begin + size),)] = g
+        return first(xs, dx)
 
 
 @register
@@ -96,10 +125,25 @@ class Gather(Op):
     nonnegative = True
     notes = "constant indices"
 
-    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _indices(node: Node, xs: Tensors) -> tuple[int, np.ndarray]:
+        """The (batched) axis and the indices, negative ones counted from the end."""
         x, indices = xs[0], const_value(xs[1]).astype(np.int64)
         axis = int(node.attrs.get("axis", 0)) % (x.ndim - 1) + 1
         dim = x.shape[axis]
         if np.any((indices < -dim) | (indices >= dim)):
             raise ValueError(f"Gather index out of range for an axis of size {dim}")
-        return np.take(x, np.where(indices < 0, indices + dim, indices), axis=axis)
+        return axis, np.where(indices < 0, indices + dim, indices)
+
+    def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
+        axis, indices = self._indices(node, xs)
+        return np.take(xs[0], indices, axis=axis)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        """Scatter-add of ``g`` onto the gathered positions."""
+        x, (axis, indices) = xs[0], self._indices(node, xs)
+        r, pre, post = g.shape[0], math.prod(x.shape[1:axis]), math.prod(x.shape[axis + 1 :])
+        dx = np.zeros((r, pre, x.shape[axis], post))
+        at: Any = (slice(None), slice(None), indices.reshape(-1))
+        np.add.at(dx, at, g.reshape(r, pre, indices.size, post))
+        return first(xs, dx.reshape(r, *x.shape[1:]))

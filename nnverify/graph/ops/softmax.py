@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from nnverify.graph.ops.base import Node, Op, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, register
 
 
 @register
@@ -34,3 +34,9 @@ class Softmax(Op):
             raise ValueError("Softmax with non-unit axes after 'axis' is not supported (opset-dependent)")
         shifted = np.exp(x - x.max(axis=axis, keepdims=True))
         return shifted / shifted.sum(axis=axis, keepdims=True)
+
+    def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
+        y = self.eval(node, xs[0])
+        axis = int(node.attrs["axis"])
+        axis = axis + y.ndim if axis < 0 else axis + 1
+        return [y * (g - (g * y).sum(axis=axis, keepdims=True))]
