@@ -273,13 +273,14 @@ AFFINE_IDS = [(t, i) for t, cases in AFFINE.items() for i in range(len(cases))]
 
 
 @pytest.mark.parametrize(("op_type", "index"), AFFINE_IDS, ids=[f"{t}-{i}" for t, i in AFFINE_IDS])
-@pytest.mark.parametrize("batch", [1, ROWS], ids=["one-point", "points"])
-def test_affine_vjp_is_the_adjoint(op_type: str, index: int, batch: int) -> None:
+@pytest.mark.parametrize(("batch", "rows"), [(1, ROWS), (ROWS, ROWS), (1, 40)], ids=["one-point", "points", "rows"])
+def test_affine_vjp_is_the_adjoint(op_type: str, index: int, batch: int, rows: int) -> None:
+    """Rows: as the bound passes call it (one point, many coefficient rows; Conv then takes its ``ConvMap``)."""
     c = AFFINE[op_type][index]
     op = REGISTRY[c.node.op_type]
     args = c.args(batch)
     out = np.asarray(op.eval(c.node, *args))
-    g = RNG.standard_normal((ROWS, *out.shape[1:]))
+    g = RNG.standard_normal((rows, *out.shape[1:]))
     parts = op.vjp(c.node, args, g, list(c.variable))
     assert len(parts) == len(args)
     for k, var in enumerate(c.variable):
@@ -287,9 +288,9 @@ def test_affine_vjp_is_the_adjoint(op_type: str, index: int, batch: int) -> None
             assert parts[k] is None
             continue
         part = parts[k]
-        assert part is not None and part.shape == (ROWS, *args[k].shape[1:])
-        expected = g.reshape(ROWS, -1) @ _dense_jacobian(c, k, [a[:1] for a in args])
-        np.testing.assert_allclose(part.reshape(ROWS, -1), expected, rtol=1e-10, atol=1e-10)
+        assert part is not None and part.shape == (rows, *args[k].shape[1:])
+        expected = g.reshape(rows, -1) @ _dense_jacobian(c, k, [a[:1] for a in args])
+        np.testing.assert_allclose(part.reshape(rows, -1), expected, rtol=1e-10, atol=1e-10)
 
 
 NONLINEAR_ALL = NONLINEAR | _activation_cases()

@@ -6,6 +6,7 @@ dimensions is handled (1-D, 2-D, 3-D ...).
 
 from __future__ import annotations
 
+import itertools
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +43,11 @@ def conv_pads(
         return pads
     flat = [int(p) for p in node.attrs.get("pads", [0] * (2 * n))]
     return list(zip(flat[:n], flat[n:], strict=True))
+
+
+#: Rows (times the ONNX batch) from which ``Conv.vjp`` goes through ``ConvMap.adjoint`` (measured on CIFAR-sized
+#: convolutions: the per-offset products win below about 16 rows, the GEMM above).
+MAP_ROWS = 16
 
 
 @register
@@ -91,13 +97,40 @@ class Conv(Op):
         return self.eval(node, *xs)  # the weights arrive as absolute values
 
     def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
-        """A transposed convolution: ``bounds/adjoint.py``'s ``ConvMap.adjoint`` (rows folded with the ONNX batch)."""
+        """A transposed convolution: for many rows ``bounds/adjoint.py``'s ``ConvMap.adjoint`` (one GEMM per
+        group, rows folded with the ONNX batch), for few (the attack's points) one product per kernel offset."""
         from nnverify.bounds.adjoint import conv_map  # adjoint imports this module
 
         x, w = xs[0], np.asarray(const_value(xs[1]), dtype=np.float64)
         _, n, channels, *in_sizes = x.shape
+        r = g.shape[0]
+        if r * n < MAP_ROWS:
+            return first(xs, _transposed(node, w, g, in_sizes))
         cmap = conv_map(node, {node.inputs[1]: w}, (1, channels, *in_sizes))
         if cmap is None:
             raise NoAdjoint(f"Conv node '{node.name}' has no kernel map")
-        r = g.shape[0]
         return first(xs, cmap.adjoint(g.reshape(r * n, -1)).reshape(r, n, channels, *in_sizes))
+
+
+def _transposed(node: Node, w: np.ndarray, g: np.ndarray, in_sizes: list[int]) -> np.ndarray:
+    """``g`` ``(R, N, M, *out)`` through the transposed convolution: each kernel offset adds its weights' product
+    into a strided window of the padded input, which is then cropped."""
+    r, n = g.shape[:2]
+    m, group_channels, *kernel = w.shape
+    groups, nd = int(node.attrs["group"]), len(kernel)
+    strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
+    dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
+    pads = conv_pads(node, in_sizes, [d * (k - 1) + 1 for d, k in zip(dilations, kernel, strict=True)], strides)
+    g = g.reshape(r * n, groups, m // groups, *g.shape[3:])
+    padded = [size + b + e for size, (b, e) in zip(in_sizes, pads, strict=True)]
+    dxp = np.zeros((r * n, groups, group_channels, *padded))
+    wg = w.reshape(groups, m // groups, group_channels, *kernel)
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        window = tuple(
+            slice(o * d, o * d + s * (size - 1) + 1, s)
+            for o, d, s, size in zip(offset, dilations, strides, g.shape[3:], strict=True)
+        )
+        kernel_at: tuple[Any, ...] = (slice(None), slice(None), slice(None), *offset)
+        dxp[(slice(None), slice(None), slice(None), *window)] += np.einsum("XGM...,GMC->XGC...", g, wg[kernel_at])
+    crop = tuple(slice(b, b + size) for (b, _), size in zip(pads, in_sizes, strict=True))
+    return dxp[(slice(None), slice(None), slice(None), *crop)].reshape(r, n, groups * group_channels, *in_sizes)
