@@ -13,6 +13,7 @@ import numpy as np
 from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
+from nnverify.graph.lowering_smooth import needs_lowering
 from nnverify.graph.ops.base import REGISTRY, ActKind, Node, Op
 from nnverify.graph.ops.interface import ACTIVATIONS
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
@@ -78,6 +79,8 @@ def unsupported(graph: Graph) -> str | None:
     """The first node the forward bounds cannot pass (named, with the reason), or None."""
     for node in graph.nodes:
         op = REGISTRY[node.op_type]
+        if needs_lowering(graph, node):  # not affine: graph/lowering_smooth.lower_smooth rewrites it first
+            return f"node '{node.name}' ({node.op_type}) needs lowering_smooth.lower_smooth first"
         if op.affine:
             if not op.nonnegative and type(op).abs_eval is Op.abs_eval:
                 return f"node '{node.name}' ({node.op_type}) has no abs_eval"

@@ -121,6 +121,8 @@ def _attributes(proto: onnx.NodeProto, opset: int) -> dict[str, Any]:
                 attrs[name] = _python_value(onnx.helper.get_attribute_value(attr.default_value))
     for attr in proto.attribute:
         attrs[attr.name] = _python_value(onnx.helper.get_attribute_value(attr))
+    if proto.op_type == "Softmax":  # its axes depend on the opset (graph/ops/softmax.py)
+        attrs["opset"] = opset
     return attrs
 
 

@@ -17,6 +17,7 @@ from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph, LinearMap
 from nnverify.graph.lowering import is_lowered, lower
+from nnverify.graph.lowering_smooth import lower_smooth
 from nnverify.graph.ops.base import REGISTRY, Node
 
 
@@ -36,6 +37,7 @@ def to_layers(graph: Graph, *, merge: bool = True, budget: Budget | None = None)
         BudgetExpired: The deadline passed while building the view.
         ResourceLimitError: A layer's dense matrix would not fit the memory cap.
     """
+    graph, _ = lower_smooth(graph)  # two-variable Mul/Div and Softmax: relaxed ops, never read as a matrix
     shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
     layers: list[Layer] = [InputLayer(size=graph.n_inputs, name=graph.input_name)]
     layer_of = {graph.input_name: 0}

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from nnverify.graph.core import Graph
+from nnverify.graph.ops.softmax import normalised_axes
 from nnverify.spec.property import Disjunct, Property
 
 
@@ -28,7 +29,7 @@ def strip_softmax(graph: Graph, prop: Property) -> tuple[Graph, str]:
     """``graph`` without its output Softmax when ``prop`` allows it (with a note), else ``graph`` and ``""``.
 
     The Softmax must be the last node, produce the graph output, and normalise over every output element
-    (the other axes have size 1), so that all compared outputs share one normalisation.
+    (the other axes have size 1; ``normalised_axes``), so that all compared outputs share one normalisation.
     """
     if not graph.nodes or graph.nodes[-1].op_type != "Softmax":
         return graph, ""
@@ -37,8 +38,7 @@ def strip_softmax(graph: Graph, prop: Property) -> tuple[Graph, str]:
         return graph, ""
     source = node.inputs[0]
     shape = graph.eval_all(np.zeros((1, graph.n_inputs)))[source].shape[1:]
-    axis = int(node.attrs["axis"]) % len(shape)
-    if shape[axis] != math.prod(shape):
+    if math.prod(shape[axis] for axis in normalised_axes(node, len(shape))) != math.prod(shape):
         return graph, ""
     logits = dataclasses.replace(graph, output_name=source, output_shape=tuple(shape), nodes=graph.nodes[:-1])
     return logits, "output Softmax removed (the property compares outputs only; Softmax keeps their order)"

@@ -87,3 +87,27 @@ def test_the_bound_passes_raise_instead_of_bounding() -> None:
     assert box.lb[2][0, 0] == pytest.approx(1.0 / 1.5) and box.ub[2][0, 0] == pytest.approx(2.0)
     with pytest.raises(UnboundedError):
         interval_bounds(net, np.array([[-1.0]]), np.array([[1.0]]))
+
+
+def test_the_softmax_denominator_is_bounded_on_every_interval() -> None:
+    """``1 / max(y, 1)``: lines and interval hold on intervals left of, across and right of 1 (also holding 0);
+    without the margin they fail."""
+    act = ACTIVATIONS[ActKind.RECIPROCAL_MAX1]
+    rng = np.random.default_rng(3)
+    centre = np.concatenate([rng.uniform(-20.0, 3.0, 300), 1.0 + 10.0 ** rng.uniform(-3, 3, 300)])
+    width = 10.0 ** rng.uniform(-9, 2.5, 600)
+    lb, ub = centre - width * rng.uniform(0, 1, 600), centre + width * rng.uniform(0, 1, 600)
+    x = lb[:, None] + np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 998)])[None, :] * (ub - lb)[:, None]
+    f = 1 / np.maximum(x.astype(LD), 1)
+
+    def misses(margins: tuple[float, float]) -> int:
+        lo, hi = act.interval(lb, ub, *margins)
+        lo_s, lo_c, up_s, up_c = (v.astype(LD)[:, None] for v in act.relax(lb, ub, *margins))
+        xl = x.astype(LD)
+        bad = (f < lo.astype(LD)[:, None]) | (f > hi.astype(LD)[:, None])
+        return int(np.sum(bad | (lo_s * xl + lo_c > f) | (up_s * xl + up_c < f)))
+
+    assert misses((1e-9, 1e-12)) == 0
+    assert misses((0.0, 0.0)) > 0
+    lo_s, lo_c, _, _ = act.relax(np.array([-8.8]), np.array([161.6]))
+    assert lo_s[0] * 80 + lo_c[0] > 0.0  # the lower line is not far below the curve at the middle

@@ -47,20 +47,6 @@ UNSUPPORTED = {
         "  Hardmax  2 nodes, first '/model/Hardmax_1'\n"
         "  Einsum   1 node   '/head/Einsum'",
     ),
-    "mul-of-variables": (
-        [
-            helper.make_node("Relu", ["x"], ["r"], name="/relu"),
-            helper.make_node("Mul", ["x", "r"], ["y"], name="/m"),
-        ],
-        "uses 1 ONNX operator that nnverify does not support:\n"
-        "  Mul  1 node   '/m': both factors are variable tensors "
-        "(only multiplication by a constant is supported)",
-    ),
-    "div-by-variable-unnamed": (
-        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Div", ["r", "x"], ["y"])],
-        "uses 1 ONNX operator that nnverify does not support:\n"
-        "  Div  1 node   'Div_1': input 1 of Div must be a constant, found a variable tensor",
-    ),
     "matmul-of-variables": (
         [
             helper.make_node("Transpose", ["x"], ["t"], name="t"),

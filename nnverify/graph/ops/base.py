@@ -34,6 +34,7 @@ class ActKind(StrEnum):
     CUBE = "pow3"
     SQRT = "pow0.5"
     RECIPROCAL = "reciprocal"
+    RECIPROCAL_MAX1 = "reciprocal_max1"
 
 
 class Step(StrEnum):

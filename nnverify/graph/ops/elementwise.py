@@ -1,7 +1,7 @@
 """Elementwise arithmetic: Add, Sub, Mul, Div, Neg, Sum, Mean and the identity-like Identity and Dropout.
 
-All are affine as long as products and quotients have a constant on one side; operands of different
-ranks broadcast as in ONNX (see ``align_ranks``).
+All are affine as long as products and quotients have a constant on one side (the analysis lowers the others
+first: ``graph/lowering_smooth.py``); operands of different ranks broadcast as in ONNX (see ``align_ranks``).
 """
 
 from __future__ import annotations
@@ -58,17 +58,13 @@ class Sub(Op):
 
 @register
 class Mul(Op):
-    """Product with a constant factor on either side."""
+    """Product; affine with a constant factor on either side. Two variable factors are not affine: the analysis
+    lowers them to squares first (``graph/lowering_smooth.py``) and never reads this node as a matrix."""
 
     op_type = "Mul"
     affine = True
     variable_inputs = None
-    notes = "one factor constant"
-
-    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
-        if not is_const[0] and not is_const[1]:
-            return "both factors are variable tensors (only multiplication by a constant is supported)"
-        return None
+    notes = "two variable factors relaxed as ((x + y)^2 - (x - y)^2) / 4"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         a, b = align_ranks(xs[0], xs[1])
@@ -89,12 +85,13 @@ class Mul(Op):
 
 @register
 class Div(Op):
-    """Quotient by a constant divisor (integer operands divide with truncation, as in ONNX)."""
+    """Quotient (integer operands divide with truncation, as in ONNX); affine with a constant divisor. A variable
+    divisor is lowered to a Reciprocal first (``graph/lowering_smooth.py``)."""
 
     op_type = "Div"
     affine = True
-    variable_inputs = (0,)
-    notes = "Div by constant only"
+    variable_inputs = None
+    notes = "variable divisor relaxed as x * (1 / y)"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         a, b = align_ranks(xs[0], xs[1])

@@ -1,0 +1,130 @@
+"""Relaxed lowering, on the op graph, of products and quotients of two variable tensors and of Softmax.
+
+``x * y = ((x + y)^2 - (x - y)^2) / 4``, ``x / y = x * (1 / y)`` and ``softmax_i(x) = 1 / sum_j exp(x_j - x_i)``
+hold in real arithmetic; the rewritten graph has only affine ops and the activations Pow 2, Exp and Reciprocal
+(``1 / max(s, 1)`` for Softmax's ``s >= 1``), which every bound pass relaxes with the floating-point margin (no
+exact leaf: the search splits to decide).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from nnverify.graph.core import Graph
+from nnverify.graph.ops.base import Node
+from nnverify.graph.ops.softmax import normalised_axes
+
+
+def _variable(graph: Graph, name: str) -> bool:
+    return bool(name) and name not in graph.constants
+
+
+def needs_lowering(graph: Graph, node: Node) -> bool:
+    """True if ``node`` is a Mul of two variable tensors, a Div by a variable tensor, or a Softmax."""
+    if node.op_type == "Mul":
+        return _variable(graph, node.inputs[0]) and _variable(graph, node.inputs[1])
+    if node.op_type == "Div":
+        return _variable(graph, node.inputs[1])
+    return node.op_type == "Softmax"
+
+
+@dataclasses.dataclass
+class _Rewriter:
+    """Collects the replacement nodes and their new constants; every new name starts with ``prefix``."""
+
+    graph: Graph
+    nodes: list[Node] = dataclasses.field(default_factory=list)
+    constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] | None = None
+    outputs: set[str] = dataclasses.field(default_factory=set)  # the lowered nodes' own outputs
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if self.shapes is None:
+            values = self.graph.eval_all(np.zeros((1, self.graph.n_inputs)))
+            self.shapes = {key: tuple(value.shape[1:]) for key, value in values.items()}
+        return self.shapes[name]
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name~k`` if the model already uses it (the final output keeps its own name)."""
+        taken = self.graph.constants.keys() | self.constants.keys() | {o for n in self.graph.nodes for o in n.outputs}
+        k, candidate = 0, name
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}~{k}"
+        return candidate
+
+    def const(self, name: str, value: list[int] | float) -> str:
+        name = self.fresh(name)
+        self.constants[name] = np.asarray(value, dtype=np.int64 if isinstance(value, list) else np.float64)
+        return name
+
+    def emit(self, op_type: str, inputs: list[str], out: str, **attrs: object) -> str:
+        """A new node computing ``out`` (a fresh name unless it is an output of the graph being rewritten)."""
+        if out not in self.outputs:
+            out = self.fresh(out)
+        self.nodes.append(Node(out, op_type, tuple(inputs), (out,), attrs))
+        return out
+
+    def product(self, a: str, b: str, out: str) -> str:
+        """``a * b`` (both variable): ``a^2`` for one tensor, else the difference of two squares over 4."""
+        two = self.const(f"{out}/two", 2.0)
+        if a == b:
+            return self.emit("Pow", [a, two], out)
+        total = self.emit("Pow", [self.emit("Add", [a, b], f"{out}/sum"), two], f"{out}/sum2")
+        diff = self.emit("Pow", [self.emit("Sub", [a, b], f"{out}/diff"), two], f"{out}/diff2")
+        squares = self.emit("Sub", [total, diff], f"{out}/squares")
+        return self.emit("Mul", [squares, self.const(f"{out}/quarter", 0.25)], out)
+
+    def quotient(self, a: str, b: str, out: str) -> str:
+        """``a / b`` with ``b`` variable: ``a * (1 / b)``."""
+        inverse = self.emit("Reciprocal", [b], f"{out}/reciprocal")
+        if _variable(self.graph, a):
+            return self.product(a, inverse, out)
+        return self.emit("Mul", [a, inverse], out)
+
+    def softmax(self, node: Node) -> str:
+        """``1 / sum_j exp(x_j - x_i)`` over the normalised axes (flattened to one axis first if several)."""
+        x, out = node.inputs[0], node.outputs[0]
+        shape = self.shape(x)
+        axes = normalised_axes(node, len(shape))
+        axis = axes[0]
+        flat = (*shape[:axis], math.prod(shape[axis:])) if len(axes) > 1 else shape
+        rows = (*flat[: axis + 1], 1, *flat[axis + 1 :])  # x_i along axis
+        cols = (*flat[:axis], 1, *flat[axis:])  # x_j along axis + 1
+        x_i = self.emit("Reshape", [x, self.const(f"{out}/rows", list(rows))], f"{out}/x_i")
+        x_j = self.emit("Reshape", [x, self.const(f"{out}/cols", list(cols))], f"{out}/x_j")
+        exps = self.emit("Exp", [self.emit("Sub", [x_j, x_i], f"{out}/gaps")], f"{out}/exps")
+        total = self.emit("ReduceSum", [exps, self.const(f"{out}/axes", [axis + 1])], f"{out}/total", keepdims=0)
+        if flat == shape:  # the total is >= 1 (its term j = i is 1): 1 / max(total, 1) is bounded even when its
+            return self.emit("nnverify.ReciprocalMax1", [total], out)  # bounds are too loose to show that
+        inverse = self.emit("nnverify.ReciprocalMax1", [total], f"{out}/flat")
+        return self.emit("Reshape", [inverse, self.const(f"{out}/shape", list(shape))], out)
+
+
+def lower_smooth(graph: Graph) -> tuple[Graph, str]:
+    """``graph`` with every node of ``needs_lowering`` rewritten (see the module docstring), and a note naming
+    what was lowered (``""`` and ``graph`` itself when nothing was)."""
+    if not any(needs_lowering(graph, node) for node in graph.nodes):
+        return graph, ""
+    rewriter = _Rewriter(graph, outputs={n.outputs[0] for n in graph.nodes if needs_lowering(graph, n)})
+    counts = {"Mul": 0, "Div": 0, "Softmax": 0}
+    for node in graph.nodes:
+        if not needs_lowering(graph, node):
+            rewriter.nodes.append(node)
+            continue
+        counts[node.op_type] += 1
+        a, out = node.inputs[0], node.outputs[0]
+        if node.op_type == "Mul":
+            rewriter.product(a, node.inputs[1], out)
+        elif node.op_type == "Div":
+            rewriter.quotient(a, node.inputs[1], out)
+        else:
+            rewriter.softmax(node)
+    lowered = dataclasses.replace(
+        graph, nodes=tuple(rewriter.nodes), constants={**graph.constants, **rewriter.constants}
+    )
+    what = ", ".join(f"{n} {op}" for op, n in counts.items() if n)
+    return lowered, f"relaxed lowering of {what} (squares, Exp and Reciprocal: no exact leaf)"
