@@ -120,5 +120,5 @@ class ConvTranspose(Op):
             )
             part = gl[(slice(None), slice(None), *index)].reshape(r * n, groups, -1, group_out)
             kernel_index: tuple[Any, ...] = (..., *position)
-            dx += np.matmul(part, np.swapaxes(wg[kernel_index], -1, -2))
+            dx += np.matmul(part, np.ascontiguousarray(np.swapaxes(wg[kernel_index], -1, -2)))  # BLAS needs contiguous
         return first(xs, np.moveaxis(dx, -1, 2).reshape(r, n, channels, *in_sizes))
