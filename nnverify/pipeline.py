@@ -31,6 +31,7 @@ from nnverify.graph.passes import to_layers
 from nnverify.graph.tail import strip_softmax
 from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
+from nnverify.search.act_split import act_split_search
 from nnverify.search.bab import input_split_search
 from nnverify.search.exact import decide_box
 from nnverify.search.forward_split import forward_reason, forward_route
@@ -161,9 +162,14 @@ INPUT_SPLIT_MAX_DIM = 16
 
 
 def _input_split(layers: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> bool:
-    """Input splitting decides the box: few free inputs (``lb < ub``; fixed ones are folded away), or a
-    smooth activation (no exact encoding exists for the other methods)."""
-    return int(np.sum(lb < ub)) <= INPUT_SPLIT_MAX_DIM or not is_exact(layers)
+    """Input splitting decides the box: few free inputs (``lb < ub``; fixed ones are folded away)."""
+    return int(np.sum(lb < ub)) <= INPUT_SPLIT_MAX_DIM
+
+
+def _act_split(layers: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> bool:
+    """Activation splitting decides the box: more free inputs than input splitting takes, and an activation
+    that is not piecewise linear (no exact encoding exists for the other methods)."""
+    return not _input_split(layers, lb, ub) and not is_exact(layers)
 
 
 def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[SolveStatus, Counterexample | None, str]:
@@ -181,6 +187,11 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
         out = input_split_search(run.layers, group, lb, ub, backend, run.budget, run.options, accept)
         for key in ("boxes", "leaves_exact", "candidates", "max_depth"):
             run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
+        return out.status, (found[-1] if found else None), out.note
+    if _act_split(run.layers, lb, ub):
+        out = act_split_search(run.layers, group, lb, ub, run.budget, run.options, accept)
+        for key in ("boxes", "candidates", "max_depth"):
+            run.stats[f"act_{key}"] = int(run.stats.get(f"act_{key}", 0)) + int(getattr(out.stats, key))
         return out.status, (found[-1] if found else None), out.note
     if uses_relu_splitting(run.layers):
         out = relu_split_search(
@@ -215,8 +226,11 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
 def _decide(run: _Run) -> Result:
     backend = get_backend(run.options.backend, run.options, run.pool)
     kind = f"clpq:{run.options.precision}" if backend.name == "clpq" else f"milp:{backend.name}"
-    if all(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
-        method = "input-split+" + kind if is_exact(run.layers) else "input-split+relaxation"
+    if not is_exact(run.layers):
+        splits = {"act-split" if _act_split(run.layers, d.lb, d.ub) else "input-split" for d in run.prop.disjuncts}
+        method = "+".join(sorted(splits)) + "+relaxation"
+    elif all(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
+        method = "input-split+" + kind
     else:
         method = ("relu-split+" if uses_relu_splitting(run.layers) else "") + kind
     undecided: list[str] = []

@@ -191,6 +191,8 @@ def backward_rows_lower(
     a_x: np.ndarray,
     a_y: np.ndarray,
     b: np.ndarray,
+    lines: dict[int, Lines] | None = None,
+    /,
     *,
     margin_rel: float = BOUND_MARGIN_REL,
     margin_abs: float = BOUND_MARGIN_ABS,
@@ -199,14 +201,18 @@ def backward_rows_lower(
     """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` over the boxes ``lbs[0] <= x <= ubs[0]``,
     and the linear functions ``(B, K, n + 1)`` of ``x`` behind them (last column the constant, margin
     included: each function is below its row everywhere in the box). With several ``rules`` (lower ReLU
-    slopes, see ``SLOPE_RULES``) each row keeps its best bound: a cheap stand-in for optimising the slopes."""
+    slopes, see ``SLOPE_RULES``) each row keeps its best bound: a cheap stand-in for optimising the slopes.
+    ``lines`` (activation layer index -> ``Lines`` ``(B, size)``, margin included, valid on that layer's input
+    bounds) replaces ``relax``'s lines of non-ReLU activation layers (the activation search picks its own;
+    positional, so that callers' ``**margins`` dicts of floats still type-check)."""
     bounds = LayerBounds(lbs, ubs)
     batch = lbs[0].shape[0]
     lam0 = np.broadcast_to(a_y, (batch, *a_y.shape)).copy()
     best_lower: np.ndarray | None = None
     best_funcs = np.empty(0)
     for rule in rules:
-        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule, (margin_rel, margin_abs, None))
+        cache = None if lines is None else dict(lines)
+        coef_x, const, scale = _substitute(graph, bounds, graph.output, lam0, rule, (margin_rel, margin_abs, cache))
         coef_x = coef_x + a_x
         const = const - b
         lower = _concretize_lower(coef_x, const, scale + np.abs(b), bounds, margin_rel, margin_abs)

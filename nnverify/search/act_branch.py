@@ -1,0 +1,131 @@
+"""Branching for activation splitting: which neuron's input interval to split, and where (GenBaB-style).
+
+A BaBSR-like score generalised to any ``Activation``: the coefficient of the neuron's output in the domain's
+rows (from a back-substitution along the relaxation lines) times how much splitting shrinks the gap between
+the relaxation line that coefficient uses and the curve (``gap(parent) - max(gap(left), gap(right))``). The
+split point is 0 or the interval's middle, whichever scores better. Heuristic only: nothing here is sound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.bounds.backward import LayerBounds, back_through
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
+from nnverify.graph.ops.interface import Activation
+
+#: Points of an interval (as fractions of its width) where the gap between curve and line is sampled.
+_GAP_POINTS = np.array([0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0])
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """Per domain ``(B,)``: the pre-activation layer and neuron to split, the split point, and its score
+    (0 where no neuron can be split: every interval is a point or no row depends on it)."""
+
+    layer: np.ndarray
+    neuron: np.ndarray
+    point: np.ndarray
+    score: np.ndarray
+
+
+def output_coefficients(graph: LayerGraph, bounds: LayerBounds, seed: np.ndarray) -> dict[int, np.ndarray]:
+    """Per activation layer ``j``, the coefficients ``(B, K, size)`` of its output in the rows ``seed``
+    ``(B, K, m)`` of the network's output, pushed back along the lower line where a coefficient is positive
+    and the upper line where it is negative (the lines CROWN's bound uses)."""
+    lam: dict[int, np.ndarray] = {graph.output: seed}
+    out: dict[int, np.ndarray] = {}
+    for j in range(graph.output, 0, -1):
+        if j not in lam:
+            continue
+        coef = lam.pop(j)
+        layer = graph.layers[j]
+        parts: list[tuple[int, np.ndarray]] = []
+        if isinstance(layer, AffineLayer):
+            parts = [(src, back_through(layer, i, coef)) for i, src in enumerate(layer.sources)]
+        elif isinstance(layer, ActivationLayer):
+            out[j] = coef
+            with np.errstate(all="ignore"):
+                lo_s, _, up_s, _ = layer.act.relax(bounds.lb[layer.source], bounds.ub[layer.source])
+            parts = [
+                (layer.source, np.maximum(coef, 0.0) * lo_s[:, None, :] + np.minimum(coef, 0.0) * up_s[:, None, :])
+            ]
+        for src, part in parts:
+            lam[src] = lam[src] + part if src in lam else part
+    return out
+
+
+def _gaps(act: Activation, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """About the largest ``f - lower line`` and ``upper line - f`` over ``[lb, ub]`` (sampled, with 0 if inside)."""
+    with np.errstate(all="ignore"):
+        lo_s, lo_c, up_s, up_c = act.relax(lb, ub, 0.0, 0.0)
+        width = ub - lb
+        pts = [lb + t * width for t in _GAP_POINTS] + [np.clip(0.0, lb, ub)]
+        below = np.max([act.eval(z) - (lo_s * z + lo_c) for z in pts], axis=0)
+        above = np.max([(up_s * z + up_c) - act.eval(z) for z in pts], axis=0)
+    clean = np.isfinite(below) & np.isfinite(above)
+    return np.where(clean, np.maximum(below, 0.0), 0.0), np.where(clean, np.maximum(above, 0.0), 0.0)
+
+
+def _layer_scores(
+    act: Activation, lb: np.ndarray, ub: np.ndarray, pos: np.ndarray, neg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per neuron ``(B, size)``: the best score and its split point (0 or the middle)."""
+    below, above = _gaps(act, lb, ub)
+    mid = (lb + ub) / 2.0
+    width = ub - lb
+    best, point = np.zeros_like(lb), mid
+    for s in (mid, np.where((lb < 0.0) & (ub > 0.0), 0.0, mid)):
+        left_below, left_above = _gaps(act, lb, s)
+        right_below, right_above = _gaps(act, s, ub)
+        gain = pos * (below - np.maximum(left_below, right_below)) + neg * (above - np.maximum(left_above, right_above))
+        gain = np.where(width > 0.0, gain, 0.0)
+        take = gain > best
+        best, point = np.where(take, gain, best), np.where(take, s, point)
+    return best, point
+
+
+def choose(graph: LayerGraph, bounds: LayerBounds, seed: np.ndarray) -> Choice:
+    """The split of each domain: the neuron with the best score over every activation layer; where no split
+    shrinks a sampled gap, the widest interval weighted by its coefficients (split in the middle)."""
+    lam = output_coefficients(graph, bounds, seed)
+    batch = seed.shape[0]
+    best = Choice(np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch))
+    wide = Choice(np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch))
+    for j, coef in lam.items():
+        layer = graph.layers[j]
+        assert isinstance(layer, ActivationLayer)
+        lb, ub = bounds.lb[layer.source], bounds.ub[layer.source]
+        pos, neg = np.maximum(coef, 0.0).sum(axis=1), np.maximum(-coef, 0.0).sum(axis=1)
+        wide = _better(wide, layer.source, (pos + neg) * np.maximum(ub - lb, 0.0), (lb + ub) / 2.0)
+        score, point = _layer_scores(layer.act, lb, ub, pos, neg)
+        best = _better(best, layer.source, score, point)
+    fall = best.score <= 0.0
+    return Choice(
+        *(
+            np.where(fall, w, b)
+            for w, b in (
+                (wide.layer, best.layer),
+                (wide.neuron, best.neuron),
+                (wide.point, best.point),
+                (wide.score, best.score),
+            )
+        )
+    )
+
+
+def _better(best: Choice, layer: int, score: np.ndarray, point: np.ndarray) -> Choice:
+    """``best`` with, per domain, the top neuron of ``layer`` (scores and points ``(B, size)``) where it scores more."""
+    rows = np.arange(score.shape[0])
+    score = np.where(np.isfinite(score), score, 0.0)
+    neuron = np.argmax(score, axis=1)
+    top = score[rows, neuron]
+    take = top > best.score
+    return Choice(
+        np.where(take, layer, best.layer),
+        np.where(take, neuron, best.neuron),
+        np.where(take, point[rows, neuron], best.point),
+        np.where(take, top, best.score),
+    )

@@ -1,0 +1,248 @@
+"""Branch and bound over the input intervals of activations (GenBaB-style) for networks that are not piecewise
+linear and have too many free inputs to split the input box: each split narrows one neuron's pre-activation
+interval, so every relaxation after it tightens.
+
+The input box stays whole; a *domain* is a set of clamped pre-activation intervals: the child ``{z <= s}`` of a
+neuron ``z`` with bounds ``[l, u]`` has them ``[l, s]``, the other ``[s, u]`` (Shi et al., "Neural Network
+Verification with Branch-and-Bound for General Nonlinearities", TACAS 2025). A domain is bounded by CROWN
+(``bounds/backward.py``) with its own intermediate bounds: the clamped ones, every layer re-tightened on top of
+them. Soundness needs no split constraint in the bound: the relaxation of ``z``'s activation holds on ``[l, s]``
+for every input of the child's region, so every bound computed from it holds there, and the minimum of the
+child's linear bound over the whole box is still a lower bound over that region. A domain whose tightened
+bounds cross is empty. Branching: ``act_branch.py``. Each open domain's linear bound minimisers (input box
+vertices) go to the caller's replay callback. A smooth activation has no exact leaf: a domain still open at
+``MAX_DEPTH`` splits leaves the search ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnverify.backends.base import SolveStatus
+from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds_checked
+from nnverify.bounds.symbolic import symbolic_bounds
+from nnverify.budget import Budget, BudgetExpired
+from nnverify.graph.layers import ActivationLayer, LayerGraph
+from nnverify.graph.ops.base import ActKind
+from nnverify.options import Options
+from nnverify.search.act_branch import choose
+from nnverify.search.act_lines import point_lines
+from nnverify.search.bab import SearchOutcome, SearchStats, try_points
+from nnverify.spec.property import Disjunct
+
+#: Splits along one path before a domain is given up as undecided.
+MAX_DEPTH = 40
+#: Passes per domain with lines chosen at the weakest row's minimiser (``act_lines.py``) after the first.
+LINE_PASSES = 1
+#: Domains bounded together in one numpy call.
+BATCH = 32
+#: The phase named by the budget's checks and memory estimates.
+PHASE = "activation splitting"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
+
+    a_x: np.ndarray
+    a_y: np.ndarray
+    b: np.ndarray
+    owner: np.ndarray
+    n_disjuncts: int
+
+    @classmethod
+    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
+        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
+        a_x, a_y = np.vstack([d.a_x for d in disjuncts]), np.vstack([d.a_y for d in disjuncts])
+        return cls(a_x, a_y, np.concatenate([d.b for d in disjuncts]), owner, len(disjuncts))
+
+    def dead(self, lower: np.ndarray) -> np.ndarray:
+        """``(B, D)``: disjunct ruled out in the domain (some row's lower bound > 0)."""
+        dead = np.zeros((lower.shape[0], self.n_disjuncts), dtype=bool)
+        np.logical_or.at(dead.T, self.owner, (lower > 0.0).T)
+        return dead
+
+    def binding(self, lower: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """``(B, K)``: per domain and live disjunct, its row with the largest lower bound (the one to lift)."""
+        pick = np.zeros(lower.shape, dtype=bool)
+        for d in range(self.n_disjuncts):
+            idx = np.nonzero(self.owner == d)[0]
+            if idx.size == 0:
+                continue
+            top = idx[np.argmax(lower[:, idx], axis=1)]
+            pick[np.arange(lower.shape[0]), top] = live[:, d]
+        return pick
+
+
+@dataclass(frozen=True, slots=True)
+class _Domains:
+    """A batch of domains: bounds ``(B, size)`` of every layer, split depth, disjuncts already ruled out."""
+
+    lb: list[np.ndarray]
+    ub: list[np.ndarray]
+    depth: np.ndarray
+    dead: np.ndarray
+    #: The parent's lower bounds of the rows ``(B, K)``: they hold on the child's region too.
+    parent: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.depth.shape[0])
+
+    def part(self, sel: slice | np.ndarray) -> _Domains:
+        lbs, ubs = [v[sel] for v in self.lb], [v[sel] for v in self.ub]
+        return _Domains(lbs, ubs, self.depth[sel], self.dead[sel], self.parent[sel])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.lb) * 2
+
+
+def _pop_batch(stack: list[_Domains]) -> _Domains:
+    """Up to ``BATCH`` domains from the top of the stack (depth first keeps the stack small)."""
+    top = stack.pop()
+    if len(top) > BATCH:
+        stack.append(top.part(slice(BATCH, None)))
+        top = top.part(slice(0, BATCH))
+    return top
+
+
+def _bound(
+    graph: LayerGraph, rows: _Rows, dom: _Domains, options: Options, check: Callable[[], None]
+) -> tuple[LayerBounds, np.ndarray, np.ndarray, np.ndarray]:
+    """Tightened bounds of every layer, the rows' lower bounds ``(B, K)`` and linear functions
+    ``(B, K, n + 1)``, and which domains are empty (bounds crossed). An empty domain's bounds may hold NaN or
+    garbage (relaxations of crossed intervals): hence the silenced floating-point warnings, and its rows are
+    never read."""
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        tight = crown_bounds_checked(graph, dom.lb, dom.ub, check, **margins)
+        empty = np.zeros(len(dom), dtype=bool)
+        for lo, hi in zip(tight.lb, tight.ub, strict=True):
+            empty |= np.any(lo > hi, axis=1)
+        lower, coef = backward_rows_lower(
+            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=_rules(graph), **margins
+        )
+        for _ in range(LINE_PASSES):
+            weakest = _weakest_vertex(rows, coef, lower, dom.dead, dom.lb[0], dom.ub[0])
+            lines = point_lines(graph, tight, weakest, options.bound_margin_rel, options.bound_margin_abs)
+            again, funcs = backward_rows_lower(
+                graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, lines, rules=_rules(graph), **margins
+            )
+            better = again > lower
+            lower, coef = np.where(better, again, lower), np.where(better[..., None], funcs, coef)
+    return tight, np.maximum(lower, dom.parent), coef, empty
+
+
+def _weakest_vertex(
+    rows: _Rows, coef: np.ndarray, lower: np.ndarray, dead: np.ndarray, lb: np.ndarray, ub: np.ndarray
+) -> np.ndarray:
+    """Per domain ``(B, n)``: the input vertex minimising the binding row of its live disjunct furthest from
+    ruled out (where the relaxation lines matter most)."""
+    live = ~(dead | rows.dead(lower))
+    pick = rows.binding(lower, live)
+    row = np.argmin(np.where(pick, lower, np.inf), axis=1)
+    w = coef[np.arange(coef.shape[0]), row, :-1]
+    return np.where(w > 0.0, lb, ub)
+
+
+def _rules(graph: LayerGraph) -> tuple[str, ...]:
+    """The ReLU lower-slope rules worth a pass each: all of them when a ReLU is present, else one (the rules
+    change nothing else, and each pass recomputes every smooth relaxation)."""
+    relu = any(isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU for layer in graph.layers)
+    return SLOPE_RULES if relu else SLOPE_RULES[:1]
+
+
+def _attack_points(coef: np.ndarray, pick: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> np.ndarray:
+    """The input box vertex minimising each picked row's linear function (``pick`` ``(B, K)``)."""
+    dom, row = np.nonzero(pick)
+    w = coef[dom, row, :-1]
+    return np.where(w > 0.0, lb, ub)
+
+
+def _children(
+    graph: LayerGraph, tight: LayerBounds, lower: np.ndarray, seed: np.ndarray, dom: _Domains
+) -> tuple[_Domains, np.ndarray]:
+    """Both children of every domain whose branching found a neuron to split (with the domain's row bounds
+    ``lower`` as their parent's), and which domains found none."""
+    choice = choose(graph, tight, seed)
+    ok = choice.score > 0.0
+    sel = np.nonzero(ok)[0]
+    left_ub = [v[sel].copy() for v in tight.ub]
+    right_lb = [v[sel].copy() for v in tight.lb]
+    pos = np.arange(sel.size)
+    for k in np.unique(choice.layer[sel]):
+        at = choice.layer[sel] == k
+        left_ub[k][pos[at], choice.neuron[sel][at]] = choice.point[sel][at]
+        right_lb[k][pos[at], choice.neuron[sel][at]] = choice.point[sel][at]
+    lbs = [np.vstack([a[sel], b]) for a, b in zip(tight.lb, right_lb, strict=True)]
+    ubs = [np.vstack([a, b[sel]]) for a, b in zip(left_ub, tight.ub, strict=True)]
+    depth = np.concatenate([dom.depth[sel] + 1, dom.depth[sel] + 1])
+    dead, parent = np.vstack([dom.dead[sel], dom.dead[sel]]), np.vstack([lower[sel], lower[sel]])
+    return _Domains(lbs, ubs, depth, dead, parent), ~ok
+
+
+def _root(graph: LayerGraph, rows: _Rows, options: Options, lb: np.ndarray, ub: np.ndarray) -> _Domains:
+    """The whole box as one domain, with forward symbolic bounds of every layer."""
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
+    lbs, ubs = [lb[None, :].copy(), *sym.lb[1:]], [ub[None, :].copy(), *sym.ub[1:]]
+    depth, dead = np.zeros(1, dtype=np.int64), np.zeros((1, rows.n_disjuncts), dtype=bool)
+    return _Domains(lbs, ubs, depth, dead, np.full((1, rows.b.size), -np.inf))
+
+
+def act_split_search(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    lb: np.ndarray,
+    ub: np.ndarray,
+    budget: Budget,
+    options: Options,
+    is_counterexample: Callable[[np.ndarray], bool],
+) -> SearchOutcome:
+    """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by splitting activation
+    input intervals. ``INFEASIBLE`` is a proof; ``FEASIBLE`` carries a point ``is_counterexample`` accepted."""
+    rows, stats = _Rows.of(disjuncts), SearchStats()
+
+    def check() -> None:
+        budget.check(PHASE)
+
+    stack = [_root(graph, rows, options, lb, ub)]
+    undecided = ""
+    try:
+        while stack:
+            check()
+            dom = _pop_batch(stack)
+            stats.boxes += len(dom)
+            budget.check_alloc(8.0 * len(dom) * rows.b.size * sum(v.shape[1] for v in dom.lb) * 4, PHASE)
+            tight, lower, coef, empty = _bound(graph, rows, dom, options, check)
+            dead = dom.dead | rows.dead(lower)
+            open_dom = ~np.all(dead, axis=1) & ~empty
+            if not np.any(open_dom):
+                continue
+            pick = rows.binding(lower, ~dead & open_dom[:, None])
+            found = try_points(graph, disjuncts, _attack_points(coef, pick, lb, ub), is_counterexample, stats)
+            if found is not None:
+                return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
+            deep = open_dom & (dom.depth >= MAX_DEPTH)
+            if np.any(deep):
+                undecided = f"the relaxation of the activations left a domain open after {MAX_DEPTH} splits"
+            grow = open_dom & ~deep
+            if not np.any(grow):
+                continue
+            parts = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
+            seed = rows.a_y[None, :, :] * pick[grow][:, :, None]
+            now = _Domains(dom.lb, dom.ub, dom.depth, dead, dom.parent)
+            kids, stuck = _children(graph, parts, lower[grow], seed, now.part(grow))
+            if np.any(stuck):
+                undecided = "a domain open with no activation interval left to split"
+            budget.check_alloc(kids.nbytes, PHASE)
+            stack.append(kids)
+            stats.max_depth = max(stats.max_depth, int(kids.depth.max(initial=0)))
+    except BudgetExpired:
+        return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during activation splitting", stats=stats)
+    if undecided:
+        return SearchOutcome(SolveStatus.UNKNOWN, note=undecided, stats=stats)
+    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
