@@ -272,3 +272,26 @@ def test_ops_table_says_relaxed() -> None:
     notes = {op: note for op, _, note in supported_ops_table()}
     assert "relaxed" in notes["Mul"] and "relaxed" in notes["Div"] and "relaxed" in notes["Softmax"]
     assert "Reciprocal" in notes and "unknown" in notes["Reciprocal"]
+
+
+@pytest.mark.parametrize(("opset", "removed"), [(11, True), (13, False)])
+def test_output_softmax_is_removed_only_when_it_normalises_every_output(
+    save_net: SaveNet, opset: int, removed: bool
+) -> None:
+    """On a (1, 2, 3) output, axis 1 normalises all 6 entries before opset 13 (removable for a comparison of
+    outputs) but only pairs from 13 on (kept, then lowered)."""
+    from nnverify.graph.tail import strip_softmax
+    from nnverify.spec.property import Disjunct, Property
+
+    nodes, inits = _gemms(3, {"h": 6})
+    inits["shape"] = np.array([1, 2, 3])
+    nodes += [helper.make_node("Reshape", ["h", "shape"], ["h3"]), helper.make_node("Softmax", ["h3"], ["y"], axis=1)]
+    graph = load_network(save_net(nodes, [1, 3], inits, opset=opset))
+    a_y = np.zeros((1, 6))
+    a_y[0, 0], a_y[0, 4] = 1.0, -1.0
+    prop = Property(3, 6, (Disjunct(-np.ones(3), np.ones(3), np.zeros((1, 3)), a_y, np.zeros(1)),))
+    analysis, note = strip_softmax(graph, prop)
+    assert (analysis.output_name == "h3") is removed and ("Softmax removed" in note) is removed
+    if not removed:
+        lowered, lowered_note = lower_smooth(analysis)
+        assert "1 Softmax" in lowered_note and "Softmax" not in {n.op_type for n in lowered.nodes}
