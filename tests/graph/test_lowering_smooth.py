@@ -295,3 +295,28 @@ def test_output_softmax_is_removed_only_when_it_normalises_every_output(
     if not removed:
         lowered, lowered_note = lower_smooth(analysis)
         assert "1 Softmax" in lowered_note and "Softmax" not in {n.op_type for n in lowered.nodes}
+
+
+def test_the_op_graph_route_and_the_encoder_cope(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the dense view declared too large, the forward bounds on the op graph decide the lowered net (unsat,
+    then a replayed sat); the exact encoder refuses its relaxed activations."""
+    from nnverify.encode.network import NotExactError, encode_network
+    from nnverify.search import forward_split
+
+    net = _product_softmax_net(tmp_path / "net.onnx")
+    graph = load_network(net)
+    layers = to_layers(graph, merge=False)
+    box = interval_bounds(layers, -np.ones(2), np.ones(2))
+    with pytest.raises(NotExactError, match="no exact encoding"):
+        encode_network(layers, [v[0] for v in box.lb], [v[0] for v in box.ub])
+    monkeypatch.setattr(forward_split, "dense_view_mb", lambda graph: float("inf"))
+    lb, ub = np.array([-0.5, -0.5]), np.array([0.5, 0.5])
+    g = np.linspace(0.0, 1.0, 201)
+    top = float(graph.eval(lb + np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2) * (ub - lb))[:, 0].max())
+    options = nnverify.Options(timeout_s=60, attack_samples=50)
+    unsat = _write_prop(tmp_path / "unsat.vnnlib", lb, ub, [f"(assert (>= Y_0 {top + 0.05!r}))"])
+    result = nnverify.verify(net, unsat, options)
+    assert result.verdict.value == "unsat" and "forward bounds" in result.note, result.note
+    sat = _write_prop(tmp_path / "sat.vnnlib", lb, ub, [f"(assert (>= Y_0 {top - 0.01!r}))"])
+    result = nnverify.verify(net, sat, options)
+    assert result.verdict.value == "sat" and result.counterexample is not None
