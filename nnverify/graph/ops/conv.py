@@ -15,7 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nnverify.graph.ops.base import Flags, NoAdjoint, Node, Op, Parts, Step, Tensors, const_value, has_input, register
-from nnverify.graph.ops.pullback import first
+from nnverify.graph.ops.pullback import first, grouped_product
 
 
 def conv_pads(
@@ -113,24 +113,27 @@ class Conv(Op):
 
 
 def _transposed(node: Node, w: np.ndarray, g: np.ndarray, in_sizes: list[int]) -> np.ndarray:
-    """``g`` ``(R, N, M, *out)`` through the transposed convolution: each kernel offset adds its weights' product
-    into a strided window of the padded input, which is then cropped."""
+    """``g`` ``(R, N, M, *out)`` through the transposed convolution: one batched product with the kernel per
+    group, then each kernel offset's columns added into a strided window of the padded input, which is cropped."""
     r, n = g.shape[:2]
     m, group_channels, *kernel = w.shape
     groups, nd = int(node.attrs["group"]), len(kernel)
     strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
     dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
     pads = conv_pads(node, in_sizes, [d * (k - 1) + 1 for d, k in zip(dilations, kernel, strict=True)], strides)
-    g = g.reshape(r * n, groups, m // groups, *g.shape[3:])
+    out_sizes = g.shape[3:]
+    rows = np.moveaxis(g.reshape(r * n, groups, m // groups, -1), 2, -1)  # (RN, G, P, Mg)
+    kernels = w.reshape(groups, m // groups, -1)  # (G, Mg, Cg * K)
+    cols = grouped_product(rows, kernels).reshape(r * n, groups, *out_sizes, group_channels, *kernel)
     padded = [size + b + e for size, (b, e) in zip(in_sizes, pads, strict=True)]
-    dxp = np.zeros((r * n, groups, group_channels, *padded))
-    wg = w.reshape(groups, m // groups, group_channels, *kernel)
+    dxp = np.zeros((r * n, groups, *padded, group_channels))
+    lead: tuple[Any, ...] = (slice(None), slice(None))
     for offset in itertools.product(*(range(k) for k in kernel)):
         window = tuple(
             slice(o * d, o * d + s * (size - 1) + 1, s)
-            for o, d, s, size in zip(offset, dilations, strides, g.shape[3:], strict=True)
+            for o, d, s, size in zip(offset, dilations, strides, out_sizes, strict=True)
         )
-        kernel_at: tuple[Any, ...] = (slice(None), slice(None), slice(None), *offset)
-        dxp[(slice(None), slice(None), slice(None), *window)] += np.einsum("XGM...,GMC->XGC...", g, wg[kernel_at])
+        dxp[(*lead, *window)] += cols[(*lead, *(slice(None),) * nd, slice(None), *offset)]
     crop = tuple(slice(b, b + size) for (b, _), size in zip(pads, in_sizes, strict=True))
-    return dxp[(slice(None), slice(None), slice(None), *crop)].reshape(r, n, groups * group_channels, *in_sizes)
+    dx = np.moveaxis(dxp[(*lead, *crop)], -1, 2)
+    return dx.reshape(r, n, groups * group_channels, *in_sizes)

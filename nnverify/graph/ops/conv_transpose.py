@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
-from nnverify.graph.ops.pullback import first
+from nnverify.graph.ops.pullback import first, grouped_product
 
 _AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
@@ -79,7 +79,7 @@ class ConvTranspose(Op):
         out = np.zeros((batch * n, groups, *full, group_out))
         for position in itertools.product(*(range(k) for k in kernel)):
             kernel_index: tuple[Any, ...] = (..., *position)
-            part = np.matmul(xl, wg[kernel_index]).reshape(batch * n, groups, *in_sizes, group_out)
+            part = grouped_product(xl, wg[kernel_index]).reshape(batch * n, groups, *in_sizes, group_out)
             index = tuple(
                 slice(p * d, p * d + s * (i - 1) + 1, s)
                 for p, d, s, i in zip(position, dilations, strides, in_sizes, strict=True)
@@ -120,5 +120,5 @@ class ConvTranspose(Op):
             )
             part = gl[(slice(None), slice(None), *index)].reshape(r * n, groups, -1, group_out)
             kernel_index: tuple[Any, ...] = (..., *position)
-            dx += np.matmul(part, np.ascontiguousarray(np.swapaxes(wg[kernel_index], -1, -2)))  # BLAS needs contiguous
+            dx += grouped_product(part, np.swapaxes(wg[kernel_index], -1, -2))
         return first(xs, np.moveaxis(dx, -1, 2).reshape(r, n, channels, *in_sizes))

@@ -20,6 +20,17 @@ def _one_variable_factor(is_const: tuple[bool, ...], op_type: str) -> str | None
     return None
 
 
+def product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b)`` of rank-aligned stacks; when one side is a single matrix broadcast over the other's
+    stack, one 2-D GEMM (numpy's broadcasting matmul loop skips BLAS: 50x slower for 500 rows of 1024 x 1024)."""
+    if all(d == 1 for d in b.shape[:-2]):
+        m = b.reshape(b.shape[-2:])
+        return (a.reshape(-1, a.shape[-1]) @ m).reshape(*a.shape[:-1], m.shape[-1])
+    if all(d == 1 for d in a.shape[:-2]):
+        return np.moveaxis(np.tensordot(a.reshape(a.shape[-2:]), b, axes=([1], [b.ndim - 2])), 0, -2)
+    return np.matmul(a, b)
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """ONNX (numpy-style) MatMul of two batched operands, including 1-D promotion.
 
@@ -36,7 +47,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if b_vector:
         b = b[:, :, None]
     a, b = align_ranks(a, b)
-    out = np.matmul(a, b)
+    out = product(a, b)
     if b_vector:
         out = out[..., 0]
     if a_vector:
@@ -53,8 +64,8 @@ def matmul_vjp(a: np.ndarray, b: np.ndarray, g: np.ndarray, wanted: list[bool]) 
         g = g[..., None]
     if a.ndim == 2:
         g = g[..., None, :]
-    da = unbroadcast(np.matmul(g, np.swapaxes(b3, -1, -2)), a3.shape) if wanted[0] else None
-    db = unbroadcast(np.matmul(np.swapaxes(a3, -1, -2), g), b3.shape) if wanted[1] else None
+    da = unbroadcast(product(g, np.swapaxes(b3, -1, -2)), a3.shape) if wanted[0] else None
+    db = unbroadcast(product(np.swapaxes(a3, -1, -2), g), b3.shape) if wanted[1] else None
     return [None if part is None else part.reshape(part.shape[0], *x.shape[1:]) for part, x in ((da, a), (db, b))]
 
 
@@ -76,7 +87,7 @@ class Gemm(Op):
             a = np.swapaxes(a, -1, -2)
         if node.attrs["transB"]:
             b = np.swapaxes(b, -1, -2)
-        out = node.attrs["alpha"] * np.matmul(a, b)
+        out = node.attrs["alpha"] * product(a, b)
         if has_input(node, 2):
             out, c = align_ranks(out, xs[2])
             out = out + node.attrs["beta"] * c

@@ -39,6 +39,16 @@ def rows(g: np.ndarray, x: np.ndarray, part: np.ndarray) -> np.ndarray:
     return part if part.shape == shape else np.array(np.broadcast_to(part, shape))
 
 
+def grouped_product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x`` ``(R, G, P, A)`` times ``w`` ``(G, A, B)`` per group: ``(R, G, P, B)``, one 2-D GEMM per group (numpy's
+    broadcasting matmul skips BLAS)."""
+    r, groups, p, a = x.shape
+    out = np.empty((r, groups, p, w.shape[-1]))
+    for k in range(groups):
+        out[:, k] = (x[:, k].reshape(r * p, a) @ w[k]).reshape(r, p, -1)
+    return out
+
+
 def _selection(op: Any, node: Node, xs: Sequence[np.ndarray], k: int, wanted: list[bool]) -> np.ndarray | None:
     """For input ``k`` of an affine node whose output entries each copy one entry of it (or none), the 1-based
     input position of every output entry (0: none); else None. The other wanted (variable) inputs are set to 0,
