@@ -72,16 +72,16 @@ def _gaps(act: Activation, lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, 
 def _layer_scores(
     act: Activation, lb: np.ndarray, ub: np.ndarray, pos: np.ndarray, neg: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per neuron ``(B, size)``: the best score and its split point (0 or the middle)."""
-    below, above = _gaps(act, lb, ub)
+    """Per neuron ``(B, size)``: the best score and its split point (0 or the middle). The gaps of the parent
+    and of both children at both points come from one ``relax`` call on the stacked intervals."""
     mid = (lb + ub) / 2.0
-    width = ub - lb
+    zero = np.where((lb < 0.0) & (ub > 0.0), 0.0, mid)
+    below, above = _gaps(act, np.stack([lb, lb, mid, lb, zero]), np.stack([ub, mid, ub, zero, ub]))
     best, point = np.zeros_like(lb), mid
-    for s in (mid, np.where((lb < 0.0) & (ub > 0.0), 0.0, mid)):
-        left_below, left_above = _gaps(act, lb, s)
-        right_below, right_above = _gaps(act, s, ub)
-        gain = pos * (below - np.maximum(left_below, right_below)) + neg * (above - np.maximum(left_above, right_above))
-        gain = np.where(width > 0.0, gain, 0.0)
+    for k, s in ((1, mid), (3, zero)):
+        gain = pos * (below[0] - np.maximum(below[k], below[k + 1]))
+        gain += neg * (above[0] - np.maximum(above[k], above[k + 1]))
+        gain = np.where(ub > lb, gain, 0.0)
         take = gain > best
         best, point = np.where(take, gain, best), np.where(take, s, point)
     return best, point
