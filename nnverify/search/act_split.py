@@ -37,8 +37,10 @@ from nnverify.spec.property import Disjunct
 MAX_DEPTH = 40
 #: Passes per domain with lines chosen at the weakest row's minimiser (``act_lines.py``) after the first.
 LINE_PASSES = 1
-#: Domains bounded together in one numpy call.
+#: Domains bounded together in one numpy call, at most; fewer on large networks (``batch_size``).
 BATCH = 32
+#: Elements (domains x neurons x inputs) of one batch's bounds: large networks bound fewer domains at a time.
+BATCH_ELEMENTS = 1 << 23
 #: The phase named by the budget's checks and memory estimates.
 PHASE = "activation splitting"
 
@@ -100,12 +102,18 @@ class _Domains:
         return sum(v.nbytes for v in self.lb) * 2
 
 
-def _pop_batch(stack: list[_Domains]) -> _Domains:
-    """Up to ``BATCH`` domains from the top of the stack (depth first keeps the stack small)."""
+def batch_size(graph: LayerGraph) -> int:
+    """Domains per batch: ``BATCH``, or fewer where one domain's back-substitutions are large."""
+    neurons = sum(layer.size for layer in graph.layers)
+    return max(1, min(BATCH, BATCH_ELEMENTS // max(1, neurons * graph.n_inputs)))
+
+
+def _pop_batch(stack: list[_Domains], size: int) -> _Domains:
+    """Up to ``size`` domains from the top of the stack (depth first keeps the stack small)."""
     top = stack.pop()
-    if len(top) > BATCH:
-        stack.append(top.part(slice(BATCH, None)))
-        top = top.part(slice(0, BATCH))
+    if len(top) > size:
+        stack.append(top.part(slice(size, None)))
+        top = top.part(slice(0, size))
     return top
 
 
@@ -209,12 +217,12 @@ def act_split_search(
     def check() -> None:
         budget.check(PHASE)
 
-    stack = [_root(graph, rows, options, lb, ub)]
+    stack, size = [_root(graph, rows, options, lb, ub)], batch_size(graph)
     undecided = ""
     try:
         while stack:
             check()
-            dom = _pop_batch(stack)
+            dom = _pop_batch(stack, size)
             stats.boxes += len(dom)
             budget.check_alloc(8.0 * len(dom) * rows.b.size * sum(v.shape[1] for v in dom.lb) * 4, PHASE)
             tight, lower, coef, empty = _bound(graph, rows, dom, options, check)

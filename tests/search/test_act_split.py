@@ -185,7 +185,7 @@ def test_the_budget_stops_the_search_at_its_checks() -> None:
         budget = _Countdown(math.inf, left=[looks])
         out = act_split_search(net, [d], d.lb, d.ub, budget, Options(), lambda x: True)
         assert out.status is SolveStatus.TIMEOUT and "activation splitting" in out.note
-        assert out.stats.boxes <= max(1, looks) * act_split.BATCH
+        assert out.stats.boxes <= max(1, looks) * act_split.batch_size(net)
 
 
 def test_the_memory_cap_refuses_the_search() -> None:
