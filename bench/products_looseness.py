@@ -14,25 +14,35 @@ from nnverify.graph.ops.base import ActKind
 from nnverify.graph.ops.interface import ACTIVATIONS
 
 
-def main(n: int = 2000, samples: int = 400, seed: int = 0) -> None:
+def _squares(
+    lx: np.ndarray, ux: np.ndarray, ly: np.ndarray, uy: np.ndarray, scale: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval width and mean gap of the lines of ``((s x + y / s)^2 - (s x - y / s)^2) / 4`` on each box."""
     square = ACTIVATIONS[ActKind.SQUARE]
+    s_lb, s_ub = scale * lx + ly / scale, scale * ux + uy / scale
+    d_lb, d_ub = scale * lx - uy / scale, scale * ux - ly / scale
+    s_lo, s_hi = square.interval(s_lb, s_ub, 0.0, 0.0)
+    d_lo, d_hi = square.interval(d_lb, d_ub, 0.0, 0.0)
+    width = ((s_hi - d_lo) - (s_lo - d_hi)) / 4
+    ls, lc, us, uc = (v[:, None] for v in square.relax(s_lb, s_ub, 0.0, 0.0))
+    ld, ldc, ud, udc = (v[:, None] for v in square.relax(d_lb, d_ub, 0.0, 0.0))
+    k = scale[:, None]
+    s_val, d_val = k * x + y / k, k * x - y / k
+    upper = ((us * s_val + uc) - (ld * d_val + ldc)) / 4
+    lower = ((ls * s_val + lc) - (ud * d_val + udc)) / 4
+    assert np.all(upper >= x * y - 1e-9) and np.all(lower <= x * y + 1e-9)
+    return width, (upper - lower).mean(1)
+
+
+def main(n: int = 2000, samples: int = 400, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     cx, cy = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
     wx, wy = 10.0 ** rng.uniform(-2, 0.5, n), 10.0 ** rng.uniform(-2, 0.5, n)
     lx, ux, ly, uy = cx - wx / 2, cx + wx / 2, cy - wy / 2, cy + wy / 2
     corners = np.stack([lx * ly, lx * uy, ux * ly, ux * uy])
     exact_width = corners.max(0) - corners.min(0)  # McCormick's interval is the exact range
-    s_lo, s_hi = square.interval(lx + ly, ux + uy, 0.0, 0.0)
-    d_lo, d_hi = square.interval(lx - uy, ux - ly, 0.0, 0.0)
-    squares_width = ((s_hi - d_lo) - (s_lo - d_hi)) / 4
     t = rng.uniform(0, 1, (n, samples, 2))
     x, y = lx[:, None] + t[..., 0] * wx[:, None], ly[:, None] + t[..., 1] * wy[:, None]
-    ls, lc, us, uc = (v[:, None] for v in square.relax(lx + ly, ux + uy, 0.0, 0.0))
-    ld, ldc, ud, udc = (v[:, None] for v in square.relax(lx - uy, ux - ly, 0.0, 0.0))
-    upper = ((us * (x + y) + uc) - (ld * (x - y) + ldc)) / 4
-    lower = ((ls * (x + y) + lc) - (ud * (x - y) + udc)) / 4
-    assert np.all(upper >= x * y - 1e-9) and np.all(lower <= x * y + 1e-9)
-    gap = (upper - lower).mean(1)
     lows = [
         ly[:, None] * x + lx[:, None] * y - (lx * ly)[:, None],
         uy[:, None] * x + ux[:, None] * y - (ux * uy)[:, None],
@@ -43,15 +53,18 @@ def main(n: int = 2000, samples: int = 400, seed: int = 0) -> None:
     ]
     envelope = (np.minimum(*ups) - np.maximum(*lows)).mean(1)
     planes = np.minimum.reduce([(u - v).mean(1) for u in ups for v in lows])  # the best single plane per side
-    width, lines = squares_width / exact_width, gap / planes
     print(f"{n} boxes, side widths 0.01-3.2, centres in [-2, 2]^2; squares / McCormick:")
-    print(f"  interval width: median {np.median(width):.2f}, mean {width.mean():.2f}, max {width.max():.1f}")
-    print(f"  mean gap vs the best single planes: median {np.median(lines):.2f}, mean {lines.mean():.2f}")
-    print(f"  mean gap vs the envelope: median {np.median(gap / envelope):.2f}, mean {(gap / envelope).mean():.1f}")
-    for label, mask in (("square", np.abs(np.log(wx / wy)) < 0.1), ("elongated", np.abs(np.log10(wx / wy)) > 1.5)):
-        print(
-            f"  {label} boxes ({mask.sum()}): lines {np.median(lines[mask]):.2f}, interval {np.median(width[mask]):.2f}"
-        )
+    balanced = np.exp2(np.round(0.5 * np.log2(wy / wx)))  # lowering_smooth.product_scales' power of two
+    for label, scale in (("unscaled", np.ones(n)), ("scaled", balanced)):
+        squares_width, gap = _squares(lx, ux, ly, uy, scale, x, y)
+        width, lines = squares_width / exact_width, gap / planes
+        print(f" {label}:")
+        print(f"  interval width: median {np.median(width):.2f}, mean {width.mean():.2f}, max {width.max():.1f}")
+        print(f"  mean gap vs the best single planes: median {np.median(lines):.2f}, mean {lines.mean():.2f}")
+        print(f"  mean gap vs the envelope: median {np.median(gap / envelope):.2f}, mean {(gap / envelope).mean():.1f}")
+        for name, mask in (("square", np.abs(np.log(wx / wy)) < 0.1), ("elongated", np.abs(np.log10(wx / wy)) > 1.5)):
+            lines_m, width_m = np.median(lines[mask]), np.median(width[mask])
+            print(f"  {name} boxes ({mask.sum()}): lines {lines_m:.2f}, interval {width_m:.2f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.errors import PropertyError, UnboundedError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, is_exact
-from nnverify.graph.lowering_smooth import lower_smooth
+from nnverify.graph.lowering_smooth import lower_smooth, product_scales
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
 from nnverify.graph.tail import strip_softmax
@@ -376,7 +376,8 @@ def _phases(
     _check_sizes(graph, prop)
     backend = get_backend(options.backend, options, pool)  # fail early on an unavailable backend
     analysis, tail_note = strip_softmax(graph, prop)  # the analysis reads the logits; replay uses the model
-    analysis, lowered_note = lower_smooth(analysis)  # two-variable Mul/Div, other Softmax: Pow 2, Exp, Reciprocal
+    scales = product_scales(analysis, [(d.lb, d.ub) for d in prop.disjuncts])  # squares balanced on the region
+    analysis, lowered_note = lower_smooth(analysis, scales)  # two-variable Mul/Div, other Softmax: Pow 2, Exp, 1/y
     notes = [note for note in (tail_note, lowered_note) if note]
     if prop.disjuncts and (reason := forward_reason(analysis, prop, budget, INPUT_SPLIT_MAX_DIM)) is not None:
         progress.phase = "input splitting with forward bounds on the op graph"  # few free inputs, no dense matrices

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,13 +34,15 @@ def needs_lowering(graph: Graph, node: Node) -> bool:
 
 @dataclasses.dataclass
 class _Rewriter:
-    """Collects the replacement nodes and their new constants; every new name starts with ``prefix``."""
+    """Collects the replacement nodes and their new constants (named after the node's output, made unique)."""
 
     graph: Graph
+    scales: Mapping[str, np.ndarray]
     nodes: list[Node] = dataclasses.field(default_factory=list)
     constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] | None = None
     outputs: set[str] = dataclasses.field(default_factory=set)  # the lowered nodes' own outputs
+    taken: set[str] = dataclasses.field(default_factory=set)  # every tensor name in use
 
     def shape(self, name: str) -> tuple[int, ...]:
         if self.shapes is None:
@@ -49,14 +52,14 @@ class _Rewriter:
 
     def fresh(self, name: str) -> str:
         """``name``, or ``name~k`` if the model already uses it (the final output keeps its own name)."""
-        taken = self.graph.constants.keys() | self.constants.keys() | {o for n in self.graph.nodes for o in n.outputs}
         k, candidate = 0, name
-        while candidate in taken:
+        while candidate in self.taken:
             k += 1
             candidate = f"{name}~{k}"
+        self.taken.add(candidate)
         return candidate
 
-    def const(self, name: str, value: list[int] | float) -> str:
+    def const(self, name: str, value: list[int] | float | np.ndarray) -> str:
         name = self.fresh(name)
         self.constants[name] = np.asarray(value, dtype=np.int64 if isinstance(value, list) else np.float64)
         return name
@@ -65,14 +68,20 @@ class _Rewriter:
         """A new node computing ``out`` (a fresh name unless it is an output of the graph being rewritten)."""
         if out not in self.outputs:
             out = self.fresh(out)
+        self.taken.add(out)
         self.nodes.append(Node(out, op_type, tuple(inputs), (out,), attrs))
         return out
 
     def product(self, a: str, b: str, out: str) -> str:
-        """``a * b`` (both variable): ``a^2`` for one tensor, else the difference of two squares over 4."""
+        """``a * b`` (both variable): ``a^2`` for one tensor, else ``((s a + b / s)^2 - (s a - b / s)^2) / 4`` with
+        ``s = scales[out]`` (powers of two, so ``1 / s`` and the identity are exact; none: ``s = 1``)."""
         two = self.const(f"{out}/two", 2.0)
         if a == b:
             return self.emit("Pow", [a, two], out)
+        scale = self.scales.get(out)
+        if scale is not None and np.any(scale != 1.0):
+            a = self.emit("Mul", [a, self.const(f"{out}/scale", scale)], f"{out}/scaled_a")
+            b = self.emit("Mul", [b, self.const(f"{out}/inverse_scale", 1.0 / scale)], f"{out}/scaled_b")
         total = self.emit("Pow", [self.emit("Add", [a, b], f"{out}/sum"), two], f"{out}/sum2")
         diff = self.emit("Pow", [self.emit("Sub", [a, b], f"{out}/diff"), two], f"{out}/diff2")
         squares = self.emit("Sub", [total, diff], f"{out}/squares")
@@ -104,12 +113,42 @@ class _Rewriter:
         return self.emit("Reshape", [inverse, self.const(f"{out}/shape", list(shape))], out)
 
 
-def lower_smooth(graph: Graph) -> tuple[Graph, str]:
+def product_scales(
+    graph: Graph, boxes: Sequence[tuple[np.ndarray, np.ndarray]], samples: int = 64
+) -> dict[str, np.ndarray]:
+    """Per two-variable product (Mul, or Div's ``x * (1 / y)``; by output name), powers of two ``s`` per output
+    element with ``s^2`` near ``w_b / w_a``, the ratio of the factors' spreads over ``samples`` points of each input
+    box ``(lb, ub)``: the squares' widths ``s w_a + w_b / s`` are then about the smallest. Only tightness depends
+    on it (any power of two keeps the identity exact), so a sampled spread is enough."""
+    nodes = [n for n in graph.nodes if needs_lowering(graph, n) and n.op_type != "Softmax"]
+    nodes = [n for n in nodes if _variable(graph, n.inputs[0])]
+    if not nodes or not boxes:
+        return {}
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(lb, ub, (samples, graph.n_inputs)) for lb, ub in boxes[:16]])
+    with np.errstate(all="ignore"):
+        env = graph.eval_all(x)
+        scales = {}
+        for node in nodes:
+            a, b = env[node.inputs[0]], env[node.inputs[1]]
+            b = 1.0 / b if node.op_type == "Div" else b
+            shape = env[node.outputs[0]].shape
+            spread_a = np.ptp(np.broadcast_to(a, shape), axis=0)
+            spread_b = np.ptp(np.broadcast_to(b, shape), axis=0)
+            exponent = np.round(0.5 * np.log2(spread_b / spread_a))
+            ok = np.isfinite(exponent)
+            scales[node.outputs[0]] = np.exp2(np.where(ok, np.clip(exponent, -30, 30), 0.0))
+    return scales
+
+
+def lower_smooth(graph: Graph, scales: Mapping[str, np.ndarray] | None = None) -> tuple[Graph, str]:
     """``graph`` with every node of ``needs_lowering`` rewritten (see the module docstring), and a note naming
-    what was lowered (``""`` and ``graph`` itself when nothing was)."""
+    what was lowered (``""`` and ``graph`` itself when nothing was). ``scales``: ``product_scales`` (None: 1)."""
     if not any(needs_lowering(graph, node) for node in graph.nodes):
         return graph, ""
-    rewriter = _Rewriter(graph, outputs={n.outputs[0] for n in graph.nodes if needs_lowering(graph, n)})
+    taken = set(graph.constants) | {name for node in graph.nodes for name in (*node.inputs, *node.outputs)}
+    outputs = {n.outputs[0] for n in graph.nodes if needs_lowering(graph, n)}
+    rewriter = _Rewriter(graph, scales or {}, outputs=outputs, taken=taken | {graph.input_name})
     counts = {"Mul": 0, "Div": 0, "Softmax": 0}
     for node in graph.nodes:
         if not needs_lowering(graph, node):
