@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from nnverify.attack_vjp import node_vjp
+from nnverify.bounds.adjoint import ConvMap
 from nnverify.bounds.forward_ops import Form, _affine, activation_form, input_form
 from nnverify.bounds.forward_ops import unsupported as forward_unsupported
 from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
 from nnverify.graph.ops.base import REGISTRY, Node
-from nnverify.graph.ops.interface import ACTIVATIONS, Lines
+from nnverify.graph.ops.interface import ACTIVATIONS
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 #: Elements (boxes x rows x widest tensor) of one back-substitution chunk (memory: 8 bytes each, a few copies).
@@ -39,6 +40,7 @@ class OpPlan:
         floor: Prefix tensors read by a node outside the prefix (where back-substitution stops).
         maps: Affine node name -> its cheaper linear operator (``Op.linear_map``: Conv's kernel) or None.
         bias: Affine node name -> its output at zero variable inputs (the constant term), batch axis 1.
+        depth: Variable tensor -> the most activations on a path from the input to it.
     """
 
     graph: Graph
@@ -47,6 +49,7 @@ class OpPlan:
     floor: tuple[str, ...]
     maps: dict[str, Any]
     bias: dict[str, np.ndarray]
+    depth: dict[str, int]
 
     @property
     def widest(self) -> int:
@@ -62,7 +65,7 @@ def unsupported(p: OpPlan) -> str | None:
         if node.outputs[0] in p.prefix or not REGISTRY[node.op_type].affine or p.maps.get(node.name) is not None:
             continue
         try:
-            _pull(p, node, np.zeros((1, 1, *p.shapes[node.outputs[0]])))
+            _pull(p, node, np.zeros((*p.shapes[node.outputs[0]], 1, 1)))
         except (ModelError, ValueError, IndexError, TypeError) as exc:
             return f"node '{node.name}' ({node.op_type}) has no adjoint: {exc}"
     return None
@@ -76,8 +79,11 @@ def plan(graph: Graph) -> OpPlan:
     prefix = {graph.input_name}
     maps: dict[str, Any] = {}
     bias: dict[str, np.ndarray] = {}
+    depth = {graph.input_name: 0}
     for node in graph.nodes:
         op = REGISTRY[node.op_type]
+        below = max((depth[n] for n in node.inputs if n in depth), default=0)
+        depth[node.outputs[0]] = below + (0 if op.affine else 1)
         if not op.affine:
             continue
         if all(name in prefix for name in node.inputs if name in variable):
@@ -92,7 +98,7 @@ def plan(graph: Graph) -> OpPlan:
     ]
     if graph.output_name in prefix:
         floor.append(graph.output_name)
-    return OpPlan(graph, shapes, frozenset(prefix), tuple(floor), maps, bias)
+    return OpPlan(graph, shapes, frozenset(prefix), tuple(floor), maps, bias, depth)
 
 
 def _call_at(graph: Graph, node: Node, values: dict[str, np.ndarray], absolute: bool = False) -> np.ndarray:
@@ -114,13 +120,13 @@ def _call_at(graph: Graph, node: Node, values: dict[str, np.ndarray], absolute: 
 class OpBounds:
     """Sound bounds ``(B, *shape)`` of every variable tensor over a batch of boxes, and the floor's functions.
 
-    ``lines`` caches each activation's relaxation lines (by its output tensor), ``pre`` each affine node's
+    ``lines`` caches each activation's relaxation step (``_Step``, by its output tensor), ``pre`` each affine node's
     ``|A| max|x| + |b|`` (the scale of the rounding of a step through it)."""
 
     lb: dict[str, np.ndarray]
     ub: dict[str, np.ndarray]
     floor: dict[str, Form]
-    lines: dict[str, Lines] = field(default_factory=dict)
+    lines: dict[str, _Step] = field(default_factory=dict)
     pre: dict[str, np.ndarray] = field(default_factory=dict)
 
     def part(self, sel: slice | np.ndarray) -> OpBounds:
@@ -136,22 +142,45 @@ class OpBounds:
         )
 
 
+def _conv_adjoint(cmap: ConvMap, coef: np.ndarray) -> np.ndarray:
+    """``coef`` ``(M, *out, N)`` (rows last) through the transposed convolution: ``(C, *in, N)``. One GEMM of the
+    kernel's transpose per group, then one strided add per kernel offset (``ConvMap._adjoint`` without its
+    transposes to and from rows first)."""
+    n = coef.shape[-1]
+    channels, m = cmap.in_shape[0], cmap.out_shape[0]
+    cg, mg = channels // cmap.groups, m // cmap.groups
+    kshape, out_sizes = cmap.kernel.shape[2:], cmap.out_shape[1:]
+    rows = coef.reshape(m, -1)
+    padded = [size + lo + hi for size, (lo, hi) in zip(cmap.in_shape[1:], cmap.pads, strict=True)]
+    dx = np.zeros((channels, *padded, n))
+    for g in range(cmap.groups):
+        wt = cmap.kernel[g * mg : (g + 1) * mg].reshape(mg, -1).T  # (Cg * K, Mg)
+        cols = (wt @ rows[g * mg : (g + 1) * mg]).reshape(cg, *kshape, *out_sizes, n)
+        for offset, window in cmap._windows():
+            dx[(slice(g * cg, (g + 1) * cg), *window)] += cols[(slice(None), *offset)]
+    if any(lo or hi for lo, hi in cmap.pads):
+        crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(cmap.pads, cmap.in_shape[1:], strict=True))
+        dx = np.ascontiguousarray(dx[(slice(None), *crop)])
+    return dx
+
+
 def _pull(p: OpPlan, node: Node, coef: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """``coef`` ``(B, R, *out)`` through the adjoint of the affine node's linear part, per variable input."""
-    batch, rows = coef.shape[:2]
+    """``coef`` ``(*out, B, R)`` through the adjoint of the affine node's linear part, per variable input."""
+    batch, rows = coef.shape[-2:]
+    n = batch * rows
     out_shape = p.shapes[node.outputs[0]]
     cmap = p.maps.get(node.name)
     data = node.inputs[0]
-    if cmap is not None:
-        flat = cmap.adjoint(coef.reshape(batch * rows, -1))
-        return [(data, flat.reshape(batch, rows, *p.shapes[data]))]
-    g = coef.reshape(batch * rows, *out_shape)
-    variable = [bool(n) and n in p.shapes for n in node.inputs]
+    if cmap is not None and len(out_shape) == len(cmap.out_shape) + 1:
+        flat = _conv_adjoint(cmap, coef.reshape(*cmap.out_shape, n))
+        return [(data, flat.reshape(*p.shapes[data], batch, rows))]
+    g = np.moveaxis(coef.reshape(-1, n), -1, 0).reshape(n, *out_shape)
+    variable = [bool(name) and name in p.shapes for name in node.inputs]
     args = [
-        np.broadcast_to(np.zeros((1, *p.shapes[n])), (batch * rows, *p.shapes[n]))
+        np.broadcast_to(np.zeros((1, *p.shapes[name])), (n, *p.shapes[name]))
         if var
-        else (p.graph.constants[n][None, ...] if n else np.empty((1, 0)))
-        for n, var in zip(node.inputs, variable, strict=True)
+        else (p.graph.constants[name][None, ...] if name else np.empty((1, 0)))
+        for name, var in zip(node.inputs, variable, strict=True)
     ]
     parts = node_vjp(node, args, g, variable)
     if parts is None:
@@ -159,8 +188,8 @@ def _pull(p: OpPlan, node: Node, coef: np.ndarray) -> list[tuple[str, np.ndarray
     out = []
     for name, part, var in zip(node.inputs, parts, variable, strict=False):
         if var and part is not None:
-            full = np.broadcast_to(part, (batch * rows, *p.shapes[name]))
-            out.append((name, full.reshape(batch, rows, *p.shapes[name])))
+            full = np.broadcast_to(part, (n, *p.shapes[name])).reshape(n, -1)
+            out.append((name, np.ascontiguousarray(full.T).reshape(*p.shapes[name], batch, rows)))
     return out
 
 
@@ -172,29 +201,64 @@ def _pre(p: OpPlan, state: OpBounds, node: Node) -> np.ndarray:
         cmap = p.maps.get(node.name)
         if cmap is not None:
             ((_, x),) = values.items()
-            part = cmap.forward(x.reshape(x.shape[0], -1), absolute=True).reshape(
-                x.shape[0], *p.shapes[node.outputs[0]]
-            )
+            part = cmap.forward(x.reshape(x.shape[0], -1), absolute=True)
+            part = part.reshape(x.shape[0], *p.shapes[node.outputs[0]])
         else:
             part = _call_at(p.graph, node, values, True) - _call_at(p.graph, node, zeros, True)
         state.pre[node.name] = part + np.abs(p.bias[node.name])
     return state.pre[node.name]
 
 
-def _lines(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float]) -> Lines:
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """An activation's lines in the walk's layout: ``y >= lo_s x + lo_c`` where the row's coefficient is
+    positive, ``y <= up_s x + up_c`` where negative; ``inexact`` the flat elements where the two lines differ in
+    some box (elsewhere one multiplication passes the coefficient)."""
+
+    lo_s: np.ndarray  # (*shape, B, 1)
+    lo_c: np.ndarray | None  # (B, *shape), None if zero
+    inexact: np.ndarray  # (m,)
+    d_s: np.ndarray  # (m, B, 1): up_s - lo_s there
+    d_c: np.ndarray  # (B, m): up_c - lo_c there
+    term: np.ndarray  # (B, *shape): max|s| max|x| + max|c|, the rounding scale
+
+
+def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float]) -> _Step:
+    """The activation's ``_Step`` on its input's bounds (cached per batch)."""
     src, out = node.inputs[0], node.outputs[0]
     if out not in state.lines:
         kind = REGISTRY[node.op_type].activation_of(node, p.graph.constants)
         assert kind is not None
-        state.lines[out] = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
+        lo_s, lo_c, up_s, up_c = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
+        batch = lo_s.shape[0]
+        flat = [v.reshape(batch, -1) for v in (lo_s, lo_c, up_s, up_c)]
+        inexact = np.flatnonzero(np.any((flat[0] != flat[2]) | (flat[1] != flat[3]), axis=0))
+        mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
+        term = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
+        state.lines[out] = _Step(
+            _last(lo_s),
+            lo_c if np.any(lo_c) else None,
+            inexact,
+            np.ascontiguousarray((flat[2] - flat[0])[:, inexact].T)[:, :, None],
+            flat[3][:, inexact] - flat[1][:, inexact],
+            term,
+        )
     return state.lines[out]
 
 
-def _sum_rows(coef: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """``sum over the shape of coef * vec``: ``(B, R)`` for ``coef`` ``(B, R, *s)`` and ``vec`` ``(B or 1, *s)``."""
-    batch, rows = coef.shape[:2]
-    flat = np.broadcast_to(vec.reshape(vec.shape[0], -1), (batch, coef[0, 0].size))
-    return np.einsum("brs,bs->br", coef.reshape(batch, rows, -1), flat)
+def _last(x: np.ndarray) -> np.ndarray:
+    """``(B, *s)`` -> ``(*s, B, 1)``: a per-box array broadcast over rows in the rows-last layout."""
+    return np.ascontiguousarray(np.moveaxis(x, 0, -1))[..., None]
+
+
+def _dot(vec: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``sum over the shape of vec * coef``: ``(B, R)`` for ``vec`` ``(B or 1, *s)`` and ``coef`` ``(*s, B, R)``."""
+    batch, rows = coef.shape[-2:]
+    flat = coef.reshape(-1, batch, rows)
+    v = vec.reshape(vec.shape[0], -1)
+    if v.shape[0] == 1:
+        return (v[0] @ flat.reshape(-1, batch * rows)).reshape(batch, rows)
+    return np.stack([v[b] @ flat[:, b] for b in range(batch)])
 
 
 def walk(
@@ -205,8 +269,9 @@ def walk(
     scale: np.ndarray,
     margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-bound ``sum_t lam[t] . t + const`` over each box: back-substitute down to the floor, bound it there by
-    the floor's functions. Returns ``(lower (B, R), lower functions (B, R, n + 1))`` of the normalised
+    """Lower-bound ``sum_t lam[t] . t + const`` over each box (``lam[t]`` ``(*shape_t, B, R)``, rows last so that
+    every elementwise step and every adjoint runs along them): back-substitute down to the floor, bound it there
+    by the floor's functions. Returns ``(lower (B, R), lower functions (B, R, n + 1))`` of the normalised
     coordinates, the margin folded into each function's constant (so it is itself a sound lower bound)."""
     lam = dict(lam)
     const, scale = const.copy(), scale.copy()
@@ -215,23 +280,26 @@ def walk(
         if out in p.prefix or out not in lam:
             continue
         coef = lam.pop(out)
-        abs_coef = np.abs(coef)
         op = REGISTRY[node.op_type]
         if op.affine:
-            const += _sum_rows(coef, p.bias[node.name])
-            scale += _sum_rows(abs_coef, _pre(p, state, node))
+            const += _dot(p.bias[node.name], coef)
+            scale += _dot(_pre(p, state, node), np.abs(coef))
             for name, part in _pull(p, node, coef):
                 lam[name] = lam[name] + part if name in lam else part
             continue
         src = node.inputs[0]
-        lo_s, lo_c, up_s, up_c = _lines(p, state, node, margins)
-        neg = np.minimum(coef, 0.0)
-        pos = coef - neg
-        part = pos * lo_s[:, None] + neg * up_s[:, None]
-        const += _sum_rows(pos, lo_c) + _sum_rows(neg, up_c)
-        mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
-        term = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
-        scale += _sum_rows(abs_coef, term)
+        step = _step(p, state, node, margins)
+        batch, rows = coef.shape[-2:]
+        c = coef.reshape(-1, batch, rows)
+        part = c * step.lo_s.reshape(-1, batch, 1)
+        if step.lo_c is not None:
+            const += _dot(step.lo_c, coef)
+        if step.inexact.size:
+            neg = np.minimum(c[step.inexact], 0.0)
+            part[step.inexact] += neg * step.d_s
+            const += np.einsum("mbr,bm->br", neg, step.d_c)
+        scale += _dot(step.term, np.abs(coef))
+        part = part.reshape(*p.shapes[src], batch, rows)
         lam[src] = lam[src] + part if src in lam else part
     return _concretize(state, lam, const, scale, margins)
 
@@ -241,22 +309,22 @@ def _concretize(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The coefficients left on the floor bounded by its functions ``centre -+ (dev + rad)``."""
     batch, rows = const.shape
-    func: np.ndarray | None = None
+    n1 = next(iter(state.floor.values())).centre.shape[1]
+    func = np.zeros((batch, rows, n1))
     mag = scale + np.abs(const)
     for name, coef in lam.items():
         form = state.floor[name]
-        c = coef.reshape(batch, rows, -1)
-        n1 = form.centre.shape[1]
-        part = np.einsum("brs,bis->bri", c, form.centre.reshape(batch, n1, -1))
+        c = coef.reshape(-1, batch, rows)
         abs_c = np.abs(c)
-        if form.dev is not None:
-            part -= np.einsum("brs,bis->bri", abs_c, form.dev.reshape(batch, n1, -1))
-        part[..., -1] -= np.einsum("brs,bs->br", abs_c, form.rad.reshape(batch, -1))
-        mag = mag + np.einsum("brs,bs->br", abs_c, form.mag.reshape(batch, -1))
-        func = part if func is None else func + part
-    if func is None:  # nothing reached the floor: the rows are constants
-        n1 = next(iter(state.floor.values())).centre.shape[1]
-        func = np.zeros((batch, rows, n1))
+        centre = form.centre.reshape(batch, n1, -1)
+        dev = None if form.dev is None else form.dev.reshape(batch, n1, -1)
+        rad, fmag = form.rad.reshape(batch, -1), form.mag.reshape(batch, -1)
+        for b in range(batch):
+            func[b] += (centre[b] @ c[:, b]).T
+            if dev is not None:
+                func[b] -= (dev[b] @ abs_c[:, b]).T
+            func[b, :, -1] -= rad[b] @ abs_c[:, b]
+            mag[b] += fmag[b] @ abs_c[:, b]
     func[..., -1] += const
     mag = mag + np.abs(func).sum(axis=2)
     pad = margins[0] * mag + margins[1]
@@ -265,39 +333,54 @@ def _concretize(
     return lower, func
 
 
-def _tighten(
-    p: OpPlan, state: OpBounds, name: str, margins: tuple[float, float], budget: Budget | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tighten the bounds of tensor ``name`` in place by back-substitution, for the elements open (``lb < 0 < ub``)
-    in some box, in chunks of rows (``+e_i`` for the lower bound, ``-e_i`` for the upper). Returns the flat
-    indices and their lower and upper functions ``(B, n + 1, m)`` (each sound on its own)."""
-    lb, ub = state.lb[name], state.ub[name]
-    batch = lb.shape[0]
-    flat_lb, flat_ub = lb.reshape(batch, -1), ub.reshape(batch, -1)
-    idx = np.flatnonzero(np.any((flat_lb < 0.0) & (flat_ub > 0.0), axis=0))
-    size = flat_lb.shape[1]
-    step = max(1, CHUNK // max(1, 2 * batch * p.widest))
-    lows, ups = [], []
+def _side(
+    p: OpPlan,
+    state: OpBounds,
+    name: str,
+    idx: np.ndarray,
+    sign: float,
+    margins: tuple[float, float],
+    budget: Budget | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower bounds ``(B, m)`` of ``sign * x[idx]`` (flat elements of tensor ``name``) and their functions
+    ``(B, m, n + 1)``, by back-substitution in chunks of rows."""
+    batch = state.lb[name].shape[0]
+    size = math.prod(p.shapes[name])
+    step = max(1, CHUNK // max(1, batch * p.widest))
+    n1 = next(iter(state.floor.values())).centre.shape[1]
+    lows, funcs = [np.zeros((batch, 0))], [np.zeros((batch, 0, n1))]
     for start in range(0, idx.size, step):
         if budget is not None:
             budget.check("back-substitution on the op graph")
         part = idx[start : start + step]
-        unit = np.zeros((2 * part.size, size))
-        unit[np.arange(part.size), part] = 1.0
-        unit[part.size + np.arange(part.size), part] = -1.0
-        rows = unit.reshape(2 * part.size, *p.shapes[name])
-        lam = {name: np.broadcast_to(rows, (batch, *rows.shape)).copy()}
-        zeros = np.zeros((batch, 2 * part.size))
-        low, func = walk(p, state, lam, zeros, zeros, margins)
-        flat_lb[:, part] = np.maximum(flat_lb[:, part], low[:, : part.size])
-        flat_ub[:, part] = np.minimum(flat_ub[:, part], -low[:, part.size :])
-        lows.append(func[:, : part.size])
-        ups.append(-func[:, part.size :])
+        unit = np.zeros((size, batch, part.size))
+        unit[part, :, np.arange(part.size)] = sign
+        zeros = np.zeros((batch, part.size))
+        low, func = walk(p, state, {name: unit.reshape(*p.shapes[name], batch, part.size)}, zeros, zeros, margins)
+        lows.append(low)
+        funcs.append(func)
+    return np.concatenate(lows, axis=1), np.concatenate(funcs, axis=1)
+
+
+def _tighten(
+    p: OpPlan, state: OpBounds, name: str, margins: tuple[float, float], budget: Budget | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tighten the bounds of tensor ``name`` in place by back-substitution, for the elements open (``lb < 0 < ub``)
+    in some box: upper bounds first, then lower bounds of those still above 0 in some box (an element the upper
+    bound closes at 0 needs no lower bound). Returns the flat indices tightened on both sides and their lower and
+    upper functions ``(B, n + 1, m)`` (each sound on its own)."""
+    lb, ub = state.lb[name], state.ub[name]
+    batch = lb.shape[0]
+    flat_lb, flat_ub = lb.reshape(batch, -1).copy(), ub.reshape(batch, -1).copy()
+    idx = np.flatnonzero(np.any((flat_lb < 0.0) & (flat_ub > 0.0), axis=0))
+    low, up_func = _side(p, state, name, idx, -1.0, margins, budget)
+    flat_ub[:, idx] = np.minimum(flat_ub[:, idx], -low)
+    keep = np.any((flat_lb[:, idx] < 0.0) & (flat_ub[:, idx] > 0.0), axis=0)
+    idx, up_func = idx[keep], up_func[:, keep]
+    low, low_func = _side(p, state, name, idx, 1.0, margins, budget)
+    flat_lb[:, idx] = np.maximum(flat_lb[:, idx], low)
     state.lb[name], state.ub[name] = flat_lb.reshape(lb.shape), flat_ub.reshape(ub.shape)
-    n1 = next(iter(state.floor.values())).centre.shape[1]
-    if not lows:
-        return idx, np.zeros((batch, n1, 0)), np.zeros((batch, n1, 0))
-    return idx, np.concatenate(lows, axis=1).transpose(0, 2, 1), np.concatenate(ups, axis=1).transpose(0, 2, 1)
+    return idx, low_func.transpose(0, 2, 1), -up_func.transpose(0, 2, 1)
 
 
 def _replace(form: Form, idx: np.ndarray, low: np.ndarray, up: np.ndarray, margins: tuple[float, float]) -> Form:
@@ -374,8 +457,9 @@ def op_bounds(
         forms[out] = activation_form(kind, forms[src], *margins, (state.lb[src], state.ub[src]))
         lo, hi = act.interval(state.lb[src], state.ub[src], *margins)
         f_lo, f_hi = forms[out].interval(*margins)
+        state.floor[out] = forms[out]
         keep(out, np.maximum(lo, f_lo), np.minimum(hi, f_hi))
-        _lines(p, state, node, margins)
+        _step(p, state, node, margins)
     return state
 
 
@@ -392,12 +476,13 @@ def rows_lower(
     ``(B, K, n + 1)`` of the normalised coordinates; ``x_form`` is the input's function."""
     batch = x_form.centre.shape[0]
     out = p.graph.output_name
-    lam = {out: np.broadcast_to(a_y.reshape(a_y.shape[0], *p.shapes[out]), (batch, a_y.shape[0], *p.shapes[out]))}
-    zeros = np.zeros((batch, a_y.shape[0]))
-    lower, func = walk(p, state, {k: v.copy() for k, v in lam.items()}, zeros - b, zeros + np.abs(b), margins)
+    k = a_y.shape[0]
+    coef = np.broadcast_to(a_y.T.reshape(*p.shapes[out], 1, k), (*p.shapes[out], batch, k))
+    zeros = np.zeros((batch, k))
+    lower, func = walk(p, state, {out: np.ascontiguousarray(coef)}, zeros - b, zeros + np.abs(b), margins)
     if np.any(a_x):
         x_state = OpBounds({}, {}, {"x": x_form})
-        x_lam = {"x": np.broadcast_to(a_x, (batch, *a_x.shape)).copy()}
+        x_lam = {"x": np.ascontiguousarray(np.broadcast_to(a_x.T[:, None, :], (a_x.shape[1], batch, k)))}
         _, x_func = _concretize(x_state, x_lam, zeros, zeros, margins)
         func = func + x_func
         lower = (
