@@ -1,9 +1,9 @@
 """Relaxed lowering, on the op graph, of products and quotients of two variable tensors and of Softmax.
 
-``x * y = ((x + y)^2 - (x - y)^2) / 4``, ``x / y = x * (1 / y)`` and ``softmax_i(x) = 1 / sum_j exp(x_j - x_i)``
-hold in real arithmetic; the rewritten graph has only affine ops and the activations Pow 2, Exp and Reciprocal
-(``1 / max(s, 1)`` for Softmax's ``s >= 1``), which every bound pass relaxes with the floating-point margin (no
-exact leaf: the search splits to decide).
+``x * y = ((x + y)^2 - (x - y)^2) / 4`` (a MatMul sums such products), ``x / y = x * (1 / y)`` and
+``softmax_i(x) = 1 / sum_j exp(x_j - x_i)`` hold in real arithmetic; the rewritten graph has only affine ops and
+the activations Pow 2, Exp and Reciprocal (``1 / max(s, 1)`` for Softmax's ``s >= 1``), which every bound pass
+relaxes with the floating-point margin (no exact leaf: the search splits to decide).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from nnverify.graph.core import Graph
-from nnverify.graph.ops.base import Node
+from nnverify.graph.ops.base import Node, align_ranks
 from nnverify.graph.ops.softmax import normalised_axes
 
 
@@ -24,12 +24,20 @@ def _variable(graph: Graph, name: str) -> bool:
 
 
 def needs_lowering(graph: Graph, node: Node) -> bool:
-    """True if ``node`` is a Mul of two variable tensors, a Div by a variable tensor, or a Softmax."""
-    if node.op_type == "Mul":
+    """True if ``node`` is a Mul or MatMul of two variable tensors, a Div by a variable tensor, or a Softmax."""
+    if node.op_type in ("Mul", "MatMul"):
         return _variable(graph, node.inputs[0]) and _variable(graph, node.inputs[1])
     if node.op_type == "Div":
         return _variable(graph, node.inputs[1])
     return node.op_type == "Softmax"
+
+
+def matmul_views(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shapes under which ``A @ B`` is the sum over axis -2 of the broadcast product: ``(..., m, k, 1)`` and
+    ``(..., 1, k, n)`` (a 1-D ``A`` is ``(1, k)``, a 1-D ``B`` is ``(k, 1)``, as in ONNX MatMul)."""
+    a_view = (1, *a, 1) if len(a) == 1 else (*a, 1)
+    b_view = (1, *b, 1) if len(b) == 1 else (*b[:-2], 1, *b[-2:])
+    return a_view, b_view
 
 
 @dataclasses.dataclass
@@ -72,13 +80,13 @@ class _Rewriter:
         self.nodes.append(Node(out, op_type, tuple(inputs), (out,), attrs))
         return out
 
-    def product(self, a: str, b: str, out: str) -> str:
+    def product(self, a: str, b: str, out: str, key: str | None = None) -> str:
         """``a * b`` (both variable): ``a^2`` for one tensor, else ``((s a + b / s)^2 - (s a - b / s)^2) / 4`` with
-        ``s = scales[out]`` (powers of two, so ``1 / s`` and the identity are exact; none: ``s = 1``)."""
+        ``s = scales[key or out]`` (powers of two, so ``1 / s`` and the identity are exact; none: ``s = 1``)."""
         two = self.const(f"{out}/two", 2.0)
         if a == b:
             return self.emit("Pow", [a, two], out)
-        scale = self.scales.get(out)
+        scale = self.scales.get(key or out)
         if scale is not None and np.any(scale != 1.0):
             a = self.emit("Mul", [a, self.const(f"{out}/scale", scale)], f"{out}/scaled_a")
             b = self.emit("Mul", [b, self.const(f"{out}/inverse_scale", 1.0 / scale)], f"{out}/scaled_b")
@@ -93,6 +101,15 @@ class _Rewriter:
         if _variable(self.graph, a):
             return self.product(a, inverse, out)
         return self.emit("Mul", [a, inverse], out)
+
+    def matmul(self, a: str, b: str, out: str) -> str:
+        """``a @ b`` (both variable): the products of ``matmul_views`` summed over ``k``, reshaped to the output."""
+        a_view, b_view = matmul_views(self.shape(a), self.shape(b))
+        a_r = self.emit("Reshape", [a, self.const(f"{out}/a_view", list(a_view))], f"{out}/a_view")
+        b_r = self.emit("Reshape", [b, self.const(f"{out}/b_view", list(b_view))], f"{out}/b_view")
+        terms = self.product(a_r, b_r, f"{out}/terms", key=out)
+        total = self.emit("ReduceSum", [terms, self.const(f"{out}/axes", [-2])], f"{out}/sum", keepdims=0)
+        return self.emit("Reshape", [total, self.const(f"{out}/shape", list(self.shape(out)))], out)
 
     def softmax(self, node: Node) -> str:
         """``1 / sum_j exp(x_j - x_i)`` over the normalised axes (flattened to one axis first if several)."""
@@ -132,7 +149,10 @@ def product_scales(
         for node in nodes:
             a, b = env[node.inputs[0]], env[node.inputs[1]]
             b = 1.0 / b if node.op_type == "Div" else b
-            shape = env[node.outputs[0]].shape
+            if node.op_type == "MatMul":  # the factors of each term a[..., i, l] b[..., l, j]
+                a_view, b_view = matmul_views(a.shape[1:], b.shape[1:])
+                a, b = align_ranks(a.reshape(a.shape[0], *a_view), b.reshape(b.shape[0], *b_view))
+            shape = np.broadcast_shapes(a.shape, b.shape)
             spread_a = np.ptp(np.broadcast_to(a, shape), axis=0)
             spread_b = np.ptp(np.broadcast_to(b, shape), axis=0)
             exponent = np.round(0.5 * np.log2(spread_b / spread_a))
@@ -149,7 +169,7 @@ def lower_smooth(graph: Graph, scales: Mapping[str, np.ndarray] | None = None) -
     taken = set(graph.constants) | {name for node in graph.nodes for name in (*node.inputs, *node.outputs)}
     outputs = {n.outputs[0] for n in graph.nodes if needs_lowering(graph, n)}
     rewriter = _Rewriter(graph, scales or {}, outputs=outputs, taken=taken | {graph.input_name})
-    counts = {"Mul": 0, "Div": 0, "Softmax": 0}
+    counts = {"Mul": 0, "MatMul": 0, "Div": 0, "Softmax": 0}
     for node in graph.nodes:
         if not needs_lowering(graph, node):
             rewriter.nodes.append(node)
@@ -158,6 +178,8 @@ def lower_smooth(graph: Graph, scales: Mapping[str, np.ndarray] | None = None) -
         a, out = node.inputs[0], node.outputs[0]
         if node.op_type == "Mul":
             rewriter.product(a, node.inputs[1], out)
+        elif node.op_type == "MatMul":
+            rewriter.matmul(a, node.inputs[1], out)
         elif node.op_type == "Div":
             rewriter.quotient(a, node.inputs[1], out)
         else:

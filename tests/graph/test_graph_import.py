@@ -47,13 +47,13 @@ UNSUPPORTED = {
         "  Hardmax  2 nodes, first '/model/Hardmax_1'\n"
         "  Einsum   1 node   '/head/Einsum'",
     ),
-    "matmul-of-variables": (
+    "gemm-of-variables": (
         [
             helper.make_node("Transpose", ["x"], ["t"], name="t"),
-            helper.make_node("MatMul", ["t", "x"], ["y"]),
+            helper.make_node("Gemm", ["t", "x"], ["y"]),
         ],
         "uses 1 ONNX operator that nnverify does not support:\n"
-        "  MatMul  1 node   'MatMul_1': both factors of MatMul are variable tensors "
+        "  Gemm  1 node   'Gemm_1': both factors of Gemm are variable tensors "
         "(only products with a constant are affine)",
     ),
     "custom-domain": (

@@ -96,11 +96,38 @@ def _softmax(axis: int) -> Callable[[], tuple[list, dict]]:
     return build
 
 
+def _reshaped(nodes: list, inits: dict, name: str, shape: list[int]) -> str:
+    inits[f"{name}_shape"] = np.array(shape)
+    nodes.append(helper.make_node("Reshape", [name, f"{name}_shape"], [f"{name}_r"]))
+    return f"{name}_r"
+
+
+def _matmul() -> tuple[list, dict]:
+    nodes, inits = _gemms(3, {"h": 6, "k": 6})
+    a, b = _reshaped(nodes, inits, "h", [1, 2, 3]), _reshaped(nodes, inits, "k", [1, 3, 2])
+    return [*nodes, helper.make_node("MatMul", [a, b], ["y"])], inits
+
+
+def _attention() -> tuple[list, dict]:
+    """``softmax(q k^T) v`` on 3 tokens of width 2 (all three from the input)."""
+    nodes, inits = _gemms(3, {"q": 6, "kt": 6, "v": 6})
+    q, kt = _reshaped(nodes, inits, "q", [1, 3, 2]), _reshaped(nodes, inits, "kt", [1, 2, 3])
+    v = _reshaped(nodes, inits, "v", [1, 3, 2])
+    return [
+        *nodes,
+        helper.make_node("MatMul", [q, kt], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["p"], axis=-1),
+        helper.make_node("MatMul", ["p", v], ["y"]),
+    ], inits
+
+
 NETS: dict[str, Callable[[], tuple[list, dict]]] = {
     "product": _product,
     "square_broadcast": _square_and_broadcast,
     "quotient": _quotient,
     "reciprocal": _reciprocal,
+    "matmul": _matmul,
+    "attention": _attention,
     "softmax_axis1": _softmax(1),
     "softmax_axis2": _softmax(2),
     "softmax_last": _softmax(-1),
@@ -349,3 +376,31 @@ def test_scaling_balances_factors_of_different_widths(save_net: SaveNet) -> None
         assert np.all(x[:, 0] * x[:, 1] >= lo) and np.all(x[:, 0] * x[:, 1] <= hi)
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 5
+
+
+def test_verify_decides_an_attention_block(tmp_path: Path) -> None:
+    """``softmax(q k^T) v`` (two variable MatMuls and a Softmax): unsat above the grid maximum plus a margin, and
+    sat with a replayed witness below it."""
+    nodes, inits = _attention()
+    inits["w2"] = RNG.normal(0.0, 1.0, (6, 3))
+    inits["flat"] = np.array([1, 6])
+    nodes += [helper.make_node("Reshape", ["y", "flat"], ["yf"]), helper.make_node("MatMul", ["yf", "w2"], ["out"])]
+    for node in nodes:
+        node.output[:] = ["y_attn" if o == "y" else "y" if o == "out" else o for o in node.output]
+        node.input[:] = ["y_attn" if i == "y" else i for i in node.input]
+    net = tmp_path / "attention.onnx"
+    onnx.save(build_model(nodes, [1, 3], inits), net)
+    graph = load_network(net)
+    lb, ub = np.array([-0.2, -0.2, -0.2]), np.array([0.2, 0.2, 0.2])
+    g = np.linspace(0.0, 1.0, 41)
+    grid = np.stack(np.meshgrid(g, g, g), axis=-1).reshape(-1, 3)
+    top = float(graph.eval(lb + grid * (ub - lb))[:, 0].max())
+    options = nnverify.Options(timeout_s=60, attack_samples=50)
+    result = nnverify.verify(
+        net, _write_prop(tmp_path / "u.vnnlib", lb, ub, [f"(assert (>= Y_0 {top + 0.1!r}))"]), options
+    )
+    assert result.verdict.value == "unsat" and "2 MatMul, 1 Softmax" in result.note, (result.note, result.stats)
+    result = nnverify.verify(
+        net, _write_prop(tmp_path / "s.vnnlib", lb, ub, [f"(assert (>= Y_0 {top - 0.01!r}))"]), options
+    )
+    assert result.verdict.value == "sat" and result.counterexample is not None

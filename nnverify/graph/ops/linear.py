@@ -114,15 +114,13 @@ class Gemm(Op):
 
 @register
 class MatMul(Op):
-    """Numpy-style matrix product; one side must be a constant."""
+    """Numpy-style matrix product; affine with a constant side. Two variable factors are lowered to sums of
+    products first (``graph/lowering_smooth.py``), never read as a matrix."""
 
     op_type = "MatMul"
     affine = True
     variable_inputs = None
-    notes = "one factor constant"
-
-    def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
-        return _one_variable_factor(is_const, self.op_type)
+    notes = "two variable factors relaxed as sums of ((x + y)^2 - (x - y)^2) / 4"
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return matmul(xs[0], xs[1])
