@@ -120,26 +120,83 @@ def _call_at(graph: Graph, node: Node, values: dict[str, np.ndarray], absolute: 
 class OpBounds:
     """Sound bounds ``(B, *shape)`` of every variable tensor over a batch of boxes, and the floor's functions.
 
+    ``funcs`` holds, per tightened tensor, the flat elements ``idx`` and their lower and upper functions
+    ``(B, n + 1, m)`` of the normalised coordinates of ``box`` (``(lb, ub)``, ``(B, n_inputs)``): a half box
+    re-expresses them in its own coordinates and concretises them, cheaper than back-substituting again.
     ``lines`` caches each activation's relaxation step (``_Step``, by its output tensor), ``pre`` each affine node's
     ``|A| max|x| + |b|`` (the scale of the rounding of a step through it)."""
 
     lb: dict[str, np.ndarray]
     ub: dict[str, np.ndarray]
     floor: dict[str, Form]
+    box: tuple[np.ndarray, np.ndarray] | None = None
+    funcs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     lines: dict[str, _Step] = field(default_factory=dict)
     pre: dict[str, np.ndarray] = field(default_factory=dict)
 
     def part(self, sel: slice | np.ndarray) -> OpBounds:
         """The bounds of the boxes ``sel`` (the floor's functions are recomputed per box, not kept)."""
-        return OpBounds({k: v[sel] for k, v in self.lb.items()}, {k: v[sel] for k, v in self.ub.items()}, {})
+        return OpBounds(
+            {k: v[sel] for k, v in self.lb.items()},
+            {k: v[sel] for k, v in self.ub.items()},
+            {},
+            None if self.box is None else (self.box[0][sel], self.box[1][sel]),
+            {k: (idx, lo[sel], up[sel]) for k, (idx, lo, up) in self.funcs.items()},
+        )
 
     def twice(self) -> OpBounds:
         """The bounds for both halves of every box (the halves stacked as ``[lower halves, upper halves]``)."""
+
+        def two(v: np.ndarray) -> np.ndarray:
+            return np.concatenate([v, v])
+
         return OpBounds(
-            {k: np.concatenate([v, v]) for k, v in self.lb.items()},
-            {k: np.concatenate([v, v]) for k, v in self.ub.items()},
+            {k: two(v) for k, v in self.lb.items()},
+            {k: two(v) for k, v in self.ub.items()},
             {},
+            None if self.box is None else (two(self.box[0]), two(self.box[1])),
+            {k: (idx, two(lo), two(up)) for k, (idx, lo, up) in self.funcs.items()},
         )
+
+
+def _inherit(
+    parent: OpBounds, name: str, lb: np.ndarray, ub: np.ndarray, free: np.ndarray, margins: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The parent's functions of tensor ``name`` in the coordinates of the boxes ``lb, ub`` (each inside its
+    parent's box), their constants moved outward by the margin of the change of variables; None if it has none."""
+    if parent.box is None or name not in parent.funcs:
+        return None
+    idx, low, up = parent.funcs[name]
+    index = np.flatnonzero(free)
+    p_mid = (parent.box[0][:, index] + parent.box[1][:, index]) / 2.0
+    p_rad = (parent.box[1][:, index] - parent.box[0][:, index]) / 2.0
+    shift = ((lb[:, index] + ub[:, index]) / 2.0 - p_mid) / p_rad  # e_parent = shift + ratio * e_child
+    ratio = ((ub[:, index] - lb[:, index]) / 2.0) / p_rad
+    # float error of shift and ratio, and of a child point's own coordinates (a few ulps of the box's magnitude
+    # over the parent's half-width), per coordinate: at most ``slack`` in e_parent
+    big = (
+        np.maximum(np.abs(lb), np.abs(ub))[:, index]
+        + np.maximum(np.abs(parent.box[0]), np.abs(parent.box[1]))[:, index]
+    )
+    slack = 4e-15 * big / p_rad + 1e-15 * (np.abs(shift) + ratio)
+    out = []
+    for f in (low, up):
+        g = f * np.concatenate([ratio, np.ones((ratio.shape[0], 1))], axis=1)[:, :, None]
+        g[:, -1] += np.einsum("bim,bi->bm", f[:, :-1], shift)
+        pad = margins[0] * (np.abs(f).sum(axis=1) * (1.0 + np.abs(shift).sum(axis=1, keepdims=True))) + margins[1]
+        pad += np.einsum("bim,bi->bm", np.abs(f[:, :-1]), slack)
+        g[:, -1] += pad if f is up else -pad
+        out.append(g)
+    return idx, out[0], out[1]
+
+
+def _interval(low: np.ndarray, up: np.ndarray, margins: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds ``(B, m)`` over the box of functions ``low <= x <= up`` ``(B, n + 1, m)``."""
+    lo = low[:, -1] - np.abs(low[:, :-1]).sum(axis=1)
+    hi = up[:, -1] + np.abs(up[:, :-1]).sum(axis=1)
+    return lo - (margins[0] * np.abs(low).sum(axis=1) + margins[1]), hi + margins[0] * np.abs(up).sum(axis=1) + margins[
+        1
+    ]
 
 
 def _conv_adjoint(cmap: ConvMap, coef: np.ndarray) -> np.ndarray:
@@ -409,6 +466,40 @@ def _replace(form: Form, idx: np.ndarray, low: np.ndarray, up: np.ndarray, margi
     )
 
 
+def _tighten_tensor(
+    p: OpPlan,
+    state: OpBounds,
+    name: str,
+    form: Form,
+    box: tuple[np.ndarray, np.ndarray, np.ndarray],
+    parent: OpBounds | None,
+    margins: tuple[float, float],
+    budget: Budget | None,
+) -> Form:
+    """Tighten tensor ``name``: the parent's functions first (concretised on these boxes), then back-substitution
+    for the elements still open; records the functions in ``state.funcs`` and returns ``form`` with them."""
+    lb, ub, free = box
+    batch = lb.shape[0]
+    inherited = None if parent is None else _inherit(parent, name, lb, ub, free, margins)
+    if inherited is not None:
+        idx, low, up = inherited
+        lo, hi = _interval(low, up, margins)
+        flat_lb, flat_ub = state.lb[name].reshape(batch, -1).copy(), state.ub[name].reshape(batch, -1).copy()
+        flat_lb[:, idx], flat_ub[:, idx] = np.maximum(flat_lb[:, idx], lo), np.minimum(flat_ub[:, idx], hi)
+        state.lb[name], state.ub[name] = flat_lb.reshape(state.lb[name].shape), flat_ub.reshape(state.ub[name].shape)
+    new_idx, new_low, new_up = _tighten(p, state, name, margins, budget)
+    if inherited is not None:
+        idx = np.union1d(idx, new_idx)
+        n1 = new_low.shape[1]
+        merged = [np.zeros((batch, n1, idx.size)) for _ in range(2)]
+        for target, old, new in zip(merged, inherited[1:], (new_low, new_up), strict=True):
+            target[..., np.searchsorted(idx, inherited[0])] = old
+            target[..., np.searchsorted(idx, new_idx)] = new
+        new_idx, new_low, new_up = idx, merged[0], merged[1]
+    state.funcs[name] = (new_idx, new_low, new_up)
+    return _replace(form, new_idx, new_low, new_up, margins)
+
+
 def op_bounds(
     p: OpPlan,
     lb: np.ndarray,
@@ -424,7 +515,7 @@ def op_bounds(
     its relaxation is taken, everything intersected with ``parent``'s (bounds of boxes containing these)."""
     graph = p.graph
     forms = {graph.input_name: input_form(lb, ub, free, graph.input_shape)}
-    state = OpBounds({}, {}, {})
+    state = OpBounds({}, {}, {}, (lb, ub))
     tightened: set[str] = set()
 
     def keep(name: str, lo: np.ndarray, hi: np.ndarray) -> None:
@@ -452,12 +543,11 @@ def op_bounds(
         src = node.inputs[0]
         if src not in p.prefix and src not in tightened:
             tightened.add(src)
-            forms[src] = _replace(forms[src], *_tighten(p, state, src, margins, budget), margins)
+            forms[src] = _tighten_tensor(p, state, src, forms[src], (lb, ub, free), parent, margins, budget)
         act = ACTIVATIONS[kind]
         forms[out] = activation_form(kind, forms[src], *margins, (state.lb[src], state.ub[src]))
         lo, hi = act.interval(state.lb[src], state.ub[src], *margins)
         f_lo, f_hi = forms[out].interval(*margins)
-        state.floor[out] = forms[out]
         keep(out, np.maximum(lo, f_lo), np.minimum(hi, f_hi))
         _step(p, state, node, margins)
     return state
