@@ -21,10 +21,12 @@ from nnverify.bounds.forward_ops import unsupported as forward_unsupported
 from nnverify.budget import Budget
 from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
-from nnverify.graph.ops.base import REGISTRY, Node
+from nnverify.graph.ops.base import REGISTRY, ActKind, Node
 from nnverify.graph.ops.interface import ACTIVATIONS
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
+#: ReLU lower-slope rules tried for the property rows (``backward.SLOPE_RULES``; each is one more walk of K rows).
+ROW_RULES = ("adaptive", "parallel", "zero", "one")
 #: Elements (boxes x rows x widest tensor) of one back-substitution chunk (memory: 8 bytes each, a few copies).
 CHUNK = 1 << 22
 
@@ -280,19 +282,26 @@ class _Step:
     term: np.ndarray  # (B, *shape): max|s| max|x| + max|c|, the rounding scale
 
 
-def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float]) -> _Step:
-    """The activation's ``_Step`` on its input's bounds (cached per batch)."""
+def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float], rule: str = "adaptive") -> _Step:
+    """The activation's ``_Step`` on its input's bounds (cached per batch); ``rule`` (``backward.SLOPE_RULES``)
+    picks a ReLU's lower slope where it is unstable (any slope in [0, 1] is sound), other activations keep
+    their ``relax`` lines."""
     src, out = node.inputs[0], node.outputs[0]
-    if out not in state.lines:
+    key = out if rule == "adaptive" else f"{out}\0{rule}"
+    if key not in state.lines:
         kind = REGISTRY[node.op_type].activation_of(node, p.graph.constants)
         assert kind is not None
         lo_s, lo_c, up_s, up_c = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
+        if kind is ActKind.RELU and rule != "adaptive":
+            unstable = (state.lb[src] < 0.0) & (state.ub[src] > 0.0)
+            choice = {"parallel": up_s, "zero": 0.0, "one": 1.0}[rule]
+            lo_s = np.where(unstable, choice, lo_s)
         batch = lo_s.shape[0]
         flat = [v.reshape(batch, -1) for v in (lo_s, lo_c, up_s, up_c)]
         inexact = np.flatnonzero(np.any((flat[0] != flat[2]) | (flat[1] != flat[3]), axis=0))
         mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
         term = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
-        state.lines[out] = _Step(
+        state.lines[key] = _Step(
             _last(lo_s),
             lo_c if np.any(lo_c) else None,
             inexact,
@@ -300,7 +309,7 @@ def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float]) 
             flat[3][:, inexact] - flat[1][:, inexact],
             term,
         )
-    return state.lines[out]
+    return state.lines[key]
 
 
 def _last(x: np.ndarray) -> np.ndarray:
@@ -325,6 +334,7 @@ def walk(
     const: np.ndarray,
     scale: np.ndarray,
     margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
+    rule: str = "adaptive",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower-bound ``sum_t lam[t] . t + const`` over each box (``lam[t]`` ``(*shape_t, B, R)``, rows last so that
     every elementwise step and every adjoint runs along them): back-substitute down to the floor, bound it there
@@ -345,7 +355,7 @@ def walk(
                 lam[name] = lam[name] + part if name in lam else part
             continue
         src = node.inputs[0]
-        step = _step(p, state, node, margins)
+        step = _step(p, state, node, margins, rule)
         batch, rows = coef.shape[-2:]
         c = coef.reshape(-1, batch, rows)
         part = c * step.lo_s.reshape(-1, batch, 1)
@@ -561,21 +571,32 @@ def rows_lower(
     b: np.ndarray,
     x_form: Form,
     margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
+    rules: tuple[str, ...] = ROW_RULES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` and their lower functions
-    ``(B, K, n + 1)`` of the normalised coordinates; ``x_form`` is the input's function."""
+    ``(B, K, n + 1)`` of the normalised coordinates; ``x_form`` is the input's function. Each row keeps its best
+    bound over the ReLU lower-slope ``rules`` (a few rows: a cheap stand-in for optimising the slopes)."""
     batch = x_form.centre.shape[0]
     out = p.graph.output_name
     k = a_y.shape[0]
-    coef = np.broadcast_to(a_y.T.reshape(*p.shapes[out], 1, k), (*p.shapes[out], batch, k))
+    coef = np.ascontiguousarray(np.broadcast_to(a_y.T.reshape(*p.shapes[out], 1, k), (*p.shapes[out], batch, k)))
     zeros = np.zeros((batch, k))
-    lower, func = walk(p, state, {out: np.ascontiguousarray(coef)}, zeros - b, zeros + np.abs(b), margins)
+    x_func = None
     if np.any(a_x):
         x_state = OpBounds({}, {}, {"x": x_form})
         x_lam = {"x": np.ascontiguousarray(np.broadcast_to(a_x.T[:, None, :], (a_x.shape[1], batch, k)))}
         _, x_func = _concretize(x_state, x_lam, zeros, zeros, margins)
-        func = func + x_func
-        lower = (
-            func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - (margins[0] * np.abs(func).sum(axis=2) + margins[1])
-        )
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    for rule in rules:
+        lower, func = walk(p, state, {out: coef}, zeros - b, zeros + np.abs(b), margins, rule)
+        if x_func is not None:
+            func = func + x_func  # both are sound lower functions, so is their sum (up to the rounding below)
+            pad = margins[0] * np.abs(func).sum(axis=2) + margins[1]
+            lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - pad
+        if best is not None:
+            better = lower > best[0]
+            lower, func = np.where(better, lower, best[0]), np.where(better[..., None], func, best[1])
+        best = (lower, func)
+    assert best is not None
+    lower, func = best
     return lower, func

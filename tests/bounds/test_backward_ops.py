@@ -69,9 +69,11 @@ def test_the_dense_view_crown_agrees(tmp_path: Path) -> None:
         opened += int(np.sum((lbs[k] < 0.0) & (ubs[k] > 0.0)))
     assert opened > 0  # the nets have unstable neurons: the comparison is not between exact bounds
     a_x, a_y, b = _rows(graph, 2)
-    mine, _ = backward_ops.rows_lower(plan, state, a_x, a_y, b, input_form(lb, ub, free, (lb.shape[1],)))
-    theirs, _ = backward_rows_lower(view, lbs, ubs, a_x, a_y, b)
-    np.testing.assert_allclose(mine, theirs, rtol=1e-7, atol=1e-7)
+    x_form = input_form(lb, ub, free, (lb.shape[1],))
+    for rules in (("adaptive",), backward_ops.ROW_RULES):
+        mine, _ = backward_ops.rows_lower(plan, state, a_x, a_y, b, x_form, rules=rules)
+        theirs, _ = backward_rows_lower(view, lbs, ubs, a_x, a_y, b, rules=rules)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-7, atol=1e-7)
 
 
 def test_intermediate_bounds_are_tighter_than_forward_functions(tmp_path: Path) -> None:
