@@ -44,7 +44,11 @@ def _axis_plan(size: int, out: int, scale: float, coordinates: str, rounding: st
     return low, np.minimum(low + 1, size - 1), source - low
 
 
-def _plans(shape: tuple[int, ...], scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> list:
+#: Per axis that changes: ``(axis, input size, plan)`` with the plan of ``_axis_plan``.
+Plans = list[tuple[int, int, tuple[np.ndarray, ...]]]
+
+
+def _plans(shape: tuple[int, ...], scales: list[float], sizes: list[int], coordinates: str, rounding: str) -> Plans:
     """``(axis, size, plan)`` for each axis that changes, in order."""
     return [
         (axis, shape[axis], _axis_plan(shape[axis], out, scale, coordinates, rounding))
