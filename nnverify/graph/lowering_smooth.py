@@ -133,16 +133,18 @@ class _Rewriter:
 def product_scales(
     graph: Graph, boxes: Sequence[tuple[np.ndarray, np.ndarray]], samples: int = 64
 ) -> dict[str, np.ndarray]:
-    """Per two-variable product (Mul, or Div's ``x * (1 / y)``; by output name), powers of two ``s`` per output
-    element with ``s^2`` near ``w_b / w_a``, the ratio of the factors' spreads over ``samples`` points of each input
-    box ``(lb, ub)``: the squares' widths ``s w_a + w_b / s`` are then about the smallest. Only tightness depends
-    on it (any power of two keeps the identity exact), so a sampled spread is enough."""
+    """Per two-variable product (Mul, MatMul's terms, or Div's ``x * (1 / y)``; by output name), powers of two
+    ``s`` per element with ``s^2`` near ``w_b / w_a``, the ratio of the factors' spreads over about ``samples``
+    points of the input boxes ``(lb, ub)`` (8 of them at most): the squares' widths ``s w_a + w_b / s`` are then
+    about the smallest. Only tightness depends on it (any power of two keeps the identity exact)."""
     nodes = [n for n in graph.nodes if needs_lowering(graph, n) and n.op_type != "Softmax"]
     nodes = [n for n in nodes if _variable(graph, n.inputs[0])]
     if not nodes or not boxes:
         return {}
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.uniform(lb, ub, (samples, graph.n_inputs)) for lb, ub in boxes[:16]])
+    chosen = boxes[:: max(1, len(boxes) // 8)][:8]  # at most 8 boxes, ``samples`` points in all
+    each = max(4, samples // len(chosen))
+    x = np.concatenate([rng.uniform(lb, ub, (each, graph.n_inputs)) for lb, ub in chosen])
     with np.errstate(all="ignore"):
         env = graph.eval_all(x)
         scales = {}
