@@ -17,11 +17,20 @@ import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
-from nnverify.bounds.lean import crown_chain, is_relu_chain, rows_lower_chain
+from nnverify.bounds.interval import affine_interval
+from nnverify.bounds.lean import bound_chain, is_relu_chain
 from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
-from nnverify.graph.layers import LayerGraph, backpropagate, box_slopes, exact_dot_plus, is_exact, pin_inputs
+from nnverify.graph.layers import (
+    AffineLayer,
+    LayerGraph,
+    backpropagate,
+    box_slopes,
+    exact_dot_plus,
+    is_exact,
+    pin_inputs,
+)
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
 from nnverify.spec.property import Disjunct
@@ -155,6 +164,8 @@ def _bound(
     rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``; ``lean``: the graph is a ReLU
     chain and the back-substitution is ``bounds/lean.py``'s."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    if lean and boxes.layer_lb is not None and boxes.layer_ub is not None:
+        return _bound_child(graph, rows, boxes, boxes.layer_lb, boxes.layer_ub, margins)
     sym = symbolic_bounds(graph, boxes.lb, boxes.ub, **margins)
     lbs, ubs = sym.lb, sym.ub
     if boxes.layer_lb is not None and boxes.layer_ub is not None:  # a child box lies inside its parent
@@ -164,16 +175,33 @@ def _bound(
         sym, graph.output, rows.a_x, rows.a_y, rows.b, boxes.lb, boxes.ub, **margins
     )
     if lean:
-        tight = crown_chain(graph, lbs, ubs, **margins)
-        lower, coef = rows_lower_chain(
-            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
-        )
+        tight, lower, coef = bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
     else:
         tight = crown_bounds(graph, lbs, ubs, **margins)
         lower, coef = backward_rows_lower(
             graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
         )
     return tight, np.maximum(lower, fwd_lower), coef
+
+
+def _bound_child(
+    graph: LayerGraph,
+    rows: _Rows,
+    boxes: _Boxes,
+    parent_lb: list[np.ndarray],
+    parent_ub: list[np.ndarray],
+    margins: dict[str, float],
+) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
+    """``_bound`` of child boxes of a ReLU chain without forward symbolic bounds: the parent's layer bounds
+    (valid in the child), the first layer's interval image of the child's box, then ``lean.bound_chain``
+    (which also intersects each layer with the interval image of the tightened layer below it)."""
+    lbs, ubs = list(parent_lb), list(parent_ub)
+    lbs[0], ubs[0] = boxes.lb, boxes.ub
+    first = graph.layers[1]
+    assert isinstance(first, AffineLayer)
+    lo, hi = affine_interval([boxes.lb], [boxes.ub], first, **margins)
+    lbs[1], ubs[1] = np.maximum(lo, lbs[1]), np.minimum(hi, ubs[1])
+    return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
 
 
 def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
