@@ -88,7 +88,18 @@ def moved(op: Any, node: Node, xs: Sequence[np.ndarray], g: np.ndarray, wanted: 
         if index is None or index.size != flat_g.shape[1]:
             raise NoAdjoint(f"{op.op_type} is not a selection of its input {k}: it needs a vjp of its own")
         shape = xs[k].shape[1:]
-        dx = np.zeros((math.prod(shape) + 1, r))
-        np.add.at(dx, index, flat_g.T)
-        out[k] = np.ascontiguousarray(dx[1:].T).reshape(r, *shape)
+        out[k] = np.ascontiguousarray(_scatter(index, flat_g.T, math.prod(shape) + 1)[1:].T).reshape(r, *shape)
     return out
+
+
+def _scatter(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """``dx`` ``(size, *rest)`` with ``dx[i] = sum of values[j] over index[j] == i`` for ``i >= 1`` (row 0 collects
+    the outputs that copy nothing and is discarded); a plain assignment when no other index repeats (2x faster
+    than ``np.add.at``)."""
+    dx = np.zeros((size, *values.shape[1:]))
+    counts = np.bincount(index, minlength=size)
+    if counts[1:].max(initial=0) <= 1:
+        dx[index] = values
+    else:
+        np.add.at(dx, index, values)
+    return dx
