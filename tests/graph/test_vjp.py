@@ -6,14 +6,17 @@ A registered op with no example here fails ``test_every_op_has_examples``, so a 
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
+from nnverify import attack_vjp
 from nnverify.attack_vjp import node_vjp
 from nnverify.graph.onnx_import import _attributes
 from nnverify.graph.ops import REGISTRY
@@ -346,3 +349,10 @@ def test_generic_adjoint_refuses_ops_that_add_entries() -> None:
 def test_node_vjp_answers_none_without_a_rule() -> None:
     c = case("ConstantOfShape", [ints(2, 3)], [0])
     assert node_vjp(c.node, c.args(), np.ones((1, 2, 3)), [False]) is None
+
+
+def test_attack_vjp_names_no_op_type() -> None:
+    """The gradient pass asks each op (issue 24: the stages do not name op types)."""
+    tree = ast.parse(Path(attack_vjp.__file__).read_text(encoding="utf-8"))
+    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not strings & set(REGISTRY), strings & set(REGISTRY)
