@@ -236,6 +236,10 @@ NONLINEAR: dict[str, list[tuple[Case, list[np.ndarray | None]]]] = {
         (case("Pow", [X((2, 3)), np.array(3.0)], [1, 0]), [w(2, 3)]),
         (case("Pow", [X((2, 3)), np.array(0.5)], [1, 0]), [RNG.uniform(0.5, 2.0, (2, 3))]),
     ],
+    "MatMul-two-variables": [
+        (case("MatMul", [X((2, 2, 3)), X((3, 4))], [1, 1]), [w(2, 2, 3), w(3, 4)]),
+        (case("MatMul", [X((3,)), X((2, 3, 4))], [1, 1]), [w(3), w(2, 3, 4)]),
+    ],
     "Mul-two-variables": [(case("Mul", [X((2, 3)), X((3,))], [1, 1]), [w(2, 3), w(3)])],
     "Div-two-variables": [(case("Div", [X((2, 3)), X((3,))], [1, 1]), [w(2, 3), _away(3, low=0.5, high=2.0)])],
 }
