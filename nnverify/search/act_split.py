@@ -37,6 +37,8 @@ from nnverify.spec.property import Disjunct
 MAX_DEPTH = 40
 #: Passes per domain with lines chosen at the weakest row's minimiser (``act_lines.py``) after the first.
 LINE_PASSES = 1
+#: One search tree per disjunct (True) or one tree whose domains must rule out every disjunct (False).
+PER_DISJUNCT = True
 #: Domains bounded together in one numpy call, at most; fewer on large networks (``batch_size``).
 BATCH = 32
 #: Elements (domains x neurons x inputs) of one batch's bounds: large networks bound fewer domains at a time.
@@ -193,12 +195,15 @@ def _children(
 
 
 def _root(graph: LayerGraph, rows: _Rows, options: Options, lb: np.ndarray, ub: np.ndarray) -> _Domains:
-    """The whole box as one domain, with forward symbolic bounds of every layer."""
+    """The whole box once per disjunct (the others marked ruled out: each disjunct gets its own tree, whose
+    splits serve its rows only), with forward symbolic bounds of every layer."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
     sym = symbolic_bounds(graph, lb[None, :], ub[None, :], **margins)
-    lbs, ubs = [lb[None, :].copy(), *sym.lb[1:]], [ub[None, :].copy(), *sym.ub[1:]]
-    depth, dead = np.zeros(1, dtype=np.int64), np.zeros((1, rows.n_disjuncts), dtype=bool)
-    return _Domains(lbs, ubs, depth, dead, np.full((1, rows.b.size), -np.inf))
+    count = rows.n_disjuncts if PER_DISJUNCT else 1
+    lbs = [np.repeat(v, count, axis=0) for v in (lb[None, :], *sym.lb[1:])]
+    ubs = [np.repeat(v, count, axis=0) for v in (ub[None, :], *sym.ub[1:])]
+    dead = ~np.eye(rows.n_disjuncts, dtype=bool) if PER_DISJUNCT else np.zeros((1, rows.n_disjuncts), dtype=bool)
+    return _Domains(lbs, ubs, np.zeros(count, dtype=np.int64), dead, np.full((count, rows.b.size), -np.inf))
 
 
 def act_split_search(

@@ -25,7 +25,7 @@ NETS = (
     ("tanh_64", (64, 64, 10), "Tanh", 3),
 )
 #: Radii of the properties (pixels in [0, 1]).
-EPSILONS = (0.08, 0.1, 0.12)
+EPSILONS = (0.08, 0.09, 0.1, 0.11, 0.12)
 #: Test images per network (the first ones the network classifies correctly).
 IMAGES = 3
 TIMEOUT_S = 60
