@@ -122,7 +122,7 @@ class _Rewriter:
         cols = (*flat[:axis], 1, *flat[axis:])  # x_j along axis + 1
         x_i = self.emit("Reshape", [x, self.const(f"{out}/rows", list(rows))], f"{out}/x_i")
         x_j = self.emit("Reshape", [x, self.const(f"{out}/cols", list(cols))], f"{out}/x_j")
-        exps = self.emit("Exp", [self.emit("Sub", [x_j, x_i], f"{out}/gaps")], f"{out}/exps")
+        exps = self.emit("nnverify.ExpCap", [self.emit("Sub", [x_j, x_i], f"{out}/gaps")], f"{out}/exps")
         total = self.emit("ReduceSum", [exps, self.const(f"{out}/axes", [axis + 1])], f"{out}/total", keepdims=0)
         if flat == shape:  # the total is >= 1 (its term j = i is 1): 1 / max(total, 1) is bounded even when its
             return self.emit("nnverify.ReciprocalMax1", [total], out)  # bounds are too loose to show that

@@ -111,3 +111,27 @@ def test_the_softmax_denominator_is_bounded_on_every_interval() -> None:
     assert misses((0.0, 0.0)) > 0
     lo_s, lo_c, _, _ = act.relax(np.array([-8.8]), np.array([161.6]))
     assert lo_s[0] * 80 + lo_c[0] > 0.0  # the lower line is not far below the curve at the middle
+
+
+def test_the_capped_exp_is_sound_and_finite_on_every_interval() -> None:
+    """``exp(min(x, 600))`` (the Softmax lowering's exponentials): lines and interval hold below, across and above
+    the cap, stay finite on huge intervals, and fail without the margin."""
+    act = ACTIVATIONS[ActKind.EXP_CAP]
+    rng = np.random.default_rng(6)
+    centre = np.concatenate([rng.uniform(-30, 30, 300), rng.uniform(560, 640, 300), rng.uniform(-900, 900, 300)])
+    width = 10.0 ** rng.uniform(-9, 3, 900)
+    lb, ub = centre - width * rng.uniform(0, 1, 900), centre + width * rng.uniform(0, 1, 900)
+    x = lb[:, None] + np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 398)])[None, :] * (ub - lb)[:, None]
+    f = np.exp(np.minimum(x.astype(LD), LD(600)))
+
+    def misses(margins: tuple[float, float]) -> int:
+        lo, hi = act.interval(lb, ub, *margins)
+        lines = act.relax(lb, ub, *margins)
+        assert all(np.all(np.isfinite(v)) for v in (lo, hi, *lines))
+        lo_s, lo_c, up_s, up_c = (v.astype(LD)[:, None] for v in lines)
+        xl = x.astype(LD)
+        bad = (f < lo.astype(LD)[:, None]) | (f > hi.astype(LD)[:, None])
+        return int(np.sum(bad | (lo_s * xl + lo_c > f) | (up_s * xl + up_c < f)))
+
+    assert misses((1e-9, 1e-12)) == 0
+    assert misses((0.0, 0.0)) > 0

@@ -404,3 +404,42 @@ def test_verify_decides_an_attention_block(tmp_path: Path) -> None:
         net, _write_prop(tmp_path / "s.vnnlib", lb, ub, [f"(assert (>= Y_0 {top - 0.01!r}))"]), options
     )
     assert result.verdict.value == "sat" and result.counterexample is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_never_unsat_below_a_reached_value(tmp_path: Path, seed: int) -> None:
+    """Random nets mixing a product, a quotient by a positive tensor and a Softmax, without the attack: a threshold
+    just below an output value reached in the box is never proven unsat (sound, finite bounds, no NaN warnings)."""
+    rng = np.random.default_rng(100 + seed)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        helper.make_node("Gemm", ["x", "v", "c"], ["k"], transB=1),
+        helper.make_node("Mul", ["h", "k"], ["p"]),
+        helper.make_node("Softplus", ["k"], ["sp"]),
+        helper.make_node("Add", ["sp", "eps"], ["d"]),
+        helper.make_node("Div", ["p", "d"], ["q"]),
+        helper.make_node("Softmax", ["q"], ["s"], axis=-1),
+        helper.make_node("Gemm", ["s", "w2", "b2"], ["y"]),
+    ]
+    inits = {
+        "w": rng.normal(0.0, 1.0, (4, 2)),
+        "b": rng.normal(0.0, 0.5, 4),
+        "v": rng.normal(0.0, 1.0, (4, 2)),
+        "c": rng.normal(0.0, 0.5, 4),
+        "eps": np.array(0.5),
+        "w2": rng.normal(0.0, 2.0, (4, 3)),
+        "b2": np.zeros(3),
+    }
+    net = tmp_path / "net.onnx"
+    onnx.save(build_model(nodes, [1, 2], inits), net)
+    graph = load_network(net)
+    lb, ub = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    x = rng.uniform(lb, ub, (2000, 2)).astype(np.float32).astype(np.float64)
+    reached = float(graph.eval(x)[:, 0].max())
+    prop = _write_prop(tmp_path / "p.vnnlib", lb, ub, [f"(assert (>= Y_0 {reached - 1e-4!r}))"])
+    result = nnverify.verify(net, prop, nnverify.Options(timeout_s=20, attack_samples=0))  # the bounds are exercised
+    assert result.verdict.value in ("sat", "unknown", "timeout"), (result.verdict, result.note)
+    if result.verdict.value == "sat":
+        assert result.counterexample is not None
+    else:  # the symbolic bounds of Softplus(k) + 0.5 can hold 0: the divisor then stops the run (never a bound)
+        assert "Reciprocal" in result.note or result.verdict.value == "timeout", result.note

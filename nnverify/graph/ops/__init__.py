@@ -9,6 +9,7 @@ from nnverify.graph.ops import (  # noqa: F401  (imported for their @register si
     conv_transpose,
     elementwise,
     indexing,
+    internal,
     join,
     linear,
     maxpool,

@@ -35,6 +35,7 @@ class ActKind(StrEnum):
     SQRT = "pow0.5"
     RECIPROCAL = "reciprocal"
     RECIPROCAL_MAX1 = "reciprocal_max1"
+    EXP_CAP = "exp_cap"
 
 
 class Step(StrEnum):
