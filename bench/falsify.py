@@ -6,6 +6,7 @@ process at a time. ``found`` = ``sat`` by the attack phase (method ``attack`` or
 seconds of wall time, start-up included. Writes ``results.csv`` and ``summary.md`` to ``--out``.
 
     .venv/bin/python bench/falsify.py --out bench/results/falsify
+    .venv/bin/python bench/falsify.py --timeout 30 --misses-of bench/results/falsify/results.csv --out D
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def targets(root: Path, family: str, under_s: float) -> list[Target]:
     return [Target(family, o, v, fastest[o, v][1], fastest[o, v][0]) for o, v in order if (o, v) in fastest]
 
 
+def misses(previous: Path) -> set[tuple[str, str, str]]:
+    """``(family, onnx, vnnlib)`` of the rows of an earlier ``results.csv`` that the attack did not find."""
+    with open(previous, newline="") as handle:
+        return {(r["family"], r["onnx"], r["vnnlib"]) for r in csv.DictReader(handle) if r["found"] != "True"}
+
+
 def run_one(root: Path, target: Target, timeout_s: float, under_s: float, exe: str) -> Row:
     """One ``nnverify check --json`` process on ``target``; wall time from spawn to exit."""
     family_dir = root / target.family
@@ -150,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="nnverify's budget per instance")
     parser.add_argument("--under", type=float, default=5.0, help="the peers' and our wall-time threshold")
     parser.add_argument("--out", type=Path, default=Path("bench/results/falsify"))
+    parser.add_argument("--misses-of", type=Path, help="only the rows of this results.csv that were not found")
     args = parser.parse_args(argv)
     exe = str(Path(sys.executable).with_name("nnverify"))
     todo = [t for family in args.families for t in targets(args.benchmarks, family, args.under)]
+    if args.misses_of:
+        todo = [t for t in todo if (t.family, t.onnx, t.vnnlib) in misses(args.misses_of)]
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
     for k, target in enumerate(todo):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 
@@ -95,3 +97,18 @@ def test_summary_counts_found_and_lists_misses(falsify: ModuleType) -> None:
     assert "| f | 3 | 2 | 2.00 / 3.00 | timeout by attack in ≥ 5 s: 1 |" in text
     assert "| g | 0 | 0 | - | - |" in text
     assert "- f `n.onnx` `a.vnnlib`: timeout (attack) in 5.20 s; fastest peer q 0.70 s" in text
+
+
+def test_misses_of_an_earlier_run(falsify: ModuleType, tmp_path: Path) -> None:
+    target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
+    other = falsify.Target("f", "n.onnx", "b.vnnlib", "q", 0.7)
+    rows = [
+        falsify.parse_row(target, output("sat", "attack"), "", 1.0, 5.0),
+        falsify.parse_row(other, output("sat", "attack"), "", 5.5, 5.0),
+    ]
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    assert falsify.misses(path) == {("f", "n.onnx", "b.vnnlib")}
