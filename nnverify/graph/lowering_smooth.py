@@ -54,7 +54,8 @@ class _Rewriter:
 
     def shape(self, name: str) -> tuple[int, ...]:
         if self.shapes is None:
-            values = self.graph.eval_all(np.zeros((1, self.graph.n_inputs)))
+            with np.errstate(all="ignore"):  # only shapes are read (a divisor may be 0 at the zero input)
+                values = self.graph.eval_all(np.zeros((1, self.graph.n_inputs)))
             self.shapes = {key: tuple(value.shape[1:]) for key, value in values.items()}
         return self.shapes[name]
 

@@ -38,7 +38,9 @@ def to_layers(graph: Graph, *, merge: bool = True, budget: Budget | None = None)
         ResourceLimitError: A layer's dense matrix would not fit the memory cap.
     """
     graph, _ = lower_smooth(graph)  # two-variable Mul/Div and Softmax: relaxed ops, never read as a matrix
-    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
+    with np.errstate(all="ignore"):  # only shapes are read (a divisor may be 0 at the zero input)
+        values = graph.eval_all(np.zeros((1, graph.n_inputs)))
+    shapes = {name: value.shape[1:] for name, value in values.items()}
     layers: list[Layer] = [InputLayer(size=graph.n_inputs, name=graph.input_name)]
     layer_of = {graph.input_name: 0}
     for node in graph.nodes:

@@ -443,3 +443,16 @@ def test_never_unsat_below_a_reached_value(tmp_path: Path, seed: int) -> None:
         assert result.counterexample is not None
     else:  # the symbolic bounds of Softplus(k) + 0.5 can hold 0: the divisor then stops the run (never a bound)
         assert "Reciprocal" in result.note or result.verdict.value == "timeout", result.note
+
+
+def test_a_divisor_zero_at_the_zero_input_builds_a_view(save_net: SaveNet) -> None:
+    """``x0 / x1`` is inf or NaN at the input 0, where the view reads its shapes: no warning, a working view."""
+    nodes = [
+        helper.make_node("Slice", ["x", "s0", "s1", "ax"], ["a"]),
+        helper.make_node("Slice", ["x", "s1", "s2", "ax"], ["b"]),
+        helper.make_node("Div", ["a", "b"], ["y"]),
+    ]
+    inits = {"s0": np.array([0]), "s1": np.array([1]), "s2": np.array([2]), "ax": np.array([1])}
+    layers = to_layers(load_network(save_net(nodes, [1, 2], inits)))
+    x = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    np.testing.assert_allclose(layers.eval(x)[:, 0], x[:, 0] / x[:, 1], rtol=1e-12)
