@@ -1,7 +1,7 @@
-"""Looseness of the squares form of ``x * y`` (``graph/lowering_smooth.py``) against McCormick on random boxes.
-
-Uses the engine's own ``Pow`` 2 lines and intervals (without the floating-point margin) and prints the ratios
-recorded in ``docs/operators.md`` ("Products, quotients and Softmax"):
+"""Looseness of the relaxed lowering (``graph/lowering_smooth.py``): the squares form of ``x * y`` against
+McCormick on random boxes (the engine's own ``Pow`` 2 lines, without the floating-point margin), and a lowered
+Softmax's bounds against its exact range. Prints the ratios recorded in ``docs/operators.md`` ("Products,
+quotients and Softmax"):
 
     .venv/bin/python bench/products_looseness.py
 """
@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnverify.graph.ops.base import ActKind
+from nnverify.bounds.backward import crown_bounds
+from nnverify.bounds.interval import interval_bounds
+from nnverify.bounds.symbolic import symbolic_bounds
+from nnverify.graph.core import Graph
+from nnverify.graph.ops.base import ActKind, Node
 from nnverify.graph.ops.interface import ACTIVATIONS
+from nnverify.graph.passes import to_layers
 
 
 def _squares(
@@ -67,5 +72,31 @@ def main(n: int = 2000, samples: int = 400, seed: int = 0) -> None:
             print(f"  {name} boxes ({mask.sum()}): lines {lines_m:.2f}, interval {width_m:.2f}")
 
 
+def softmax(n: int = 3, boxes: int = 200, seed: int = 0) -> None:
+    """Width of the bounds of ``softmax(x)_0`` over logit boxes against its exact range (reached at two corners:
+    the function increases in ``x_0`` and decreases in the others)."""
+    node = Node("softmax", "Softmax", ("x",), ("y",), {"axis": -1})
+    layers = to_layers(Graph("softmax", "x", (1, n), "y", (1, n), (node,), {}))
+    rng = np.random.default_rng(seed)
+    print(f"Softmax of {n} logits, {boxes} boxes per width; bound width / exact range, median:")
+    for width in (0.1, 1.0, 4.0):
+        ratios: dict[str, list[float]] = {"interval": [], "forward symbolic": [], "CROWN": []}
+        for _ in range(boxes):
+            centre = rng.normal(0.0, 2.0, (1, n))
+            lb, ub = centre - width / 2, centre + width / 2
+            low, high = ub.copy(), lb.copy()
+            low[0, 0], high[0, 0] = lb[0, 0], ub[0, 0]
+            exact = float(np.diff(layers.eval(np.vstack([low, high]))[:, 0])[0])
+            box, sym = interval_bounds(layers, lb, ub), symbolic_bounds(layers, lb, ub)
+            lbs = [np.maximum(a, b) for a, b in zip(box.lb, sym.lb, strict=True)]
+            ubs = [np.minimum(a, b) for a, b in zip(box.ub, sym.ub, strict=True)]
+            tight = crown_bounds(layers, lbs, ubs)
+            for name, bounds in (("interval", box), ("forward symbolic", sym), ("CROWN", tight)):
+                top, bottom = min(bounds.ub[layers.output][0, 0], 1.0), max(bounds.lb[layers.output][0, 0], 0.0)
+                ratios[name].append((top - bottom) / max(exact, 1e-12))
+        print(f"  width {width}: " + ", ".join(f"{k} {np.median(v):.2f}" for k, v in ratios.items()))
+
+
 if __name__ == "__main__":
     main()
+    softmax()
