@@ -22,7 +22,7 @@ def _one_sign(lb: np.ndarray, ub: np.ndarray) -> None:
         index = int(np.flatnonzero(straddles.reshape(-1))[0])
         low, high = float(lb.reshape(-1)[index]), float(ub.reshape(-1)[index])
         raise UnboundedError(
-            f"Reciprocal (the divisor of a Div, or a Softmax denominator) may be 0: its input {index} lies in "
+            f"Reciprocal (an ONNX Reciprocal or the divisor of a Div) may be 0: its input {index} lies in "
             f"[{low:.6g}, {high:.6g}] and 1/y has no bound there"
         )
 
