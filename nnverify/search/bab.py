@@ -37,6 +37,9 @@ from nnverify.spec.property import Disjunct
 
 #: Boxes bounded together in one numpy call.
 BATCH = 128
+#: Child boxes of a ReLU chain are bounded in groups of about this many with similar numbers of unstable neurons
+#: in the parent (``lean.py`` pads each box's rows and neurons to the group's largest count).
+GROUP = 32
 #: Splits along one path before the exact backend decides the box.
 MAX_DEPTH = 48
 #: Networks with smooth activations (no exact leaf): splits along one path per free input before a box is
@@ -194,7 +197,22 @@ def _bound_child(
 ) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
     """``_bound`` of child boxes of a ReLU chain without forward symbolic bounds: the parent's layer bounds
     (valid in the child), the first layer's interval image of the child's box, then ``lean.bound_chain``
-    (which also intersects each layer with the interval image of the tightened layer below it)."""
+    (which also intersects each layer with the interval image of the tightened layer below it). Large batches go
+    in groups of ``GROUP`` boxes sorted by their parent's count of unstable neurons."""
+    if GROUP and len(boxes) >= 2 * GROUP:
+        key = sum(((lo < 0.0) & (hi > 0.0)).sum(axis=1) for lo, hi in zip(parent_lb, parent_ub, strict=True))
+        order = np.argsort(key, kind="stable")
+        parts = [
+            _bound_child(graph, rows, boxes.part(p), [v[p] for v in parent_lb], [v[p] for v in parent_ub], margins)
+            for p in np.array_split(order, len(boxes) // GROUP)
+        ]
+        inv = np.argsort(order)
+        n_layers = len(parent_lb)
+        tight = LayerBounds(
+            [np.concatenate([r[0].lb[k] for r in parts])[inv] for k in range(n_layers)],
+            [np.concatenate([r[0].ub[k] for r in parts])[inv] for k in range(n_layers)],
+        )
+        return tight, np.concatenate([r[1] for r in parts])[inv], np.concatenate([r[2] for r in parts])[inv]
     lbs, ubs = list(parent_lb), list(parent_ub)
     lbs[0], ubs[0] = boxes.lb, boxes.ub
     first = graph.layers[1]
