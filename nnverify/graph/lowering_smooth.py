@@ -2,8 +2,9 @@
 
 ``x * y = ((x + y)^2 - (x - y)^2) / 4`` (a MatMul sums such products), ``x / y = x * (1 / y)`` and
 ``softmax_i(x) = 1 / sum_j exp(x_j - x_i)`` hold in real arithmetic; the rewritten graph has only affine ops and
-the activations Pow 2, Exp and Reciprocal (``1 / max(s, 1)`` for Softmax's ``s >= 1``), which every bound pass
-relaxes with the floating-point margin (no exact leaf: the search splits to decide).
+the activations Pow 2, Reciprocal and, for Softmax, the internal ``exp(min(g, 600))`` and ``1 / max(s, 1)``
+(``graph/ops/internal.py``), which every bound pass relaxes with the floating-point margin (no exact leaf: the
+search splits to decide).
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class _Rewriter:
         return self.emit("Reshape", [total, self.const(f"{out}/shape", list(self.shape(out)))], out)
 
     def softmax(self, node: Node) -> str:
-        """``1 / sum_j exp(x_j - x_i)`` over the normalised axes (flattened to one axis first if several)."""
+        """``1 / max(sum_j exp(min(x_j - x_i, 600)), 1)`` over the normalised axes (flattened to one axis first if
+        several); ``graph/ops/internal.py`` says why the cap and the max keep it sound and finite."""
         x, out = node.inputs[0], node.outputs[0]
         shape = self.shape(x)
         axes = normalised_axes(node, len(shape))
