@@ -11,6 +11,7 @@ from netgen import random_net
 from nnverify.backends import get_backend
 from nnverify.backends.base import Capabilities, SolveStatus
 from nnverify.budget import Budget
+from nnverify.graph.layers import LayerGraph
 from nnverify.options import Options
 from nnverify.search.exact import decide_box
 from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
@@ -26,6 +27,26 @@ def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.nda
         k = int(rng.integers(1, 3))
         disjuncts.append(Disjunct(lb, ub, np.zeros((k, n)), rng.normal(size=(k, m)), rng.normal(size=k) * 0.5))
     return lb, ub, disjuncts
+
+
+_Case = tuple[LayerGraph, np.ndarray, np.ndarray, list[Disjunct], SolveStatus]
+
+
+@pytest.fixture(scope="module")
+def random_cases() -> list[_Case]:
+    """40 random nets and queries with the exact MILP's verdict, computed once for every search variant below
+    (the reference solves are most of the cost; each variant still runs its own search on every case)."""
+    rng = np.random.default_rng(42)
+    options = Options()
+    backend = get_backend("highs", options)
+    cases = []
+    for _ in range(40):
+        net = random_net(rng, [6, 16, 16, 16, 3])
+        lb, ub, disjuncts = _query(rng, 6, 3)
+        # a generous budget: on a loaded machine one of these solves took ~17 s.
+        reference = decide_box(net, lb, ub, disjuncts, backend, Budget.starting_now(300), options)
+        cases.append((net, lb, ub, disjuncts, reference.status))
+    return cases
 
 
 @pytest.mark.parametrize(
@@ -50,7 +71,13 @@ def _query(rng: np.random.Generator, n: int, m: int) -> tuple[np.ndarray, np.nda
     ],
 )
 def test_agrees_with_the_milp_on_random_nets(
-    race: bool, refine: bool, slow: float, workers: int, threads: int, monkeypatch: pytest.MonkeyPatch
+    race: bool,
+    refine: bool,
+    slow: float,
+    workers: int,
+    threads: int,
+    random_cases: list[_Case],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``slow``: every bounding step of the search sleeps, so refined bounds arrive while the search is open
     and it restarts from them; ``workers``: refinement solves side by side (while the search's exact leaves
@@ -66,15 +93,11 @@ def test_agrees_with_the_milp_on_random_nets(
 
         monkeypatch.setattr(relu_bab._Search, "evaluate", slow_evaluate)
     refined = 0
-    rng = np.random.default_rng(42)
     options = Options()
     backend = get_backend("highs", options)
     seen = {SolveStatus.FEASIBLE: 0, SolveStatus.INFEASIBLE: 0}
-    for _ in range(40):
-        net = random_net(rng, [6, 16, 16, 16, 3])
+    for net, lb, ub, disjuncts, reference in random_cases:
         assert uses_relu_splitting(net)
-        lb, ub, disjuncts = _query(rng, 6, 3)
-        reference = decide_box(net, lb, ub, disjuncts, backend, Budget.starting_now(30), options)
 
         def replays(x: np.ndarray, net=net, disjuncts=disjuncts) -> bool:
             y = net.eval(x[None, :])
@@ -95,11 +118,11 @@ def test_agrees_with_the_milp_on_random_nets(
             search_threads=threads,
         )
         refined += out.stats.refine_solves
-        if reference.status is SolveStatus.FEASIBLE:
+        if reference is SolveStatus.FEASIBLE:
             assert out.status is SolveStatus.FEASIBLE
             assert replays(out.x)
         else:
-            assert reference.status is SolveStatus.INFEASIBLE
+            assert reference is SolveStatus.INFEASIBLE
             assert out.status is SolveStatus.INFEASIBLE
         seen[out.status] += 1
     assert seen[SolveStatus.FEASIBLE] >= 5 and seen[SolveStatus.INFEASIBLE] >= 5, seen
