@@ -48,43 +48,50 @@ def is_relu_chain(graph: LayerGraph) -> bool:
 class _Relu:
     """ReLU layer ``j`` of a batch restricted per box to ``idx`` ``(B, a)``, the neurons of its input layer that
     can be positive (padded with ones that cannot, whose slopes are 0): lower slope and ``up - low`` per rule
-    ``(B, R, 1, a)``, and the columns ``(B, a, 2)``: the upper intercept and the scale term ``t_j``."""
+    ``(B, R, 1, a)``, the columns ``(B, a, 2)`` (the upper intercept and the scale term ``t_j``), and the upper
+    slope, the adaptive lower slope and the active and unstable masks ``(B, a)`` the rules are made of."""
 
     idx: np.ndarray
     low: np.ndarray
     diff: np.ndarray
     cols: np.ndarray
+    parts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+    def with_rules(self, rules: tuple[str, ...]) -> _Relu:
+        """The same layer with one lower slope per rule of ``rules`` (``backward.SLOPE_RULES``)."""
+        up, adaptive, active, unstable = self.parts
+        choice: dict[str, np.ndarray | float] = {"adaptive": adaptive, "parallel": up, "zero": 0.0, "one": 1.0}
+        low = np.stack([np.where(active, 1.0, np.where(unstable, choice[r], 0.0)) for r in rules], axis=1)
+        low = low[:, :, None]
+        return _Relu(self.idx, low, up[:, None, None, :] - low, self.cols, self.parts)
 
 
 def _abs_max(bounds: LayerBounds, k: int) -> np.ndarray:
     return np.maximum(np.abs(bounds.lb[k]), np.abs(bounds.ub[k]))
 
 
-def _relu(graph: LayerGraph, bounds: LayerBounds, j: int, rules: tuple[str, ...], idx: np.ndarray | None) -> _Relu:
-    """The relaxation of ReLU layer ``j`` from its input's bounds, and ``t_j = max|z| + icpt + pre_{j-1}``
-    (the scale term of the ReLU and of the affine layer below it, ``pre = |b| + |W| max|input|``)."""
+def _relu(graph: LayerGraph, bounds: LayerBounds, j: int) -> _Relu:
+    """The relaxation of ReLU layer ``j`` from its input's bounds (adaptive lower slope), and
+    ``t_j = max|z| + icpt + pre_{j-1}`` (the scale term of the ReLU and of the affine layer below it,
+    ``pre = |b| + |W| max|input|``)."""
     lb, ub = bounds.lb[j - 1], bounds.ub[j - 1]
-    if idx is None:
-        on = ub > 0.0
-        idx = np.argsort(~on, axis=1, kind="stable")[:, : max(1, int(on.sum(axis=1).max(initial=0)))]
-    lb, ub = np.take_along_axis(lb, idx, axis=1), np.take_along_axis(ub, idx, axis=1)
+    on = ub > 0.0
+    idx = np.argsort(~on, axis=1, kind="stable")[:, : max(1, int(on.sum(axis=1).max(initial=0)))]
+    box = np.arange(lb.shape[0])[:, None]
+    lb, ub = lb[box, idx], ub[box, idx]
     unstable = (lb < 0.0) & (ub > 0.0)
     active = lb >= 0.0
     up = np.where(active, 1.0, np.where(unstable, ub / np.where(unstable, ub - lb, 1.0), 0.0))
     icpt = np.where(unstable, -up * lb, 0.0)
-    choice: dict[str, np.ndarray | float] = {
-        "adaptive": (ub > -lb).astype(np.float64),
-        "parallel": up,
-        "zero": 0.0,
-        "one": 1.0,
-    }
-    low = np.stack([np.where(active, 1.0, np.where(unstable, choice[r], 0.0)) for r in rules], axis=1)[:, :, None]
+    adaptive = (ub > -lb).astype(np.float64)
+    low = np.where(active, 1.0, np.where(unstable, adaptive, 0.0))
     below = graph.layers[j - 1]
     assert isinstance(below, AffineLayer)
     pre = _abs_max(bounds, j - 2) @ below.abs_weights[0].T + np.abs(below.bias)
-    term = np.take_along_axis(_abs_max(bounds, j - 1) + pre, idx, axis=1) + icpt
+    term = (_abs_max(bounds, j - 1) + pre)[box, idx] + icpt
     term[ub <= 0.0] = 0.0  # padding: the coefficient there is multiplied by 0 and never used
-    return _Relu(idx, low, up[:, None, None, :] - low, np.stack([icpt, term], axis=2))
+    cols = np.stack([icpt, term], axis=2)
+    return _Relu(idx, low[:, None, None, :], (up - low)[:, None, None, :], cols, (up, adaptive, active, unstable))
 
 
 def _gather(w: np.ndarray, bias: np.ndarray, rows: np.ndarray, cols: np.ndarray | None) -> np.ndarray:
@@ -102,7 +109,7 @@ class _Chain:
 
     def add_relu(self, graph: LayerGraph, bounds: LayerBounds, j: int) -> None:
         """ReLU ``j``, once its input's bounds are final, and the gathered weights of the affine layer below it."""
-        relu = _relu(graph, bounds, j, ("adaptive",), None)
+        relu = _relu(graph, bounds, j)
         self.relus[j] = relu
         below = graph.layers[j - 1]
         assert isinstance(below, AffineLayer)
@@ -187,14 +194,13 @@ def _tighten(
     rows = _gather(layer.weights[0], layer.bias, order, chain.relus[k - 1].idx)  # (B, m, a + 1)
     c = np.concatenate([rows, -rows], axis=1)[:, None]  # rows +W_i and -W_i: (B, 1, 2m, a + 1)
     const = c[..., -1].copy()
-    pre = np.take_along_axis(_abs_max(bounds, k - 1) @ layer.abs_weights[0].T + np.abs(layer.bias), order, axis=1)
+    box = np.arange(lb.shape[0])[:, None]
+    pre = (_abs_max(bounds, k - 1) @ layer.abs_weights[0].T + np.abs(layer.bias))[box, order]
     scale = np.concatenate([pre, pre], axis=1)[:, None, :]
     coef_x = _walk(chain, k - 1, c[..., :-1], const, scale)
     low = _concretize_lower(coef_x[:, 0], const[:, 0], scale[:, 0], bounds, margin_rel, margin_abs)
-    old_lb = np.take_along_axis(lb, order, axis=1)
-    old_ub = np.take_along_axis(ub, order, axis=1)
-    np.put_along_axis(lb, order, np.maximum(old_lb, low[:, :m]), axis=1)
-    np.put_along_axis(ub, order, np.minimum(old_ub, -low[:, m:]), axis=1)
+    lb[box, order] = np.maximum(lb[box, order], low[:, :m])
+    ub[box, order] = np.minimum(ub[box, order], -low[:, m:])
 
 
 def rows_lower_chain(
@@ -250,7 +256,7 @@ def _rows(
     lbs = bounds.lb
     batch, n_rules, k = lbs[0].shape[0], len(rules), a_y.shape[0]
     if rules != ("adaptive",):
-        relus = {j: _relu(graph, bounds, j, rules, r.idx) for j, r in chain.relus.items()}
+        relus = {j: r.with_rules(rules) for j, r in chain.relus.items()}
         chain = _Chain(relus, chain.weights)
     pre = _abs_max(bounds, graph.output - 1) @ out.abs_weights[0].T + np.abs(out.bias)
     const = np.broadcast_to(a_y @ out.bias - b, (batch, n_rules, k)).copy()
