@@ -241,3 +241,38 @@ def test_verify_routes_wide_smooth_nets_to_activation_splitting(tmp_path: Path) 
     result = nnverify.verify(tmp_path / "net.onnx", tmp_path / "sat.vnnlib", Options(timeout_s=60, attack_samples=0))
     assert result.verdict.value == "sat" and result.counterexample is not None
     assert "act-split" in result.method and float(result.counterexample.y[0]) <= low + 0.05
+
+
+def _mixed_net(rng: np.random.Generator) -> LayerGraph:
+    """Sigmoid, ReLU and Sign layers and a residual (two-source) output layer."""
+    layers: list = [InputLayer(18)]
+    for k, (n_in, n_out, kind) in enumerate([(18, 10, ActKind.SIGMOID), (10, 8, ActKind.RELU), (8, 6, ActKind.SIGN)]):
+        w = rng.normal(0.0, 1.5 / np.sqrt(n_in), (n_out, n_in))
+        layers.append(AffineLayer(f"fc{k}", (len(layers) - 1,), (w,), rng.normal(0.0, 0.3, n_out)))
+        layers.append(ActivationLayer(f"act{k}", len(layers) - 1, kind, n_out))
+    w_out, w_skip = rng.normal(size=(2, 6)), rng.normal(size=(2, 10))
+    layers.append(AffineLayer("out", (len(layers) - 1, 2), (w_out, w_skip), np.zeros(2)))
+    return LayerGraph(tuple(layers), len(layers) - 1)
+
+
+def test_mixed_activations_agree_with_sampling() -> None:
+    """Random nets mixing Sigmoid, ReLU, Sign and a skip connection, thresholds around the sampled range: a proof
+    is never contradicted by a sample, a counterexample always reaches its set; both answers occur."""
+    rng = np.random.default_rng(6)
+    seen = set()
+    for _ in range(12):
+        net = _mixed_net(rng)
+        centre = rng.uniform(-1.0, 1.0, 18)
+        lb, ub = centre - 0.2, centre + 0.2
+        a_y = rng.normal(size=(1, 2))
+        x = rng.uniform(lb, ub, (3000, 18))
+        values = net.eval(x) @ a_y.T
+        b = np.array([values.min() - rng.uniform(-0.2, 0.5)])
+        d = Disjunct(lb, ub, np.zeros((1, 18)), a_y, b)
+        out = act_split_search(net, [d], lb, ub, Budget.starting_now(3), Options(), lambda p: True)
+        if out.status is SolveStatus.INFEASIBLE:
+            assert np.all(values[:, 0] > b[0])
+        if out.status is SolveStatus.FEASIBLE:
+            assert out.x is not None and d.slack(out.x[None], net.eval(out.x[None]))[0] <= 0.0
+        seen.add(out.status)
+    assert {SolveStatus.INFEASIBLE, SolveStatus.FEASIBLE} <= seen
