@@ -53,8 +53,10 @@ STARTUP, WAITING, OUTSIDE = "(imports)", "(waiting)", "(outside nnverify)"
 #: Builtins whose self time is a thread waiting (a join, a lock, a sleep), not work.
 WAIT_MARKS = ("of '_thread.lock' objects", "of '_thread.RLock' objects", "time.sleep", "select.")
 PROF_KEEP_BYTES = 1 << 20
-RUNS_HEADER = ("set", "kind", "onnx", "vnnlib", "recorded", "recorded_s", "timeout_s", "verdict", "method")
-RUNS_HEADER += ("wall_s", "cpu_s")
+RUNS_HEADER = (
+    *("set", "kind", "onnx", "vnnlib", "recorded", "recorded_s", "timeout_s"),
+    *("verdict", "method", "wall_s", "cpu_s"),
+)
 
 FuncKey = tuple[str, int, str]
 #: ``pstats.Stats.stats``: function -> (primitive calls, calls, self s, cumulative s, {caller: (cc, nc, tt, ct)}).
@@ -126,7 +128,7 @@ class ThreadProfiles:
     def stop(self) -> pstats.Stats:
         """Every thread's statistics merged (threads still running contribute what they did so far)."""
         self.main.disable()
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
         merged = pstats.Stats(self.main, stream=io.StringIO())
         for _, profile in list(self.threads):
             merged.add(profile)
