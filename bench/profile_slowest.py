@@ -40,6 +40,9 @@ SETS = (
 SOLVED = frozenset({"sat", "unsat"})
 #: Module-path prefixes (inside ``nnverify/``) and the phase each belongs to; the first match wins.
 PHASES = (
+    ("graph/ops/", "network eval/ops"),  # op math and evaluation, called by the attack, bounds and replay
+    ("graph/layers", "network eval/ops"),
+    ("graph/core", "network eval/ops"),
     ("graph/", "load/convert"),
     ("spec/", "load/convert"),
     ("attack", "attack"),

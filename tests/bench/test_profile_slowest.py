@@ -81,6 +81,8 @@ def test_module_of_groups_nnverify_modules_imports_and_waits(prof: ModuleType) -
     ("module", "phase"),
     [
         ("graph/onnx_import", "load/convert"),
+        ("graph/ops/smooth", "network eval/ops"),
+        ("graph/layers", "network eval/ops"),
         ("spec/vnnlib", "load/convert"),
         ("attack_graph", "attack"),
         ("bounds/lean", "bounds"),
