@@ -22,8 +22,8 @@ _GAP_POINTS = np.array([0.0, 0.125, 0.25, 0.5, 0.75, 0.875, 1.0])
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """Per domain ``(B,)``: the pre-activation layer and neuron to split, the split point, and its score
-    (0 where no neuron can be split: every interval is a point or no row depends on it)."""
+    """Per domain and candidate ``(B, count)``: the pre-activation layer and neuron to split, the split point,
+    and its score (0 where no neuron can be split: every interval is a point or no row depends on it)."""
 
     layer: np.ndarray
     neuron: np.ndarray
@@ -87,45 +87,29 @@ def _layer_scores(
     return best, point
 
 
-def choose(graph: LayerGraph, bounds: LayerBounds, seed: np.ndarray) -> Choice:
-    """The split of each domain: the neuron with the best score over every activation layer; where no split
-    shrinks a sampled gap, the widest interval weighted by its coefficients (split in the middle)."""
+def choose(graph: LayerGraph, bounds: LayerBounds, seed: np.ndarray, count: int = 1) -> Choice:
+    """The ``count`` best splits of each domain: arrays ``(B, count)``, the neurons with the best scores over
+    every activation layer, best first. Where no split shrinks a sampled gap, the first is the widest interval
+    weighted by its coefficients (split in the middle)."""
     lam = output_coefficients(graph, bounds, seed)
-    batch = seed.shape[0]
-    best = Choice(np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch))
-    wide = Choice(np.zeros(batch, np.int64), np.zeros(batch, np.int64), np.zeros(batch), np.zeros(batch))
+    parts: list[tuple[np.ndarray, ...]] = []
     for j, coef in lam.items():
         layer = graph.layers[j]
         assert isinstance(layer, ActivationLayer)
         lb, ub = bounds.lb[layer.source], bounds.ub[layer.source]
         pos, neg = np.maximum(coef, 0.0).sum(axis=1), np.maximum(-coef, 0.0).sum(axis=1)
-        wide = _better(wide, layer.source, (pos + neg) * np.maximum(ub - lb, 0.0), (lb + ub) / 2.0)
         score, point = _layer_scores(layer.act, lb, ub, pos, neg)
-        best = _better(best, layer.source, score, point)
-    fall = best.score <= 0.0
-    return Choice(
-        *(
-            np.where(fall, w, b)
-            for w, b in (
-                (wide.layer, best.layer),
-                (wide.neuron, best.neuron),
-                (wide.point, best.point),
-                (wide.score, best.score),
-            )
-        )
-    )
-
-
-def _better(best: Choice, layer: int, score: np.ndarray, point: np.ndarray) -> Choice:
-    """``best`` with, per domain, the top neuron of ``layer`` (scores and points ``(B, size)``) where it scores more."""
-    rows = np.arange(score.shape[0])
-    score = np.where(np.isfinite(score), score, 0.0)
-    neuron = np.argmax(score, axis=1)
-    top = score[rows, neuron]
-    take = top > best.score
-    return Choice(
-        np.where(take, layer, best.layer),
-        np.where(take, neuron, best.neuron),
-        np.where(take, point[rows, neuron], best.point),
-        np.where(take, top, best.score),
-    )
+        wide = (pos + neg) * np.maximum(ub - lb, 0.0)
+        layer_of = np.full(lb.shape, layer.source, dtype=np.int64)
+        neuron = np.broadcast_to(np.arange(lb.shape[1]), lb.shape)
+        parts.append((np.where(np.isfinite(score), score, 0.0), point, layer_of, neuron, wide, (lb + ub) / 2.0))
+    score, point, layer_of, neuron, wide, mid = (np.concatenate(v, axis=1) for v in zip(*parts, strict=True))
+    rows = np.arange(score.shape[0])[:, None]
+    top = np.argsort(-score, axis=1, kind="stable")[:, :count]
+    fall = score[rows[:, 0], top[:, 0]] <= 0.0
+    widest = np.argmax(np.where(np.isfinite(wide), wide, 0.0), axis=1)
+    top[fall, 0] = widest[fall]
+    chosen = Choice(layer_of[rows, top], neuron[rows, top], point[rows, top], score[rows, top])
+    chosen.point[fall, 0] = mid[fall, widest[fall]]
+    chosen.score[fall, 0] = wide[fall, widest[fall]]
+    return chosen

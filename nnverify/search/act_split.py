@@ -28,7 +28,7 @@ from nnverify.budget import Budget, BudgetExpired
 from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.options import Options
-from nnverify.search.act_branch import choose
+from nnverify.search.act_branch import Choice, choose
 from nnverify.search.act_lines import point_lines
 from nnverify.search.bab import SearchOutcome, SearchStats, try_points
 from nnverify.spec.property import Disjunct
@@ -37,6 +37,8 @@ from nnverify.spec.property import Disjunct
 MAX_DEPTH = 40
 #: Passes per domain with lines chosen at the weakest row's minimiser (``act_lines.py``) after the first.
 LINE_PASSES = 1
+#: Candidate splits per domain whose children are bounded before one is chosen (1: the best score, no bounding).
+FSB_CANDIDATES = 3
 #: One search tree per disjunct (True) or one tree whose domains must rule out every disjunct (False).
 PER_DISJUNCT = True
 #: Domains bounded together in one numpy call, at most; fewer on large networks (``batch_size``).
@@ -172,26 +174,57 @@ def _attack_points(coef: np.ndarray, pick: np.ndarray, lb: np.ndarray, ub: np.nd
     return np.where(w > 0.0, lb, ub)
 
 
+def _clamp(bounds: LayerBounds, layer: np.ndarray, neuron: np.ndarray, point: np.ndarray) -> LayerBounds:
+    """Both children of each domain ``(B,)`` split at ``point``: the left ones (upper bound clamped) first."""
+    lbs = [np.vstack([v, v]) for v in bounds.lb]
+    ubs = [np.vstack([v, v]) for v in bounds.ub]
+    batch = layer.shape[0]
+    for k in np.unique(layer):
+        at = np.nonzero(layer == k)[0]
+        ubs[k][at, neuron[at]] = point[at]
+        lbs[k][batch + at, neuron[at]] = point[at]
+    return LayerBounds(lbs, ubs)
+
+
+def _filter(
+    graph: LayerGraph, rows: _Rows, tight: LayerBounds, seed: np.ndarray, choice: Choice, options: Options
+) -> np.ndarray:
+    """Per domain, the candidate whose worse child has the best bound (filtered smart branching): the children
+    of every candidate bounded by one back-substitution with the parent's other bounds (``relax``'s lines)."""
+    batch, count = choice.score.shape
+    if count == 1:
+        return np.zeros(batch, dtype=np.int64)
+    kids = [_clamp(tight, choice.layer[:, c], choice.neuron[:, c], choice.point[:, c]) for c in range(count)]
+    lbs = [np.vstack([kid.lb[k] for kid in kids]) for k in range(len(tight.lb))]
+    ubs = [np.vstack([kid.ub[k] for kid in kids]) for k in range(len(tight.ub))]
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        low, _ = backward_rows_lower(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=_rules(graph), **margins)
+    binding = np.any(seed != 0.0, axis=2)
+    weakest = np.where(np.tile(binding, (2 * count, 1)), low, np.inf).min(axis=1).reshape(count, 2, batch)
+    worse = np.where(choice.score.T > 0.0, np.nan_to_num(weakest.min(axis=1), nan=-np.inf), -np.inf)
+    return np.argmax(worse, axis=0)
+
+
 def _children(
-    graph: LayerGraph, tight: LayerBounds, lower: np.ndarray, seed: np.ndarray, dom: _Domains
+    graph: LayerGraph, rows: _Rows, parent: tuple[LayerBounds, np.ndarray, np.ndarray], dom: _Domains, options: Options
 ) -> tuple[_Domains, np.ndarray]:
-    """Both children of every domain whose branching found a neuron to split (with the domain's row bounds
-    ``lower`` as their parent's), and which domains found none."""
-    choice = choose(graph, tight, seed)
-    ok = choice.score > 0.0
+    """Both children of every domain whose branching found a neuron to split, and which domains found none.
+    ``parent``: the domains' tightened bounds, their rows' lower bounds (the children's parent bounds) and the
+    binding rows ``seed`` the branching serves."""
+    tight, lower, seed = parent
+    choice = choose(graph, tight, seed, FSB_CANDIDATES)
+    best = _filter(graph, rows, tight, seed, choice, options)
+    at = np.arange(best.size)
+    layer, neuron, point = choice.layer[at, best], choice.neuron[at, best], choice.point[at, best]
+    ok = choice.score[at, best] > 0.0
     sel = np.nonzero(ok)[0]
-    left_ub = [v[sel].copy() for v in tight.ub]
-    right_lb = [v[sel].copy() for v in tight.lb]
-    pos = np.arange(sel.size)
-    for k in np.unique(choice.layer[sel]):
-        at = choice.layer[sel] == k
-        left_ub[k][pos[at], choice.neuron[sel][at]] = choice.point[sel][at]
-        right_lb[k][pos[at], choice.neuron[sel][at]] = choice.point[sel][at]
-    lbs = [np.vstack([a[sel], b]) for a, b in zip(tight.lb, right_lb, strict=True)]
-    ubs = [np.vstack([a, b[sel]]) for a, b in zip(left_ub, tight.ub, strict=True)]
+    kids = _clamp(
+        LayerBounds([v[sel] for v in tight.lb], [v[sel] for v in tight.ub]), layer[sel], neuron[sel], point[sel]
+    )
     depth = np.concatenate([dom.depth[sel] + 1, dom.depth[sel] + 1])
-    dead, parent = np.vstack([dom.dead[sel], dom.dead[sel]]), np.vstack([lower[sel], lower[sel]])
-    return _Domains(lbs, ubs, depth, dead, parent), ~ok
+    dead, above = np.vstack([dom.dead[sel], dom.dead[sel]]), np.vstack([lower[sel], lower[sel]])
+    return _Domains(kids.lb, kids.ub, depth, dead, above), ~ok
 
 
 def _root(graph: LayerGraph, rows: _Rows, options: Options, lb: np.ndarray, ub: np.ndarray) -> _Domains:
@@ -248,7 +281,7 @@ def act_split_search(
             parts = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
             seed = rows.a_y[None, :, :] * pick[grow][:, :, None]
             now = _Domains(dom.lb, dom.ub, dom.depth, dead, dom.parent)
-            kids, stuck = _children(graph, parts, lower[grow], seed, now.part(grow))
+            kids, stuck = _children(graph, rows, (parts, lower[grow], seed), now.part(grow), options)
             if np.any(stuck):
                 undecided = "a domain open with no activation interval left to split"
             budget.check_alloc(kids.nbytes, PHASE)

@@ -43,7 +43,7 @@ def _expand(net: LayerGraph, d: Disjunct, options: Options, levels: int) -> list
         tight, lower, _, empty = act_split._bound(net, rows, dom, options, lambda: None)
         out.append((dom, tight, lower, empty))
         pick = rows.binding(lower, np.ones((len(dom), 1), dtype=bool))
-        dom, _ = act_split._children(net, tight, lower, rows.a_y[None] * pick[:, :, None], dom)
+        dom, _ = act_split._children(net, rows, (tight, lower, rows.a_y[None] * pick[:, :, None]), dom, options)
     return out
 
 
