@@ -274,14 +274,19 @@ def label(key: FuncKey) -> str:
     return f"{path}:{line}({name})"
 
 
-def render(summary: Summary, wall_s: float, min_share: float = 0.005) -> str:
-    """Markdown: the phase table (groups under ``min_share`` of the work folded into one row) and the top list."""
-    work = summary.work_s or 1.0
+def by_phase(summary: Summary) -> list[tuple[str, float]]:
+    """Each phase's share of the work (self time, waiting excluded), largest first."""
     phases: dict[str, float] = defaultdict(float)
     for g in summary.groups:
         if g.module != WAITING:
-            phases[g.phase] += g.self_s
-    rollup = ", ".join(f"{p} {100 * t / work:.0f} %" for p, t in sorted(phases.items(), key=lambda i: -i[1]))
+            phases[g.phase] += g.self_s / (summary.work_s or 1.0)
+    return sorted(phases.items(), key=lambda item: -item[1])
+
+
+def render(summary: Summary, wall_s: float, min_share: float = 0.005) -> str:
+    """Markdown: the phase table (groups under ``min_share`` of the work folded into one row) and the top list."""
+    work = summary.work_s or 1.0
+    rollup = ", ".join(f"{phase} {100 * share:.0f} %" for phase, share in by_phase(summary))
     lines = [
         f"work {summary.work_s:.1f} thread-s, waiting {summary.wait_s:.1f} thread-s, wall {wall_s:.1f} s",
         "",
@@ -357,13 +362,24 @@ def section(run: Run, summary: Summary) -> str:
     return head + render(summary, run.wall_s)
 
 
-def write_outputs(out: Path, runs: list[tuple[Run, str]]) -> None:
-    """``summary.md`` (every section) and ``runs.csv``, rewritten after each instance."""
-    (out / "summary.md").write_text("\n".join(text for _, text in runs))
+def write_outputs(out: Path, runs: list[tuple[Run, Summary | None, str]]) -> None:
+    """``summary.md`` (an overview table, then every section) and ``runs.csv``, rewritten after each instance."""
+    table = [
+        "| set | slowest | recorded | now (timeout) | wall s | CPU s | largest phases (share of work) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run, summary, _ in runs:
+        p = run.pick
+        phases = ", ".join(f"{n} {100 * s:.0f} %" for n, s in by_phase(summary)[:3]) if summary else "-"
+        table.append(
+            f"| {p.set} | {p.kind} | {p.recorded} {p.recorded_s:.1f} s | {run.verdict} ({p.timeout_s:g} s) | "
+            f"{run.wall_s:.1f} | {run.cpu_s:.1f} | {phases} |"
+        )
+    (out / "summary.md").write_text("\n".join(table) + "\n\n" + "\n".join(text for _, _, text in runs))
     with open(out / "runs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(RUNS_HEADER)
-        for run, _ in runs:
+        for run, _, _ in runs:
             p = run.pick
             fields = (p.set, p.kind, p.onnx, p.vnnlib, p.recorded, p.recorded_s, p.timeout_s, run.verdict)
             writer.writerow([*fields, run.method, f"{run.wall_s:.2f}", f"{run.cpu_s:.2f}"])
@@ -392,15 +408,15 @@ def main(argv: list[str] | None = None) -> None:
         if pick.kind in args.kinds.split(",")
     ]
     picks.sort(key=lambda p: p.kind != "solved")  # every solved row first: the timeouts are the less telling
-    done: list[tuple[Run, str]] = []
+    done: list[tuple[Run, Summary | None, str]] = []
     for pick in picks:
         run, prof = run_pick(pick, args.benchmarks / pick.set, args.out)
         if not prof.exists():
-            done.append((run, section(run, Summary((), 0.0, 0.0, ())) + "(no profile written)\n"))
+            done.append((run, None, section(run, Summary((), 0.0, 0.0, ())) + "(no profile written)\n"))
         else:
-            text = section(run, summarise(pstats.Stats(str(prof), stream=io.StringIO()).stats))  # type: ignore[attr-defined]
-            done.append((run, text))
-            (args.out / f"{pick.set}.{pick.kind}.md").write_text(text)
+            summary = summarise(pstats.Stats(str(prof), stream=io.StringIO()).stats)  # type: ignore[attr-defined]
+            done.append((run, summary, section(run, summary)))
+            (args.out / f"{pick.set}.{pick.kind}.md").write_text(done[-1][2])
             if prof.stat().st_size > PROF_KEEP_BYTES:
                 prof.unlink()
         write_outputs(args.out, done)

@@ -219,3 +219,10 @@ def test_child_profiles_a_check_run(prof: ModuleType, tiny_instance: tuple[Path,
     summary = prof.summarise(pstats.Stats(str(out), stream=io.StringIO()).stats)  # type: ignore[attr-defined]
     modules = {g.module for g in summary.groups}
     assert {"pipeline", "cli", prof.STARTUP} <= modules  # the verify thread's work and the imports are there
+
+
+def test_by_phase_shares_of_the_work_sum_to_one(prof: ModuleType, stats: dict) -> None:
+    shares = dict(prof.by_phase(prof.summarise(stats)))
+    assert "waiting" not in shares
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert next(iter(shares)) == "bounds"  # the largest first
