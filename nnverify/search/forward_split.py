@@ -1,7 +1,8 @@
 """Input splitting on the op graph for networks whose dense layer view is too large, with few free inputs.
 
-Each box is bounded by ``bounds/forward_cut.py`` (forward functions of the free inputs up to a cut, CROWN after
-it) or, with no cut, by ``bounds/forward_ops.py`` alone; undecided boxes offer attack points and are halved.
+Each box is bounded by ``bounds/backward_ops.py`` (CROWN on the op graph down to the free inputs) where every node
+allows it, else by ``bounds/forward_cut.py`` or ``bounds/forward_ops.py``; open boxes offer attack points and are
+halved.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nnverify.backends.base import SolveStatus
 from nnverify.bounds import backward_ops
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.backward_ops import OpBounds, OpPlan
-from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut
+from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut, prefers_cut
 from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
@@ -199,7 +200,7 @@ def _plan(analysis: Graph, budget: Budget) -> CutPlan | OpPlan | None:
     """The bounds a box gets: CROWN on the op graph down to the free inputs where every node allows it, else
     forward functions up to a cut and CROWN on the dense view after it (or forward functions alone)."""
     ops = backward_ops.plan(analysis)
-    if backward_ops.unsupported(ops) is None and OP_BACKWARD:
+    if backward_ops.unsupported(ops) is None and OP_BACKWARD and not prefers_cut(analysis):
         return ops
     cap = getattr(budget, "memory_limit_mb", math.inf)
     return plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 8), budget)
