@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun-timeouts", type=Path, help="only the rows of this results.csv that timed out")
     parser.add_argument("--slowest", type=int, default=0, help="the N slowest per family of --from's results.csv")
     parser.add_argument("--from", dest="previous", type=Path, help="an earlier results.csv (for --slowest)")
+    parser.add_argument("--families", nargs="+", help="only these sets (default: every set under --benchmarks)")
     args = parser.parse_args(argv)
     if (args.slowest > 0) != (args.previous is not None):
         parser.error("--slowest N and --from CSV go together")
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.slowest > 0:
         picked = slowest(args.previous, args.slowest)
         todo = [(f, o, v) for f, o, v in todo if (f, _rel(o), _rel(v)) in picked]
+    if args.families:
+        todo = [(f, o, v) for f, o, v in todo if f in args.families]
     rows: list[Row] = []
     began = time.monotonic()
     for k, (family, onnx, vnnlib) in enumerate(todo):

@@ -103,6 +103,9 @@ def test_main_runs_only_the_slowest(
     assert deadline.main(argv) == 0
     assert ran == [("a", "killed.vnnlib"), ("a", "t2.vnnlib"), ("b", "x.vnnlib"), ("b", "y.vnnlib")]
     assert "| all | 4 |" in (out / "summary.md").read_text()
+    ran.clear()
+    assert deadline.main([*argv, "--families", "b"]) == 0
+    assert ran == [("b", "x.vnnlib"), ("b", "y.vnnlib")]
 
 
 def test_slowest_needs_from(deadline: ModuleType) -> None:
