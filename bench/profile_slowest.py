@@ -177,10 +177,21 @@ def module_of(key: FuncKey) -> str | None:
     return path.rsplit("/nnverify/", 1)[1].removesuffix(".py")
 
 
+def package_of(key: FuncKey) -> str:
+    """The top-level package (or module) of a function outside nnverify: ``highspy``, ``click``, ``threading``."""
+    path = key[0].replace(os.sep, "/")
+    if key[0] == "~":
+        return "builtins"
+    path = path.rsplit("/site-packages/", 1)[1] if "/site-packages/" in path else path.rsplit("/", 1)[-1]
+    return path.split("/", 1)[0].removesuffix(".py")
+
+
 def phase_of(module: str) -> str:
     """The phase of a group from :func:`module_of` (``driver`` for the CLI, pipeline, budget ...)."""
-    if module in (STARTUP, WAITING, OUTSIDE):
-        return {STARTUP: "start-up", WAITING: "waiting", OUTSIDE: "outside nnverify"}[module]
+    if module in (STARTUP, WAITING):
+        return {STARTUP: "start-up", WAITING: "waiting"}[module]
+    if module.startswith("(outside"):
+        return "backends/encode" if module == "(outside: highspy)" else "outside nnverify"
     return next((phase for prefix, phase in PHASES if module.startswith(prefix)), "driver")
 
 
@@ -192,8 +203,8 @@ def _shares(key: FuncKey, stats: RawStats, index: int, seen: frozenset[FuncKey],
     callers = stats[key][4] if key in stats else {}
     total = sum(entry[index] for entry in callers.values())
     out: dict[str, float] = defaultdict(float)
-    if total <= 0:
-        out[OUTSIDE] = 1.0
+    if total <= 0:  # a thread's root or the program's: named after its package (highspy starts threads)
+        out[f"(outside: {package_of(key)})"] = 1.0
     for caller, entry in callers.items() if total > 0 else ():
         weight, group = entry[index] / total, module_of(caller)
         if group is not None:

@@ -91,6 +91,9 @@ def test_module_of_groups_nnverify_modules_imports_and_waits(prof: ModuleType) -
         ("encode/milp", "backends/encode"),
         ("witness", "replay"),
         ("pipeline", "driver"),
+        ("(outside: highspy)", "backends/encode"),
+        ("(outside: click)", "outside nnverify"),
+        ("(imports)", "start-up"),
     ],
     ids=lambda value: str(value),
 )
@@ -107,7 +110,8 @@ def test_summarise_attributes_outside_time_to_the_calling_module(prof: ModuleTyp
     assert self_s["attack"] == pytest.approx(2.0)
     assert self_s[prof.WAITING] == pytest.approx(5.0)
     assert self_s[prof.STARTUP] == pytest.approx(0.3)
-    assert self_s[prof.OUTSIDE] == pytest.approx(0.3 + 0.3 + 0.2 / 3)  # click's main (no caller), the cycle
+    assert self_s["(outside: click)"] == pytest.approx(0.3)  # no caller: a root, named after its package
+    assert self_s[prof.OUTSIDE] == pytest.approx(0.3 + 0.2 / 3)  # the cycle's share
     total = sum(value[2] for value in stats.values())
     assert sum(self_s.values()) == pytest.approx(total)  # every second lands in exactly one group
     assert summary.wait_s == pytest.approx(5.0)
@@ -137,6 +141,12 @@ def test_render_lists_phases_and_folds_small_groups(prof: ModuleType, stats: dic
     assert "| bounds | `bounds/backward` | 6.00 | 60 |" in text
     assert "others |" in text  # start-up (0.3 of ~8.6 s of work) is under 5 %
     assert "`bounds/backward.py:5(walk)`" in text
+
+
+def test_package_of(prof: ModuleType) -> None:
+    assert prof.package_of(CLICK) == "click"
+    assert prof.package_of(("/usr/lib/python3.11/threading.py", 7, "run")) == "threading"
+    assert prof.package_of(MATMUL) == "builtins"
 
 
 def test_label_shortens_paths(prof: ModuleType) -> None:
