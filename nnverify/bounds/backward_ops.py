@@ -91,7 +91,8 @@ def plan(graph: Graph) -> OpPlan:
         if all(name in prefix for name in node.inputs if name in variable):
             prefix.add(node.outputs[0])
         data = node.inputs[0]
-        maps[node.name] = op.linear_map(node, graph.constants, shapes[data]) if data in variable else None
+        cmap = op.linear_map(node, graph.constants, shapes[data]) if data in variable else None
+        maps[node.name] = cmap if isinstance(cmap, ConvMap) else None  # the rows-last adjoint is ConvMap's
         bias[node.name] = _call_at(graph, node, {n: np.zeros((1, *shapes[n])) for n in node.inputs if n in variable})
     floor = [
         name
@@ -294,7 +295,7 @@ def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float], 
         lo_s, lo_c, up_s, up_c = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
         if kind is ActKind.RELU and rule != "adaptive":
             unstable = (state.lb[src] < 0.0) & (state.ub[src] > 0.0)
-            choice = {"parallel": up_s, "zero": 0.0, "one": 1.0}[rule]
+            choice: np.ndarray | float = up_s if rule == "parallel" else {"zero": 0.0, "one": 1.0}[rule]
             lo_s = np.where(unstable, choice, lo_s)
         batch = lo_s.shape[0]
         flat = [v.reshape(batch, -1) for v in (lo_s, lo_c, up_s, up_c)]
