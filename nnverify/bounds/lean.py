@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnverify.bounds.backward import LayerBounds, _concretize_lower
-from nnverify.bounds.interval import affine_interval
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
@@ -70,7 +69,7 @@ def _abs_max(bounds: LayerBounds, k: int) -> np.ndarray:
     return np.maximum(np.abs(bounds.lb[k]), np.abs(bounds.ub[k]))
 
 
-def _relu(graph: LayerGraph, bounds: LayerBounds, j: int) -> _Relu:
+def _relu(graph: LayerGraph, bounds: LayerBounds, j: int, pre: np.ndarray) -> _Relu:
     """The relaxation of ReLU layer ``j`` from its input's bounds (adaptive lower slope), and
     ``t_j = max|z| + icpt + pre_{j-1}`` (the scale term of the ReLU and of the affine layer below it,
     ``pre = |b| + |W| max|input|``)."""
@@ -85,9 +84,6 @@ def _relu(graph: LayerGraph, bounds: LayerBounds, j: int) -> _Relu:
     icpt = np.where(unstable, -up * lb, 0.0)
     adaptive = (ub > -lb).astype(np.float64)
     low = np.where(active, 1.0, np.where(unstable, adaptive, 0.0))
-    below = graph.layers[j - 1]
-    assert isinstance(below, AffineLayer)
-    pre = _abs_max(bounds, j - 2) @ below.abs_weights[0].T + np.abs(below.bias)
     term = (_abs_max(bounds, j - 1) + pre)[box, idx] + icpt
     term[ub <= 0.0] = 0.0  # padding: the coefficient there is multiplied by 0 and never used
     cols = np.stack([icpt, term], axis=2)
@@ -106,10 +102,19 @@ class _Chain:
 
     relus: dict[int, _Relu]
     weights: dict[int, np.ndarray]
+    pres: dict[int, np.ndarray]
+
+    def pre(self, graph: LayerGraph, bounds: LayerBounds, k: int) -> np.ndarray:
+        """``|b| + |W| max|input|`` of affine layer ``k`` ``(B, size)``, once its input's bounds are final."""
+        if k not in self.pres:
+            layer = graph.layers[k]
+            assert isinstance(layer, AffineLayer)
+            self.pres[k] = _abs_max(bounds, k - 1) @ layer.abs_weights[0].T + np.abs(layer.bias)
+        return self.pres[k]
 
     def add_relu(self, graph: LayerGraph, bounds: LayerBounds, j: int) -> None:
         """ReLU ``j``, once its input's bounds are final, and the gathered weights of the affine layer below it."""
-        relu = _relu(graph, bounds, j)
+        relu = _relu(graph, bounds, j, self.pre(graph, bounds, j - 1))
         self.relus[j] = relu
         below = graph.layers[j - 1]
         assert isinstance(below, AffineLayer)
@@ -162,7 +167,7 @@ def _crown(
     interval: bool = True,
 ) -> tuple[LayerBounds, _Chain]:
     bounds = LayerBounds([v.copy() for v in lbs], [v.copy() for v in ubs])
-    chain = _Chain({}, {})
+    chain = _Chain({}, {}, {})
     for k, layer in enumerate(graph.layers):
         if isinstance(layer, ActivationLayer):
             bounds.lb[k] = np.maximum(bounds.lb[k - 1], 0.0)
@@ -172,9 +177,12 @@ def _crown(
             if not interval:
                 _tighten(graph, bounds, chain, k, margin_rel, margin_abs)
                 continue
-            lo, hi = affine_interval([bounds.lb[k - 1]], [bounds.ub[k - 1]], layer, margin_rel, margin_abs)
-            np.maximum(bounds.lb[k], lo, out=bounds.lb[k])
-            np.minimum(bounds.ub[k], hi, out=bounds.ub[k])
+            # the interval image, as interval.affine_interval: its rounding scale is the layer's ``pre``
+            lb, ub = bounds.lb[k - 1], bounds.ub[k - 1]
+            mid = ((lb + ub) / 2.0) @ layer.weights[0].T + layer.bias
+            rad = ((ub - lb) / 2.0) @ layer.abs_weights[0].T + margin_rel * chain.pre(graph, bounds, k) + margin_abs
+            np.maximum(bounds.lb[k], mid - rad, out=bounds.lb[k])
+            np.minimum(bounds.ub[k], mid + rad, out=bounds.ub[k])
             _tighten(graph, bounds, chain, k, margin_rel, margin_abs)
     return bounds, chain
 
@@ -195,7 +203,7 @@ def _tighten(
     c = np.concatenate([rows, -rows], axis=1)[:, None]  # rows +W_i and -W_i: (B, 1, 2m, a + 1)
     const = c[..., -1].copy()
     box = np.arange(lb.shape[0])[:, None]
-    pre = (_abs_max(bounds, k - 1) @ layer.abs_weights[0].T + np.abs(layer.bias))[box, order]
+    pre = chain.pre(graph, bounds, k)[box, order]
     scale = np.concatenate([pre, pre], axis=1)[:, None, :]
     coef_x = _walk(chain, k - 1, c[..., :-1], const, scale)
     low = _concretize_lower(coef_x[:, 0], const[:, 0], scale[:, 0], bounds, margin_rel, margin_abs)
@@ -218,7 +226,7 @@ def rows_lower_chain(
     """``backward.backward_rows_lower`` for a ReLU chain, every rule in one pass: the best of the rules' sound
     lower bounds ``(B, K)`` of ``a_x x + a_y y - b`` and the linear functions ``(B, K, n + 1)`` behind them."""
     bounds = LayerBounds(lbs, ubs)
-    chain = _Chain({}, {})
+    chain = _Chain({}, {}, {})
     for j in range(2, graph.output, 2):
         chain.add_relu(graph, bounds, j)
     return _rows(graph, bounds, chain, (a_x, a_y, b), rules, (margin_rel, margin_abs))
@@ -257,7 +265,7 @@ def _rows(
     batch, n_rules, k = lbs[0].shape[0], len(rules), a_y.shape[0]
     if rules != ("adaptive",):
         relus = {j: r.with_rules(rules) for j, r in chain.relus.items()}
-        chain = _Chain(relus, chain.weights)
+        chain = _Chain(relus, chain.weights, chain.pres)
     pre = _abs_max(bounds, graph.output - 1) @ out.abs_weights[0].T + np.abs(out.bias)
     const = np.broadcast_to(a_y @ out.bias - b, (batch, n_rules, k)).copy()
     scale = np.broadcast_to((pre @ np.abs(a_y).T + np.abs(b))[:, None, :], (batch, n_rules, k)).copy()
