@@ -163,3 +163,24 @@ def test_input_splitting_on_op_graph_bounds(tmp_path: Path, shift: float, proved
         assert out.status is SolveStatus.INFEASIBLE and not found and out.stats.boxes > 1
     else:
         assert out.status is SolveStatus.FEASIBLE and found
+
+
+def test_verify_bounds_the_forward_route_on_the_op_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conv net whose every node has an adjoint takes these bounds in the forward route (no cut is planned);
+    with ``OP_BACKWARD`` off it falls back to the cut."""
+    from nnverify import pipeline
+    from nnverify.options import Options
+    from nnverify.result import Verdict
+    from nnverify.search import forward_split
+    from nnverify.spec.property import Disjunct, Property
+
+    graph = fw._load(tmp_path, "conv_relu")
+    lb, ub = np.array([-1.5, 0.1, -1.0]), np.array([1.5, 0.1, 1.5])
+    g0, g2 = np.meshgrid(np.linspace(lb[0], ub[0], 301), np.linspace(lb[2], ub[2], 301))
+    top = float(graph.eval(np.stack([g0.ravel(), np.full(g0.size, 0.1), g2.ravel()], axis=1))[:, 0].max())
+    prop = Property(3, 2, (Disjunct(lb, ub, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(top + 0.01)])),))
+    monkeypatch.setattr(forward_split, "FORWARD_DENSE_MB", 0.0)
+    for enabled, bounds in ((True, "backward-ops"), (False, "forward-cut")):
+        monkeypatch.setattr(forward_split, "OP_BACKWARD", enabled)
+        result = pipeline.verify(graph, prop, Options(timeout_s=60.0))
+        assert result.verdict is Verdict.UNSAT and result.stats["bounds"] == bounds
