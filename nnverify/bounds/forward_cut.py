@@ -53,8 +53,23 @@ def _cut_candidates(graph: Graph) -> list[str]:
 
 
 #: Largest estimated back-substitution work per box (``sparse_view.backsub_cost``, multiply-adds) of a suffix
-#: built sparse: the cGAN 64x64 nets' generated image (3.3e10) passes, their last ReLU before it (5.1e10) not.
-CUT_COST_MAX = 4e10
+#: built sparse: the cGAN 64x64 nets' generated image (6.7e10) passes, their last ReLU before it (1.0e11) not.
+CUT_COST_MAX = 8e10
+
+
+#: Above this estimated work per root box from the input (``sparse_view.backsub_cost``), CROWN on the whole op
+#: graph (``backward_ops.py``) is too slow and a cut is preferred: the cGAN 32x32 nets and the bias-field CIFAR
+#: nets are about 1.1e12 (a root box in about a minute), the 64x64 cGANs 4.7e12 (over 10 min), the upsample cGAN
+#: 1.3e14.
+WHOLE_COST_MAX = 2e12
+
+
+def prefers_cut(graph: Graph) -> bool:
+    """Whether back-substitution from every activation down to the input would cost over ``WHOLE_COST_MAX``."""
+    from nnverify.bounds.sparse_view import backsub_cost
+
+    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
+    return backsub_cost(graph, graph.input_name, shapes) > WHOLE_COST_MAX
 
 
 def plan_cut(graph: Graph, limit_mb: float, budget: Budget | None = None) -> CutPlan | None:

@@ -165,3 +165,12 @@ def test_backsub_cost_grows_as_the_cut_moves_earlier(tmp_path: Path) -> None:
     shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, 5))).items()}
     costs = [backsub_cost(graph, cut, shapes) for cut in ("x", "r1", "img", "e1")]
     assert costs == sorted(costs, reverse=True) and costs[-1] > 0.0
+
+
+def test_prefers_cut_when_the_whole_walk_costs_too_much(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nnverify.bounds.forward_cut as forward_cut
+
+    graph = _generator(tmp_path)
+    assert not forward_cut.prefers_cut(graph)
+    monkeypatch.setattr(forward_cut, "WHOLE_COST_MAX", 1.0)
+    assert forward_cut.prefers_cut(graph)
