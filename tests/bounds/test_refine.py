@@ -45,7 +45,7 @@ def _samples(rng: np.random.Generator, lb: np.ndarray, ub: np.ndarray, n: int = 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("residual", [False, True])
 def test_refined_bounds_hold_for_sampled_points_and_are_never_looser(seed: int, residual: bool) -> None:
-    rng, net, lb, ub, lbs, ubs = _crown(seed, [4, 12, 12, 12, 3], residual)
+    rng, net, lb, ub, lbs, ubs = _crown(seed, [4, 10, 10, 10, 3], residual)
     new_l, new_u, stats = _refine(net, lbs, ubs)
     values = net.eval_all(_samples(rng, lb, ub))
     for k, v in enumerate(values):
@@ -115,7 +115,7 @@ def test_refines_when_highs_thread_pool_has_another_size() -> None:
 def test_parallel_workers_and_published_bounds_are_sound_and_only_tighten(seed: int) -> None:
     """Two HiGHS workers per layer; every bound handed to ``publish`` (mid-layer and after each layer) holds
     for sampled points, is never looser than the one before, and the last one is what is returned."""
-    rng, net, lb, ub, lbs, ubs = _crown(seed, [4, 14, 14, 14, 3])
+    rng, net, lb, ub, lbs, ubs = _crown(seed, [4, 10, 10, 10, 3])
     published: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
     new_l, new_u, stats = refine_bounds(
         net,
