@@ -1,5 +1,6 @@
-"""Per-instance table and totals of the two runs in this folder: activation splitting (``results.csv``) against
-input splitting (``results_input_split.csv``). Usage: ``.venv/bin/python bench/results/smooth_digits/compare.py``."""
+"""Per-instance table and totals of the runs in this folder: activation splitting (``results.csv``; without
+filtered smart branching: ``results_act_ed3716f.csv``) against input splitting (``results_input_split.csv``).
+Usage: ``.venv/bin/python bench/results/smooth_digits/compare.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import csv
 from pathlib import Path
 
 HERE = Path(__file__).parent
-RUNS = (("activation splitting", "results.csv"), ("input splitting", "results_input_split.csv"))
+RUNS = (
+    ("activation splitting", "results.csv"),
+    ("act. splitting, no FSB (ed3716f)", "results_act_ed3716f.csv"),
+    ("input splitting", "results_input_split.csv"),
+)
 DECIDED = ("sat", "unsat")
 
 
@@ -35,9 +40,9 @@ def main() -> None:
         print(f"{label}: {len(decided)}/{len(rows)} decided {counts}, {total:.1f} s on decided, peak {peak:.0f} MB")
     both = [k for k in runs[0][1] if all(rows.get(k, {}).get("result") in DECIDED for _, rows in runs)]
     for label, rows in runs:
-        print(f"{label} on the {len(both)} both decide: {sum(float(rows[k]['run_time']) for k in both):.1f} s")
-    clash = [k for k in both if {runs[0][1][k]["result"], runs[1][1][k]["result"]} == {"sat", "unsat"}]
-    print(f"contradicting verdicts: {len(clash)}")
+        print(f"{label} on the {len(both)} all decide: {sum(float(rows[k]['run_time']) for k in both):.1f} s")
+    verdicts = [{rows[k]["result"] for _, rows in runs if rows.get(k, {}).get("result") in DECIDED} for k in runs[0][1]]
+    print(f"contradicting verdicts: {sum(1 for v in verdicts if v == set(DECIDED))}")
 
 
 if __name__ == "__main__":
