@@ -1,10 +1,5 @@
-"""Branching for activation splitting: which neuron's input interval to split, and where (GenBaB-style).
-
-A BaBSR-like score generalised to any ``Activation``: the coefficient of the neuron's output in the domain's
-rows (from a back-substitution along the relaxation lines) times how much splitting shrinks the gap between
-the relaxation line that coefficient uses and the curve (``gap(parent) - max(gap(left), gap(right))``). The
-split point is 0 or the interval's middle, whichever scores better. Heuristic only: nothing here is sound.
-"""
+"""Branching for activation splitting: a BaBSR-like score generalised to any activation (coefficient times the
+relaxation gap a split removes), at 0 or the middle; heuristic only, nothing here is sound or unsound."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Relaxation lines of smooth activations chosen at a point: per neuron, the lower line highest and the upper line
-lowest at a given pre-activation value (where a domain's bound is attained), instead of at the interval's middle.
-
-``Smooth.relax`` picks lines good at the middle of each interval; after a split the bound's minimiser often sits
-at an end of a child's interval, where those lines are far from the curve (and the child's bound can fall below
-its parent's). Any line with exact extreme intercepts is sound; the candidates here are the tangent at the point,
-the chord, the tangents at the ends and ``relax``'s own lines, each widened by the same margin as ``relax``.
-"""
+"""Relaxation lines of smooth activations chosen at a point (the tangent there, the chord, the end tangents or
+``relax``'s own), each with exact extreme intercepts widened by ``relax``'s margin: sound on the whole interval."""
 
 from __future__ import annotations
 

@@ -1,18 +1,6 @@
-"""Branch and bound over the input intervals of activations (GenBaB-style) for networks that are not piecewise
-linear and have too many free inputs to split the input box: each split narrows one neuron's pre-activation
-interval, so every relaxation after it tightens.
-
-The input box stays whole; a *domain* is a set of clamped pre-activation intervals: the child ``{z <= s}`` of a
-neuron ``z`` with bounds ``[l, u]`` has them ``[l, s]``, the other ``[s, u]`` (Shi et al., "Neural Network
-Verification with Branch-and-Bound for General Nonlinearities", TACAS 2025). A domain is bounded by CROWN
-(``bounds/backward.py``) with its own intermediate bounds: the clamped ones, every layer re-tightened on top of
-them. Soundness needs no split constraint in the bound: the relaxation of ``z``'s activation holds on ``[l, s]``
-for every input of the child's region, so every bound computed from it holds there, and the minimum of the
-child's linear bound over the whole box is still a lower bound over that region. A domain whose tightened
-bounds cross is empty. Branching: ``act_branch.py``. Each open domain's linear bound minimisers (input box
-vertices) go to the caller's replay callback. A smooth activation has no exact leaf: a domain still open at
-``MAX_DEPTH`` splits leaves the search ``unknown``.
-"""
+"""Branch and bound over activation input intervals (GenBaB-style) for networks that are not piecewise linear and
+have too many free inputs to split the input box; design and soundness argument: docs/engine.md, "Branch and
+bound over activation splits"."""
 
 from __future__ import annotations
 
@@ -249,7 +237,13 @@ def act_split_search(
     is_counterexample: Callable[[np.ndarray], bool],
 ) -> SearchOutcome:
     """Decide "some x in [lb, ub] reaches one of ``disjuncts``" (all sharing that box) by splitting activation
-    input intervals. ``INFEASIBLE`` is a proof; ``FEASIBLE`` carries a point ``is_counterexample`` accepted."""
+    input intervals. ``INFEASIBLE`` is a proof; ``FEASIBLE`` carries a point ``is_counterexample`` accepted.
+
+    A domain is the box with some pre-activation intervals clamped (``[l, s]`` / ``[s, u]`` after a split at
+    ``s``). No split constraint enters the bound: a relaxation valid on the clamped interval holds for every
+    input of the domain's region, so every bound computed from it holds there, and the minimum of its linear
+    bound over the whole box is still a lower bound over the region; crossed bounds mean an empty region. No
+    exact leaf: a domain open after ``MAX_DEPTH`` splits leaves the answer undecided."""
     rows, stats = _Rows.of(disjuncts), SearchStats()
 
     def check() -> None:
