@@ -10,7 +10,7 @@ DEV_TOOLS := pytest hypothesis ruff mypy gurobipy
 # Every optional part (pyproject.toml), so that the tests cover all of them.
 EXTRAS := bench,images,binary,gurobi
 
-.PHONY: setup run test check lint typecheck clean bnn-models
+.PHONY: setup run test test-all check lint typecheck clean bnn-models
 
 # Byte-compiled once here: with PYTHONDONTWRITEBYTECODE set (as in some sandboxes and CI images) every check
 # would otherwise recompile ~75 modules at start-up (0.72 s -> 0.40 s on test_nano, measured 2026-12-06).
@@ -35,6 +35,10 @@ run: setup
 # NNVERIFY_REQUIRE_CLPQ: the clpq tests fail instead of skipping when janus-swi is missing.
 test: setup
 	NNVERIFY_REQUIRE_CLPQ=1 $(BIN)/pytest -q
+
+# Everything, including the tests marked `slow` (full benchmark sets, long solver runs) that `make test` leaves out.
+test-all: setup
+	NNVERIFY_REQUIRE_CLPQ=1 $(BIN)/pytest -q -m ''
 
 # The porous-media BNN surrogates, from scratch: datasets (cached in bench/data/), training, ONNX + metrics JSON.
 bnn-models: setup
