@@ -200,8 +200,9 @@ class _Suffix:
         return _concretize(coef, const, scale, self.forms[0], *self.margins)
 
 
-def _tighten(state: _Suffix, k: int, idx: np.ndarray) -> None:
-    """Tighten neurons ``idx`` of the affine layer ``k`` in place (both sides) by back-substitution to the cut."""
+def _tighten(state: _Suffix, k: int, idx: np.ndarray, sides: tuple[int, ...] = (1, -1)) -> None:
+    """Tighten neurons ``idx`` of the affine layer ``k`` in place by back-substitution to the cut: the lower bound
+    for side ``1``, the upper for ``-1``."""
     layer = state.view.layers[k]
     assert isinstance(layer, AffineLayer)
     batch = state.lb[k].shape[0]
@@ -209,13 +210,39 @@ def _tighten(state: _Suffix, k: int, idx: np.ndarray) -> None:
     pre = np.broadcast_to(np.abs(layer.bias[idx]), (batch, idx.size)).copy()
     for src, w, abs_w in zip(layer.sources, layer.weights, layer.abs_weights, strict=True):
         picked = _rows(w, idx)
-        rows = np.broadcast_to(np.concatenate([picked, -picked]), (batch, 2 * idx.size, picked.shape[1]))
+        rows = np.broadcast_to(
+            np.concatenate([s * picked for s in sides]), (batch, len(sides) * idx.size, picked.shape[1])
+        )
         lam[src] = lam[src] + rows if src in lam else rows.copy()
         pre += np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src])) @ abs_w[idx].T
-    const = np.broadcast_to(np.concatenate([layer.bias[idx], -layer.bias[idx]]), (batch, 2 * idx.size)).copy()
-    low, _ = state.walk_to(lam, const, np.concatenate([pre, pre], axis=1), k - 1)
-    state.lb[k][:, idx] = np.maximum(state.lb[k][:, idx], low[:, : idx.size])
-    state.ub[k][:, idx] = np.minimum(state.ub[k][:, idx], -low[:, idx.size :])
+    const = np.broadcast_to(np.concatenate([s * layer.bias[idx] for s in sides]), (batch, len(sides) * idx.size)).copy()
+    low, _ = state.walk_to(lam, const, np.concatenate([pre] * len(sides), axis=1), k - 1)
+    for i, s in enumerate(sides):
+        part = low[:, i * idx.size : (i + 1) * idx.size]
+        if s > 0:
+            state.lb[k][:, idx] = np.maximum(state.lb[k][:, idx], part)
+        else:
+            state.ub[k][:, idx] = np.minimum(state.ub[k][:, idx], -part)
+
+
+def _tighten_layer(state: _Suffix, k: int, smooth: bool) -> None:
+    """Tighten every element of layer ``k`` open in some box. Before a ReLU the upper bounds come first, and the
+    lower bounds only where some box's upper bound stays above 0 (an element at most 0 is off either way)."""
+    batch = state.lb[k].shape[0]
+    widest = max(v.shape[1] for v in state.lb[:k])
+    lo, hi = state.lb[k], state.ub[k]
+    if smooth:
+        idx = np.nonzero(np.any(hi > lo, axis=0))[0]
+        step = max(1, CHUNK // max(1, 2 * batch * widest))
+        for start in range(0, idx.size, step):
+            _tighten(state, k, idx[start : start + step])
+        return
+    step = max(1, CHUNK // max(1, batch * widest))
+    for side in (-1, 1):
+        lo, hi = state.lb[k], state.ub[k]
+        idx = np.nonzero(np.any((lo < 0.0) & (hi > 0.0), axis=0))[0]
+        for start in range(0, idx.size, step):
+            _tighten(state, k, idx[start : start + step], (side,))
 
 
 def suffix_bounds(
@@ -233,9 +260,8 @@ def suffix_bounds(
         state.ub.append(hi)
         return lo, hi
 
-    lb, _ = keep(0, *state.forms[0].interval(*margins))
+    keep(0, *state.forms[0].interval(*margins))
     feeds = {layer.source for layer in view.layers if isinstance(layer, ActivationLayer)}
-    batch = lb.shape[0]
     for k, layer in enumerate(view.layers[1:], start=1):
         if budget is not None:
             budget.check("bounds after the cut")
@@ -248,18 +274,12 @@ def suffix_bounds(
             continue
         assert isinstance(layer, AffineLayer)
         state.forms.append(_dense_affine(layer, [state.forms[s] for s in layer.sources], margins))
-        lo, hi = keep(k, *state.forms[k].interval(*margins))
-        if k not in feeds:
-            continue
-        smooth = any(
-            isinstance(la, ActivationLayer) and la.source == k and la.kind is not ActKind.RELU for la in view.layers
-        )
-        open_ = (lo < 0.0) & (hi > 0.0) if not smooth else hi > lo
-        idx = np.nonzero(np.any(open_, axis=0))[0]
-        widest = max(v.shape[1] for v in state.lb[:k])
-        step = max(1, CHUNK // max(1, 2 * batch * widest))
-        for start in range(0, idx.size, step):
-            _tighten(state, k, idx[start : start + step])
+        keep(k, *state.forms[k].interval(*margins))
+        if k in feeds:
+            smooth = any(
+                isinstance(la, ActivationLayer) and la.source == k and la.kind is not ActKind.RELU for la in view.layers
+            )
+            _tighten_layer(state, k, smooth)
     return state
 
 

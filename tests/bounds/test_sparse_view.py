@@ -174,3 +174,23 @@ def test_prefers_cut_when_the_whole_walk_costs_too_much(tmp_path: Path, monkeypa
     assert not forward_cut.prefers_cut(graph)
     monkeypatch.setattr(forward_cut, "WHOLE_COST_MAX", 1.0)
     assert forward_cut.prefers_cut(graph)
+
+
+def test_upper_first_tightening_keeps_the_row_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a ReLU, lower bounds are tightened only where an upper bound stays above 0: the rows' bounds are
+    those of tightening every element both ways (without margins, which depend on every bound's size)."""
+    import nnverify.bounds.forward_cut as forward_cut
+
+    graph = _generator(tmp_path)
+    plan = plan_cut(graph, 64.0)
+    assert plan is not None
+    lb, ub, free = _box(graph)
+    a_x, a_y, b = np.zeros((2, 5)), np.array([[1.0], [-1.0]]), np.array([-3.0, -3.0])
+    exact = {"margin_rel": 0.0, "margin_abs": 0.0}
+    low, _, bounds = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b, **exact)
+    both = forward_cut._tighten_layer
+    monkeypatch.setattr(forward_cut, "_tighten_layer", lambda state, k, smooth: both(state, k, True))
+    low_both, _, bounds_both = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b, **exact)
+    np.testing.assert_allclose(low, low_both, rtol=1e-12, atol=1e-12)
+    skipped = [np.any(tight > loose + 1e-9) for tight, loose in zip(bounds_both.lb, bounds.lb, strict=True)]
+    assert any(skipped)  # some lower bounds were left as they were (elements off in every box)
