@@ -250,6 +250,8 @@ def summarise(stats: RawStats, top_n: int = 12) -> Summary:
                 self_s[name] += tt * share
             continue
         self_s[group] += tt
+        if key[2] == "<module>":  # always run by the import machinery (via exec): inside an import already
+            continue
         if not callers:
             inclusive[group] += ct
         inclusive[group] += sum(
@@ -268,6 +270,11 @@ def summarise(stats: RawStats, top_n: int = 12) -> Summary:
     ranked = sorted(stats.items(), key=lambda item: -item[1][2])[:top_n]
     top = tuple((label(key), value[1], value[2], value[3]) for key, value in ranked)
     return Summary(groups, work, wait, top)
+
+
+def load_summary(prof: Path) -> Summary:
+    """:func:`summarise` of a ``.prof`` file."""
+    return summarise(pstats.Stats(str(prof), stream=io.StringIO()).stats)  # type: ignore[attr-defined]
 
 
 def label(key: FuncKey) -> str:
@@ -396,6 +403,25 @@ def write_outputs(out: Path, runs: list[tuple[Run, Summary | None, str]]) -> Non
             writer.writerow([*fields, run.method, f"{run.wall_s:.2f}", f"{run.cpu_s:.2f}"])
 
 
+def rerender(out: Path) -> None:
+    """Summarise again the kept ``.prof`` files of an earlier run in ``out`` (after a change to the summary);
+    each section keeps its heading, a run whose ``.prof`` was not kept keeps its section."""
+    with open(out / "runs.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    runs: list[tuple[Run, Summary | None, str]] = []
+    for r in rows:
+        names = (r["set"], r["kind"], r["onnx"], r["vnnlib"], r["recorded"])
+        pick = Pick(*names, float(r["recorded_s"]), float(r["timeout_s"]))
+        run = Run(pick, float(r["wall_s"]), float(r["cpu_s"]), r["verdict"], r["method"], "")
+        md, prof = out / f"{pick.set}.{pick.kind}.md", out / f"{pick.set}.{pick.kind}.prof"
+        old = md.read_text() if md.exists() else section(run, Summary((), 0.0, 0.0, ()))
+        summary = load_summary(prof) if prof.exists() else None
+        text = old if summary is None else old.split("\n\nwork ", 1)[0] + "\n\n" + render(summary, run.wall_s)
+        md.write_text(text)
+        runs.append((run, summary, text))
+    write_outputs(out, runs)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -405,7 +431,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kinds", default="solved,timeout", help="solved, timeout or both")
     parser.add_argument("--cap", type=float, default=120.0, help="timeout cap of the solved rows (s)")
     parser.add_argument("--timeout-cap", type=float, default=None, help="cap of the timeout rows (default: --cap)")
+    parser.add_argument("--rerender", action="store_true", help="only summarise --out's kept .prof files again")
     args = parser.parse_args(argv)
+    if args.rerender:
+        rerender(args.out)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     picks = [
         pick
@@ -425,7 +455,7 @@ def main(argv: list[str] | None = None) -> None:
         if not prof.exists():
             done.append((run, None, section(run, Summary((), 0.0, 0.0, ())) + "(no profile written)\n"))
         else:
-            summary = summarise(pstats.Stats(str(prof), stream=io.StringIO()).stats)  # type: ignore[attr-defined]
+            summary = load_summary(prof)
             done.append((run, summary, section(run, summary)))
             (args.out / f"{pick.set}.{pick.kind}.md").write_text(done[-1][2])
             if prof.stat().st_size > PROF_KEEP_BYTES:

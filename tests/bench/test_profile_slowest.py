@@ -3,6 +3,7 @@ the thread-wide profiler and one profiled ``nnverify check`` process (no time is
 
 from __future__ import annotations
 
+import cProfile
 import importlib.util
 import io
 import pstats
@@ -27,6 +28,7 @@ DOT = ("~", 0, "<built-in method numpy.dot>")
 LOCK = ("~", 0, "<method 'acquire' of '_thread.lock' objects>")
 IMPORT = ("<frozen importlib._bootstrap>", 1100, "_find_and_load")
 MODULE = ("/r/nnverify/graph/core.py", 1, "<module>")
+EXEC = ("~", 0, "<built-in method builtins.exec>")
 CLICK = ("/v/site-packages/click/core.py", 1, "main")
 LOOP_A = ("/v/site-packages/lib/a.py", 1, "a")
 LOOP_B = ("/v/site-packages/lib/b.py", 1, "b")
@@ -46,7 +48,7 @@ def prof() -> ModuleType:
 def stats() -> dict:
     """pipeline.run (root) calls backward.walk and attack.pgd; both call numpy's matmul; walk calls an outside
     helper that calls dot, and an outside function ``a`` that calls ``b`` which calls ``a`` again (a cycle);
-    a thread waits on a lock; the import machinery runs a module's body; click's main has no caller."""
+    a thread waits on a lock; the import machinery runs a module's body through exec; click's main has no caller."""
 
     def entry(tt: float, ct: float) -> tuple[int, int, float, float]:
         return (1, 1, tt, ct)
@@ -62,7 +64,8 @@ def stats() -> dict:
         LOOP_B: (1, 1, 0.2, 0.4, {LOOP_A: entry(0.2, 0.4)}),
         LOCK: (1, 1, 5.0, 5.0, {PIPE: entry(5.0, 5.0)}),
         IMPORT: (1, 1, 0.2, 1.0, {}),
-        MODULE: (1, 1, 0.1, 0.1, {IMPORT: entry(0.1, 0.1)}),
+        EXEC: (1, 1, 0.05, 0.15, {IMPORT: entry(0.05, 0.15)}),
+        MODULE: (1, 1, 0.1, 0.1, {EXEC: entry(0.1, 0.1)}),
         CLICK: (1, 1, 0.3, 0.3, {}),
     }
 
@@ -109,7 +112,7 @@ def test_summarise_attributes_outside_time_to_the_calling_module(prof: ModuleTyp
     assert self_s["bounds/backward"] == pytest.approx(2.0 + 2.0 + 0.5 + 0.4 + 0.3 + 0.2 * 2 / 3)
     assert self_s["attack"] == pytest.approx(2.0)
     assert self_s[prof.WAITING] == pytest.approx(5.0)
-    assert self_s[prof.STARTUP] == pytest.approx(0.3)
+    assert self_s[prof.STARTUP] == pytest.approx(0.35)  # importlib, exec under it, the module's body
     assert self_s["(outside: click)"] == pytest.approx(0.3)  # no caller: a root, named after its package
     assert self_s[prof.OUTSIDE] == pytest.approx(0.3 + 0.2 / 3)  # the cycle's share
     total = sum(value[2] for value in stats.values())
@@ -236,3 +239,26 @@ def test_by_phase_shares_of_the_work_sum_to_one(prof: ModuleType, stats: dict) -
     assert "waiting" not in shares
     assert sum(shares.values()) == pytest.approx(1.0)
     assert next(iter(shares)) == "bounds"  # the largest first
+
+
+def test_rerender_summarises_kept_profiles_again(prof: ModuleType, stats: dict, tmp_path: Path) -> None:
+    profile = pstats.Stats(_stats_source(), stream=io.StringIO())
+    profile.stats = stats  # type: ignore[attr-defined]
+    profile.dump_stats(str(tmp_path / "s.solved.prof"))
+    (tmp_path / "s.solved.md").write_text("### s: slowest solved\n\nheading line\n\nwork 0.0 thread-s, stale\n")
+    header = ",".join(prof.RUNS_HEADER)
+    (tmp_path / "runs.csv").write_text(f"{header}\ns,solved,n.onnx,a.vnnlib,unsat,3.5,60.0,unsat,m,10.0,4.0\n")
+    prof.rerender(tmp_path)
+    section = (tmp_path / "s.solved.md").read_text()
+    assert section.startswith("### s: slowest solved\n\nheading line\n\nwork ")
+    assert "stale" not in section and "`bounds/backward`" in section
+    overview = (tmp_path / "summary.md").read_text()
+    assert "| s | solved | unsat 3.5 s | unsat (60 s) | 10.0 | 4.0 | bounds" in overview
+
+
+def _stats_source() -> cProfile.Profile:
+    """An empty profile to build a ``pstats.Stats`` from (its statistics are then replaced)."""
+    profile = cProfile.Profile()
+    profile.enable()
+    profile.disable()
+    return profile
