@@ -225,7 +225,7 @@ def _tighten(state: _Suffix, k: int, idx: np.ndarray, sides: tuple[int, ...] = (
             state.ub[k][:, idx] = np.minimum(state.ub[k][:, idx], -part)
 
 
-def _tighten_layer(state: _Suffix, k: int, smooth: bool) -> None:
+def _tighten_layer(state: _Suffix, k: int, smooth: bool, budget: Budget | None = None) -> None:
     """Tighten every element of layer ``k`` open in some box. Before a ReLU the upper bounds come first, and the
     lower bounds only where some box's upper bound stays above 0 (an element at most 0 is off either way)."""
     batch = state.lb[k].shape[0]
@@ -235,6 +235,8 @@ def _tighten_layer(state: _Suffix, k: int, smooth: bool) -> None:
         idx = np.nonzero(np.any(hi > lo, axis=0))[0]
         step = max(1, CHUNK // max(1, 2 * batch * widest))
         for start in range(0, idx.size, step):
+            if budget is not None:
+                budget.check("bounds after the cut")
             _tighten(state, k, idx[start : start + step])
         return
     step = max(1, CHUNK // max(1, batch * widest))
@@ -242,6 +244,8 @@ def _tighten_layer(state: _Suffix, k: int, smooth: bool) -> None:
         lo, hi = state.lb[k], state.ub[k]
         idx = np.nonzero(np.any((lo < 0.0) & (hi > 0.0), axis=0))[0]
         for start in range(0, idx.size, step):
+            if budget is not None:  # a layer's rows take up to a minute on a loaded machine
+                budget.check("bounds after the cut")
             _tighten(state, k, idx[start : start + step], (side,))
 
 
@@ -279,7 +283,7 @@ def suffix_bounds(
             smooth = any(
                 isinstance(la, ActivationLayer) and la.source == k and la.kind is not ActKind.RELU for la in view.layers
             )
-            _tighten_layer(state, k, smooth)
+            _tighten_layer(state, k, smooth, budget)
     return state
 
 

@@ -189,7 +189,11 @@ def test_upper_first_tightening_keeps_the_row_bounds(tmp_path: Path, monkeypatch
     exact = {"margin_rel": 0.0, "margin_abs": 0.0}
     low, _, bounds = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b, **exact)
     both = forward_cut._tighten_layer
-    monkeypatch.setattr(forward_cut, "_tighten_layer", lambda state, k, smooth: both(state, k, True))
+
+    def every_element(state: forward_cut._Suffix, k: int, smooth: bool, budget: object = None) -> None:
+        both(state, k, True)
+
+    monkeypatch.setattr(forward_cut, "_tighten_layer", every_element)
     low_both, _, bounds_both = cut_rows_lower(plan, lb, ub, free, a_x, a_y, b, **exact)
     np.testing.assert_allclose(low, low_both, rtol=1e-12, atol=1e-12)
     skipped = [np.any(tight > loose + 1e-9) for tight, loose in zip(bounds_both.lb, bounds.lb, strict=True)]
