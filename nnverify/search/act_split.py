@@ -19,6 +19,7 @@ from nnverify.options import Options
 from nnverify.search.act_branch import Choice, choose
 from nnverify.search.act_lines import point_lines
 from nnverify.search.bab import SearchOutcome, SearchStats, try_points
+from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct
 
 #: Splits along one path before a domain is given up as undecided.
@@ -35,40 +36,6 @@ BATCH = 32
 BATCH_ELEMENTS = 1 << 23
 #: The phase named by the budget's checks and memory estimates.
 PHASE = "activation splitting"
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
-
-    a_x: np.ndarray
-    a_y: np.ndarray
-    b: np.ndarray
-    owner: np.ndarray
-    n_disjuncts: int
-
-    @classmethod
-    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
-        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
-        a_x, a_y = np.vstack([d.a_x for d in disjuncts]), np.vstack([d.a_y for d in disjuncts])
-        return cls(a_x, a_y, np.concatenate([d.b for d in disjuncts]), owner, len(disjuncts))
-
-    def dead(self, lower: np.ndarray) -> np.ndarray:
-        """``(B, D)``: disjunct ruled out in the domain (some row's lower bound > 0)."""
-        dead = np.zeros((lower.shape[0], self.n_disjuncts), dtype=bool)
-        np.logical_or.at(dead.T, self.owner, (lower > 0.0).T)
-        return dead
-
-    def binding(self, lower: np.ndarray, live: np.ndarray) -> np.ndarray:
-        """``(B, K)``: per domain and live disjunct, its row with the largest lower bound (the one to lift)."""
-        pick = np.zeros(lower.shape, dtype=bool)
-        for d in range(self.n_disjuncts):
-            idx = np.nonzero(self.owner == d)[0]
-            if idx.size == 0:
-                continue
-            top = idx[np.argmax(lower[:, idx], axis=1)]
-            pick[np.arange(lower.shape[0]), top] = live[:, d]
-        return pick
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +77,7 @@ def _pop_batch(stack: list[_Domains], size: int) -> _Domains:
 
 
 def _bound(
-    graph: LayerGraph, rows: _Rows, dom: _Domains, options: Options, check: Callable[[], None]
+    graph: LayerGraph, rows: StackedRows, dom: _Domains, options: Options, check: Callable[[], None]
 ) -> tuple[LayerBounds, np.ndarray, np.ndarray, np.ndarray]:
     """Tightened bounds of every layer, the rows' lower bounds ``(B, K)`` and linear functions
     ``(B, K, n + 1)``, and which domains are empty (bounds crossed). An empty domain's bounds may hold NaN or
@@ -137,7 +104,7 @@ def _bound(
 
 
 def _weakest_vertex(
-    rows: _Rows, coef: np.ndarray, lower: np.ndarray, dead: np.ndarray, lb: np.ndarray, ub: np.ndarray
+    rows: StackedRows, coef: np.ndarray, lower: np.ndarray, dead: np.ndarray, lb: np.ndarray, ub: np.ndarray
 ) -> np.ndarray:
     """Per domain ``(B, n)``: the input vertex minimising the binding row of its live disjunct furthest from
     ruled out (where the relaxation lines matter most)."""
@@ -175,7 +142,7 @@ def _clamp(bounds: LayerBounds, layer: np.ndarray, neuron: np.ndarray, point: np
 
 
 def _filter(
-    graph: LayerGraph, rows: _Rows, tight: LayerBounds, seed: np.ndarray, choice: Choice, options: Options
+    graph: LayerGraph, rows: StackedRows, tight: LayerBounds, seed: np.ndarray, choice: Choice, options: Options
 ) -> np.ndarray:
     """Per domain, the candidate whose worse child has the best bound (filtered smart branching): the children
     of every candidate bounded by one back-substitution with the parent's other bounds (``relax``'s lines)."""
@@ -195,7 +162,11 @@ def _filter(
 
 
 def _children(
-    graph: LayerGraph, rows: _Rows, parent: tuple[LayerBounds, np.ndarray, np.ndarray], dom: _Domains, options: Options
+    graph: LayerGraph,
+    rows: StackedRows,
+    parent: tuple[LayerBounds, np.ndarray, np.ndarray],
+    dom: _Domains,
+    options: Options,
 ) -> tuple[_Domains, np.ndarray]:
     """Both children of every domain whose branching found a neuron to split, and which domains found none.
     ``parent``: the domains' tightened bounds, their rows' lower bounds (the children's parent bounds) and the
@@ -215,7 +186,7 @@ def _children(
     return _Domains(kids.lb, kids.ub, depth, dead, above), ~ok
 
 
-def _root(graph: LayerGraph, rows: _Rows, options: Options, lb: np.ndarray, ub: np.ndarray) -> _Domains:
+def _root(graph: LayerGraph, rows: StackedRows, options: Options, lb: np.ndarray, ub: np.ndarray) -> _Domains:
     """The whole box once per disjunct (the others marked ruled out: each disjunct gets its own tree, whose
     splits serve its rows only), with forward symbolic bounds of every layer."""
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
@@ -244,7 +215,7 @@ def act_split_search(
     input of the domain's region, so every bound computed from it holds there, and the minimum of its linear
     bound over the whole box is still a lower bound over the region; crossed bounds mean an empty region. No
     exact leaf: a domain open after ``MAX_DEPTH`` splits leaves the answer undecided."""
-    rows, stats = _Rows.of(disjuncts), SearchStats()
+    rows, stats = StackedRows.of(disjuncts), SearchStats()
 
     def check() -> None:
         budget.check(PHASE)

@@ -33,6 +33,7 @@ from nnverify.graph.layers import (
 )
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
+from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct
 
 #: Boxes bounded together in one numpy call.
@@ -67,32 +68,6 @@ class SearchOutcome:
     x: np.ndarray | None = None
     note: str = ""
     stats: SearchStats = field(default_factory=SearchStats)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
-
-    a_x: np.ndarray
-    a_y: np.ndarray
-    b: np.ndarray
-    owner: np.ndarray
-
-    @classmethod
-    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
-        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
-        return cls(
-            np.vstack([d.a_x for d in disjuncts]),
-            np.vstack([d.a_y for d in disjuncts]),
-            np.concatenate([d.b for d in disjuncts]),
-            owner,
-        )
-
-    def dead_disjuncts(self, lower: np.ndarray, n_disjuncts: int) -> np.ndarray:
-        """``(B, D)``: disjunct ruled out in box (some row's lower bound > 0)."""
-        dead = np.zeros((lower.shape[0], n_disjuncts), dtype=bool)
-        np.logical_or.at(dead.T, self.owner, (lower > 0.0).T)
-        return dead
 
 
 def _attack_points(
@@ -161,7 +136,7 @@ def _pop_batch(stack: list[_Boxes]) -> _Boxes:
 
 
 def _bound(
-    graph: LayerGraph, rows: _Rows, boxes: _Boxes, options: Options, lean: bool = False
+    graph: LayerGraph, rows: StackedRows, boxes: _Boxes, options: Options, lean: bool = False
 ) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
     """Layer bounds (forward symbolic, intersected with the parents', tightened by back-substitution) and the
     rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``; ``lean``: the graph is a ReLU
@@ -189,7 +164,7 @@ def _bound(
 
 def _bound_child(
     graph: LayerGraph,
-    rows: _Rows,
+    rows: StackedRows,
     boxes: _Boxes,
     parent_lb: list[np.ndarray],
     parent_ub: list[np.ndarray],
@@ -222,7 +197,7 @@ def _bound_child(
     return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
 
 
-def _children(graph: LayerGraph, rows: _Rows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
+def _children(graph: LayerGraph, rows: StackedRows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
     """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
     smear = backpropagate(graph, row_weights, box_slopes(graph, tight.lb, tight.ub), absolute=True) + np.abs(
@@ -244,19 +219,20 @@ class _Space:
     into the network (``pin_inputs``), else all of them; ``full`` maps points back to the network's input."""
 
     graph: LayerGraph
-    rows: _Rows
+    rows: StackedRows
     free: np.ndarray
     value: np.ndarray
 
     @classmethod
-    def of(cls, graph: LayerGraph, rows: _Rows, lb: np.ndarray, ub: np.ndarray) -> _Space:
+    def of(cls, graph: LayerGraph, rows: StackedRows, lb: np.ndarray, ub: np.ndarray) -> _Space:
         free = lb < ub
         reduced = pin_inputs(graph, lb, free) if not np.all(free) else None
         if reduced is None:
             return cls(graph, rows, np.ones(lb.shape[0], dtype=bool), lb)
         pinned = ~free
         b = -exact_dot_plus(rows.a_x[:, pinned], lb[pinned], -rows.b)  # b - a_x x_pinned, correctly rounded
-        return cls(reduced, _Rows(np.ascontiguousarray(rows.a_x[:, free]), rows.a_y, b, rows.owner), free, lb)
+        reduced_rows = StackedRows(np.ascontiguousarray(rows.a_x[:, free]), rows.a_y, b, rows.owner, rows.n_disjuncts)
+        return cls(reduced, reduced_rows, free, lb)
 
     def full(self, pts: np.ndarray) -> np.ndarray:
         out = np.broadcast_to(self.value, (pts.shape[0], self.value.shape[0])).copy()
@@ -279,7 +255,7 @@ def input_split_search(
     Only the free inputs (``lb < ub``) are split. A network with a smooth activation has no exact leaf: its
     boxes are split down to ``SMOOTH_DEPTH_PER_INPUT`` splits per free input, and a box still open there
     leaves the search ``unknown``."""
-    space = _Space.of(graph, _Rows.of(disjuncts), lb, ub)
+    space = _Space.of(graph, StackedRows.of(disjuncts), lb, ub)
     rows, exact, lean = space.rows, is_exact(graph), is_relu_chain(space.graph)
     n_free = int(space.free.sum())
     max_depth = MAX_DEPTH if exact else max(MAX_DEPTH, SMOOTH_DEPTH_PER_INPUT * n_free)
@@ -292,7 +268,7 @@ def input_split_search(
         boxes = _pop_batch(stack)
         stats.boxes += len(boxes)
         tight, lower, coef = _bound(space.graph, rows, boxes, options, lean)
-        dead = rows.dead_disjuncts(lower, len(disjuncts))
+        dead = rows.dead(lower)
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
             continue

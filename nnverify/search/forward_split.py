@@ -28,6 +28,7 @@ from nnverify.graph.core import Graph
 from nnverify.options import Options
 from nnverify.result import Result, Verdict
 from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, try_points
+from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct, Property
 
 #: Boxes bounded together.
@@ -39,22 +40,6 @@ CUT_MAX_MB = 256.0
 #: fell in < 1 s; the search replays its own candidates too).
 ATTACK_SHARE = 0.05
 ATTACK_MAX_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Rows:
-    """All rows of all disjuncts stacked, with the disjunct each row belongs to."""
-
-    a_x: np.ndarray
-    a_y: np.ndarray
-    b: np.ndarray
-    owner: np.ndarray
-
-    @classmethod
-    def of(cls, disjuncts: list[Disjunct]) -> _Rows:
-        owner = np.concatenate([np.full(d.n_rows, i) for i, d in enumerate(disjuncts)]).astype(np.int64)
-        a_x, a_y = np.vstack([d.a_x for d in disjuncts]), np.vstack([d.a_y for d in disjuncts])
-        return cls(a_x, a_y, np.concatenate([d.b for d in disjuncts]), owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +69,7 @@ def _twice(bounds: LayerBounds | OpBounds | None, sel: np.ndarray) -> LayerBound
 
 
 def _bound(
-    graph: Graph, plan: CutPlan | OpPlan | None, rows: _Rows, boxes: _Boxes, free: np.ndarray, budget: Budget
+    graph: Graph, plan: CutPlan | OpPlan | None, rows: StackedRows, boxes: _Boxes, free: np.ndarray, budget: Budget
 ) -> tuple[np.ndarray, np.ndarray, LayerBounds | OpBounds | None]:
     """Row lower bounds ``(B, K)``, their lower functions ``(B, K, n_free + 1)`` of normalised coordinates, and
     the bounds of the tensors or layers the children inherit (None without a plan)."""
@@ -111,7 +96,7 @@ def forward_split_search(
     is_counterexample: Callable[[np.ndarray], bool],
 ) -> SearchOutcome:
     """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs."""
-    rows = _Rows.of(disjuncts)
+    rows = StackedRows.of(disjuncts)
     lb0, ub0 = disjuncts[0].lb, disjuncts[0].ub
     free = lb0 < ub0
     index = np.flatnonzero(free)
@@ -129,8 +114,7 @@ def forward_split_search(
         lb, ub, depth = boxes.lb, boxes.ub, boxes.depth
         stats.boxes += lb.shape[0]
         lower, func, bounds = _bound(graph, plan, rows, boxes, free, budget)
-        dead = np.zeros((lb.shape[0], len(disjuncts)), dtype=bool)
-        np.logical_or.at(dead.T, rows.owner, (lower > 0.0).T)
+        dead = rows.dead(lower)
         live = ~dead[:, rows.owner]
         open_box = np.any(live, axis=1)
         if not np.any(open_box):

@@ -20,6 +20,7 @@ from nnverify.graph.ops.base import ActKind
 from nnverify.options import Options
 from nnverify.search import act_split
 from nnverify.search.act_split import act_split_search
+from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct
 
 
@@ -36,7 +37,7 @@ def _net(rng: np.random.Generator, widths: list[int], kinds: list[ActKind], scal
 
 def _expand(net: LayerGraph, d: Disjunct, options: Options, levels: int) -> list[tuple]:
     """Domains of the first ``levels`` levels: (given bounds, tightened bounds, rows' lower bounds, empty)."""
-    rows = act_split._Rows.of([d])
+    rows = StackedRows.of([d])
     dom = act_split._root(net, rows, options, d.lb, d.ub)
     out = []
     for _ in range(levels):
