@@ -1,17 +1,29 @@
 """The backend registry: a name maps to ``"module:Class"``, imported only when that backend is asked for.
 
-Adding a backend: one module with a class following ``base.Backend`` and one line in ``BACKENDS``.
+Adding a backend: one module with a class following ``base.Backend`` and one line in ``BACKENDS``. The
+protocol's names are imported lazily: the command line reads ``BACKENDS`` without loading numpy.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
-from nnverify.backends.base import Backend, BackendResult, Capabilities, SolveStatus
-from nnverify.backends.pool import SolverPool
 from nnverify.errors import BackendUnavailableError
 from nnverify.options import Options
+
+if TYPE_CHECKING:
+    from nnverify.backends.base import Backend, BackendResult, Capabilities, SolveStatus
+    from nnverify.backends.pool import SolverPool
+
+#: The names this package re-exports from its modules, imported at first use.
+_LAZY = {
+    "Backend": "nnverify.backends.base",
+    "BackendResult": "nnverify.backends.base",
+    "Capabilities": "nnverify.backends.base",
+    "SolveStatus": "nnverify.backends.base",
+    "SolverPool": "nnverify.backends.pool",
+}
 
 __all__ = [
     "BACKENDS",
@@ -63,3 +75,9 @@ def get_backend(name: str, options: Options | None = None, pool: SolverPool | No
         usable = ", ".join(available_backends()) or "none"
         raise BackendUnavailableError(f"backend {name!r} is not installed: {reason}. Available: {usable}.")
     return backend_class(name).from_options(options or Options(), pool)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnverify.backends' has no attribute {name!r}")
