@@ -1,18 +1,17 @@
 """The layer view of a graph with its weights as CSR matrices built without their dense matrices.
 
-Conv and ConvTranspose are built from the kernel by index arithmetic, elementwise ops (BatchNormalization ...)
-as diagonals, other small ops read off their ``eval``; each matrix is checked against ``eval`` on random inputs.
+Each op is asked for its matrix (``Op.sparse_matrix``: the convolutions' kernel taps) and kernel operator
+(``Op.kernel_map``), else elementwise ops give diagonals and small ops are read off their ``eval``; each matrix is
+checked against ``eval`` on random inputs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nnverify.bounds.adjoint import ConvMap, conv_map
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, Layer, LayerGraph
@@ -105,46 +104,9 @@ def _affine(
     return AffineLayer(node.name, tuple(weights), tuple(weights.values()), bias, maps)
 
 
-@dataclass(frozen=True, slots=True)
-class TransposedMap:
-    """A ConvTranspose as the adjoint of the Conv with its kernel: ``forward`` is that Conv's ``adjoint``."""
-
-    conv: ConvMap
-
-    def forward(self, x: np.ndarray, *, absolute: bool = False) -> np.ndarray:
-        return self.conv.adjoint(x, absolute=absolute)
-
-    def adjoint(self, lam: np.ndarray, *, absolute: bool = False) -> np.ndarray:
-        return self.conv.forward(lam, absolute=absolute)
-
-    def pays(self) -> bool:
-        return self.conv.pays()
-
-
 def _kernel_map(graph: Graph, node: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
-    """The kernel operator of a Conv (``ConvMap``) or ConvTranspose (``TransposedMap``), or None."""
-    if node.op_type == "Conv":
-        return conv_map(node, dict(graph.constants), in_shape)
-    if node.op_type != "ConvTranspose" or node.inputs[1] not in graph.constants or in_shape[0] != 1:
-        return None
-    from nnverify.graph.ops.conv_transpose import _geometry, transpose_pads
-
-    w = np.asarray(graph.constants[node.inputs[1]], dtype=np.float64)
-    nd = w.ndim - 2
-    strides, dilations, full = _geometry(node, list(w.shape[2:]), list(in_shape[2:]))
-    pads = transpose_pads(node, full, in_shape[2:], strides)
-    if min(pads) < 0:
-        return None
-    conv = ConvMap(
-        w,
-        int(node.attrs.get("group", 1)),
-        tuple(strides),
-        tuple(dilations),
-        tuple((pads[i], pads[i + nd]) for i in range(nd)),
-        tuple(out_shape[1:]),
-        tuple(in_shape[1:]),
-    )
-    return TransposedMap(conv)
+    """The op's kernel operator (``Op.kernel_map``: Conv's ``ConvMap``, ConvTranspose's ``TransposedMap``) or None."""
+    return REGISTRY[node.op_type].kernel_map(node, graph.constants, in_shape, out_shape)
 
 
 def _checked(cmap: Any, w: Any) -> Any:
@@ -195,91 +157,15 @@ def _read_off(name: str, shape: tuple[int, ...], evaluate: Any, bias: np.ndarray
 
 
 def _kernel_csr(graph: Graph, node: Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> Any:
-    """A Conv's or ConvTranspose's matrix from its kernel (ONNX batch 1, constant weights), or None."""
-    from scipy import sparse
-
-    if node.op_type not in ("Conv", "ConvTranspose") or len(node.inputs) < 2 or node.inputs[1] not in graph.constants:
-        return None
-    if in_shape[0] != 1 or out_shape[0] != 1:
-        return None
-    w = np.asarray(graph.constants[node.inputs[1]], dtype=np.float64)
-    nd, groups = w.ndim - 2, int(node.attrs.get("group", 1))
-    in_sizes, out_sizes = in_shape[2:], out_shape[2:]
-    strides = [int(s) for s in node.attrs.get("strides", [1] * nd)]
-    dilations = [int(d) for d in node.attrs.get("dilations", [1] * nd)]
-    if node.op_type == "Conv":
-        cmap = conv_map(node, {node.inputs[1]: w}, in_shape)
-        if cmap is None:
-            return None
-        begins = [-b for b, _ in cmap.pads]  # input position = out * stride + k * dilation - pad
-        rows, cols, vals = _taps(w, groups, out_sizes, in_sizes, strides, dilations, begins, transpose=False)
-    else:
-        from nnverify.graph.ops.conv_transpose import _geometry, transpose_pads
-
-        _, _, full = _geometry(node, list(w.shape[2:]), list(in_sizes))
-        pads = transpose_pads(node, full, in_sizes, strides)
-        begins = [-p for p in pads[:nd]]  # output position = in * stride + k * dilation - pad
-        rows, cols, vals = _taps(w, groups, in_sizes, out_sizes, strides, dilations, begins, transpose=True)
-    size_out, size_in = math.prod(out_shape), math.prod(in_shape)
-    matrix = sparse.csr_matrix((vals, (rows, cols)), shape=(size_out, size_in))
-    matrix.eliminate_zeros()
-    return matrix
-
-
-def _taps(
-    w: np.ndarray,
-    groups: int,
-    src_sizes: tuple[int, ...],
-    dst_sizes: tuple[int, ...],
-    strides: list[int],
-    dilations: list[int],
-    begins: list[int],
-    *,
-    transpose: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COO entries of a convolution: position ``p`` of the iterated tensor (Conv: output, ConvTranspose: input)
-    meets position ``p * stride + k * dilation + begin`` of the other through weight ``w[a, b, k]``.
-
-    Conv: ``w`` is ``(M, C/g, *k)``, rows are outputs ``(m, p)``, columns inputs ``(c, q)``. ConvTranspose: ``w``
-    is ``(C, M/g, *k)``, columns are inputs ``(c, p)``, rows outputs ``(m, q)``."""
-    first, second = w.shape[:2]  # Conv: M, C/g; ConvTranspose: C, M/g
-    per_group = first // groups
-    kernel = w.shape[2:]
-    grids = np.meshgrid(*(np.arange(n) for n in (*kernel, *src_sizes)), indexing="ij")
-    nd = len(kernel)
-    ks, ps = grids[:nd], grids[nd:]
-    qs = [p * s + k * d + b for p, k, s, d, b in zip(ps, ks, strides, dilations, begins, strict=True)]
-    valid = np.ones(ks[0].shape, dtype=bool) if nd else np.ones((), dtype=bool)
-    for q, size in zip(qs, dst_sizes, strict=True):
-        valid &= (q >= 0) & (q < size)
-    k_flat = np.ravel_multi_index([k[valid] for k in ks], kernel) if nd else np.zeros(1, dtype=np.int64)
-    p_flat = np.ravel_multi_index([p[valid] for p in ps], src_sizes)
-    q_flat = np.ravel_multi_index([q[valid] for q in qs], dst_sizes)
-    a = np.arange(first)[:, None, None]
-    b = np.arange(second)[None, :, None]
-    other = (a // per_group) * second + b  # the other tensor's channel in a's group
-    n_src, n_dst = math.prod(src_sizes), math.prod(dst_sizes)
-    vals = w.reshape(first, second, -1)[:, :, k_flat]
-    src = np.broadcast_to(a * n_src + p_flat[None, None, :], vals.shape)
-    dst = np.broadcast_to(other * n_dst + q_flat[None, None, :], vals.shape)
-    if transpose:  # rows are outputs (dst), columns inputs (src)
-        return dst.ravel(), src.ravel(), vals.ravel()
-    return src.ravel(), dst.ravel(), vals.ravel()
+    """The op's matrix built from its parameters (``Op.sparse_matrix``: a convolution's taps), or None."""
+    return REGISTRY[node.op_type].sparse_matrix(node, graph.constants, in_shape, out_shape)
 
 
 def _nonzeros(graph: Graph, node: Node, shapes: dict[str, tuple[int, ...]]) -> int:
-    """Estimated nonzeros of an affine node's matrix (a convolution's taps, an elementwise op's diagonal)."""
-    out = math.prod(shapes[node.outputs[0]])
+    """Estimated nonzeros of an affine node's matrix (``Op.nonzeros``: a convolution's taps, a diagonal ...)."""
     data = next((n for n in node.inputs if n and n not in graph.constants), None)
-    size = math.prod(shapes[data]) if data is not None else 1
-    weight = graph.constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
-    if node.op_type == "Conv" and weight is not None:
-        return out * math.prod(weight.shape[1:])
-    if node.op_type == "ConvTranspose" and weight is not None:
-        return size * math.prod(weight.shape[1:])
-    if data is not None and shapes[data] == shapes[node.outputs[0]] and node.op_type not in ("Gemm", "MatMul"):
-        return out
-    return out * size
+    in_shape = shapes[data] if data is not None else ()
+    return REGISTRY[node.op_type].nonzeros(node, graph.constants, in_shape, shapes[node.outputs[0]])
 
 
 def backsub_cost(graph: Graph, start: str, shapes: dict[str, tuple[int, ...]]) -> float:

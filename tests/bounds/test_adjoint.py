@@ -19,6 +19,7 @@ from nnverify.bounds.interval import interval_bounds
 from nnverify.bounds.optimized import optimized_layer_bounds
 from nnverify.graph.layers import AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.onnx_import import load_network
+from nnverify.graph.ops import conv_kernels  # ConvMap lives in the op layer; adjoint re-exports it
 from nnverify.graph.passes import to_layers
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "graph"))
@@ -66,7 +67,7 @@ def test_chunked_rows_give_the_same_products(tmp_path: Path, monkeypatch: pytest
     _, conv = _conv_layers(tmp_path, "stride-pad")
     op, w = conv.maps[0], conv.weights[0]
     assert op is not None
-    monkeypatch.setattr(adjoint, "CHUNK_ELEMENTS", 1)  # one row per chunk
+    monkeypatch.setattr(conv_kernels, "CHUNK_ELEMENTS", 1)  # one row per chunk
     lam = np.random.default_rng(3).normal(size=(5, w.shape[0]))
     np.testing.assert_allclose(op.adjoint(lam), lam @ w, rtol=0, atol=1e-12)
 
@@ -114,7 +115,7 @@ def _dense(net: LayerGraph) -> LayerGraph:
 def test_bounds_through_kernels_equal_the_dense_ones_and_contain_samples(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(adjoint, "PAYS_FACTOR", 0)  # the kernel route even on these small convs
+    monkeypatch.setattr(conv_kernels, "PAYS_FACTOR", 0)  # the kernel route even on these small convs
     net = _cnn(tmp_path)
     assert sum(1 for layer in net.layers if isinstance(layer, AffineLayer) and layer.map_of(0) is not None) == 2
     rng = np.random.default_rng(5)
@@ -162,7 +163,7 @@ def _margin_net() -> LayerGraph:
 def test_margin_is_still_needed_through_kernels(margin: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the margin the rounding of ``A * A`` gives an unsound proof of the feasible row
     ``y1 - y0 <= -2^-61``; with it the row stays open."""
-    monkeypatch.setattr(adjoint, "PAYS_FACTOR", 0)
+    monkeypatch.setattr(conv_kernels, "PAYS_FACTOR", 0)
     net = _margin_net()
     assert all(layer.map_of(0) is not None for layer in net.layers[1:] if isinstance(layer, AffineLayer))
     lb = np.array([[1.0]])

@@ -8,6 +8,7 @@ shift by one (``axis + 1``) inside ``eval``. Values are float64 (int64 for shape
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,6 +51,8 @@ class Step(StrEnum):
 Tensors = Sequence[np.ndarray]
 Flags = Sequence[bool] | None
 Parts = list[np.ndarray | None]
+#: A tensor's shape without the analysis batch axis (``Op.kernel_map``, ``sparse_matrix``, ``nonzeros``).
+Shape = tuple[int, ...]
 
 
 class NoAdjoint(NnverifyError):
@@ -106,6 +109,9 @@ class Op:
     #: Entries of the dense layer view per (output x variable input) entry, relative to an affine op's matrix
     #: (MaxPool: 4, its window selections and tree of maxima); ``attack_graph.dense_view_mb`` reads it.
     view_cost: ClassVar[int] = 1
+    #: Affine ops only: True if the linear part is a general matrix, dense even when the input and output shapes
+    #: agree (Gemm, MatMul); False lets ``nonzeros`` take a same-shape op as elementwise (a diagonal).
+    dense_matrix: ClassVar[bool] = False
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         """Concrete semantics on batched float64 arrays (see the module docstring)."""
@@ -165,6 +171,24 @@ class Op:
         Conv by its kernel), or None (the default: the dense matrix is used). ``in_shape`` is the data input's
         shape without the analysis batch axis."""
         return None
+
+    def kernel_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> Any:
+        """The linear part as an operator where no dense matrix is built (the sparse view after a cut): default
+        ``linear_map``; ConvTranspose adds its own (``conv_kernels.TransposedMap``). The caller checks it."""
+        return self.linear_map(node, constants, in_shape)
+
+    def sparse_matrix(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> Any:
+        """An affine op's linear part (in its single variable input) as a scipy CSR matrix built from its
+        parameters (a convolution's kernel taps), or None (the default: the caller tries a diagonal, then reads the
+        matrix off ``eval``). The caller checks it against ``eval``."""
+        return None
+
+    def nonzeros(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> int:
+        """Estimated nonzeros of an affine op's matrix (``sparse_view.backsub_cost``). ``in_shape`` is the first
+        variable input's shape (``()`` if none). Default: a diagonal when the shapes agree (elementwise ops),
+        else dense (always dense for ``dense_matrix`` ops); the convolutions count their taps."""
+        out = math.prod(out_shape)
+        return out if in_shape == out_shape and not self.dense_matrix else out * math.prod(in_shape)
 
     def activation_of(self, node: Node, constants: Mapping[str, np.ndarray]) -> ActKind | None:
         """The activation kind of this node (``activation`` unless it depends on a constant input, as Pow's

@@ -7,43 +7,29 @@ dimensions is handled (1-D, 2-D, 3-D ...).
 from __future__ import annotations
 
 import itertools
+import math
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nnverify.graph.ops.base import Flags, NoAdjoint, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.base import (
+    Flags,
+    NoAdjoint,
+    Node,
+    Op,
+    Parts,
+    Shape,
+    Step,
+    Tensors,
+    const_value,
+    has_input,
+    register,
+)
+from nnverify.graph.ops.conv_kernels import conv_map, conv_pads, kernel_taps, taps_matrix
 from nnverify.graph.ops.pullback import first, grouped_product
-
-
-def conv_pads(
-    node: Node, in_sizes: Sequence[int], extents: Sequence[int], strides: Sequence[int]
-) -> list[tuple[int, int]]:
-    """(begin, end) zero padding per spatial axis from ``pads`` or ``auto_pad``.
-
-    Args:
-        node: The Conv node (attributes ``auto_pad`` and ``pads``).
-        in_sizes: Spatial input sizes.
-        extents: Dilated kernel sizes ``dilation * (k - 1) + 1``.
-        strides: Strides per spatial axis.
-    """
-    auto_pad = node.attrs["auto_pad"]
-    n = len(in_sizes)
-    if auto_pad == "VALID":
-        return [(0, 0)] * n
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for size, extent, stride in zip(in_sizes, extents, strides, strict=True):
-            out = -(-size // stride)
-            total = max(0, (out - 1) * stride + extent - size)
-            small, large = total // 2, total - total // 2
-            pads.append((small, large) if auto_pad == "SAME_UPPER" else (large, small))
-        return pads
-    flat = [int(p) for p in node.attrs.get("pads", [0] * (2 * n))]
-    return list(zip(flat[:n], flat[n:], strict=True))
-
 
 #: Rows (times the ONNX batch) from which ``Conv.vjp`` goes through ``ConvMap.adjoint`` (measured on CIFAR-sized
 #: convolutions: the per-offset products win below about 16 rows, the GEMM above).
@@ -89,18 +75,38 @@ class Conv(Op):
         return y
 
     def linear_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: tuple[int, ...]) -> Any:
-        from nnverify.bounds.adjoint import conv_map  # adjoint imports this module
+        return conv_map(node, constants, in_shape)
 
-        return conv_map(node, dict(constants), in_shape)
+    def sparse_matrix(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> Any:
+        """The matrix from the kernel's taps: output ``(m, p)`` reads input ``(c, p * stride + k * dilation - pad)``."""
+        cmap = conv_map(node, constants, in_shape)
+        if cmap is None or out_shape[:1] != (1,):
+            return None
+        begins = [-b for b, _ in cmap.pads]
+        taps = kernel_taps(
+            cmap.kernel,
+            cmap.groups,
+            out_shape[2:],
+            in_shape[2:],
+            list(cmap.strides),
+            list(cmap.dilations),
+            begins,
+            transpose=False,
+        )
+        return taps_matrix(taps, math.prod(out_shape), math.prod(in_shape))
+
+    def nonzeros(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> int:
+        weight = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        if weight is None:
+            return super().nonzeros(node, constants, in_shape, out_shape)
+        return math.prod(out_shape) * math.prod(weight.shape[1:])
 
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the weights arrive as absolute values
 
     def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
-        """A transposed convolution: for many rows ``bounds/adjoint.py``'s ``ConvMap.adjoint`` (one GEMM per
+        """A transposed convolution: for many rows ``conv_kernels.ConvMap.adjoint`` (one GEMM per
         group, rows folded with the ONNX batch), for few (the attack's points) one product per kernel offset."""
-        from nnverify.bounds.adjoint import conv_map  # adjoint imports this module
-
         x, w = xs[0], np.asarray(const_value(xs[1]), dtype=np.float64)
         _, n, channels, *in_sizes = x.shape
         r = g.shape[0]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.base import Flags, Node, Op, Parts, Shape, Step, Tensors, const_value, has_input, register
+from nnverify.graph.ops.conv_kernels import ConvMap, TransposedMap, kernel_taps, taps_matrix
 from nnverify.graph.ops.pullback import first, grouped_product
 
 _AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
@@ -98,6 +99,40 @@ class ConvTranspose(Op):
     def abs_eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
         return self.eval(node, *xs)  # the weights arrive as absolute values
 
+    def kernel_map(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> Any:
+        """The adjoint of the Conv with this kernel, whose pads are this node's (none negative), or None."""
+        w = _weight(node, constants, in_shape, out_shape)
+        if w is None:
+            return None
+        nd = w.ndim - 2
+        strides, dilations, full = _geometry(node, list(w.shape[2:]), list(in_shape[2:]))
+        pads = transpose_pads(node, full, in_shape[2:], strides)
+        if min(pads) < 0:
+            return None
+        pairs = tuple((pads[i], pads[i + nd]) for i in range(nd))
+        conv = ConvMap(
+            w, int(node.attrs.get("group", 1)), tuple(strides), tuple(dilations), pairs, out_shape[1:], in_shape[1:]
+        )
+        return TransposedMap(conv)
+
+    def sparse_matrix(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> Any:
+        """The matrix from the kernel's taps: input ``(c, p)`` adds into output ``(m, p * stride + k * dil - pad)``."""
+        w = _weight(node, constants, in_shape, out_shape)
+        if w is None:
+            return None
+        nd, in_sizes = w.ndim - 2, in_shape[2:]
+        strides, dilations, full = _geometry(node, list(w.shape[2:]), list(in_sizes))
+        begins = [-p for p in transpose_pads(node, full, in_sizes, strides)[:nd]]
+        groups = int(node.attrs.get("group", 1))
+        taps = kernel_taps(w, groups, in_sizes, out_shape[2:], strides, dilations, begins, transpose=True)
+        return taps_matrix(taps, math.prod(out_shape), math.prod(in_shape))
+
+    def nonzeros(self, node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> int:
+        weight = constants.get(node.inputs[1]) if len(node.inputs) > 1 else None
+        if weight is None:
+            return super().nonzeros(node, constants, in_shape, out_shape)
+        return math.prod(in_shape) * math.prod(weight.shape[1:])
+
     def vjp(self, node: Node, xs: Tensors, g: np.ndarray, variable: Flags = None, *, step: Step = Step.WINDOW) -> Parts:
         """A convolution with the same kernel: ``g`` taken back to the full output (zeros where the pads cropped),
         then each kernel position's strided slice times its weights' transpose."""
@@ -122,3 +157,10 @@ class ConvTranspose(Op):
             kernel_index: tuple[Any, ...] = (..., *position)
             dx += grouped_product(part, np.swapaxes(wg[kernel_index], -1, -2))
         return first(xs, np.moveaxis(dx, -1, 2).reshape(r, n, channels, *in_sizes))
+
+
+def _weight(node: Node, constants: Mapping[str, np.ndarray], in_shape: Shape, out_shape: Shape) -> np.ndarray | None:
+    """The constant kernel as float64 when the ONNX batch is 1, else None (no kernel operator or matrix)."""
+    if len(node.inputs) < 2 or node.inputs[1] not in constants or in_shape[:1] != (1,) or out_shape[:1] != (1,):
+        return None
+    return np.asarray(constants[node.inputs[1]], dtype=np.float64)

@@ -75,6 +75,7 @@ class Gemm(Op):
 
     op_type = "Gemm"
     affine = True
+    dense_matrix = True
     variable_inputs = None
     notes = "one factor constant"
 
@@ -119,6 +120,7 @@ class MatMul(Op):
 
     op_type = "MatMul"
     affine = True
+    dense_matrix = True
     variable_inputs = None
     notes = "two variable factors relaxed as sums of ((x + y)^2 - (x - y)^2) / 4"
 
