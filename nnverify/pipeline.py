@@ -31,12 +31,8 @@ from nnverify.graph.passes import to_layers
 from nnverify.graph.tail import strip_softmax
 from nnverify.options import Options
 from nnverify.result import Counterexample, Result, Verdict
-from nnverify.search.act_split import act_split_search
 from nnverify.search.bab import input_split_search
-from nnverify.search.exact import decide_box
 from nnverify.search.forward_split import forward_reason, forward_route
-from nnverify.search.polish import polish
-from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
 from nnverify.spec.property import Disjunct, Property
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample
@@ -101,6 +97,8 @@ class _Run:
         if not inside:
             return x
         target = min(inside, key=lambda d: float(d.slack(x[None, :], y)[0]))
+        from nnverify.search.polish import polish
+
         return polish(self.layers, target, x, self.budget)
 
 
@@ -172,6 +170,14 @@ def _act_split(layers: LayerGraph, lb: np.ndarray, ub: np.ndarray) -> bool:
     return not _input_split(layers, lb, ub) and not is_exact(layers)
 
 
+def uses_relu_splitting(layers: LayerGraph) -> bool:
+    """``search.relu_bab.uses_relu_splitting``, imported when a run gets this far (start-up: a check decided by
+    input splitting does not load the ReLU search)."""
+    from nnverify.search.relu_bab import uses_relu_splitting as applies
+
+    return applies(layers)
+
+
 def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[SolveStatus, Counterexample | None, str]:
     """Decide one input box with its disjuncts; a counterexample only if it replayed."""
     lb, ub = group[0].lb, group[0].ub
@@ -189,11 +195,15 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
             run.stats[key] = int(run.stats.get(key, 0)) + int(getattr(out.stats, key))
         return out.status, (found[-1] if found else None), out.note
     if _act_split(run.layers, lb, ub):
+        from nnverify.search.act_split import act_split_search
+
         out = act_split_search(run.layers, group, lb, ub, run.budget, run.options, accept)
         for key in ("boxes", "candidates", "max_depth"):
             run.stats[f"act_{key}"] = int(run.stats.get(f"act_{key}", 0)) + int(getattr(out.stats, key))
         return out.status, (found[-1] if found else None), out.note
     if uses_relu_splitting(run.layers):
+        from nnverify.search.relu_bab import relu_split_search
+
         out = relu_split_search(
             run.layers,
             group,
@@ -214,6 +224,8 @@ def _decide_group(run: _Run, group: list[Disjunct], backend: Backend) -> tuple[S
         if out.note:
             run.stats["decided_by"] = out.note
         return out.status, (found[-1] if found else None), out.note
+    from nnverify.search.exact import decide_box
+
     box = decide_box(run.layers, lb, ub, group, backend, run.budget, run.options)
     run.stats["solver_calls"] = int(run.stats.get("solver_calls", 0)) + box.solver_calls
     if box.status is SolveStatus.FEASIBLE and box.x is not None:

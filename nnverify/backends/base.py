@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
-from nnverify.encode.problem import Problem
 from nnverify.errors import NnverifyError
 from nnverify.options import Options
 
 if TYPE_CHECKING:
     from nnverify.backends.pool import SolverPool
+    from nnverify.encode.problem import Problem
 
 
 class SolveStatus(StrEnum):

@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from nnverify.backends._milp_solve import Outcome, solve_milp
 from nnverify.backends.base import BackendResult, Capabilities, SolveStatus
 from nnverify.backends.pool import SolverPool, default_pool
-from nnverify.encode.milp import BigMError, MilpModel, lower
-from nnverify.encode.problem import Problem
-from nnverify.encode.scaling import ScaledModel, equilibrate
 from nnverify.errors import BackendError
 from nnverify.options import Options
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the MILP modules are imported by the first solve: a run decided by bounds never loads them
     import highspy
+
+    from nnverify.backends._milp_solve import Outcome
+    from nnverify.encode.milp import MilpModel
+    from nnverify.encode.problem import Problem
+    from nnverify.encode.scaling import ScaledModel
 
 
 class HighsBackend:
@@ -54,10 +55,15 @@ class HighsBackend:
         """Decide feasibility of ``problem``; a solution's values are the Problem's variables. Setting
         ``cancel`` (from another thread), or closing the pool, stops the solve within about 0.1 s with status
         TIMEOUT."""
+        from nnverify.backends._milp_solve import solve_milp
+
         return solve_milp(problem, timeout_s, lambda model, limit: self._run(model, limit, cancel))
 
     def _run(self, model: MilpModel, time_limit_s: float, cancel: threading.Event | None = None) -> Outcome:
         import highspy
+
+        from nnverify.backends._milp_solve import Outcome
+        from nnverify.encode.scaling import equilibrate
 
         highs = highspy.Highs()
         # Silence first: passModel itself may log (e.g. about tiny or huge coefficients).
@@ -86,6 +92,8 @@ def _unscaled(outcome: Outcome, scaled: ScaledModel, model: MilpModel) -> Outcom
     """The outcome of the equilibrated ``scaled`` model in ``model``'s units: a point that satisfies the original
     model (a candidate, replayed later), else ``out_of_range``. HiGHS's tolerances act on the scaled rows, so an
     answer without a point (infeasible) is no proof at this scale, and smaller boxes meet the same numbers."""
+    from nnverify.backends._milp_solve import Outcome
+
     big = f"coefficients up to {np.max(np.abs(model.data)):.1e}"
     if outcome.values is None:
         if outcome.status is SolveStatus.TIMEOUT:
@@ -200,6 +208,8 @@ def pass_model(highs: highspy.Highs, model: MilpModel) -> str:
 def _outcome(highs: highspy.Highs, model: MilpModel) -> Outcome:
     import highspy
 
+    from nnverify.backends._milp_solve import Outcome
+
     model_status = highs.getModelStatus()
     has_solution = highs.getInfo().primal_solution_status == highspy.kSolutionStatusFeasible
     status, note = status_from_highs(model_status.name, has_solution=has_solution, bounded=model.objective_bounded())
@@ -240,6 +250,8 @@ def write_milp(problem: Problem, path: Path, fmt: str) -> None:
     problem's variable names; the binaries added by the lowering are ``aux_<column>``.
     """
     import highspy
+
+    from nnverify.encode.milp import BigMError, lower
 
     if path.suffix != f".{fmt}":
         raise ValueError(f"{path}: a {fmt} file must end in .{fmt}")
