@@ -47,6 +47,7 @@ class _Rewriter:
 
     graph: Graph
     scales: Mapping[str, np.ndarray]
+    floors: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     nodes: list[Node] = dataclasses.field(default_factory=list)
     constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] | None = None
@@ -97,9 +98,18 @@ class _Rewriter:
         squares = self.emit("Sub", [total, diff], f"{out}/squares")
         return self.emit("Mul", [squares, self.const(f"{out}/quarter", 0.25)], out)
 
+    def reciprocal(self, b: str, out: str) -> str:
+        """``1 / b``: with a ``floors`` entry ``c`` (signed powers of two, ``b / c >= 1`` on the region),
+        ``k / max(k b, 1)`` for ``k = 1 / c``, bounded on every interval; else Reciprocal."""
+        if b not in self.floors:
+            return self.emit("Reciprocal", [b], out)
+        k = self.const(f"{out}/divisor_scale", 1.0 / np.asarray(self.floors[b], dtype=np.float64))
+        scaled = self.emit("Mul", [b, k], f"{out}/scaled_divisor")
+        return self.emit("Mul", [self.emit("nnverify.ReciprocalMax1", [scaled], f"{out}/capped"), k], out)
+
     def quotient(self, a: str, b: str, out: str) -> str:
         """``a / b`` with ``b`` variable: ``a * (1 / b)``."""
-        inverse = self.emit("Reciprocal", [b], f"{out}/reciprocal")
+        inverse = self.reciprocal(b, f"{out}/reciprocal")
         if _variable(self.graph, a):
             return self.product(a, inverse, out)
         return self.emit("Mul", [a, inverse], out)
@@ -166,22 +176,42 @@ def product_scales(
     return scales
 
 
-def lower_smooth(graph: Graph, scales: Mapping[str, np.ndarray] | None = None) -> tuple[Graph, str]:
+def divisors(graph: Graph) -> list[str]:
+    """The variable tensors the graph divides by (Div's second input, Reciprocal's input), in graph order."""
+    names = [
+        n.inputs[1] if n.op_type == "Div" else n.inputs[0] for n in graph.nodes if n.op_type in ("Div", "Reciprocal")
+    ]
+    return [name for name in dict.fromkeys(names) if _variable(graph, name)]
+
+
+def _rewritten(graph: Graph, node: Node, floors: Mapping[str, np.ndarray]) -> bool:
+    return needs_lowering(graph, node) or (node.op_type == "Reciprocal" and node.inputs[0] in floors)
+
+
+def lower_smooth(
+    graph: Graph, scales: Mapping[str, np.ndarray] | None = None, floors: Mapping[str, np.ndarray] | None = None
+) -> tuple[Graph, str]:
     """``graph`` with every node of ``needs_lowering`` rewritten (see the module docstring), and a note naming
-    what was lowered (``""`` and ``graph`` itself when nothing was). ``scales``: ``product_scales`` (None: 1)."""
-    if not any(needs_lowering(graph, node) for node in graph.nodes):
+    what was lowered (``""`` and ``graph`` itself when nothing was). ``scales``: ``product_scales`` (None: 1).
+    ``floors``: per divisor proved one-signed on the region (``bounds/divisors.py``), a signed power of two ``c``
+    per element with ``y / c >= 1`` there; its ``1 / y`` (a Div's or a Reciprocal's) becomes ``k / max(k y, 1)``,
+    ``k = 1 / c``: equal on the region and bounded on any interval (the bound passes may let ``y``'s hold 0)."""
+    floors = floors or {}
+    if not any(_rewritten(graph, node, floors) for node in graph.nodes):
         return graph, ""
     taken = set(graph.constants) | {name for node in graph.nodes for name in (*node.inputs, *node.outputs)}
-    outputs = {n.outputs[0] for n in graph.nodes if needs_lowering(graph, n)}
-    rewriter = _Rewriter(graph, scales or {}, outputs=outputs, taken=taken | {graph.input_name})
-    counts = {"Mul": 0, "MatMul": 0, "Div": 0, "Softmax": 0}
+    outputs = {n.outputs[0] for n in graph.nodes if _rewritten(graph, n, floors)}
+    rewriter = _Rewriter(graph, scales or {}, floors, outputs=outputs, taken=taken | {graph.input_name})
+    counts = {"Mul": 0, "MatMul": 0, "Div": 0, "Softmax": 0, "Reciprocal": 0}
     for node in graph.nodes:
-        if not needs_lowering(graph, node):
+        if not _rewritten(graph, node, floors):
             rewriter.nodes.append(node)
             continue
         counts[node.op_type] += 1
         a, out = node.inputs[0], node.outputs[0]
-        if node.op_type == "Mul":
+        if node.op_type == "Reciprocal":
+            rewriter.reciprocal(a, out)
+        elif node.op_type == "Mul":
             rewriter.product(a, node.inputs[1], out)
         elif node.op_type == "MatMul":
             rewriter.matmul(a, node.inputs[1], out)
@@ -193,4 +223,7 @@ def lower_smooth(graph: Graph, scales: Mapping[str, np.ndarray] | None = None) -
         graph, nodes=tuple(rewriter.nodes), constants={**graph.constants, **rewriter.constants}
     )
     what = ", ".join(f"{n} {op}" for op, n in counts.items() if n)
-    return lowered, f"relaxed lowering of {what} (squares, Exp and Reciprocal: no exact leaf)"
+    note = f"relaxed lowering of {what} (squares, Exp and Reciprocal: no exact leaf)"
+    if floors:
+        note += f"; {len(floors)} divisor(s) proved one-signed on the region: 1/y as 1/max(y/c, 1)/c"
+    return lowered, note

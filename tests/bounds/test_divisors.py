@@ -1,0 +1,186 @@
+"""Divisors proved one-signed on the region (``bounds/divisors.py``) and their ``1 / y`` lowered to a bounded form
+(``lowering_smooth``): the interval pass contains samples and needs its margin, a positive (or negative) divisor
+whose affine bounds hold 0 gets finite, sound bounds, bisection proves what one interval cannot, and a divisor
+whose range truly holds 0 is left to raise as before."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from nnverify.bounds import divisors
+from nnverify.bounds.backward import crown_bounds
+from nnverify.bounds.divisors import divisor_floors, interval_pass
+from nnverify.bounds.interval import interval_bounds
+from nnverify.bounds.symbolic import symbolic_bounds
+from nnverify.errors import UnboundedError
+from nnverify.graph.core import Graph
+from nnverify.graph.lowering_smooth import lower_smooth
+from nnverify.graph.onnx_import import load_network
+from nnverify.graph.ops.base import Node
+from nnverify.graph.passes import to_layers
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "graph"))
+from onnx_nets import build_model
+
+LB, UB = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+
+
+def _softplus_divisor(tmp_path: Path, seed: int = 103, sign: float = 1.0) -> Graph:
+    """``(h * k) / d`` with ``d = sign * (softplus(k) + 0.5)``: ``|d| >= 0.5`` everywhere, but the symbolic bounds of
+    ``d`` hold 0 on the box ``[-1, 1]^2`` (seed 103, as in ``test_lowering_smooth.test_never_unsat_...``)."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        helper.make_node("Gemm", ["x", "v", "c"], ["k"], transB=1),
+        helper.make_node("Mul", ["h", "k"], ["p"]),
+        helper.make_node("Softplus", ["k"], ["sp"]),
+        helper.make_node("Add", ["sp", "eps"], ["d0"]),
+        helper.make_node("Mul", ["d0", "sign"], ["d"]),
+        helper.make_node("Div", ["p", "d"], ["y"]),
+    ]
+    inits = {
+        "w": rng.normal(0.0, 1.0, (4, 2)),
+        "b": rng.normal(0.0, 0.5, 4),
+        "v": rng.normal(0.0, 1.0, (4, 2)),
+        "c": rng.normal(0.0, 0.5, 4),
+        "eps": np.array(0.5),
+        "sign": np.array(sign),
+    }
+    path = tmp_path / "softplus.onnx"
+    onnx.save(build_model(nodes, [1, 2], inits), path)
+    return load_network(path)
+
+
+def _scalar_divisor(tmp_path: Path, nodes: list, inits: dict) -> Graph:
+    """``y = x0 / d`` where ``nodes`` compute ``d`` from ``x1`` (``t`` is ``x1``)."""
+    inits = {"s0": np.array([0]), "s1": np.array([1]), "s2": np.array([2]), "ax": np.array([1]), **inits}
+    head = [
+        helper.make_node("Slice", ["x", "s0", "s1", "ax"], ["a"]),
+        helper.make_node("Slice", ["x", "s1", "s2", "ax"], ["t"]),
+    ]
+    path = tmp_path / "scalar.onnx"
+    onnx.save(build_model([*head, *nodes, helper.make_node("Div", ["a", "d"], ["y"])], [1, 2], inits), path)
+    return load_network(path)
+
+
+def _samples(lb: np.ndarray, ub: np.ndarray, n: int = 2000, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(lb, ub, (n, lb.size))
+    x[: 2**lb.size] = np.array(np.meshgrid(*zip(lb, ub, strict=True))).reshape(lb.size, -1).T  # the corners
+    return x
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_one_signed_divisor_is_bounded_where_its_affine_bounds_hold_zero(tmp_path: Path, sign: float) -> None:
+    graph = _softplus_divisor(tmp_path, sign=sign)
+    plain, _ = lower_smooth(graph)
+    with pytest.raises(UnboundedError, match="Reciprocal"):  # before: the symbolic pass stops the run
+        symbolic_bounds(to_layers(plain), LB[None], UB[None])
+    floors = divisor_floors(graph, [(LB, UB)])
+    assert set(floors) == {"d"}
+    c = floors["d"]
+    assert np.all(np.sign(c) == sign) and np.all(np.abs(c) >= 0.25) and np.all(np.log2(np.abs(c)) % 1 == 0)
+    lowered, note = lower_smooth(graph, None, floors)
+    assert "1 divisor(s) proved one-signed" in note
+    x = _samples(LB, UB)
+    np.testing.assert_allclose(lowered.eval(x), graph.eval(x), rtol=1e-12, atol=1e-12)
+    assert np.all(graph.eval_all(x)["d"] / c >= 1.0)
+    layers = to_layers(lowered)
+    itv = interval_bounds(layers, LB[None], UB[None])
+    sym = symbolic_bounds(layers, LB[None], UB[None])
+    crown = crown_bounds(layers, itv.lb, itv.ub)
+    y = graph.eval(x)
+    for lb, ub in ((itv.lb, itv.ub), (sym.lb, sym.ub), (crown.lb, crown.ub)):
+        assert np.all(np.isfinite(lb[-1])) and np.all(np.isfinite(ub[-1]))
+        assert np.all(y >= lb[-1]) and np.all(y <= ub[-1])
+
+
+def test_bisection_proves_a_divisor_one_interval_cannot(tmp_path: Path) -> None:
+    """``d = t^2 - t + 1 >= 3/4``; on ``t`` in ``[-1, 2]`` the interval of the whole box is ``[-1, 6]``."""
+    nodes = [
+        helper.make_node("Mul", ["t", "t"], ["tt"]),
+        helper.make_node("Sub", ["tt", "t"], ["u"]),
+        helper.make_node("Add", ["u", "one"], ["d"]),
+    ]
+    graph = _scalar_divisor(tmp_path, nodes, {"one": np.ones(1)})
+    lb, ub = np.array([0.5, -1.0]), np.array([1.0, 2.0])
+    whole = interval_pass(lower_smooth(graph)[0], lb[None], ub[None])["d"]
+    assert whole[0][0, 0] < 0.0 < whole[1][0, 0]
+    floors = divisor_floors(graph, [(lb, ub)])
+    assert set(floors) == {"d"} and 0.0 < floors["d"].min() <= 0.75
+    lowered, _ = lower_smooth(graph, None, floors)
+    x = _samples(lb, ub)
+    np.testing.assert_allclose(lowered.eval(x), graph.eval(x), rtol=1e-12, atol=1e-12)
+    sym = symbolic_bounds(to_layers(lowered), lb[None], ub[None])
+    assert np.all(graph.eval(x) >= sym.lb[-1]) and np.all(graph.eval(x) <= sym.ub[-1])
+
+
+def test_a_divisor_whose_range_holds_zero_is_not_proved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``x0 / (x1 + 0.25)`` on ``x1`` in ``[-1, 1]``: no floor, the lowering keeps Reciprocal, which raises."""
+    monkeypatch.setattr(divisors, "MAX_BOXES", 32)
+    graph = _scalar_divisor(tmp_path, [helper.make_node("Add", ["t", "shift"], ["d"])], {"shift": np.ones(1) / 4})
+    lb, ub = np.array([0.5, -1.0]), np.array([1.0, 1.0])
+    assert divisor_floors(graph, [(lb, ub)]) == {}
+    assert divisor_floors(graph, [(lb, np.array([1.0, -0.5])), (np.array([0.5, 0.0]), ub)]) == {}  # two signs
+    assert set(divisor_floors(graph, [(np.array([0.5, 0.0]), ub)])) == {"d"}
+    lowered, note = lower_smooth(graph, None, {})
+    assert "proved" not in note and any(n.op_type == "Reciprocal" for n in lowered.nodes)
+    with pytest.raises(UnboundedError):
+        interval_bounds(to_layers(lowered), lb[None], ub[None])
+
+
+def test_a_reciprocal_op_and_a_nested_divisor_are_proved(tmp_path: Path) -> None:
+    """``1 / (2 + 1 / (t + 2))``: the inner divisor is proved first, then the outer one through its bounded form."""
+    nodes = [
+        helper.make_node("Add", ["t", "two"], ["e"]),
+        helper.make_node("Reciprocal", ["e"], ["r"]),
+        helper.make_node("Add", ["r", "two"], ["d"]),
+    ]
+    graph = _scalar_divisor(tmp_path, nodes, {"two": np.full(1, 2.0)})
+    lb, ub = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    floors = divisor_floors(graph, [(lb, ub)])
+    assert set(floors) == {"e", "d"}
+    lowered, note = lower_smooth(graph, None, floors)
+    assert "1 Div, 1 Reciprocal" in note and not any(n.op_type == "Reciprocal" for n in lowered.nodes)
+    x = _samples(lb, ub)
+    np.testing.assert_allclose(lowered.eval(x), graph.eval(x), rtol=1e-12, atol=1e-12)
+
+
+def test_the_interval_pass_contains_samples(tmp_path: Path) -> None:
+    graph, _ = lower_smooth(_softplus_divisor(tmp_path, seed=7))
+    rng = np.random.default_rng(3)
+    centre = rng.uniform(-1.0, 1.0, (6, 2))
+    lb, ub = centre - 0.2, centre + 0.2
+    bounds = interval_pass(graph, lb, ub)
+    for b in range(lb.shape[0]):
+        values = graph.eval_all(_samples(lb[b], ub[b], 500, seed=b))
+        for name, (lo, hi) in bounds.items():
+            v = values[name].reshape(values[name].shape[0], -1)
+            assert np.all(v >= lo[b].reshape(-1)) and np.all(v <= hi[b].reshape(-1)), name
+
+
+A = 1.0 + 2.0**-30  # A * A = 1 + 2^-29 + 2^-60 exactly, which float64 rounds to 1 + 2^-29
+
+
+@pytest.mark.parametrize("margin", [0.0, divisors.BOUND_MARGIN_REL], ids=["removed", "default"])
+def test_the_interval_pass_needs_its_margin(margin: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``w = A (A x) - (1 + 2^-29) x`` is ``2^-60`` at ``x = 1``; float64 computes 0: without the margin the
+    interval ``[0, 0]`` misses the true value."""
+    monkeypatch.setattr(divisors, "BOUND_MARGIN_REL", margin)
+    monkeypatch.setattr(divisors, "BOUND_MARGIN_ABS", 1e-300 if margin else 0.0)
+    nodes = (
+        Node("m1", "Mul", ("x", "a"), ("y1",)),
+        Node("m2", "Mul", ("y1", "a"), ("y2",)),
+        Node("m3", "Mul", ("x", "c"), ("y3",)),
+        Node("s", "Sub", ("y2", "y3"), ("w",)),
+    )
+    constants = {"a": np.array([A]), "c": np.array([1.0 + 2.0**-29])}
+    graph = Graph("margin", "x", (1,), "w", (1,), nodes, constants)
+    lo, hi = interval_pass(graph, np.ones((1, 1)), np.ones((1, 1)))["w"]
+    assert (lo[0, 0] <= 2.0**-60 <= hi[0, 0]) == (margin > 0.0)
