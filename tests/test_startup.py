@@ -37,3 +37,19 @@ def test_a_check_decided_by_bounds_loads_only_what_it_uses() -> None:
     printed, loaded = _loaded_after(code)
     assert printed[:1] == ["unsat"]
     assert loaded == []
+
+
+def test_the_table_of_schema_defaults_is_what_onnx_defs_declares() -> None:
+    """``graph/schema_defaults.TABLE`` answers for ``onnx.defs`` on common operators (its registry costs every
+    check 15-45 ms to build): for every operator and opset it covers, the same defaults."""
+    from nnverify.graph.onnx_import import schema_defaults
+    from nnverify.graph.schema_defaults import OPSETS, TABLE, table_defaults
+
+    def typed(attrs: dict[str, object] | None) -> dict[str, tuple[type, object]] | None:
+        return None if attrs is None else {name: (type(value), value) for name, value in attrs.items()}
+
+    for op_type in TABLE:
+        for opset in OPSETS:
+            assert typed(table_defaults(op_type, opset)) == typed(schema_defaults(op_type, opset)), (op_type, opset)
+    assert table_defaults("Gemm", OPSETS.stop) is None  # a newer opset than was compared asks onnx.defs
+    assert table_defaults("LeakyRelu", 13) is None
