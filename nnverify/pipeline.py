@@ -25,7 +25,7 @@ from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.errors import PropertyError, UnboundedError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import LayerGraph, is_exact
-from nnverify.graph.lowering_smooth import lower_smooth, product_scales
+from nnverify.graph.lowering_smooth import divisors, lower_smooth, product_scales
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
 from nnverify.graph.tail import strip_softmax
@@ -371,6 +371,17 @@ def _verify(
         return Result(Verdict.UNKNOWN, None, "memory", time.monotonic() - started, note, {"phase": progress.phase})
 
 
+def _divisor_floors(
+    graph: Graph, prop: Property, scales: dict[str, np.ndarray], budget: Budget
+) -> dict[str, np.ndarray]:
+    """``bounds.divisors.divisor_floors`` on the property's boxes when the graph divides by a variable tensor."""
+    if not divisors(graph):
+        return {}
+    from nnverify.bounds.divisors import divisor_floors
+
+    return divisor_floors(graph, [(d.lb, d.ub) for d in prop.disjuncts], scales, budget)
+
+
 def _phases(
     network: str | os.PathLike[str] | Graph,
     prop: str | os.PathLike[str] | Property,
@@ -389,7 +400,8 @@ def _phases(
     backend = get_backend(options.backend, options, pool)  # fail early on an unavailable backend
     analysis, tail_note = strip_softmax(graph, prop)  # the analysis reads the logits; replay uses the model
     scales = product_scales(analysis, [(d.lb, d.ub) for d in prop.disjuncts])  # squares balanced on the region
-    analysis, lowered_note = lower_smooth(analysis, scales)  # two-variable Mul/Div, other Softmax: Pow 2, Exp, 1/y
+    floors = _divisor_floors(analysis, prop, scales, budget)  # 1/y bounded where y's sign holds on the region
+    analysis, lowered_note = lower_smooth(analysis, scales, floors)  # two-variable Mul/Div, Softmax: Pow 2, Exp, 1/y
     notes = [note for note in (tail_note, lowered_note) if note]
     if prop.disjuncts and (reason := forward_reason(analysis, prop, budget, INPUT_SPLIT_MAX_DIM)) is not None:
         progress.phase = "input splitting with forward bounds on the op graph"  # few free inputs, no dense matrices

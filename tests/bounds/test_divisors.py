@@ -13,6 +13,7 @@ import onnx
 import pytest
 from onnx import helper
 
+import nnverify
 from nnverify.bounds import divisors
 from nnverify.bounds.backward import crown_bounds
 from nnverify.bounds.divisors import divisor_floors, interval_pass
@@ -99,6 +100,31 @@ def test_a_one_signed_divisor_is_bounded_where_its_affine_bounds_hold_zero(tmp_p
     for lb, ub in ((itv.lb, itv.ub), (sym.lb, sym.ub), (crown.lb, crown.ub)):
         assert np.all(np.isfinite(lb[-1])) and np.all(np.isfinite(ub[-1]))
         assert np.all(y >= lb[-1]) and np.all(y <= ub[-1])
+
+
+def _prop(path: Path, lb: np.ndarray, ub: np.ndarray, n_out: int, row: str) -> Path:
+    lines = [f"(declare-const X_{i} Real)" for i in range(lb.size)] + [
+        f"(declare-const Y_{j} Real)" for j in range(n_out)
+    ]
+    lines += [f"(assert (>= X_{i} {float(lb[i])!r}))\n(assert (<= X_{i} {float(ub[i])!r}))" for i in range(lb.size)]
+    path.write_text("\n".join([*lines, row]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_verify_decides_a_quotient_it_answered_unknown_for(tmp_path: Path, sign: float) -> None:
+    """Without the floors the first symbolic pass raised (``unknown`` naming Reciprocal); now both ways."""
+    graph = _softplus_divisor(tmp_path, sign=sign)
+    net = tmp_path / "softplus.onnx"
+    top = float(graph.eval(_samples(LB, UB, 40000))[:, 0].max())
+    options = nnverify.Options(timeout_s=60, attack_samples=0)
+    unsat = _prop(tmp_path / "unsat.vnnlib", LB, UB, 4, f"(assert (>= Y_0 {top + 0.05 * abs(top) + 0.01!r}))")
+    result = nnverify.verify(net, unsat, options)
+    assert result.verdict.value == "unsat", result.note
+    assert "1 divisor(s) proved one-signed" in result.note
+    sat = _prop(tmp_path / "sat.vnnlib", LB, UB, 4, f"(assert (>= Y_0 {top - 1e-3 * abs(top) - 1e-4!r}))")
+    result = nnverify.verify(net, sat, options)
+    assert result.verdict.value == "sat" and result.counterexample is not None, result.note
 
 
 def test_bisection_proves_a_divisor_one_interval_cannot(tmp_path: Path) -> None:
