@@ -34,6 +34,7 @@ from nnverify.graph.layers import (
 from nnverify.options import Options
 from nnverify.search.exact import solve_box
 from nnverify.search.rows import StackedRows
+from nnverify.search.shrink import shrink_boxes
 from nnverify.spec.property import Disjunct
 
 #: Boxes bounded together in one numpy call.
@@ -197,6 +198,23 @@ def _bound_child(
     return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
 
 
+def _shrink(
+    boxes: _Boxes, coef: np.ndarray, rows: StackedRows, dead: np.ndarray, options: Options
+) -> tuple[_Boxes, np.ndarray]:
+    """The boxes shrunk to the hull of where their live disjuncts' linear lower bounds allow a counterexample
+    (``shrink.py``; the layer bounds stay valid in a smaller box), and the disjuncts ruled out ``(B, D)``."""
+    lb, ub, empty = shrink_boxes(
+        coef,
+        rows.owner,
+        dead,
+        boxes.lb,
+        boxes.ub,
+        margin_rel=options.bound_margin_rel,
+        margin_abs=options.bound_margin_abs,
+    )
+    return _Boxes(lb, ub, boxes.depth, boxes.layer_lb, boxes.layer_ub), empty
+
+
 def _children(graph: LayerGraph, rows: StackedRows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
     """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
@@ -277,6 +295,9 @@ def input_split_search(
         found = try_points(graph, disjuncts, space.full(pts), is_counterexample, stats)
         if found is not None:
             return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
+        boxes, empty = _shrink(boxes, coef, rows, dead, options)
+        open_box &= ~np.all(empty, axis=1)
+        live_rows = ~empty[:, rows.owner] & open_box[:, None]
         deep = open_box & (boxes.depth >= max_depth)
         for i in np.nonzero(deep)[0]:
             if not exact:
