@@ -239,7 +239,7 @@ def _memory_limit(value: float | None) -> float | None:
 
 def _is_discrete_query(path: str) -> bool:
     """Whether the property file uses the discrete-query extension (Bool/Int declarations)."""
-    from nnverify.spec.discrete import is_discrete
+    from nnverify.spec import is_discrete
 
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:

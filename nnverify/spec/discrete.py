@@ -59,11 +59,6 @@ class DiscreteQuery:
         return next(v for v in self.variables if v.name == name)
 
 
-def is_discrete(text: str) -> bool:
-    """True if the text declares a Bool or Int variable (the extension), cheaply."""
-    return " Bool)" in text or " Int)" in text
-
-
 # --- writing ------------------------------------------------------------------------------------------------
 
 
