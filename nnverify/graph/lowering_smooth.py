@@ -4,7 +4,7 @@
 ``softmax_i(x) = 1 / sum_j exp(x_j - x_i)`` hold in real arithmetic; the rewritten graph has only affine ops and
 the activations Pow 2, Reciprocal and, for Softmax, the internal ``exp(min(g, 600))`` and ``1 / max(s, 1)``
 (``graph/ops/internal.py``), which every bound pass relaxes with the floating-point margin (no exact leaf: the
-search splits to decide).
+search splits to decide). A divisor proved one-signed on the region (``floors``) gets ``k / max(k y, 1)``.
 """
 
 from __future__ import annotations

@@ -441,7 +441,7 @@ def test_never_unsat_below_a_reached_value(tmp_path: Path, seed: int) -> None:
     assert result.verdict.value in ("sat", "unknown", "timeout"), (result.verdict, result.note)
     if result.verdict.value == "sat":
         assert result.counterexample is not None
-    else:  # the symbolic bounds of Softplus(k) + 0.5 can hold 0: the divisor then stops the run (never a bound)
+    else:  # a divisor not proved one-signed (bounds/divisors.py) stops the run where its bounds hold 0
         assert "Reciprocal" in result.note or result.verdict.value == "timeout", result.note
 
 

@@ -2,7 +2,9 @@
 
 Not piecewise linear: no exact encoding; bounded by the lines of ``interface.Smooth`` on an input interval of
 one sign. An interval that holds 0 has no finite bound: the bound passes raise ``UnboundedError`` (the run
-answers ``unknown`` naming the op) instead of answering with a wrong or infinite bound.
+answers ``unknown`` naming the op) instead of answering with a wrong or infinite bound. A divisor whose sign the
+pipeline proves on the property's region (``bounds/divisors.py``) never gets here: ``lower_smooth`` rewrites its
+``1 / y`` to ``k / max(k y, 1)``, bounded on every interval.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def _one_sign(lb: np.ndarray, ub: np.ndarray) -> None:
         low, high = float(lb.reshape(-1)[index]), float(ub.reshape(-1)[index])
         raise UnboundedError(
             f"Reciprocal (an ONNX Reciprocal or the divisor of a Div) may be 0: its input {index} lies in "
-            f"[{low:.6g}, {high:.6g}] and 1/y has no bound there"
+            f"[{low:.6g}, {high:.6g}] and 1/y has no bound there (interval arithmetic on the property's region, "
+            "bisected, did not prove its sign)"
         )
 
 
@@ -68,4 +71,4 @@ class Reciprocal(ActivationOp):
 
     op_type = "Reciprocal"
     activation = ActKind.RECIPROCAL
-    notes = "relaxed; unknown when the input's bounds hold 0"
+    notes = "relaxed; unknown when the input's sign is not proved on the region"
