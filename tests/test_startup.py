@@ -1,6 +1,7 @@
-"""Start-up stays small: importing the CLI loads no solver or plotting library, and a check that needs none
-of them does not load them either (they are imported where they are used). Times are measured by
-``bench/startup.py``, never asserted here."""
+"""Start-up stays small: importing the CLI loads neither numpy nor onnx nor any solver, and a check decided by bounds
+loads only what it uses (the ReLU search, the MILP lowering, onnxruntime, generation code ... are imported where
+they are used). Each test lists modules that must not be loaded; a heavy import added at the top of a module on the
+way makes it fail. Times are measured by ``bench/startup.py``, never asserted here."""
 
 from __future__ import annotations
 
@@ -11,32 +12,104 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("highspy", "ortools", "scipy", "matplotlib", "distributed", "dask", "janus_swi", "gurobipy", "torch", "PIL")
-REPORT = "import json, sys; print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))"
+#: Code of every command but ``check``'s route on a plain ReLU network.
+ELSEWHERE = (
+    "nnverify.bnn",
+    "nnverify.binary",
+    "nnverify.multi",
+    "nnverify.bench",
+    "nnverify.imaging",
+    "nnverify.export",
+)
+#: Not loaded by ``import nnverify.cli``: the CLI reads option choices without the engine.
+NOT_AT_CLI_IMPORT = (
+    *HEAVY,
+    *ELSEWHERE,
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "google.protobuf",
+    "nnverify.pipeline",
+    "nnverify.graph",
+    "nnverify.bounds",
+    "nnverify.search",
+    "nnverify.backends.base",
+    "nnverify.spec.discrete",
+)
+#: Not loaded by a check that bounds decide (ACAS Xu 1_1 prop_1: input splitting, no solver call, no replay).
+NOT_IN_A_BOUNDS_CHECK = (
+    *HEAVY,
+    *ELSEWHERE,
+    "onnxruntime",
+    "onnx.reference",
+    "nnverify.search.relu_bab",
+    "nnverify.search.act_split",
+    "nnverify.search.polish",
+    "nnverify.bounds.optimized",
+    "nnverify.bounds.refine",
+    "nnverify.encode.milp",
+    "nnverify.backends._milp_solve",
+    "nnverify.spec.discrete",
+)
+REPORT = (
+    "import json, sys\n"
+    "denied = {denied!r}\n"
+    "print(json.dumps(sorted(m for m in sys.modules if any(m == d or m.startswith(d + '.') for d in denied))))"
+)
+CHECK = (
+    "from nnverify.cli import main\n"
+    "try:\n"
+    "    main(['check', 'networks/ACASXU_run2a_1_1_batch_2000.onnx', 'properties/prop_1.vnnlib'])\n"
+    "except SystemExit as exc:\n"
+    "    assert exc.code in (0, None), exc.code"
+)
 
 
-def _loaded_after(code: str) -> tuple[list[str], list[str]]:
-    """What ``code`` printed, and which of ``HEAVY`` were imported after it ran in a fresh interpreter."""
-    script = f"{code}\n{REPORT.format(heavy=HEAVY)}"
+def _loaded_after(code: str, denied: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """What ``code`` printed, and which modules named in ``denied`` (or inside those packages) were imported
+    after it ran in a fresh interpreter."""
+    script = f"{code}\n{REPORT.format(denied=denied)}"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT)
     *printed, loaded = proc.stdout.strip().splitlines()
     return printed, json.loads(loaded)
 
 
-def test_importing_the_cli_loads_no_solver_and_no_plotting_library() -> None:
-    assert _loaded_after("import nnverify.cli; import nnverify") == ([], [])
+def test_importing_the_cli_loads_no_engine_no_numpy_and_no_solver() -> None:
+    assert _loaded_after("import nnverify.cli; import nnverify", NOT_AT_CLI_IMPORT) == ([], [])
 
 
 def test_a_check_decided_by_bounds_loads_only_what_it_uses() -> None:
-    code = (
-        "from nnverify.cli import main\n"
-        "try:\n"
-        "    main(['check', 'networks/ACASXU_run2a_1_1_batch_2000.onnx', 'properties/prop_1.vnnlib'])\n"
-        "except SystemExit as exc:\n"
-        "    assert exc.code in (0, None), exc.code"
-    )
-    printed, loaded = _loaded_after(code)
+    printed, loaded = _loaded_after(CHECK, NOT_IN_A_BOUNDS_CHECK)
     assert printed[:1] == ["unsat"]
     assert loaded == []
+
+
+def test_a_check_of_a_common_network_does_not_build_the_onnx_schema_registry() -> None:
+    """Its operators' attribute defaults come from ``graph/schema_defaults.TABLE`` (the registry costs 15-45 ms)."""
+    refuse = (
+        "import onnx.defs\n"
+        "def refuse(*args):\n"
+        "    raise AssertionError('onnx.defs schema registry consulted')\n"
+        "onnx.defs.has = onnx.defs.get_schema = refuse\n"
+    )
+    printed, _ = _loaded_after(refuse + CHECK, ())
+    assert printed[:1] == ["unsat"]
+
+
+def test_the_op_registry_does_not_import_onnx() -> None:
+    """Graph code built in memory (tests, the API) needs no onnx: only the loader imports it."""
+    assert _loaded_after("import nnverify.graph.ops, nnverify.graph.layers", ("onnx", "google.protobuf")) == ([], [])
+
+
+def test_the_element_type_numbers_written_out_in_shape_tensor_are_onnx_s() -> None:
+    from onnx import TensorProto
+
+    from nnverify.graph.ops import shape_tensor
+
+    t = TensorProto
+    floats, ints = {t.FLOAT, t.DOUBLE, t.FLOAT16, t.BFLOAT16}, {t.INT8, t.INT16, t.INT32, t.INT64}
+    assert (floats, t.BOOL) == (shape_tensor._FLOAT_TYPES, shape_tensor._BOOL)
+    assert ints | {t.UINT8, t.UINT16, t.UINT32, t.UINT64} == shape_tensor._INT_TYPES
 
 
 def test_the_table_of_schema_defaults_is_what_onnx_defs_declares() -> None:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import TensorProto
 
 from nnverify.graph.ops.base import Flags, Node, Op, Parts, Step, Tensors, const_value, register
 from nnverify.graph.ops.pullback import first
 
-_FLOAT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
-_INT_TYPES = {
-    TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
-    TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64,
-}  # fmt: skip
+#: ONNX element types (``onnx.TensorProto.DataType``, numbers fixed by the standard; written out so that the op
+#: registry does not import onnx, which ``tests/test_startup.py`` checks): FLOAT, DOUBLE, FLOAT16, BFLOAT16.
+_FLOAT_TYPES = frozenset({1, 11, 10, 16})
+#: INT8, INT16, INT32, INT64, UINT8, UINT16, UINT32, UINT64.
+_INT_TYPES = frozenset({3, 5, 6, 7, 2, 4, 12, 13})
+_BOOL = 9
 
 
 def _numpy_type(onnx_type: int) -> type[np.generic] | None:
@@ -27,7 +27,14 @@ def _numpy_type(onnx_type: int) -> type[np.generic] | None:
         return np.float64
     if onnx_type in _INT_TYPES:
         return np.int64
-    return np.bool_ if onnx_type == TensorProto.BOOL else None
+    return np.bool_ if onnx_type == _BOOL else None
+
+
+def _type_name(onnx_type: int) -> str:
+    """The ONNX name of an element type (messages only)."""
+    from onnx import TensorProto
+
+    return str(TensorProto.DataType.Name(onnx_type))
 
 
 @register
@@ -103,9 +110,9 @@ class Cast(Op):
     def check(self, node: Node, is_const: tuple[bool, ...]) -> str | None:
         target = int(node.attrs["to"])
         if _numpy_type(target) is None:
-            return f"cast to {TensorProto.DataType.Name(target)} is not supported"
+            return f"cast to {_type_name(target)} is not supported"
         if not is_const[0] and target not in _FLOAT_TYPES:
-            return f"cast of a variable tensor to {TensorProto.DataType.Name(target)} is not affine"
+            return f"cast of a variable tensor to {_type_name(target)} is not affine"
         return None
 
     def eval(self, node: Node, *xs: np.ndarray) -> np.ndarray:
