@@ -27,7 +27,6 @@ def _interrupt_hook(kind: type[BaseException], value: BaseException, tb: object)
 _previous_hook = sys.excepthook
 sys.excepthook = _interrupt_hook
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +208,8 @@ def check(
     # The verdict first: an output file that cannot be written must not cost the answer.
     click.echo(result.verdict.value)
     if as_json:
+        import json
+
         data = result.to_json()
         data["wall_seconds"] = round(time.monotonic() - started, 3)
         data["peak_mem_mb"] = round(peak_mb(), 1)
