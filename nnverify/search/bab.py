@@ -10,6 +10,8 @@ backend with the box's symbolic bounds as big-M constants, so the search is comp
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +49,12 @@ MAX_DEPTH = 48
 #: Networks with smooth activations (no exact leaf): splits along one path per free input before a box is
 #: given up as undecided (each halves one input's width: 2^-40 of it, far below any useful resolution).
 SMOOTH_DEPTH_PER_INPUT = 40
+#: Seconds of searching in one process before the open boxes are shared with a second (``parallel.py``), when the
+#: run has two cores or more; nearly every ACAS Xu search ends before.
+SHARE_AFTER_S = 0.5
+#: ... and only while more than this many seconds of the budget are left.
+SHARE_MIN_LEFT_S = 1.0
+TIMEOUT_NOTE = "budget spent during input splitting"
 
 
 @dataclass(slots=True)
@@ -258,6 +266,88 @@ class _Space:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """A box at the depth limit for the exact backend: its live disjuncts (indices) and layer bounds (one row,
+    in the network's full input space)."""
+
+    live: list[int]
+    bounds: LayerBounds
+
+
+@dataclass(slots=True)
+class Search:
+    """One input-split search: bounds batches from a stack of boxes, pushes the children of the open ones and
+    hands back the exact leaves (``run_batch``); the parent process settles the leaves (``settle``)."""
+
+    graph: LayerGraph
+    disjuncts: list[Disjunct]
+    space: _Space
+    options: Options
+    max_depth: int
+    exact: bool
+    lean: bool
+    stats: SearchStats = field(default_factory=SearchStats)
+    #: Why the search may end undecided (a smooth box open at the depth limit, a leaf that did not replay).
+    note: str = ""
+
+    def run_batch(
+        self, stack: list[_Boxes], is_counterexample: Callable[[np.ndarray], bool]
+    ) -> tuple[np.ndarray | None, list[Leaf]]:
+        """Bound the top batch of ``stack``; a replayed counterexample among its attack points, else None and
+        the batch's exact leaves (its other open boxes' children are pushed onto ``stack``)."""
+        rows, stats = self.space.rows, self.stats
+        boxes = _pop_batch(stack)
+        stats.boxes += len(boxes)
+        tight, lower, coef = _bound(self.space.graph, rows, boxes, self.options, self.lean)
+        dead = rows.dead(lower)
+        open_box = ~np.all(dead, axis=1)
+        if not np.any(open_box):
+            return None, []
+        live_rows = ~dead[:, rows.owner] & open_box[:, None]
+        pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
+        found = try_points(self.graph, self.disjuncts, self.space.full(pts), is_counterexample, stats)
+        if found is not None:
+            return found, []
+        boxes, empty = _shrink(boxes, coef, rows, dead, self.options)
+        open_box &= ~np.all(empty, axis=1)
+        live_rows = ~empty[:, rows.owner] & open_box[:, None]
+        deep = open_box & (boxes.depth >= self.max_depth)
+        leaves = []
+        for i in np.nonzero(deep)[0]:
+            if not self.exact:
+                self.note = f"the relaxation of the smooth activations left a box open at depth {self.max_depth}"
+                continue
+            leaf_lbs = [self.space.full(tight.lb[0][i : i + 1])] + [v[i : i + 1] for v in tight.lb[1:]]
+            leaf_ubs = [self.space.full(tight.ub[0][i : i + 1])] + [v[i : i + 1] for v in tight.ub[1:]]
+            leaves.append(Leaf([k for k in range(rows.n_disjuncts) if not dead[i, k]], LayerBounds(leaf_lbs, leaf_ubs)))
+        grow = open_box & ~deep
+        if np.any(grow):
+            grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
+            stack.append(_children(self.space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
+            stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
+        return None, leaves
+
+    def settle(
+        self, leaves: list[Leaf], backend: Backend, budget: Budget, is_counterexample: Callable[[np.ndarray], bool]
+    ) -> SearchOutcome | None:
+        """Decide the exact leaves; an outcome to return now (a replayed counterexample, the budget spent)."""
+        for leaf in leaves:
+            self.stats.leaves_exact += 1
+            live = [self.disjuncts[k] for k in leaf.live]
+            status, x, note = _exact_leaf(self.graph, leaf.bounds, 0, live, backend, budget)
+            done, self.note = settle_leaf(status, x, note, self.note, is_counterexample, self.stats)
+            if done is not None:
+                return done
+        return None
+
+    def outcome(self) -> SearchOutcome:
+        """The answer once every box is closed: proven, or undecided with the note."""
+        if self.note:
+            return SearchOutcome(SolveStatus.UNKNOWN, note=self.note, stats=self.stats)
+        return SearchOutcome(SolveStatus.INFEASIBLE, stats=self.stats)
+
+
 def input_split_search(
     graph: LayerGraph,
     disjuncts: list[Disjunct],
@@ -272,53 +362,29 @@ def input_split_search(
 
     Only the free inputs (``lb < ub``) are split. A network with a smooth activation has no exact leaf: its
     boxes are split down to ``SMOOTH_DEPTH_PER_INPUT`` splits per free input, and a box still open there
-    leaves the search ``unknown``."""
+    leaves the search ``unknown``. A search still open after ``SHARE_AFTER_S`` on a run with two cores or more
+    (``Options.cores``) continues in two processes (``parallel.py``)."""
     space = _Space.of(graph, StackedRows.of(disjuncts), lb, ub)
-    rows, exact, lean = space.rows, is_exact(graph), is_relu_chain(space.graph)
     n_free = int(space.free.sum())
+    exact = is_exact(graph)
     max_depth = MAX_DEPTH if exact else max(MAX_DEPTH, SMOOTH_DEPTH_PER_INPUT * n_free)
-    stats = SearchStats()
+    search = Search(graph, disjuncts, space, options, max_depth, exact, is_relu_chain(space.graph))
     stack = [_Boxes(lb[None, space.free], ub[None, space.free], np.zeros(1, dtype=np.int64))]
-    undecided_note = ""
+    share_at = time.monotonic() + SHARE_AFTER_S if options.cores() >= 2 else math.inf
     while stack:
         if budget.expired():
-            return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
-        boxes = _pop_batch(stack)
-        stats.boxes += len(boxes)
-        tight, lower, coef = _bound(space.graph, rows, boxes, options, lean)
-        dead = rows.dead(lower)
-        open_box = ~np.all(dead, axis=1)
-        if not np.any(open_box):
-            continue
-        live_rows = ~dead[:, rows.owner] & open_box[:, None]
-        pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
-        found = try_points(graph, disjuncts, space.full(pts), is_counterexample, stats)
+            return SearchOutcome(SolveStatus.TIMEOUT, note=TIMEOUT_NOTE, stats=search.stats)
+        if time.monotonic() >= share_at and budget.remaining() > SHARE_MIN_LEFT_S:
+            from nnverify.search.parallel import shared_search
+
+            return shared_search(search, stack, backend, budget, is_counterexample)
+        found, leaves = search.run_batch(stack, is_counterexample)
         if found is not None:
-            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
-        boxes, empty = _shrink(boxes, coef, rows, dead, options)
-        open_box &= ~np.all(empty, axis=1)
-        live_rows = ~empty[:, rows.owner] & open_box[:, None]
-        deep = open_box & (boxes.depth >= max_depth)
-        for i in np.nonzero(deep)[0]:
-            if not exact:
-                undecided_note = f"the relaxation of the smooth activations left a box open at depth {max_depth}"
-                continue
-            stats.leaves_exact += 1
-            live = [d for k, d in enumerate(disjuncts) if not dead[i, k]]
-            leaf_lbs = [space.full(tight.lb[0][i : i + 1])] + [v[i : i + 1] for v in tight.lb[1:]]
-            leaf_ubs = [space.full(tight.ub[0][i : i + 1])] + [v[i : i + 1] for v in tight.ub[1:]]
-            status, x, note = _exact_leaf(graph, LayerBounds(leaf_lbs, leaf_ubs), 0, live, backend, budget)
-            done, undecided_note = settle_leaf(status, x, note, undecided_note, is_counterexample, stats)
-            if done is not None:
-                return done
-        grow = open_box & ~deep
-        if np.any(grow):
-            grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            stack.append(_children(space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
-            stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
-    if undecided_note:
-        return SearchOutcome(SolveStatus.UNKNOWN, note=undecided_note, stats=stats)
-    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
+            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=search.stats)
+        done = search.settle(leaves, backend, budget, is_counterexample)
+        if done is not None:
+            return done
+    return search.outcome()
 
 
 def try_points(

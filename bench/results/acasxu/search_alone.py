@@ -1,5 +1,6 @@
 """Run ``input_split_search`` alone on ACAS Xu instances in this process: per input box its status, boxes, exact
-leaves and depth, then CPU and wall seconds (no start-up, no attack). ``--prof`` adds a cProfile on the
+leaves and depth, then CPU (user + system, with the second search process's) and wall seconds (no start-up, no
+attack); ``THREADS=1`` in the environment keeps the search in one process. ``--prof`` adds a cProfile on the
 process-time clock. ``GROUP``/``BATCH`` in the environment override ``search/bab.py``'s constants (A/B runs).
 
 Usage: ``python search_alone.py [--prof] 4_2:2 3_3:9 ...`` (network ``i_j``, property number); run it with the
@@ -9,6 +10,7 @@ tree to measure first on ``PYTHONPATH``.
 import cProfile
 import os
 import pstats
+import resource
 import sys
 import time
 
@@ -35,12 +37,12 @@ def run(inst: str, timeout: float = 300.0) -> tuple[list[tuple[str, int, int, in
     graph = load_network(path)
     prop = load_property(f"{S}vnnlib/prop_{p}.vnnlib", graph.n_inputs, graph.n_outputs)
     analysis, _ = strip_softmax(graph, prop)
-    opts = Options()
+    opts = Options(threads=int(os.environ.get("THREADS", "0")))
     with SolverPool() as pool:
         backend = get_backend(opts.backend, opts, pool)
         layers = to_layers(analysis, merge=not backend.exact)
         ort = OnnxRunner(path)
-        cpu, wall = time.process_time(), time.monotonic()
+        cpu, wall = _cpu(), time.monotonic()
         out = []
         for group in _group_by_box(prop.disjuncts):
             lb, ub = group[0].lb, group[0].ub
@@ -49,12 +51,18 @@ def run(inst: str, timeout: float = 300.0) -> tuple[list[tuple[str, int, int, in
                 point = np.clip(x, lb, ub).astype(np.float32).astype(np.float64)
                 return check_counterexample(ort, prop, point).valid
 
-            budget = Budget(time.monotonic() + timeout, None)
+            budget = Budget(time.monotonic() + timeout)
             res = bab.input_split_search(layers, group, lb, ub, backend, budget, opts, replay)
             out.append((res.status.value, res.stats.boxes, res.stats.leaves_exact, res.stats.max_depth))
             if res.status.value == "feasible":
                 break
-        return out, time.process_time() - cpu, time.monotonic() - wall
+        return out, _cpu() - cpu, time.monotonic() - wall
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and its reaped children (the second search process)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:

@@ -1,0 +1,254 @@
+"""Input splitting on two cores: a forked worker process takes part of the open boxes, and work moves between the
+two so that neither idles (README "Input splitting on two cores").
+
+The parent keeps every side effect: it replays the worker's candidate points and solves its exact leaves, so a
+``sat`` is replayed exactly as in one process. The worker is a fork (numpy only: it inherits the graph and the
+boxes), ignores Ctrl-C, dies with its parent (``PR_SET_PDEATHSIG``, else the closed pipe) and is always reaped.
+Messages (one socket pair, pickled): worker -> parent ``cand`` points, ``leaf`` boxes, ``idle`` and ``bye`` with
+its counters, ``work`` (answering ``steal``), ``error``; parent -> worker ``work`` (answering ``idle``),
+``steal``, ``stop``. Large messages only go to a side that is waiting for them, so neither blocks the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, Pipe
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnverify.backends.base import Backend, SolveStatus
+from nnverify.budget import Budget, resident_mb
+from nnverify.errors import NnverifyError
+
+if TYPE_CHECKING:
+    from nnverify.search.bab import Search, SearchOutcome
+
+#: Seconds the parent waits for the worker's last message after ``stop``, and then for its exit, before a kill.
+STOP_WAIT_S = 0.5
+#: Seconds the parent waits for a message while it has no boxes and the worker gave none.
+STEAL_WAIT_S = 0.02
+
+
+class WorkerLost(NnverifyError):
+    """The worker process ended without answering (its boxes are lost: the search cannot prove anything)."""
+
+
+def give_half(stack: list[Any]) -> list[Any]:
+    """Remove and return about half of the stack's boxes: every other entry (each side gets shallow and deep
+    ones), or half of a single entry's boxes; nothing from a single box."""
+    if len(stack) >= 2:
+        give = stack[0::2]
+        stack[:] = stack[1::2]
+        return give
+    if stack and len(stack[0]) >= 2:
+        top = stack.pop()
+        half = len(top) // 2
+        stack.append(top.part(slice(half, None)))
+        return [top.part(slice(0, half))]
+    return []
+
+
+@dataclass(slots=True)
+class _Worker:
+    """The parent's handle on the forked worker and what it last reported."""
+
+    pid: int
+    conn: Connection
+    idle: bool = False
+    finished: bool = False
+    counters: tuple[int, int, int] = (0, 0, 0)
+    note: str = ""
+
+    def recv(self) -> tuple[str, Any]:
+        try:
+            kind, payload = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerLost("the second search process ended without answering") from exc
+        if kind in ("idle", "bye"):
+            self.counters, self.note = payload
+            self.finished = kind == "bye"
+        elif kind == "error":
+            raise payload
+        self.idle = kind == "idle"
+        return kind, payload
+
+    def stop(self) -> None:
+        """Ask the worker to stop, take its last counters, and reap it (killed if it does not leave in time)."""
+        with contextlib.suppress(OSError, EOFError, ValueError, NnverifyError):
+            if not self.finished:
+                self.conn.send(("stop", None))
+            end = time.monotonic() + STOP_WAIT_S
+            while not self.finished and (left := end - time.monotonic()) > 0 and self.conn.poll(left):
+                self.recv()
+        end = time.monotonic() + STOP_WAIT_S
+        while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > end:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.002)
+        self.conn.close()
+
+
+def _fork(serve: Callable[[Connection, Budget], None], budget: Budget) -> _Worker:
+    """Fork the worker running ``serve(conn, budget)``; it leaves by ``os._exit`` (no atexit handlers, no flush
+    of the parent's buffers). Its memory cap is the run's cap minus the parent's resident memory now."""
+    parent_conn, child_conn = Pipe(duplex=True)
+    child_budget = Budget(budget.deadline, budget.memory_limit_mb - resident_mb())
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            with contextlib.suppress(OSError, AttributeError):
+                ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() == parent:
+                parent_conn.close()
+                serve(child_conn, child_budget)
+        except BaseException:  # the worker must never return into the parent's code
+            code = 1
+        finally:
+            os._exit(code)
+    child_conn.close()
+    return _Worker(pid, parent_conn)
+
+
+def _serve(search: Search, stack: list[Any], conn: Connection, budget: Budget) -> None:
+    """The worker's loop: its batches, answering ``steal`` with half of its stack, ``idle`` when it has none."""
+
+    def report() -> tuple[tuple[int, int, int], str]:
+        s = search.stats
+        return (s.boxes, s.candidates, s.max_depth), search.note
+
+    def propose(x: np.ndarray) -> bool:
+        conn.send(("cand", x))
+        return False
+
+    while True:
+        while conn.poll():
+            kind, payload = conn.recv()
+            if kind == "stop":
+                conn.send(("bye", report()))
+                return
+            if kind == "steal":
+                conn.send(("work", give_half(stack)))
+            elif kind == "work":
+                stack.extend(payload)
+        if budget.expired():
+            conn.send(("bye", report()))
+            return
+        if not stack:
+            conn.send(("idle", report()))
+            conn.poll(None)  # the parent answers with work, steal or stop
+            continue
+        try:
+            _, leaves = search.run_batch(stack, propose)
+        except NnverifyError as exc:
+            conn.send(("error", exc))
+            return
+        if leaves:
+            conn.send(("leaf", leaves))
+
+
+def shared_search(
+    search: Search,
+    stack: list[Any],
+    backend: Backend,
+    budget: Budget,
+    is_counterexample: Callable[[np.ndarray], bool],
+) -> SearchOutcome:
+    """Continue ``search`` on ``stack`` in this process and a forked worker; the same answers as one process
+    (``sat`` only from a point replayed here), with the worker's counters added to ``search.stats``."""
+    from nnverify.search.bab import SearchOutcome, SearchStats
+
+    give = give_half(stack)
+
+    def serve(conn: Connection, child_budget: Budget) -> None:
+        search.stats, search.note = SearchStats(), ""
+        _serve(search, give, conn, child_budget)
+
+    worker = _fork(serve, budget)
+    try:
+        out = _drive(search, stack, worker, backend, budget, is_counterexample)
+    finally:
+        worker.stop()
+        boxes, candidates, depth = worker.counters
+        search.stats.boxes += boxes
+        search.stats.candidates += candidates
+        search.stats.max_depth = max(search.stats.max_depth, depth)
+    if out is None:
+        search.note = search.note or worker.note
+        return search.outcome()
+    return SearchOutcome(out.status, out.x, out.note, search.stats)
+
+
+def _drive(
+    search: Search,
+    stack: list[Any],
+    worker: _Worker,
+    backend: Backend,
+    budget: Budget,
+    accept: Callable[[np.ndarray], bool],
+) -> SearchOutcome | None:
+    """The parent's loop; an outcome to return now, or None when both sides ran out of boxes."""
+    from nnverify.search.bab import TIMEOUT_NOTE, SearchOutcome
+
+    while True:
+        if budget.expired() or worker.finished:
+            return SearchOutcome(SolveStatus.TIMEOUT, note=TIMEOUT_NOTE)
+        while worker.conn.poll():
+            done, _ = _handle(search, stack, worker, backend, budget, accept)
+            if done is not None:
+                return done
+        if stack:
+            found, leaves = search.run_batch(stack, accept)
+            if found is not None:
+                return SearchOutcome(SolveStatus.FEASIBLE, found)
+            done = search.settle(leaves, backend, budget, accept)
+            if done is not None:
+                return done
+            if worker.idle and (part := give_half(stack)):
+                worker.conn.send(("work", part))
+                worker.idle = False
+            continue
+        if worker.idle:
+            return None
+        worker.conn.send(("steal", None))
+        kind = ""
+        while kind != "work" and not worker.finished and worker.conn.poll(budget.remaining()):
+            done, kind = _handle(search, stack, worker, backend, budget, accept)  # others are handled on the way
+            if done is not None:
+                return done
+        if not stack and not worker.idle:
+            worker.conn.poll(STEAL_WAIT_S)
+
+
+def _handle(
+    search: Search,
+    stack: list[Any],
+    worker: _Worker,
+    backend: Backend,
+    budget: Budget,
+    accept: Callable[[np.ndarray], bool],
+) -> tuple[SearchOutcome | None, str]:
+    """One message from the worker: a candidate replayed here, leaves solved here, boxes pushed; an outcome to
+    return now (else None) and the message's kind."""
+    from nnverify.search.bab import SearchOutcome
+
+    kind, payload = worker.recv()
+    if kind == "cand" and accept(payload):
+        return SearchOutcome(SolveStatus.FEASIBLE, payload), kind
+    if kind == "leaf":
+        return search.settle(payload, backend, budget, accept), kind
+    if kind == "work":
+        stack.extend(payload)
+    return None, kind

@@ -1,0 +1,159 @@
+"""Input splitting on two processes (``search/parallel.py``): the same verdicts and box counts as one process,
+a deadline ends both, the worker is always reaped, and Ctrl-C ends ``nnverify check`` with 130 and no orphan."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from netgen import random_net
+
+from nnverify.backends import get_backend
+from nnverify.backends.base import SolveStatus
+from nnverify.budget import Budget
+from nnverify.options import Options
+from nnverify.search import bab, parallel
+from nnverify.search.bab import input_split_search
+from nnverify.spec.property import Disjunct
+
+ACAS = Path("/work/shared/benchmarks/acasxu")
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Share from the first batch on; the pids of the forked workers."""
+    monkeypatch.setattr(bab, "SHARE_AFTER_S", 0.0)
+    monkeypatch.setattr(bab, "SHARE_MIN_LEFT_S", 0.0)
+    monkeypatch.setattr(bab, "BATCH", 8)
+    pids: list[int] = []
+    real = parallel._fork
+
+    def spy(serve, budget):  # type: ignore[no-untyped-def]
+        worker = real(serve, budget)
+        pids.append(worker.pid)
+        return worker
+
+    monkeypatch.setattr(parallel, "_fork", spy)
+    return pids
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def _case(seed: int) -> tuple[object, Disjunct]:
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, [4, 12, 12, 3])
+    lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
+    a_y = rng.normal(size=(2, 3))
+    rows = net.eval(rng.uniform(lb, ub, size=(4000, 4))) @ a_y.T
+    b = np.quantile(rows, 0.9, axis=0)
+    b[0] = rows[:, 0].min() + rng.uniform(-0.02, 0.01) * (rows[:, 0].max() - rows[:, 0].min())
+    return net, Disjunct(lb, ub, np.zeros((2, 4)), a_y, b)
+
+
+def test_two_processes_give_the_verdicts_and_boxes_of_one(forks: list[int]) -> None:
+    """Random nets and conjunctions near the minimum (deep searches): one and two processes agree on the verdict,
+    and about on the boxes when every box is bounded (``unsat``); both verdicts occur; every worker is reaped."""
+    seen = set()
+    for seed in range(8):
+        net, d = _case(seed)
+        outs = []
+        for threads in (1, 2):
+            options = Options(threads=threads)
+            backend = get_backend("highs", options)
+            budget = Budget.starting_now(60)
+            outs.append(input_split_search(net, [d], d.lb, d.ub, backend, budget, options, lambda x: True))
+        one, two = outs
+        assert two.status is one.status
+        if one.status is SolveStatus.INFEASIBLE:  # the same tree (batches of other sizes may round differently)
+            assert abs(two.stats.boxes - one.stats.boxes) <= 0.05 * one.stats.boxes
+        seen.add(one.status)
+    assert seen == {SolveStatus.INFEASIBLE, SolveStatus.FEASIBLE}
+    assert forks and all(_reaped(pid) for pid in forks)
+
+
+def test_a_rejected_candidate_of_the_worker_does_not_end_the_search(forks: list[int]) -> None:
+    """Candidates that do not replay (``is_counterexample`` says no) leave the verdict to the boxes: with the
+    replay refusing everything, a ``sat`` case ends undecided or proven by exact leaves, never ``sat``."""
+    net, d = _case(1)
+    options = Options(threads=2)
+    calls: list[np.ndarray] = []
+
+    def refuse(x: np.ndarray) -> bool:
+        calls.append(x)
+        return False
+
+    out = input_split_search(
+        net, [d], d.lb, d.ub, get_backend("highs", options), Budget.starting_now(60), options, refuse
+    )
+    assert out.status is not SolveStatus.FEASIBLE
+    assert forks and all(_reaped(pid) for pid in forks)
+
+
+def test_a_deadline_ends_both_processes(forks: list[int]) -> None:
+    """A search far too large for its budget (no candidate replays: only exact leaves at depth 48 could end it)
+    answers ``timeout`` within about the budget, its worker reaped."""
+    rng = np.random.default_rng(0)
+    net = random_net(rng, [5, 40, 40, 40, 2])
+    lb, ub = np.full(5, -3.0), np.full(5, 3.0)
+    d = Disjunct(lb, ub, np.zeros((1, 5)), np.array([[1.0, -1.0]]), np.array([-1e-6]))  # y0 <= y1 near a tie
+    options = Options(threads=2)
+    start = time.monotonic()
+    out = input_split_search(
+        net, [d], lb, ub, get_backend("highs", options), Budget.starting_now(1.0), options, lambda x: False
+    )
+    assert time.monotonic() - start < 3.0
+    assert out.status is SolveStatus.TIMEOUT
+    assert forks and all(_reaped(pid) for pid in forks)
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    kids: list[int] = []
+    for task in tasks.iterdir() if tasks.exists() else []:
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        kids += [int(k) for k in text.split()]
+    return kids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.skipif(not (ACAS / "onnx").exists() or (os.cpu_count() or 1) < 2, reason="ACAS Xu and 2 cores needed")
+def test_ctrl_c_ends_check_with_130_and_no_orphan(tmp_path: Path) -> None:
+    """``nnverify check`` on a search of about 100,000 boxes, Ctrl-C once the worker is forked: exit 130, no
+    traceback, the worker gone."""
+    net = ACAS / "onnx" / "ACASXU_run2a_4_2_batch_2000.onnx"
+    prop = ACAS / "vnnlib" / "prop_2.vnnlib"
+    cmd = [sys.executable, "-m", "nnverify.cli", "check", str(net), str(prop), "--timeout", "120"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    kids: list[int] = []
+    end = time.monotonic() + 60
+    while not kids and time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.05)
+        kids = _children(proc.pid)
+    assert kids, "the search never forked its worker"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    end = time.monotonic() + 5
+    while not all(_gone(k) for k in kids) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert all(_gone(k) for k in kids)
