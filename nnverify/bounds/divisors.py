@@ -17,8 +17,10 @@ from nnverify.graph.ops.base import REGISTRY, Node, Op
 from nnverify.graph.ops.interface import ACTIVATIONS
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
-#: Boxes the region may be bisected into to prove the divisors' signs (all evaluated together per round).
+#: Boxes the region may be bisected into to prove the divisors' signs, and rounds of bisection (each round
+#: evaluates the boxes still straddling together): at most about 2 x 256 box evaluations of the graph.
 MAX_BOXES = 256
+MAX_ROUNDS = 12
 #: Floors below this magnitude are not used (``1 / c`` would make the scaled divisor overflow).
 SMALLEST_FLOOR = 2.0**-60
 
@@ -52,45 +54,58 @@ def divisor_floors(
 def _prove(
     graph: Graph, boxes: Sequence[tuple[np.ndarray, np.ndarray]], names: list[str], budget: Budget | None
 ) -> dict[str, np.ndarray]:
-    """The floors of the ``names`` whose sign holds on every box after bisecting the straddling boxes."""
+    """The floors of the ``names`` whose sign holds on every box, bisecting the boxes where one straddles 0 (each
+    round evaluates only those; at most ``MAX_ROUNDS`` rounds and ``MAX_BOXES`` boxes in all)."""
     lb = np.array([box[0] for box in boxes], dtype=np.float64)
     ub = np.array([box[1] for box in boxes], dtype=np.float64)
     if lb.shape[0] > MAX_BOXES:  # one hull box: sound for every box of the union
         lb, ub = lb.min(axis=0, keepdims=True), ub.max(axis=0, keepdims=True)
-    while True:
+    seen: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
+    total = lb.shape[0]
+    for round_ in range(MAX_ROUNDS):
         bounds = interval_pass(graph, lb, ub, budget)
+        seen = {name: parts for name, parts in seen.items() if name in bounds}  # no bounds: not proved
+        if not seen:
+            return {}
         straddles = np.zeros(lb.shape[0], dtype=bool)
-        for name in names:
-            if name not in bounds:
-                return {}
+        for name in seen:
             lo, hi = bounds[name]
-            straddles |= np.any(~((lo > 0.0) | (hi < 0.0)), axis=tuple(range(1, lo.ndim)))
-        if not straddles.any() or lb.shape[0] + straddles.sum() > MAX_BOXES:
+            straddles |= np.any((lo <= 0.0) & (hi >= 0.0), axis=tuple(range(1, lo.ndim)))
+        last = not straddles.any() or total + straddles.sum() > MAX_BOXES or round_ == MAX_ROUNDS - 1
+        closed = np.ones_like(straddles) if last else ~straddles
+        for name, parts in seen.items():
+            parts.append((bounds[name][0][closed], bounds[name][1][closed]))
+        if last:
             break
-        lb, ub = _bisect(lb, ub, straddles)
-    found = {}
-    for name in names:
-        lo, hi = bounds[name]
-        positive, negative = np.all(lo > 0.0, axis=0), np.all(hi < 0.0, axis=0)
-        if not np.all(positive | negative):  # holds 0 in a box, or one sign in one box and the other in another
-            continue
-        floor = np.where(positive, lo.min(axis=0), -hi.max(axis=0))
-        if np.all(floor >= SMALLEST_FLOOR):
-            power = np.exp2(np.floor(np.log2(floor)))
-            found[name] = np.where(positive, power, -power)
-    return found
+        lb, ub = _bisect(lb[straddles], ub[straddles])
+        total += int(straddles.sum())
+    return {name: floor for name, parts in seen.items() if (floor := _floor(parts)) is not None}
 
 
-def _bisect(lb: np.ndarray, ub: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The boxes with each ``split`` one halved along its widest input (the others kept)."""
-    rows = np.flatnonzero(split)
-    axis = np.argmax(ub[rows] - lb[rows], axis=1)
+def _floor(parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Signed powers of two ``c`` with ``y / c >= 1`` for bounds ``(lo, hi)`` per box (stacked from ``parts``), or
+    None where an element holds 0 in a box, is positive in one box and negative in another, or is tiny."""
+    lo = np.concatenate([p[0] for p in parts])
+    hi = np.concatenate([p[1] for p in parts])
+    positive, negative = np.all(lo > 0.0, axis=0), np.all(hi < 0.0, axis=0)
+    if not np.all(positive | negative):
+        return None
+    floor = np.where(positive, lo.min(axis=0), -hi.max(axis=0))
+    if not np.all(floor >= SMALLEST_FLOOR):
+        return None
+    power = np.exp2(np.floor(np.log2(floor)))
+    return np.where(positive, power, -power)
+
+
+def _bisect(lb: np.ndarray, ub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each box halved along its widest input: the lower halves, then the upper ones."""
+    rows = np.arange(lb.shape[0])
+    axis = np.argmax(ub - lb, axis=1)
     mid = (lb[rows, axis] + ub[rows, axis]) / 2.0
-    left_ub, right_lb = ub[rows].copy(), lb[rows].copy()
-    left_ub[np.arange(rows.size), axis] = mid
-    right_lb[np.arange(rows.size), axis] = mid
-    keep = ~split
-    return np.concatenate([lb[keep], lb[rows], right_lb]), np.concatenate([ub[keep], left_ub, ub[rows]])
+    left_ub, right_lb = ub.copy(), lb.copy()
+    left_ub[rows, axis] = mid
+    right_lb[rows, axis] = mid
+    return np.concatenate([lb, right_lb]), np.concatenate([left_ub, ub])
 
 
 def interval_pass(graph: Graph, lb: np.ndarray, ub: np.ndarray, budget: Budget | None = None) -> Bounds:
@@ -128,7 +143,8 @@ def _activation(graph: Graph, op: Op, node: Node, bounds: Bounds) -> tuple[np.nd
 
 
 def _affine(graph: Graph, op: Op, node: Node, bounds: Bounds) -> tuple[np.ndarray, np.ndarray] | None:
-    """``A mid + b -+ (|A| rad + margin_rel (|A| max|x| + |b|) + margin_abs)``."""
+    """``A mid + b -+ (|A| rad + margin_rel (|A| max|x| + |b|) + margin_abs)``; a ``nonnegative`` op ``A lo + b``
+    and ``A hi + b`` with margins scaled by ``A |lo| + |b|`` and ``A |hi| + |b|``."""
     names = [name for name in dict.fromkeys(node.inputs) if name in bounds]
 
     def call(values: Mapping[str, np.ndarray], absolute: bool) -> np.ndarray:
@@ -149,6 +165,14 @@ def _affine(graph: Graph, op: Op, node: Node, bounds: Bounds) -> tuple[np.ndarra
         return np.asarray(out, dtype=np.float64)
 
     zeros = {name: np.zeros((1, *bounds[name][0].shape[1:])) for name in names}
+    if op.nonnegative:  # monotone: each end through eval, its margin scaled by that end's own terms (a sum of
+        bias = call(zeros, False)  # squares near 0 keeps its small lower bound: no cancellation of mid - rad)
+        ends = []
+        for end, sign in ((0, -1.0), (1, 1.0)):
+            value = call({n: bounds[n][end] for n in names}, False)
+            scale = call({n: np.abs(bounds[n][end]) for n in names}, False) - bias + np.abs(bias)
+            ends.append(value + sign * (BOUND_MARGIN_REL * scale + BOUND_MARGIN_ABS))
+        return ends[0], ends[1]
     try:
         bias, abs_zero = call(zeros, False), call(zeros, True)
         mid = call({n: (bounds[n][0] + bounds[n][1]) / 2.0 for n in names}, False)

@@ -210,3 +210,43 @@ def test_the_interval_pass_needs_its_margin(margin: float, monkeypatch: pytest.M
     graph = Graph("margin", "x", (1,), "w", (1,), nodes, constants)
     lo, hi = interval_pass(graph, np.ones((1, 1)), np.ones((1, 1)))["w"]
     assert (lo[0, 0] <= 2.0**-60 <= hi[0, 0]) == (margin > 0.0)
+
+
+@pytest.mark.parametrize("margin", [0.0, divisors.BOUND_MARGIN_REL], ids=["removed", "default"])
+def test_the_monotone_route_needs_its_margin(margin: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add (``nonnegative``: both ends through ``eval``): ``1 + 2^-60`` rounds to 1 at ``x = 1``."""
+    monkeypatch.setattr(divisors, "BOUND_MARGIN_REL", margin)
+    monkeypatch.setattr(divisors, "BOUND_MARGIN_ABS", 1e-300 if margin else 0.0)
+    graph = Graph("margin", "x", (1,), "w", (1,), (Node("a", "Add", ("x", "c"), ("w",)),), {"c": np.array([2.0**-60])})
+    lo, hi = interval_pass(graph, np.ones((1, 1)), np.ones((1, 1)))["w"]
+    assert lo[0, 0] <= 1.0 and (hi[0, 0] > 1.0) == (margin > 0.0)  # the true 1 + 2^-60 lies above any hi <= 1
+
+
+def test_a_layer_norm_divisor_is_proved_on_a_wide_box(tmp_path: Path) -> None:
+    """``h / sqrt(mean(h^2) + 1e-5)``: the squares' lower ends stay at 0 and the mean's at its sum of lower ends, so
+    the divisor is proved ``>= sqrt(1e-5)`` however wide the box (mid - rad would cancel to about -1e-9 |h|^2)."""
+    rng = np.random.default_rng(11)
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        helper.make_node("Mul", ["h", "h"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Pow", ["ve", "half"], ["d"]),
+        helper.make_node("Div", ["h", "d"], ["y"]),
+    ]
+    inits = {"w": rng.normal(0.0, 30.0, (6, 2)), "b": rng.normal(0.0, 1.0, 6), "eps": np.array(1e-5)}
+    path = tmp_path / "norm.onnx"
+    onnx.save(build_model(nodes, [1, 2], {**inits, "half": np.array(0.5)}), path)
+    graph = load_network(path)
+    lb, ub = np.array([-3.0, -3.0]), np.array([3.0, 3.0])
+    floors = divisor_floors(graph, [(lb, ub)])
+    assert set(floors) == {"d"} and 2.0**-9 <= floors["d"].min() <= np.sqrt(1e-5)
+    lowered, _ = lower_smooth(graph, None, floors)
+    x = _samples(lb, ub)
+    np.testing.assert_allclose(lowered.eval(x), graph.eval(x), rtol=1e-9, atol=1e-12)
+    bounds = interval_pass(lowered, lb[None], ub[None])
+    values = lowered.eval_all(x)
+    for name in ("sq", "var", "ve", "d", "y"):
+        lo, hi = bounds[name]
+        v = values[name]
+        assert np.all(v >= lo) and np.all(v <= hi), name

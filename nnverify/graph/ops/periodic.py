@@ -84,6 +84,11 @@ class SquareActivation(Smooth):
     def solve_slope(self, s: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> list[np.ndarray]:
         return [inside(s / 2.0, lb, ub)]
 
+    def interval(self, lb: np.ndarray, ub: np.ndarray, *margins: float) -> tuple[np.ndarray, np.ndarray]:
+        """``Smooth``'s, the lower end kept at or above 0 (``x^2 >= 0``; a variance plus epsilon stays positive)."""
+        lo, hi = super().interval(lb, ub, *margins)
+        return np.maximum(lo, 0.0), hi
+
 
 @register_activation
 class CubeActivation(Smooth):
