@@ -5,6 +5,8 @@ own bounds of ``y`` hold 0 (an affine pass can dip below where intervals do not)
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,6 +23,8 @@ from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 #: evaluates the boxes still straddling together): at most about 2 x 256 box evaluations of the graph.
 MAX_BOXES = 256
 MAX_ROUNDS = 12
+#: Share of the run's remaining budget after which no further round of bisection starts (the attack comes next).
+TIME_SHARE = 0.05
 #: Floors below this magnitude are not used (``1 / c`` would make the scaled divisor overflow).
 SMALLEST_FLOOR = 2.0**-60
 
@@ -55,13 +59,15 @@ def _prove(
     graph: Graph, boxes: Sequence[tuple[np.ndarray, np.ndarray]], names: list[str], budget: Budget | None
 ) -> dict[str, np.ndarray]:
     """The floors of the ``names`` whose sign holds on every box, bisecting the boxes where one straddles 0 (each
-    round evaluates only those; at most ``MAX_ROUNDS`` rounds and ``MAX_BOXES`` boxes in all)."""
+    round evaluates only those; at most ``MAX_ROUNDS`` rounds, ``MAX_BOXES`` boxes in all, and no round started
+    after ``TIME_SHARE`` of the budget's remaining time)."""
     lb = np.array([box[0] for box in boxes], dtype=np.float64)
     ub = np.array([box[1] for box in boxes], dtype=np.float64)
     if lb.shape[0] > MAX_BOXES:  # one hull box: sound for every box of the union
         lb, ub = lb.min(axis=0, keepdims=True), ub.max(axis=0, keepdims=True)
     seen: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in names}
     total = lb.shape[0]
+    stop = time.monotonic() + (TIME_SHARE * budget.remaining() if budget is not None else math.inf)
     for round_ in range(MAX_ROUNDS):
         bounds = interval_pass(graph, lb, ub, budget)
         seen = {name: parts for name, parts in seen.items() if name in bounds}  # no bounds: not proved
@@ -72,6 +78,7 @@ def _prove(
             lo, hi = bounds[name]
             straddles |= np.any((lo <= 0.0) & (hi >= 0.0), axis=tuple(range(1, lo.ndim)))
         last = not straddles.any() or total + straddles.sum() > MAX_BOXES or round_ == MAX_ROUNDS - 1
+        last = last or time.monotonic() > stop
         closed = np.ones_like(straddles) if last else ~straddles
         for name, parts in seen.items():
             parts.append((bounds[name][0][closed], bounds[name][1][closed]))

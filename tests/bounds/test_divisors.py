@@ -19,6 +19,7 @@ from nnverify.bounds.backward import crown_bounds
 from nnverify.bounds.divisors import divisor_floors, interval_pass
 from nnverify.bounds.interval import interval_bounds
 from nnverify.bounds.symbolic import symbolic_bounds
+from nnverify.budget import Budget
 from nnverify.errors import UnboundedError
 from nnverify.graph.core import Graph
 from nnverify.graph.lowering_smooth import lower_smooth
@@ -127,7 +128,7 @@ def test_verify_decides_a_quotient_it_answered_unknown_for(tmp_path: Path, sign:
     assert result.verdict.value == "sat" and result.counterexample is not None, result.note
 
 
-def test_bisection_proves_a_divisor_one_interval_cannot(tmp_path: Path) -> None:
+def test_bisection_proves_a_divisor_one_interval_cannot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``d = t^2 - t + 1 >= 3/4``; on ``t`` in ``[-1, 2]`` the interval of the whole box is ``[-1, 6]``."""
     nodes = [
         helper.make_node("Mul", ["t", "t"], ["tt"]),
@@ -138,8 +139,10 @@ def test_bisection_proves_a_divisor_one_interval_cannot(tmp_path: Path) -> None:
     lb, ub = np.array([0.5, -1.0]), np.array([1.0, 2.0])
     whole = interval_pass(lower_smooth(graph)[0], lb[None], ub[None])["d"]
     assert whole[0][0, 0] < 0.0 < whole[1][0, 0]
-    floors = divisor_floors(graph, [(lb, ub)])
+    floors = divisor_floors(graph, [(lb, ub)], budget=Budget.starting_now(60.0))
     assert set(floors) == {"d"} and 0.0 < floors["d"].min() <= 0.75
+    monkeypatch.setattr(divisors, "TIME_SHARE", 0.0)  # no round of bisection after the first: not proved
+    assert divisor_floors(graph, [(lb, ub)], budget=Budget.starting_now(60.0)) == {}
     lowered, _ = lower_smooth(graph, None, floors)
     x = _samples(lb, ub)
     np.testing.assert_allclose(lowered.eval(x), graph.eval(x), rtol=1e-12, atol=1e-12)
