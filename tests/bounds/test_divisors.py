@@ -112,9 +112,16 @@ def _prop(path: Path, lb: np.ndarray, ub: np.ndarray, n_out: int, row: str) -> P
     return path
 
 
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_verify_decides_a_quotient_it_answered_unknown_for(tmp_path: Path, sign: float) -> None:
-    """Without the floors the first symbolic pass raised (``unknown`` naming Reciprocal); now both ways."""
+@pytest.mark.parametrize(("sign", "route"), [(1.0, "dense"), (-1.0, "dense"), (1.0, "forward")])
+def test_verify_decides_a_quotient_it_answered_unknown_for(
+    tmp_path: Path, sign: float, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the floors the first bound pass raised (``unknown`` naming Reciprocal) on the dense view's input
+    splitting and on the forward bounds on the op graph; now both ways on both routes."""
+    from nnverify.search import forward_split
+
+    if route == "forward":  # the route for views too large to build
+        monkeypatch.setattr(forward_split, "dense_view_mb", lambda graph: float("inf"))
     graph = _softplus_divisor(tmp_path, sign=sign)
     net = tmp_path / "softplus.onnx"
     top = float(graph.eval(_samples(LB, UB, 40000))[:, 0].max())
@@ -123,6 +130,7 @@ def test_verify_decides_a_quotient_it_answered_unknown_for(tmp_path: Path, sign:
     result = nnverify.verify(net, unsat, options)
     assert result.verdict.value == "unsat", result.note
     assert "1 divisor(s) proved one-signed" in result.note
+    assert ("forward bounds" in result.note) == (route == "forward")
     sat = _prop(tmp_path / "sat.vnnlib", LB, UB, 4, f"(assert (>= Y_0 {top - 1e-3 * abs(top) - 1e-4!r}))")
     result = nnverify.verify(net, sat, options)
     assert result.verdict.value == "sat" and result.counterexample is not None, result.note
