@@ -7,7 +7,6 @@ input box is decided by the search (``search/``) with an exact backend at its le
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -36,8 +35,6 @@ from nnverify.search.forward_split import forward_reason, forward_route
 from nnverify.spec.property import Disjunct, Property
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ once on a zero input (batch 1), which also catches inconsistent models at load t
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from nnverify.graph.model_checks import check_external_data, check_model, one_li
 from nnverify.graph.ops import REGISTRY
 from nnverify.graph.ops.base import Node
 from nnverify.graph.schema_defaults import table_defaults
-
-log = logging.getLogger(__name__)
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 #: Errors an op's ``eval`` raises on inconsistent shapes or parameters (reported as a ModelError).
@@ -223,7 +220,6 @@ class _Importer:
             raise ModelError(f"{self.path}: output '{output_name}' is a constant (it does not depend on the input)")
         self._drop_dead_nodes(output_name)
         used = {name for node in self.nodes for name in node.inputs}
-        log.debug("%s: %d nodes after folding constants", self.path, len(self.nodes))
         return Graph(
             path=self.path,
             input_name=input_name,
