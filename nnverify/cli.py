@@ -27,6 +27,8 @@ def _interrupt_hook(kind: type[BaseException], value: BaseException, tb: object)
 _previous_hook = sys.excepthook
 sys.excepthook = _interrupt_hook
 
+import atexit
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +167,7 @@ def check(
     # imported, and the pipeline's imports below) count. Not the process's whole age: a long-lived caller (a
     # test runner) may invoke us late.
     started = time.monotonic() - _STARTUP_S
+    _LEAVE_FAST.add("check")
     if image_file:
         exit_unless_images("check --image")
     from nnverify.options import Options
@@ -263,7 +266,8 @@ def _check_discrete(network: str, prop: str, backend: str, seed: int, timeout_s:
 
 def entry() -> None:
     """The ``nnverify`` program: ``main``, then, if a solver thread was abandoned at its deadline, leave
-    without interpreter shutdown.
+    without interpreter shutdown. After ``check`` it leaves without the interpreter's teardown too, once the
+    ``atexit`` handlers have run (``_leave_without_teardown``: 60-250 ms per instance).
 
     An abandoned HiGHS solve may still be running in C++ when Python tears down its modules, which can crash
     the process (SIGSEGV) after the verdict was printed. Only the program does this, never ``main`` itself:
@@ -273,6 +277,7 @@ def entry() -> None:
     the program can do nothing about them (``python -W`` options still win; tests and API hosts see them).
     """
     guard_stdout()
+    _LEAVE_FAST.clear()  # only a command run by this call counts (a host may have called ``main`` before)
     if not sys.warnoptions:
         import warnings
 
@@ -286,7 +291,31 @@ def entry() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+        if _LEAVE_FAST and _only_daemon_threads():
+            _leave_without_teardown(code)
         raise
+
+
+#: Commands after which the program skips the interpreter's teardown (``check`` adds itself when it starts).
+_LEAVE_FAST: set[str] = set()
+
+
+def _only_daemon_threads() -> bool:
+    """No thread that a normal exit would wait for (it joins non-daemon threads first) is running."""
+    main_thread = threading.main_thread()
+    return all(thread.daemon or thread is main_thread for thread in threading.enumerate())
+
+
+def _leave_without_teardown(code: int) -> None:
+    """End the program as a normal exit would, minus the interpreter's teardown: the ``atexit`` handlers run
+    (the solver pool's wait, forked workers' clean-up), the streams are flushed, then ``os._exit``. Freeing
+    every module and object of numpy, onnx and nnverify took 60-250 ms per process, paid by every instance of a
+    benchmark run; every file the command wrote is closed by then."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def guard_stdout() -> None:

@@ -50,6 +50,7 @@ NOT_IN_A_BOUNDS_CHECK = (
     "nnverify.encode.milp",
     "nnverify.backends._milp_solve",
     "nnverify.spec.discrete",
+    "logging",
 )
 REPORT = (
     "import json, sys\n"
@@ -126,3 +127,52 @@ def test_the_table_of_schema_defaults_is_what_onnx_defs_declares() -> None:
             assert typed(table_defaults(op_type, opset)) == typed(schema_defaults(op_type, opset)), (op_type, opset)
     assert table_defaults("Gemm", OPSETS.stop) is None  # a newer opset than was compared asks onnx.defs
     assert table_defaults("LeakyRelu", 13) is None
+
+
+LEAVE_SCRIPT = """
+import atexit, sys
+atexit.register(lambda: print("atexit ran", file=sys.stderr))
+
+class Finalised:
+    def __del__(self):
+        print("interpreter teardown", file=sys.stderr)
+
+KEEP = Finalised()  # freed only by the interpreter's teardown
+from nnverify.cli import entry
+sys.argv[0] = "nnverify"
+entry()
+"""
+
+
+def _program(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", LEAVE_SCRIPT, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_a_check_leaves_without_interpreter_teardown_after_its_atexit_handlers(tmp_path: Path) -> None:
+    """Teardown of numpy, onnx ... took 60-250 ms per process: ``check`` skips it, and loses nothing."""
+    results = tmp_path / "result.txt"
+    net, prop = "networks/ACASXU_run2a_1_1_batch_2000.onnx", "properties/prop_1.vnnlib"
+    proc = _program("check", net, prop, "--results-file", str(results), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "unsat"
+    assert json.loads(proc.stdout.split("\n", 1)[1])["verdict"] == "unsat"  # the whole JSON was flushed
+    assert results.read_text().strip() == "unsat"
+    assert "atexit ran" in proc.stderr
+    assert "interpreter teardown" not in proc.stderr
+
+
+def test_a_check_that_fails_keeps_its_exit_code_and_message_when_leaving_fast(tmp_path: Path) -> None:
+    prop = tmp_path / "bad.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(assert (<= X_0 \n")
+    proc = _program("check", "networks/ACASXU_run2a_1_1_batch_2000.onnx", str(prop))
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith(f"Error: {prop}:")
+    assert "atexit ran" in proc.stderr and "interpreter teardown" not in proc.stderr
+
+
+def test_other_commands_keep_the_normal_exit() -> None:
+    proc = _program("ops")
+    assert proc.returncode == 0 and "Relu" in proc.stdout
+    assert "atexit ran" in proc.stderr and "interpreter teardown" in proc.stderr
