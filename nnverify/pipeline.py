@@ -144,6 +144,14 @@ def _attack(run: _Run) -> Counterexample | None:
     proposals = attack.violating(ranked) or attack.refine_samples(run.layers, disjuncts, ranked, budget=run.budget)
     if not proposals:
         proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed, budget=run.budget)
+    if not proposals:  # a beam of input boxes guided by the bounds, on boxes with few free inputs (cheap bounds)
+        from nnverify.attack_beam import beam_attack
+
+        margins = (run.options.bound_margin_rel, run.options.bound_margin_abs)
+        proposals = beam_attack(
+            run.layers, disjuncts, max_free=INPUT_SPLIT_MAX_DIM, margins=margins, seed=run.options.seed,
+            budget=run.budget, stats=run.stats,
+        )  # fmt: skip
     for x in proposals:
         box = next(d for d in run.prop.disjuncts if d.contains_input(x[None, :])[0])
         cex = run.replay(x, box.lb, box.ub)

@@ -1,0 +1,137 @@
+"""The bound-guided beam (``attack_beam.py``) finds a counterexample in a needle of the box that sampling and
+descent miss, never proposes a point outside the unsafe set, and keeps to its budget."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from nnverify import attack, attack_beam
+from nnverify.budget import Budget, BudgetExpired
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
+from nnverify.graph.ops.base import ActKind
+from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL, Options
+from nnverify.pipeline import verify
+from nnverify.result import Verdict
+from nnverify.spec.property import Disjunct, Property
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netgen import random_net
+
+sys.path.insert(0, str(Path(__file__).parent / "graph"))
+from onnx_nets import build_model
+
+#: The needle: ``y <= 0.5`` only where ``|x0 - CENTRE| < WIDTH / 2`` or so, and ``x1`` above about 0.6.
+CENTRE, WIDTH = 0.3141, 2e-5
+MARGINS = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS)
+
+
+def _needle_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``y = 1 + 4 relu(0.95 - x1) - 2 hat(x0) / w``, ``hat`` a tent of height and half-width ``w`` at ``c``: flat
+    (no gradient) everywhere but in the needle."""
+    c, w = CENTRE, WIDTH
+    first = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, -1.0]])
+    bias = np.array([-c + w, -c, -c - w, 0.95])
+    out = np.array([[-2.0 / w, 4.0 / w, -2.0 / w, 4.0]])
+    return first, bias, out, np.array([1.0])
+
+
+def _needle() -> LayerGraph:
+    first, bias, out, out_bias = _needle_weights()
+    return LayerGraph(
+        (
+            InputLayer(2),
+            AffineLayer("fc0", (0,), (first,), bias),
+            ActivationLayer("relu", 1, ActKind.RELU, 4),
+            AffineLayer("fc1", (2,), (out,), out_bias),
+        ),
+        3,
+    )
+
+
+def _below(threshold: float) -> Disjunct:
+    """``y <= threshold`` on the unit square."""
+    return Disjunct(np.zeros(2), np.ones(2), np.zeros((1, 2)), np.ones((1, 1)), np.array([threshold]))
+
+
+def test_the_beam_finds_the_needle_that_sampling_and_descent_miss() -> None:
+    graph, d = _needle(), _below(0.5)
+    ranked = attack.ranked_samples(graph, [d], samples=2000, seed=0, keep=attack.REFINE_STARTS)
+    assert not attack.violating(ranked)
+    assert not attack.refine_samples(graph, [d], ranked)
+    assert not attack.pgd_candidates(graph, [d], seed=0)
+    bound = attack_beam.layer_bound_fn(graph, [d], *MARGINS)
+    found = attack_beam.beam_candidates(graph, [d], bound, seed=0)
+    assert found
+    x = np.array(found)
+    assert np.all(d.slack(x, graph.eval(x)) <= 0.0) and np.all(d.contains_input(x))
+    assert abs(found[0][0] - CENTRE) < WIDTH
+
+
+def test_nothing_is_proposed_where_no_point_violates() -> None:
+    graph, d = _needle(), _below(-1.01)  # y >= -1 everywhere
+    bound = attack_beam.layer_bound_fn(graph, [d], *MARGINS)
+    stats: dict[str, float | int | str] = {}
+    assert attack_beam.beam_candidates(graph, [d], bound, seed=0, stats=stats) == []
+    assert int(stats["beam_boxes"]) > 0
+
+
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"net{s}")
+def test_every_proposal_lies_in_a_disjunct_of_the_property(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    graph = random_net(rng, [3, 8, 8, 2])
+    lb = rng.uniform(-1.0, 0.0, 3)
+    ub = lb + rng.uniform(0.1, 1.0, 3)
+    y = graph.eval(rng.uniform(lb, ub, (200, 3)))
+    disjuncts = [  # y0 <= a low quantile, and y0 - y1 >= a high one with y1 <= its median
+        Disjunct(lb, ub, np.zeros((1, 3)), np.array([[1.0, 0.0]]), np.array([np.quantile(y[:, 0], 0.01)])),
+        Disjunct(
+            lb,
+            ub,
+            np.zeros((2, 3)),
+            np.array([[-1.0, 1.0], [0.0, 1.0]]),
+            np.array([-np.quantile(y[:, 0] - y[:, 1], 0.95), np.median(y[:, 1])]),
+        ),
+    ]
+    bound = attack_beam.layer_bound_fn(graph, disjuncts, *MARGINS)
+    found = attack_beam.beam_candidates(graph, disjuncts, bound, seed=seed, config=attack_beam.BeamConfig(levels=8))
+    for x in found:
+        out = graph.eval(x[None, :])
+        assert any(d.contains_input(x[None, :])[0] and d.slack(x[None, :], out)[0] <= 0.0 for d in disjuncts)
+
+
+def test_the_beam_looks_at_its_budget_and_its_share() -> None:
+    graph, d = _needle(), _below(0.5)
+    bound = attack_beam.layer_bound_fn(graph, [d], *MARGINS)
+    spent = Budget(time.monotonic() - 1.0)
+    with pytest.raises(BudgetExpired, match="beam"):
+        attack_beam.beam_candidates(graph, [d], bound, budget=spent)
+    with pytest.raises(BudgetExpired):  # the run's budget spent: the run must stop
+        attack_beam.beam_attack(graph, [d], max_free=16, margins=MARGINS, seed=0, budget=spent)
+    stats: dict[str, float | int | str] = {}
+    found = attack_beam.beam_attack(  # only its share spent: nothing found, and the run goes on
+        graph, [d], max_free=16, margins=MARGINS, seed=0, budget=Budget.unlimited(), share_s=0.0, stats=stats
+    )
+    assert found == [] and "beam_levels" not in stats
+    assert attack_beam.beam_attack(graph, [d], max_free=1, margins=MARGINS, seed=0, budget=Budget.unlimited()) == []
+
+
+def test_verify_finds_the_needle_by_the_attack(tmp_path: Path) -> None:
+    first, bias, out, out_bias = _needle_weights()
+    nodes = [
+        helper.make_node("Gemm", ["x", "W0", "B0"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("Gemm", ["r", "W1", "B1"], ["y"], transB=1),
+    ]
+    path = tmp_path / "needle.onnx"
+    onnx.save(build_model(nodes, (1, 2), {"W0": first, "B0": bias, "W1": out, "B1": out_bias}), path)
+    prop = Property(2, 1, (_below(0.5),))
+    result = verify(str(path), prop, Options(timeout_s=60.0))
+    assert result.verdict is Verdict.SAT and result.method == "attack"
+    assert int(result.stats["beam_levels"]) > 1
