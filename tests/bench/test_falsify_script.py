@@ -69,29 +69,29 @@ def test_found_means_sat_by_the_attack_within_the_threshold(
     falsify: ModuleType, verdict: str, method: str, wall_s: float, found: bool
 ) -> None:
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
-    row = falsify.parse_row(target, output(verdict, method), "", wall_s, 5.0)
+    row = falsify.parse_row(target, output(verdict, method), "", (wall_s, 0.5), 5.0)
     assert (row.found, row.verdict, row.method, row.attack_s) == (found, verdict, method, 0.4)
 
 
 def test_an_abandoned_run_names_its_phase(falsify: ModuleType) -> None:
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
     stats = {"phase": "searching for a counterexample", "abandoned": 1}
-    row = falsify.parse_row(target, output("timeout", "budget", stats), "", 5.1, 5.0)
+    row = falsify.parse_row(target, output("timeout", "budget", stats), "", (5.1, 0.5), 5.0)
     assert (row.found, row.attack_s, row.phase) == (False, None, "searching for a counterexample")
 
 
 def test_a_crash_is_a_miss_with_stderr_as_note(falsify: ModuleType) -> None:
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
-    row = falsify.parse_row(target, "", "Traceback …\nValueError: boom\n", 0.5, 5.0)
+    row = falsify.parse_row(target, "", "Traceback …\nValueError: boom\n", (0.5, 0.5), 5.0)
     assert not row.found and row.verdict == "" and "boom" in row.note
 
 
 def test_summary_counts_found_and_lists_misses(falsify: ModuleType) -> None:
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
     rows = [
-        falsify.parse_row(target, output("sat", "attack"), "", 1.0, 5.0),
-        falsify.parse_row(target, output("sat", "attack"), "", 3.0, 5.0),
-        falsify.parse_row(target, output("timeout", "attack"), "", 5.2, 5.0),
+        falsify.parse_row(target, output("sat", "attack"), "", (1.0, 0.5), 5.0),
+        falsify.parse_row(target, output("sat", "attack"), "", (3.0, 0.5), 5.0),
+        falsify.parse_row(target, output("timeout", "attack"), "", (5.2, 0.5), 5.0),
     ]
     text = falsify.summary(rows, ["f", "g"], 5.0)
     assert "| f | 3 | 2 | 2.00 / 3.00 | timeout by attack in ≥ 5 s: 1 |" in text
@@ -99,12 +99,23 @@ def test_summary_counts_found_and_lists_misses(falsify: ModuleType) -> None:
     assert "- f `n.onnx` `a.vnnlib`: timeout (attack) in 5.20 s; fastest peer q 0.70 s" in text
 
 
+def test_unsat_targets_and_their_cost(falsify: ModuleType, root: Path) -> None:
+    assert falsify.unsat_targets(root, "f", 5) == [falsify.Target("f", "n.onnx", "c.vnnlib", "", 0.0)]
+    target = falsify.unsat_targets(root, "f", 1)[0]
+    rows = [
+        falsify.parse_row(target, output("unsat", "input-split+bounds"), "", (0.8, 0.6), 5.0),
+        falsify.parse_row(target, output("unsat", "input-split+bounds"), "", (1.2, 1.0), 5.0),
+    ]
+    assert rows[0].cpu_s == 0.6 and not rows[0].found
+    assert "| f | 2 | unsat 2 | 2.00 | 1.60 | 0.80 |" in falsify.cost_summary(rows, ["f"])
+
+
 def test_misses_of_an_earlier_run(falsify: ModuleType, tmp_path: Path) -> None:
     target = falsify.Target("f", "n.onnx", "a.vnnlib", "q", 0.7)
     other = falsify.Target("f", "n.onnx", "b.vnnlib", "q", 0.7)
     rows = [
-        falsify.parse_row(target, output("sat", "attack"), "", 1.0, 5.0),
-        falsify.parse_row(other, output("sat", "attack"), "", 5.5, 5.0),
+        falsify.parse_row(target, output("sat", "attack"), "", (1.0, 0.5), 5.0),
+        falsify.parse_row(other, output("sat", "attack"), "", (5.5, 0.5), 5.0),
     ]
     path = tmp_path / "results.csv"
     with open(path, "w", newline="") as handle:
