@@ -243,10 +243,13 @@ def bound_chain(
     rules: tuple[str, ...],
     margin_rel: float = BOUND_MARGIN_REL,
     margin_abs: float = BOUND_MARGIN_ABS,
+    every_rule: bool = False,
 ) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
-    """``crown_chain`` then ``rows_lower_chain`` on its bounds, sharing the gathered weights."""
+    """``crown_chain`` then ``rows_lower_chain`` on its bounds, sharing the gathered weights. With ``every_rule``
+    the functions are ``(B, K, 1 + R, n + 1)``: the best rule's, then each rule's (each a sound lower bound of
+    the row on the box, the margin folded into its constant)."""
     bounds, chain = _crown(graph, lbs, ubs, margin_rel, margin_abs)
-    lower, funcs = _rows(graph, bounds, chain, (a_x, a_y, b), rules, (margin_rel, margin_abs))
+    lower, funcs = _rows(graph, bounds, chain, (a_x, a_y, b), rules, (margin_rel, margin_abs), every_rule)
     return bounds, lower, funcs
 
 
@@ -257,6 +260,7 @@ def _rows(
     row: tuple[np.ndarray, np.ndarray, np.ndarray],
     rules: tuple[str, ...],
     margins: tuple[float, float],
+    every_rule: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     a_x, a_y, b = row
     out = graph.layers[graph.output]
@@ -285,4 +289,12 @@ def _rows(
         np.einsum("bkn,bn->bk", np.maximum(cx, 0.0), lbs[0])
         + np.einsum("bkn,bn->bk", np.minimum(cx, 0.0), bounds.ub[0])
     )
-    return pick, np.concatenate([cx, np.minimum(sound, cst)[..., None]], axis=2)
+    funcs = np.concatenate([cx, np.minimum(sound, cst)[..., None]], axis=2)
+    if not every_rule:
+        return pick, funcs
+    each = lower - (
+        np.einsum("brkn,bn->brk", np.maximum(coef_x, 0.0), lbs[0])
+        + np.einsum("brkn,bn->brk", np.minimum(coef_x, 0.0), bounds.ub[0])
+    )
+    every = np.concatenate([coef_x, np.minimum(each, const)[..., None]], axis=3).transpose(0, 2, 1, 3)
+    return pick, np.concatenate([funcs[:, :, None], every], axis=2)

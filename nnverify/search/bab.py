@@ -162,7 +162,9 @@ def _bound(
         sym, graph.output, rows.a_x, rows.a_y, rows.b, boxes.lb, boxes.ub, **margins
     )
     if lean:
-        tight, lower, coef = bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
+        tight, lower, coef = bound_chain(
+            graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, every_rule=True, **margins
+        )
     else:
         tight = crown_bounds(graph, lbs, ubs, **margins)
         lower, coef = backward_rows_lower(
@@ -203,17 +205,19 @@ def _bound_child(
     assert isinstance(first, AffineLayer)
     lo, hi = affine_interval([boxes.lb], [boxes.ub], first, **margins)
     lbs[1], ubs[1] = np.maximum(lo, lbs[1]), np.minimum(hi, ubs[1])
-    return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins)
+    return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, every_rule=True, **margins)
 
 
 def _shrink(
     boxes: _Boxes, coef: np.ndarray, rows: StackedRows, dead: np.ndarray, options: Options
 ) -> tuple[_Boxes, np.ndarray]:
-    """The boxes shrunk to the hull of where their live disjuncts' linear lower bounds allow a counterexample
-    (``shrink.py``; the layer bounds stay valid in a smaller box), and the disjuncts ruled out ``(B, D)``."""
+    """The boxes shrunk to the hull of where their live disjuncts' linear lower bounds ``coef`` ``(B, K, m, n + 1)``
+    (``m`` per row: each slope rule's) allow a counterexample (``shrink.py``; the layer bounds stay valid in a
+    smaller box), and the disjuncts ruled out ``(B, D)``."""
+    batch, k, m, n = coef.shape
     lb, ub, empty = shrink_boxes(
-        coef,
-        rows.owner,
+        coef.reshape(batch, k * m, n),
+        np.repeat(rows.owner, m),
         dead,
         boxes.lb,
         boxes.ub,
@@ -305,11 +309,12 @@ class Search:
         if not np.any(open_box):
             return None, []
         live_rows = ~dead[:, rows.owner] & open_box[:, None]
-        pts = _attack_points(coef, lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box, open_box])]
+        funcs = coef[:, :, None] if coef.ndim == 3 else coef  # (B, K, m, n + 1): the best rule's first
+        pts = _attack_points(funcs[:, :, 0], lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box] * 2)]
         found = try_points(self.graph, self.disjuncts, self.space.full(pts), is_counterexample, stats)
         if found is not None:
             return found, []
-        boxes, empty = _shrink(boxes, coef, rows, dead, self.options)
+        boxes, empty = _shrink(boxes, funcs[:, :, 1:] if funcs.shape[2] > 1 else funcs, rows, dead, self.options)
         open_box &= ~np.all(empty, axis=1)
         live_rows = ~empty[:, rows.owner] & open_box[:, None]
         deep = open_box & (boxes.depth >= self.max_depth)

@@ -179,6 +179,8 @@ def shared_search(
     worker = _fork(serve, budget)
     try:
         out = _drive(search, stack, worker, backend, budget, is_counterexample)
+    except WorkerLost as exc:
+        out = SearchOutcome(SolveStatus.UNKNOWN, note=str(exc))
     finally:
         worker.stop()
         boxes, candidates, depth = worker.counters

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from netgen import random_net
 
-from nnverify.bounds.backward import SLOPE_RULES, backward_rows_lower, crown_bounds
+from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
 from nnverify.bounds.interval import interval_bounds
-from nnverify.bounds.lean import crown_chain, is_relu_chain, rows_lower_chain
+from nnverify.bounds.lean import bound_chain, crown_chain, is_relu_chain, rows_lower_chain
 from nnverify.bounds.symbolic import symbolic_bounds
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
@@ -122,3 +122,45 @@ def test_the_margin_is_what_keeps_the_rows_sound(margin: bool) -> None:
         assert lower[0, 0] <= 0.0
     else:
         assert lower[0, 0] > 0.0
+
+
+@pytest.mark.parametrize("name", list(CHAINS), ids=list(CHAINS))
+def test_every_rule_function_is_below_the_row_on_samples(name: str) -> None:
+    """``bound_chain(every_rule=True)``: the best rule's function first, then one per slope rule, each below the
+    row at sampled points of its box (input-box shrinking uses them all)."""
+    rng = np.random.default_rng(13)
+    net = random_net(rng, CHAINS[name])
+    lb, ub = _boxes(rng, net.n_inputs, 8)
+    sym = symbolic_bounds(net, lb, ub)
+    a_x, a_y, b = rng.normal(size=(3, net.n_inputs)), rng.normal(size=(3, net.n_outputs)), rng.normal(size=3)
+    _, lower, funcs = bound_chain(net, sym.lb, sym.ub, a_x, a_y, b, rules=SLOPE_RULES, every_rule=True)
+    assert funcs.shape == (8, 3, 1 + len(SLOPE_RULES), net.n_inputs + 1)
+    _, best = rows_lower_chain(net, *_tightened(net, sym), a_x, a_y, b, rules=SLOPE_RULES)
+    np.testing.assert_array_equal(funcs[:, :, 0], best)
+    for box in range(8):
+        x = rng.uniform(lb[box], ub[box], size=(1000, net.n_inputs))
+        rows = x @ a_x.T + net.eval(x) @ a_y.T - b
+        assert np.all(rows >= lower[box])
+        values = np.einsum("sn,kmn->skm", x, funcs[box, :, :, :-1]) + funcs[box, :, :, -1]
+        assert np.all(rows[:, :, None] >= values)
+
+
+def _tightened(net: LayerGraph, sym: LayerBounds) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    tight = crown_chain(net, sym.lb, sym.ub)
+    return tight.lb, tight.ub
+
+
+@pytest.mark.parametrize("margin", [False, True], ids=["no-margin", "margin"])
+def test_the_margin_is_what_keeps_every_rule_function_sound(margin: bool) -> None:
+    """At x = 1 the row ``z + 2^-61`` is ``-2^-61``: no rule's function may exceed it there."""
+    net = _margin_chain(tail=False)
+    x = np.array([[1.0]])
+    kw = {} if margin else {"margin_rel": 0.0, "margin_abs": 0.0}
+    itv = interval_bounds(net, x, x, **kw)
+    a_y, b = np.array([[1.0]]), np.array([-(2.0**-61)])
+    _, _, funcs = bound_chain(net, itv.lb, itv.ub, np.zeros((1, 1)), a_y, b, rules=SLOPE_RULES, every_rule=True, **kw)
+    at_one = funcs[0, 0, :, 0] + funcs[0, 0, :, 1]
+    if margin:
+        assert np.all(at_one <= -(2.0**-61))
+    else:
+        assert np.any(at_one > -(2.0**-61))

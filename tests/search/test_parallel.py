@@ -53,12 +53,12 @@ def _reaped(pid: int) -> bool:
 
 def _case(seed: int) -> tuple[object, Disjunct]:
     rng = np.random.default_rng(seed)
-    net = random_net(rng, [4, 12, 12, 3])
+    net = random_net(rng, [4, 16, 16, 16, 3])
     lb, ub = rng.uniform(-1, 0, 4), rng.uniform(0, 1, 4)
     a_y = rng.normal(size=(2, 3))
     rows = net.eval(rng.uniform(lb, ub, size=(4000, 4))) @ a_y.T
     b = np.quantile(rows, 0.9, axis=0)
-    b[0] = rows[:, 0].min() + rng.uniform(-0.02, 0.01) * (rows[:, 0].max() - rows[:, 0].min())
+    b[0] = rows[:, 0].min() + rng.uniform(-0.01, 0.005) * (rows[:, 0].max() - rows[:, 0].min())
     return net, Disjunct(lb, ub, np.zeros((2, 4)), a_y, b)
 
 
@@ -83,10 +83,10 @@ def test_two_processes_give_the_verdicts_and_boxes_of_one(forks: list[int]) -> N
     assert forks and all(_reaped(pid) for pid in forks)
 
 
-def test_a_rejected_candidate_of_the_worker_does_not_end_the_search(forks: list[int]) -> None:
-    """Candidates that do not replay (``is_counterexample`` says no) leave the verdict to the boxes: with the
-    replay refusing everything, a ``sat`` case ends undecided or proven by exact leaves, never ``sat``."""
-    net, d = _case(1)
+def test_a_rejected_candidate_does_not_end_the_search(forks: list[int]) -> None:
+    """Candidates that do not replay (``is_counterexample`` says no) leave the verdict to the boxes: a ``sat``
+    case with the replay refusing everything is never ``sat`` (here it runs to its 2 s budget)."""
+    net, d = _case(4)
     options = Options(threads=2)
     calls: list[np.ndarray] = []
 
@@ -94,10 +94,9 @@ def test_a_rejected_candidate_of_the_worker_does_not_end_the_search(forks: list[
         calls.append(x)
         return False
 
-    out = input_split_search(
-        net, [d], d.lb, d.ub, get_backend("highs", options), Budget.starting_now(60), options, refuse
-    )
-    assert out.status is not SolveStatus.FEASIBLE
+    backend = get_backend("highs", options)
+    out = input_split_search(net, [d], d.lb, d.ub, backend, Budget.starting_now(2.0), options, refuse)
+    assert out.status is not SolveStatus.FEASIBLE and calls
     assert forks and all(_reaped(pid) for pid in forks)
 
 
@@ -116,6 +115,34 @@ def test_a_deadline_ends_both_processes(forks: list[int]) -> None:
     assert time.monotonic() - start < 3.0
     assert out.status is SolveStatus.TIMEOUT
     assert forks and all(_reaped(pid) for pid in forks)
+
+
+def _yes(x: np.ndarray) -> bool:
+    return True
+
+
+def test_a_worker_that_dies_leaves_the_search_undecided(monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    """The worker killed at once: its boxes are lost, so a case that is ``unsat`` in one process ends ``unknown``
+    (never ``unsat``), and the dead worker is reaped."""
+    real = parallel._fork
+
+    def killed(serve, budget):  # type: ignore[no-untyped-def]
+        worker = real(serve, budget)
+        os.kill(worker.pid, signal.SIGKILL)
+        return worker
+
+    monkeypatch.setattr(parallel, "_fork", killed)
+    for seed in range(8):
+        net, d = _case(seed)
+        options = Options(threads=2)
+        backend = get_backend("highs", options)
+        one = input_split_search(net, [d], d.lb, d.ub, backend, Budget.starting_now(60), Options(threads=1), _yes)
+        if one.status is SolveStatus.INFEASIBLE and one.stats.boxes > 64:
+            two = input_split_search(net, [d], d.lb, d.ub, backend, Budget.starting_now(60), options, _yes)
+            assert two.status is SolveStatus.UNKNOWN and "ended without answering" in two.note
+            break
+    else:
+        pytest.fail("no unsat case")
 
 
 def _children(pid: int) -> list[int]:
