@@ -40,10 +40,11 @@ class BeamConfig:
     descent_steps: int = 8
 
 
-#: The beam's levels in the pipeline's attack, before the search starts (on ACAS Xu the thin ``sat`` slivers of
-#: prop 2 were found by level 26: 48 of 48 runs, 12 seeds), and a cap on its wall seconds (all boxes together).
-BEAM_SHARE_S = 1.0
+#: The beam's levels in the pipeline (on ACAS Xu the thin ``sat`` slivers of prop 2 were found by level 26: 48 of
+#: 48 runs, 12 seeds; 32 levels cost about 0.3 s of CPU there), and a cap on its wall time, as a share of what is
+#: left of the run's budget (levels, not seconds, set its cost: wall time on a loaded machine is no measure).
 BEAM_LEVELS = 32
+BEAM_SHARE = 0.25
 
 
 def beam_attack(
@@ -54,22 +55,25 @@ def beam_attack(
     margins: tuple[float, float],
     seed: int,
     budget: Budget,
-    share_s: float = BEAM_SHARE_S,
+    share: float = BEAM_SHARE,
+    levels: int = BEAM_LEVELS,
     stats: dict[str, float | int | str] | None = None,
 ) -> list[np.ndarray]:
     """``beam_candidates`` on each input box of ``disjuncts`` with at most ``max_free`` free inputs (cheap bounds),
-    within ``share_s`` seconds of ``budget`` in all; its candidates, best first (checked on our own evaluator
-    only). Running out of the share ends the beam quietly; running out of ``budget`` raises ``BudgetExpired``."""
+    ``levels`` levels each, within ``share`` of what is left of ``budget`` in all; its candidates, best first
+    (checked on our own evaluator only). Running out of the share ends the beam quietly; running out of ``budget``
+    raises ``BudgetExpired``."""
     groups: dict[bytes, list[Disjunct]] = {}
     for d in disjuncts:
         if d.n_rows > 0 and int(np.sum(d.lb < d.ub)) <= max_free:
             groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)
-    share = replace(budget, deadline=min(budget.deadline, time.monotonic() + share_s))
-    config = BeamConfig(levels=BEAM_LEVELS)
+    cap = share * budget.remaining() if share > 0.0 else 0.0  # (0 * inf is nan)
+    part = replace(budget, deadline=min(budget.deadline, time.monotonic() + cap))
+    config = BeamConfig(levels=levels)
     for group in groups.values():
         bound = layer_bound_fn(graph, group, *margins)
         try:
-            found = beam_candidates(graph, group, bound, config=config, seed=seed, budget=share, stats=stats)
+            found = beam_candidates(graph, group, bound, config=config, seed=seed, budget=part, stats=stats)
         except BudgetExpired:
             budget.check(_PHASE)
             return []
@@ -150,7 +154,9 @@ class _Boxes:
     def split(self, width: int, cap: int) -> tuple[_Boxes, _Boxes]:
         """The ``width`` boxes to go on with (``_select``) and the rest, at most ``cap`` of the best of them."""
         pick = _select(self.bound, self.sampled, width)
-        rest = np.setdiff1d(np.arange(self.lb.shape[0]), pick)
+        left = np.ones(self.lb.shape[0], dtype=bool)
+        left[pick] = False
+        rest = np.flatnonzero(left)  # not np.setdiff1d: np.unique imports numpy.ma (start-up)
         if rest.size > cap:
             rank = np.full(self.lb.shape[0], np.inf)
             for key in (self.bound, self.sampled):

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from nnverify import attack, attack_beam
+from nnverify import attack, attack_beam, pipeline
 from nnverify.budget import Budget, BudgetExpired
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
@@ -116,13 +116,13 @@ def test_the_beam_looks_at_its_budget_and_its_share() -> None:
         attack_beam.beam_attack(graph, [d], max_free=16, margins=MARGINS, seed=0, budget=spent)
     stats: dict[str, float | int | str] = {}
     found = attack_beam.beam_attack(  # only its share spent: nothing found, and the run goes on
-        graph, [d], max_free=16, margins=MARGINS, seed=0, budget=Budget.unlimited(), share_s=0.0, stats=stats
+        graph, [d], max_free=16, margins=MARGINS, seed=0, budget=Budget.starting_now(60.0), share=0.0, stats=stats
     )
     assert found == [] and "beam_levels" not in stats
     assert attack_beam.beam_attack(graph, [d], max_free=1, margins=MARGINS, seed=0, budget=Budget.unlimited()) == []
 
 
-def test_verify_finds_the_needle_by_the_attack(tmp_path: Path) -> None:
+def _needle_onnx(tmp_path: Path) -> Path:
     first, bias, out, out_bias = _needle_weights()
     nodes = [
         helper.make_node("Gemm", ["x", "W0", "B0"], ["h"], transB=1),
@@ -131,7 +131,18 @@ def test_verify_finds_the_needle_by_the_attack(tmp_path: Path) -> None:
     ]
     path = tmp_path / "needle.onnx"
     onnx.save(build_model(nodes, (1, 2), {"W0": first, "B0": bias, "W1": out, "B1": out_bias}), path)
-    prop = Property(2, 1, (_below(0.5),))
-    result = verify(str(path), prop, Options(timeout_s=60.0))
-    assert result.verdict is Verdict.SAT and result.method == "attack"
+    return path
+
+
+def test_verify_runs_the_beam_when_the_search_is_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "BEAM_AFTER_S", 0.0)  # the search's first pass ends at once
+    result = verify(str(_needle_onnx(tmp_path)), Property(2, 1, (_below(0.5),)), Options(timeout_s=60.0))
+    assert result.verdict is Verdict.SAT and result.method == "beam"
     assert int(result.stats["beam_levels"]) > 1
+    cex = result.counterexample
+    assert cex is not None and float(cex.y.ravel()[0]) <= 0.5
+
+
+def test_a_search_that_decides_in_time_runs_no_beam(tmp_path: Path) -> None:
+    result = verify(str(_needle_onnx(tmp_path)), Property(2, 1, (_below(-1.01),)), Options(timeout_s=60.0))
+    assert result.verdict is Verdict.UNSAT and "beam_levels" not in result.stats
