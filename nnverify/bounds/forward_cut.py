@@ -7,12 +7,14 @@ back-substituted down to the cut, where the cut's functions replace the input bo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
 
 from nnverify.attack_graph import dense_view_mb
+from nnverify.bounds import receptive
 from nnverify.bounds.backward import LayerBounds, _walk
 from nnverify.bounds.forward_ops import Form, activation_form, forward_forms, input_form
 from nnverify.budget import Budget
@@ -129,9 +131,9 @@ def _sparse(view: LayerGraph) -> LayerGraph:
     return LayerGraph(tuple(layers), view.output)
 
 
-def _rows(w: Any, idx: np.ndarray) -> np.ndarray:
-    """Rows ``idx`` of a dense or sparse weight, dense."""
-    part = w[idx]
+def _rows(w: Any, idx: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``idx`` (and columns ``cols``, or all) of a dense or sparse weight, dense."""
+    part = w[idx] if cols is None else w[idx][:, cols]
     return part.toarray() if hasattr(part, "toarray") else part
 
 
@@ -188,35 +190,86 @@ class _Suffix:
     lb: list[np.ndarray]
     ub: list[np.ndarray]
     margins: tuple[float, float]
+    keys: list[np.ndarray] | None = None
 
     def walk_to(
-        self, lam: dict[int, np.ndarray], const: np.ndarray, scale: np.ndarray, start: int
+        self,
+        lam: dict[int, np.ndarray],
+        const: np.ndarray,
+        scale: np.ndarray,
+        start: int,
+        support: dict[int, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Back-substitute ``lam`` (per layer) from layer ``start`` down to the cut and bound it there by the cut's
-        functions: ``(lower (B, K), lower functions (B, K, n + 1))``."""
-        bounds = LayerBounds(self.lb, self.ub)
+        functions: ``(lower (B, K), lower functions (B, K, n + 1))``. With ``support`` (``receptive.supports``),
+        ``lam`` and the walk are on those windows of the layers."""
+        view, bounds, form = self.view, LayerBounds(self.lb, self.ub), self.forms[0]
+        if support is not None:
+            view, bounds = receptive.restrict(view, support, start + 1), receptive.restrict_bounds(bounds, support)
+            cols = support[0]
+            dev = None if form.dev is None else form.dev[..., cols]
+            form = Form(form.centre[..., cols], dev, form.rad[:, cols], form.mag[:, cols])
         cache: dict[int, Lines] = {}
-        coef, const, scale = _walk(self.view, bounds, lam, const, scale, start, "adaptive", (*self.margins, cache))
-        return _concretize(coef, const, scale, self.forms[0], *self.margins)
+        coef, const, scale = _walk(view, bounds, lam, const, scale, start, "adaptive", (*self.margins, cache))
+        return _concretize(coef, const, scale, form, *self.margins)
+
+    def groups(self, k: int, idx: np.ndarray, sides: int) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray] | None]]:
+        """The elements ``idx`` of layer ``k`` in groups whose rows (``sides`` per element) fit ``CHUNK``, each
+        with its windows (``receptive.supports``) where they leave out enough of the layers below, else None."""
+        batch = self.lb[k].shape[0]
+        full = max(1, CHUNK // max(1, sides * batch * max(v.shape[1] for v in self.lb[:k])))
+        if not RECEPTIVE:
+            yield from ((idx[s : s + full], None) for s in range(0, idx.size, full))
+            return
+        if self.keys is None:
+            self.keys = receptive.position_keys(self.view)
+        order = idx[np.argsort(self.keys[k][idx], kind="stable")]
+        start, step = 0, GROUP
+        while start < order.size:
+            group = order[start : start + step]
+            support = receptive.supports(self.view, k, group)
+            if group.size > 1 and sides * batch * group.size * max(s.size for s in support.values()) > CHUNK:
+                step = max(1, group.size // 2)
+                continue
+            if receptive.pays(self.view, support):
+                yield group, support
+            else:
+                group = order[start : start + full]
+                yield group, None
+            start += group.size
+
+
+#: Whether rows are walked on their receptive fields (``bounds/receptive.py``), and the elements per group.
+RECEPTIVE = True
+GROUP = 256
 
 
 def _tighten(state: _Suffix, k: int, idx: np.ndarray, sides: tuple[int, ...] = (1, -1)) -> None:
     """Tighten neurons ``idx`` of the affine layer ``k`` in place by back-substitution to the cut: the lower bound
     for side ``1``, the upper for ``-1``."""
+    for group, support in state.groups(k, idx, len(sides)):
+        _tighten_group(state, k, group, sides, support)
+
+
+def _tighten_group(
+    state: _Suffix, k: int, idx: np.ndarray, sides: tuple[int, ...], support: dict[int, np.ndarray] | None
+) -> None:
     layer = state.view.layers[k]
     assert isinstance(layer, AffineLayer)
     batch = state.lb[k].shape[0]
     lam: dict[int, np.ndarray] = {}
     pre = np.broadcast_to(np.abs(layer.bias[idx]), (batch, idx.size)).copy()
     for src, w, abs_w in zip(layer.sources, layer.weights, layer.abs_weights, strict=True):
-        picked = _rows(w, idx)
+        cols = None if support is None else support[src]
+        picked, abs_picked = _rows(w, idx, cols), _rows(abs_w, idx, cols)
+        mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
         rows = np.broadcast_to(
             np.concatenate([s * picked for s in sides]), (batch, len(sides) * idx.size, picked.shape[1])
         )
         lam[src] = lam[src] + rows if src in lam else rows.copy()
-        pre += np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src])) @ abs_w[idx].T
+        pre += (mag if cols is None else mag[:, cols]) @ abs_picked.T
     const = np.broadcast_to(np.concatenate([s * layer.bias[idx] for s in sides]), (batch, len(sides) * idx.size)).copy()
-    low, _ = state.walk_to(lam, const, np.concatenate([pre] * len(sides), axis=1), k - 1)
+    low, _ = state.walk_to(lam, const, np.concatenate([pre] * len(sides), axis=1), k - 1, support)
     for i, s in enumerate(sides):
         part = low[:, i * idx.size : (i + 1) * idx.size]
         if s > 0:
@@ -228,25 +281,21 @@ def _tighten(state: _Suffix, k: int, idx: np.ndarray, sides: tuple[int, ...] = (
 def _tighten_layer(state: _Suffix, k: int, smooth: bool, budget: Budget | None = None) -> None:
     """Tighten every element of layer ``k`` open in some box. Before a ReLU the upper bounds come first, and the
     lower bounds only where some box's upper bound stays above 0 (an element at most 0 is off either way)."""
-    batch = state.lb[k].shape[0]
-    widest = max(v.shape[1] for v in state.lb[:k])
     lo, hi = state.lb[k], state.ub[k]
     if smooth:
         idx = np.nonzero(np.any(hi > lo, axis=0))[0]
-        step = max(1, CHUNK // max(1, 2 * batch * widest))
-        for start in range(0, idx.size, step):
+        for group, support in state.groups(k, idx, 2):
             if budget is not None:
                 budget.check("bounds after the cut")
-            _tighten(state, k, idx[start : start + step])
+            _tighten_group(state, k, group, (1, -1), support)
         return
-    step = max(1, CHUNK // max(1, batch * widest))
     for side in (-1, 1):
         lo, hi = state.lb[k], state.ub[k]
         idx = np.nonzero(np.any((lo < 0.0) & (hi > 0.0), axis=0))[0]
-        for start in range(0, idx.size, step):
+        for group, support in state.groups(k, idx, 1):
             if budget is not None:  # a layer's rows take up to a minute on a loaded machine
                 budget.check("bounds after the cut")
-            _tighten(state, k, idx[start : start + step], (side,))
+            _tighten_group(state, k, group, (side,), support)
 
 
 def suffix_bounds(
