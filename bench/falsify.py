@@ -39,7 +39,7 @@ FAMILIES = (
     "mnistfc",
 )
 #: The methods (``--json``'s ``method``) of a ``sat`` the attack found: the attack phase before any search, or the
-#: bound-guided beam that runs when the search has not decided within ``pipeline.BEAM_AFTER_S``.
+#: bound-guided beam that runs when the search has not decided within ``pipeline.BEAM_AFTER_CPU_S``.
 ATTACK_METHODS = frozenset({"attack", "graph-attack", "beam"})
 
 

@@ -7,7 +7,6 @@ input box is decided by the search (``search/``) with an exact backend at its le
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import threading
@@ -157,20 +156,35 @@ def _replay_first(run: _Run, proposals: list[np.ndarray]) -> Counterexample | No
     return None
 
 
-#: Wall seconds the search gets before the bound-guided beam (``attack_beam.py``) runs, on boxes with few free
-#: inputs: the beam costs about as much as the search of an easy ``unsat`` instance, so only the instances the
-#: search does not decide in this time pay for it (and for the search's first pass, which is started again).
-BEAM_AFTER_S = 1.0
+#: CPU seconds (``time.process_time``) the search gets before the bound-guided beam (``attack_beam.py``) runs, on
+#: boxes with few free inputs: the beam costs about as much as the search of an easy ``unsat`` instance, so only
+#: the instances the search does not decide in this time pay for it (and for the search's first pass, which is
+#: started again). CPU, not wall time: on a shared machine the wall clock would start the beam on every instance.
+BEAM_AFTER_CPU_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _CpuCapped(Budget):
+    """A budget that also expires once the process has used ``cpu_until`` seconds of CPU."""
+
+    cpu_until: float = math.inf
+
+    def expired(self) -> bool:
+        return Budget.expired(self) or time.process_time() >= self.cpu_until
+
+    def check(self, phase: str) -> None:
+        if self.expired():
+            raise BudgetExpired(phase)
 
 
 def _decide_or_beam(run: _Run, progress: _Progress) -> Result:
     """``_decide``; when some input box has few free inputs and there is an attack (``attack_samples``), first with
-    ``BEAM_AFTER_S`` of the budget only: if that does not decide, the beam's candidates are replayed, then the
+    ``BEAM_AFTER_CPU_S`` of CPU only: if that does not decide, the beam's candidates are replayed, then the
     search starts again with the rest of the budget."""
     if run.options.attack_samples <= 0 or not any(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
         return _decide(run)
     full, notes = run.budget, len(run.notes)
-    run.budget = dataclasses.replace(full, deadline=min(full.deadline, time.monotonic() + BEAM_AFTER_S))
+    run.budget = _CpuCapped(full.deadline, full.memory_limit_mb, time.process_time() + BEAM_AFTER_CPU_S)
     try:
         result = _decide(run)
     except BudgetExpired:

@@ -135,7 +135,7 @@ def _needle_onnx(tmp_path: Path) -> Path:
 
 
 def test_verify_runs_the_beam_when_the_search_is_slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "BEAM_AFTER_S", 0.0)  # the search's first pass ends at once
+    monkeypatch.setattr(pipeline, "BEAM_AFTER_CPU_S", 0.0)  # the search's first pass ends at once
     result = verify(str(_needle_onnx(tmp_path)), Property(2, 1, (_below(0.5),)), Options(timeout_s=60.0))
     assert result.verdict is Verdict.SAT and result.method == "beam"
     assert int(result.stats["beam_levels"]) > 1
