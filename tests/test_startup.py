@@ -51,6 +51,7 @@ NOT_IN_A_BOUNDS_CHECK = (
     "nnverify.backends._milp_solve",
     "nnverify.spec.discrete",
     "logging",
+    *(f"nnverify.graph.ops.{family}" for family in ("smooth", "periodic", "resize", "normalization", "conv_transpose")),
 )
 REPORT = (
     "import json, sys\n"
@@ -176,3 +177,34 @@ def test_other_commands_keep_the_normal_exit() -> None:
     proc = _program("ops")
     assert proc.returncode == 0 and "Relu" in proc.stdout
     assert "atexit ran" in proc.stderr and "interpreter teardown" in proc.stderr
+
+
+def test_the_op_package_imports_the_common_families_and_a_lookup_loads_the_rest() -> None:
+    """``REGISTRY``/``ACTIVATIONS`` import every op family at the first op type or activation they lack (and when
+    listed): a lookup never misses an operator that exists, and a ReLU network's check skips the others."""
+    code = (
+        "import sys\n"
+        "import nnverify.graph.ops\n"
+        "from nnverify.graph.ops.base import REGISTRY, ActKind\n"
+        "from nnverify.graph.ops.interface import ACTIVATIONS\n"
+        "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('nnverify.graph.ops.')))\n"
+        "print(type(REGISTRY.get('Resize')).__name__, REGISTRY.get('NoSuchOp'), ActKind.SIN in ACTIVATIONS)\n"
+        "print(type(ACTIVATIONS[ActKind.SIGMOID]).__name__, len(REGISTRY) > 60)"
+    )
+    (common, looked_up, listed), loaded = _loaded_after(code, ())
+    assert common == str(
+        sorted({"activation", "base", "elementwise", "interface", "linear", "pullback", "registry", "shape"})
+    )
+    assert (looked_up, listed) == ("Resize None True", "SigmoidActivation True")
+    assert loaded == []
+
+
+def test_every_op_family_module_is_listed() -> None:
+    """A module under ``graph/ops/`` that registers an operator or activation is in ``FAMILIES`` (else an op type
+    it defines would be unknown until something else loads it)."""
+    from nnverify.graph.ops import COMMON, FAMILIES
+
+    folder = ROOT / "nnverify" / "graph" / "ops"
+    registering = {f.stem for f in folder.glob("*.py") if "\n@register" in f.read_text()}
+    assert registering == set(FAMILIES)
+    assert set(COMMON) <= set(FAMILIES)

@@ -20,7 +20,6 @@ from nnverify.errors import ModelError
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import ActivationLayer, AffineLayer, Layer
 from nnverify.graph.ops.base import ActKind, Node
-from nnverify.graph.ops.maxpool import pool_windows
 from nnverify.graph.ops.piecewise import clip_limits
 
 #: Clip limits at or beyond float32's largest value are no limit (opset-6 Clip's default is +-3.4e38).
@@ -191,6 +190,8 @@ def _lower_max_min(b: _Builder) -> _Expr:
 
 def _lower_maxpool(b: _Builder) -> _Expr:
     """Each window's elements selected from the input (padding repeats a real element), then a max tree."""
+    from nnverify.graph.ops.maxpool import pool_windows  # here: it imports the Conv family (start-up)
+
     x_shape = tuple(b.shapes[b.node.inputs[0]])
     index = np.arange(math.prod(x_shape), dtype=np.float64).reshape((1, *x_shape))
     windows = pool_windows(b.node, index, -1.0).reshape(b.out_size, -1).astype(np.int64)

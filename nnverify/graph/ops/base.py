@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from nnverify.errors import NnverifyError
+from nnverify.graph.ops.registry import LazyRegistry
 
 
 class ActKind(StrEnum):
@@ -206,16 +207,15 @@ class Op:
         return None
 
 
-#: op_type -> operator implementation. Filled by ``@register`` when ``nnverify.graph.ops`` is imported.
-REGISTRY: dict[str, Op] = {}
+#: op_type -> operator implementation. Filled by ``@register`` as the op modules are imported: the common ones
+#: with ``nnverify.graph.ops``, the rest at the first lookup of an op type not yet there (``registry.py``).
+REGISTRY: dict[str, Op] = LazyRegistry()
 
 
 def register(cls: type[Op]) -> type[Op]:
     """Class decorator adding an operator to ``REGISTRY``; a duplicate op_type fails at import."""
-    key = cls.op_type
-    if key in REGISTRY:
-        raise RuntimeError(f"operator {key!r} registered twice ({type(REGISTRY[key]).__name__}, {cls.__name__})")
-    REGISTRY[key] = cls()
+    registry: LazyRegistry[str, Op] = REGISTRY  # type: ignore[assignment]
+    registry.add(cls.op_type, cls(), "operator")
     return cls
 
 

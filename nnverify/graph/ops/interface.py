@@ -13,6 +13,7 @@ import numpy as np
 
 from nnverify.graph.ops.base import ActKind, Flags, Node, Op, Parts, Step, Tensors
 from nnverify.graph.ops.pullback import first
+from nnverify.graph.ops.registry import LazyRegistry
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 #: Per element ``(lo_slope, lo_icpt, up_slope, up_icpt)``: ``lo_slope x + lo_icpt <= f(x) <= up_slope x + up_icpt``.
@@ -60,15 +61,15 @@ class Activation:
         raise NotImplementedError(f"{self.kind.value} has no exact encoding")
 
 
-#: ActKind -> its activation object. Filled by ``@register_activation`` when ``nnverify.graph.ops`` is imported.
-ACTIVATIONS: dict[ActKind, Activation] = {}
+#: ActKind -> its activation object. Filled by ``@register_activation`` as the op modules are imported (a kind
+#: not yet there loads them all: ``registry.py``).
+ACTIVATIONS: dict[ActKind, Activation] = LazyRegistry()
 
 
 def register_activation(cls: type[Activation]) -> type[Activation]:
     """Class decorator adding an activation to ``ACTIVATIONS``; a duplicate kind fails at import."""
-    if cls.kind in ACTIVATIONS:
-        raise RuntimeError(f"activation {cls.kind.value!r} registered twice")
-    ACTIVATIONS[cls.kind] = cls()
+    registry: LazyRegistry[ActKind, Activation] = ACTIVATIONS  # type: ignore[assignment]
+    registry.add(cls.kind, cls(), "activation")
     return cls
 
 
