@@ -227,6 +227,14 @@ def _shrink(
     return _Boxes(lb, ub, boxes.depth, boxes.layer_lb, boxes.layer_ub), empty
 
 
+def _shrink_children(kids: _Boxes, coef: np.ndarray, empty: np.ndarray, rows: StackedRows, options: Options) -> _Boxes:
+    """Both halves of each box shrunk again with their parent's functions ``coef`` (valid in each half; with one
+    input narrower the others can shrink further), without the halves left empty (never bounded)."""
+    kids, kid_empty = _shrink(kids, np.concatenate([coef, coef]), rows, np.vstack([empty, empty]), options)
+    keep = ~np.all(kid_empty, axis=1)
+    return kids if np.all(keep) else kids.part(keep)
+
+
 def _children(graph: LayerGraph, rows: StackedRows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
     """Both halves of every box, carrying the parent's layer bounds."""
     row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
@@ -314,7 +322,8 @@ class Search:
         found = try_points(self.graph, self.disjuncts, self.space.full(pts), is_counterexample, stats)
         if found is not None:
             return found, []
-        boxes, empty = _shrink(boxes, funcs[:, :, 1:] if funcs.shape[2] > 1 else funcs, rows, dead, self.options)
+        shrink_funcs = funcs[:, :, 1:] if funcs.shape[2] > 1 else funcs  # every rule's functions, if given
+        boxes, empty = _shrink(boxes, shrink_funcs, rows, dead, self.options)
         open_box &= ~np.all(empty, axis=1)
         live_rows = ~empty[:, rows.owner] & open_box[:, None]
         deep = open_box & (boxes.depth >= self.max_depth)
@@ -329,7 +338,10 @@ class Search:
         grow = open_box & ~deep
         if np.any(grow):
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            stack.append(_children(self.space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow]))
+            kids = _children(self.space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow])
+            kids = _shrink_children(kids, shrink_funcs[grow], empty[grow], rows, self.options)
+            if len(kids):
+                stack.append(kids)
             stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
         return None, leaves
 

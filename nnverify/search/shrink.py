@@ -1,8 +1,8 @@
 """Input-box shrinking: the part of a box where a conjunctive disjunct can hold, from its rows' linear lower bounds.
 
 A counterexample in disjunct ``d`` makes every row ``r`` of ``d`` at most 0, and ``f_r(x) <= r(x)`` on the box,
-so it lies in ``{x in box : f_r(x) <= 0 for every row r of d}``; the smallest box around that set (one pass of
-interval constraint propagation per row) replaces the box before it is split. No point of any live disjunct is
+so it lies in ``{x in box : f_r(x) <= 0 for every row r of d}``; a box around that set (``PASSES`` rounds of
+interval constraint propagation over the rows) replaces the box before it is split. No point of any live disjunct is
 lost, so the search stays complete; a disjunct whose set is empty is ruled out in the box.
 """
 
@@ -11,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
+
+#: Rounds of propagation over a disjunct's rows (all rows at once in each round; a second round lets one
+#: dimension's new face tighten the others).
+PASSES = 2
 
 
 def shrink_boxes(
@@ -44,8 +48,9 @@ def shrink_boxes(
     for d in range(n_disj):
         lo, hi = lb.copy(), ub.copy()
         gone = dead[:, d].copy()
-        for r in np.nonzero(owner == d)[0]:
-            gone |= _shrink_row(coef[:, r, :-1], coef[:, r, -1], lo, hi, margin_rel, margin_abs)
+        idx = np.nonzero(owner == d)[0]
+        for _ in range(PASSES if idx.size else 0):  # a disjunct without rows holds in the whole box
+            gone |= _shrink_rows(coef[:, idx, :-1], coef[:, idx, -1], lo, hi, margin_rel, margin_abs)
         empty[:, d] = gone
         keep = ~gone
         out_lb[keep] = np.minimum(out_lb[keep], lo[keep])
@@ -55,21 +60,21 @@ def shrink_boxes(
     return out_lb, out_ub, empty
 
 
-def _shrink_row(
+def _shrink_rows(
     c: np.ndarray, c0: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin_rel: float, margin_abs: float
 ) -> np.ndarray:
-    """Shrink ``[lo, hi]`` ``(B, n)`` in place to the hull of its points with ``c x + c0 <= 0``; the boxes where
-    none is left (``(B,)``, the lower bound of ``c x + c0`` over the box is positive)."""
-    low = np.minimum(c * lo, c * hi)  # (B, n): each term's minimum over the box
-    total = low.sum(axis=1) + c0
-    scale = np.abs(c0) + (np.abs(c) * np.maximum(np.abs(lo), np.abs(hi))).sum(axis=1)
-    slack = (margin_rel * scale + margin_abs)[:, None]
-    # c_i x_i <= -(total - low_i) + slack: each dimension with the others at their minimum
-    room = slack - (total[:, None] - low)
-    nz = c != 0.0
-    q = room / np.where(nz, c, 1.0)
+    """Shrink ``[lo, hi]`` ``(B, n)`` in place to the smallest box holding its points with ``c_r x + c0_r <= 0``
+    for each row ``r`` (``c`` ``(B, R, n)``: each row from the same box, the results intersected); the boxes
+    where no point is left ``(B,)`` (some row's lower bound over the box is positive)."""
+    low = np.minimum(c * lo[:, None], c * hi[:, None])  # (B, R, n)
+    total = low.sum(axis=2) + c0
+    scale = np.abs(c0) + (np.abs(c) * np.maximum(np.abs(lo), np.abs(hi))[:, None]).sum(axis=2)
+    slack = (margin_rel * scale + margin_abs)[:, :, None]
+    room = slack - (total[:, :, None] - low)  # c_i x_i <= room_i: each other dimension at its term's minimum
+    q = room / np.where(c != 0.0, c, 1.0)
     widen = margin_rel * np.abs(q) + margin_abs
-    pos, neg = c > 0.0, c < 0.0
-    np.minimum(hi, q + widen, out=hi, where=pos)
-    np.maximum(lo, q - widen, out=lo, where=neg)
-    return (total - slack[:, 0] > 0.0) | np.any(lo > hi, axis=1)
+    up = np.where(c > 0.0, q + widen, np.inf).min(axis=1)
+    down = np.where(c < 0.0, q - widen, -np.inf).max(axis=1)
+    np.minimum(hi, up, out=hi)
+    np.maximum(lo, down, out=lo)
+    return np.any(total - slack[:, :, 0] > 0.0, axis=1) | np.any(lo > hi, axis=1)

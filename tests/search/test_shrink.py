@@ -97,3 +97,15 @@ def test_the_margin_keeps_counterexamples_on_the_boundary() -> None:
     assert not np.any(empty) and np.all(_inside(x, new_lb, new_ub))
     bare_lb, bare_ub, _ = shrink_boxes(coef, owner, dead, lb, ub, margin_rel=0.0, margin_abs=0.0)
     assert not np.all(_inside(x, bare_lb, bare_ub))
+
+
+def test_a_disjunct_without_rows_keeps_the_box() -> None:
+    """Disjunct 1 has no rows (every point of the box is in it): the hull is the whole box, nothing ruled out."""
+    lb, ub = np.zeros((2, 2)), np.ones((2, 2))
+    coef = np.array([[[1.0, 0.0, -0.5]], [[0.0, 1.0, -0.25]]])  # disjunct 0: x0 <= 0.5, resp. x1 <= 0.25
+    dead = np.zeros((2, 2), dtype=bool)
+    new_lb, new_ub, empty = shrink_boxes(coef, np.array([0]), dead, lb, ub)
+    assert not np.any(empty) and np.all(new_lb == lb) and np.all(new_ub == ub)
+    one_lb, one_ub, _ = shrink_boxes(coef, np.array([0]), dead[:, :1], lb, ub)
+    np.testing.assert_allclose(one_ub, [[0.5, 1.0], [1.0, 0.25]], rtol=1e-8)
+    assert np.all(one_lb == lb)
