@@ -54,9 +54,10 @@ def _cut_candidates(graph: Graph) -> list[str]:
     return [graph.input_name, *reversed(out)]
 
 
-#: Largest estimated back-substitution work per box (``sparse_view.backsub_cost``, multiply-adds) of a suffix
-#: built sparse: the cGAN 64x64 nets' generated image (6.7e10) passes, their last ReLU before it (1.0e11) not.
-CUT_COST_MAX = 8e10
+#: Largest estimated back-substitution work per box (``sparse_view.backsub_cost``, multiply-adds over whole layers)
+#: of a suffix built sparse. The rows walk their receptive fields (``receptive.py``), far less than the estimate:
+#: the cGAN 64x64 nets' cut after their second ConvTranspose (3.1e12) passes, with the view's memory deciding.
+CUT_COST_MAX = 3.5e12
 
 
 #: Above this estimated work per root box from the input (``sparse_view.backsub_cost``), CROWN on the whole op

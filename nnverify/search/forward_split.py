@@ -13,15 +13,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnverify.attack_graph import DENSE_VIEW_MAX_MB, OnnxReplay, dense_view_mb, search, unsupported_by_analysis
 from nnverify.backends.base import SolveStatus
-from nnverify.bounds import backward_ops
 from nnverify.bounds.backward import LayerBounds
-from nnverify.bounds.backward_ops import OpBounds, OpPlan
-from nnverify.bounds.forward_cut import CutPlan, cut_rows_lower, plan_cut, prefers_cut
 from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
@@ -31,11 +29,16 @@ from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchSta
 from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct, Property
 
+if TYPE_CHECKING:  # imported where used: forward_reason runs on every check and needs neither
+    from nnverify.bounds.backward_ops import OpBounds, OpPlan
+    from nnverify.bounds.forward_cut import CutPlan
+
 #: Boxes bounded together.
 BATCH = 4
-#: Largest dense view of the part after the cut (MB, estimated from the shapes; its build takes several times
-#: that); never more than an eighth of the memory cap.
-CUT_MAX_MB = 256.0
+#: Largest view of the part after the cut (MB, estimated from the shapes; a dense one's build takes several times
+#: that); never more than a quarter of the memory cap. The cGAN 64x64 nets' sparse view after their third ReLU takes
+#: 449 MB (the one after their fourth, 302 MB, leaves the root box's rows at -0.029 instead of -0.002).
+CUT_MAX_MB = 512.0
 #: Share of the budget the graph attack gets before the search, and its cap in seconds (every cGAN sat instance
 #: fell in < 1 s; the search replays its own candidates too).
 ATTACK_SHARE = 0.05
@@ -56,6 +59,8 @@ class _Boxes:
 
 
 def _part(bounds: LayerBounds | OpBounds | None, sel: slice | np.ndarray) -> LayerBounds | OpBounds | None:
+    from nnverify.bounds.backward_ops import OpBounds
+
     if bounds is None or isinstance(bounds, OpBounds):
         return None if bounds is None else bounds.part(sel)
     return LayerBounds([v[sel] for v in bounds.lb], [v[sel] for v in bounds.ub])
@@ -63,6 +68,8 @@ def _part(bounds: LayerBounds | OpBounds | None, sel: slice | np.ndarray) -> Lay
 
 def _twice(bounds: LayerBounds | OpBounds | None, sel: np.ndarray) -> LayerBounds | OpBounds | None:
     """The bounds of the boxes ``sel`` for both halves of each (stacked as ``_halves`` stacks them)."""
+    from nnverify.bounds.backward_ops import OpBounds
+
     if bounds is None or isinstance(bounds, OpBounds):
         return None if bounds is None else bounds.part(sel).twice()
     return LayerBounds(*([np.vstack([v[sel], v[sel]]) for v in side] for side in (bounds.lb, bounds.ub)))
@@ -73,6 +80,10 @@ def _bound(
 ) -> tuple[np.ndarray, np.ndarray, LayerBounds | OpBounds | None]:
     """Row lower bounds ``(B, K)``, their lower functions ``(B, K, n_free + 1)`` of normalised coordinates, and
     the bounds of the tensors or layers the children inherit (None without a plan)."""
+    from nnverify.bounds import backward_ops
+    from nnverify.bounds.backward_ops import OpBounds, OpPlan
+    from nnverify.bounds.forward_cut import cut_rows_lower
+
     lb, ub = boxes.lb, boxes.ub
     x_form = input_form(lb, ub, free, (lb.shape[1],))
     if isinstance(plan, OpPlan):
@@ -183,11 +194,14 @@ def forward_reason(analysis: Graph, prop: Property, budget: Budget, max_free: in
 def _plan(analysis: Graph, budget: Budget) -> CutPlan | OpPlan | None:
     """The bounds a box gets: CROWN on the op graph down to the free inputs where every node allows it, else
     forward functions up to a cut and CROWN on the dense view after it (or forward functions alone)."""
+    from nnverify.bounds import backward_ops
+    from nnverify.bounds.forward_cut import plan_cut, prefers_cut
+
     ops = backward_ops.plan(analysis)
     if backward_ops.unsupported(ops) is None and OP_BACKWARD and not prefers_cut(analysis):
         return ops
     cap = getattr(budget, "memory_limit_mb", math.inf)
-    return plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 8), budget)
+    return plan_cut(analysis, min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 4), budget)
 
 
 #: Whether the op-graph back-substitution (``bounds/backward_ops.py``) is used where it applies.
@@ -199,6 +213,9 @@ def forward_route(
 ) -> Result:
     """The whole run for a network whose dense view is too large: a short graph attack, then input splitting
     with forward bounds on ``analysis``; every candidate is replayed on ``graph``'s ONNX file."""
+    from nnverify.bounds.backward_ops import OpPlan
+    from nnverify.bounds.forward_cut import CutPlan
+
     started = time.monotonic()
     replay = OnnxReplay(graph, prop, options)
     found = replay.found
