@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # imported where used: forward_reason runs on every check and
 #: Boxes bounded together.
 BATCH = 4
 #: Largest view of the part after the cut (MB, estimated from the shapes; a dense one's build takes several times
-#: that); never more than a quarter of the memory cap. The cGAN 64x64 nets' sparse view after their third ReLU takes
-#: 449 MB (the one after their fourth, 302 MB, leaves the root box's rows at -0.029 instead of -0.002).
+#: that); never more than a quarter of the memory cap. The cGAN 64x64 nets' sparse view after their second
+#: ConvTranspose takes 449 MB (the one after their third, 302 MB, leaves the root box's rows at -0.029, not -0.002).
 CUT_MAX_MB = 512.0
 #: Share of the budget the graph attack gets before the search, and its cap in seconds (every cGAN sat instance
 #: fell in < 1 s; the search replays its own candidates too).
