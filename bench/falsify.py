@@ -38,9 +38,8 @@ FAMILIES = (
     "traffic_signs_recognition_2023",
     "mnistfc",
 )
-#: The methods (``--json``'s ``method``) of a ``sat`` the attack found: the attack phase before any search, or the
-#: bound-guided beam that runs when the search has not decided within ``pipeline.BEAM_AFTER_CPU_S``.
-ATTACK_METHODS = frozenset({"attack", "graph-attack", "beam"})
+#: The methods (``--json``'s ``method``) of a ``sat`` the attack phase found before any search.
+ATTACK_METHODS = frozenset({"attack", "graph-attack"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """Bound-guided falsification: a beam of input boxes bisected towards where the property's margin can be smallest.
 
-For networks whose bounds are cheap (few free inputs). It only proposes candidates, checked on our own float64
-evaluator; ``witness.py`` decides. It proves nothing: a box whose bounds rule out every disjunct is dropped.
+For networks whose bounds are cheap (few free inputs); a library step for a search's slow runs, not in the default
+pipeline (docs/engine.md "Bound-guided beam"). It only proposes candidates, checked on our own float64 evaluator;
+``witness.py`` decides. It proves nothing: a box whose bounds rule out every disjunct is dropped.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ class BeamConfig:
     descent_steps: int = 8
 
 
-#: The beam's levels in the pipeline (on ACAS Xu the thin ``sat`` slivers of prop 2 were found by level 26: 48 of
-#: 48 runs, 12 seeds; 32 levels cost about 0.3 s of CPU there), and a cap on its wall time, as a share of what is
-#: left of the run's budget (levels, not seconds, set its cost: wall time on a loaded machine is no measure).
+#: ``beam_attack``'s levels (on ACAS Xu the thin ``sat`` slivers of prop 2 were found by level 26: 48 of 48 runs,
+#: 12 seeds; 32 levels cost about 0.3 s of CPU there), and a cap on its wall time, as a share of what is left of
+#: the run's budget (levels, not seconds, set its cost: wall time on a loaded machine is no measure).
 BEAM_LEVELS = 32
 BEAM_SHARE = 0.25
 

@@ -144,71 +144,12 @@ def _attack(run: _Run) -> Counterexample | None:
     proposals = attack.violating(ranked) or attack.refine_samples(run.layers, disjuncts, ranked, budget=run.budget)
     if not proposals:
         proposals = attack.pgd_candidates(run.layers, disjuncts, seed=run.options.seed, budget=run.budget)
-    return _replay_first(run, proposals)
-
-
-def _replay_first(run: _Run, proposals: list[np.ndarray]) -> Counterexample | None:
     for x in proposals:
         box = next(d for d in run.prop.disjuncts if d.contains_input(x[None, :])[0])
         cex = run.replay(x, box.lb, box.ub)
         if cex is not None:
             return cex
     return None
-
-
-#: CPU seconds (``time.process_time``) the search gets before the bound-guided beam (``attack_beam.py``) runs, on
-#: boxes with few free inputs: the beam costs about as much as the search of an easy ``unsat`` instance, so only
-#: the instances the search does not decide in this time pay for it (and for the search's first pass, which is
-#: started again). CPU, not wall time: on a shared machine the wall clock would start the beam on every instance.
-BEAM_AFTER_CPU_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class _CpuCapped(Budget):
-    """A budget that also expires once the process has used ``cpu_until`` seconds of CPU."""
-
-    cpu_until: float = math.inf
-
-    def expired(self) -> bool:
-        return Budget.expired(self) or time.process_time() >= self.cpu_until
-
-    def check(self, phase: str) -> None:
-        if self.expired():
-            raise BudgetExpired(phase)
-
-
-def _decide_or_beam(run: _Run, progress: _Progress) -> Result:
-    """``_decide``; when some input box has few free inputs and there is an attack (``attack_samples``), first with
-    ``BEAM_AFTER_CPU_S`` of CPU only: if that does not decide, the beam's candidates are replayed, then the
-    search starts again with the rest of the budget."""
-    if run.options.attack_samples <= 0 or not any(_input_split(run.layers, d.lb, d.ub) for d in run.prop.disjuncts):
-        return _decide(run)
-    full, notes = run.budget, len(run.notes)
-    run.budget = _CpuCapped(full.deadline, full.memory_limit_mb, time.process_time() + BEAM_AFTER_CPU_S)
-    try:
-        result = _decide(run)
-    except BudgetExpired:
-        if full.expired():
-            raise
-        result = None
-    finally:
-        run.budget = full
-    if result is not None and (result.verdict is not Verdict.TIMEOUT or full.expired()):
-        return result
-    del run.notes[notes:]  # the first pass's "budget spent" notes
-    progress.phase = "searching for a counterexample with a beam of boxes"
-    from nnverify.attack_beam import beam_attack
-
-    margins = (run.options.bound_margin_rel, run.options.bound_margin_abs)
-    proposals = beam_attack(
-        run.layers, list(run.prop.disjuncts), max_free=INPUT_SPLIT_MAX_DIM, margins=margins, seed=run.options.seed,
-        budget=run.budget, stats=run.stats,
-    )  # fmt: skip
-    cex = _replay_first(run, proposals)
-    if cex is not None:
-        return run.result(Verdict.SAT, "beam", cex)
-    progress.phase = "deciding the property"
-    return _decide(run)
 
 
 #: Inputs up to this dimension are decided by input splitting; wider ones by one exact query per box.
@@ -483,6 +424,6 @@ def _phases(
         return run.result(Verdict.TIMEOUT, "attack")
     progress.phase = "deciding the property"
     phase = time.monotonic()
-    result = _decide_or_beam(run, progress)
+    result = _decide(run)
     run.stats["search_s"] = round(time.monotonic() - phase, 4)
     return result

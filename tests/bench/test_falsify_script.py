@@ -60,7 +60,6 @@ def output(verdict: str, method: str, stats: dict[str, object] | None = None) ->
     [
         ("sat", "attack", 1.2, True),
         ("sat", "graph-attack", 4.9, True),
-        ("sat", "beam", 2.1, True),  # the beam, after the search's first pass
         ("sat", "attack", 5.3, False),  # in time for the budget's margin, not for the target
         ("sat", "input-split+highs", 2.0, False),  # found by the search, not the attack
         ("timeout", "attack", 5.1, False),
