@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 #: Seconds the parent waits for the worker's last message after ``stop``, and then for its exit, before a kill.
 STOP_WAIT_S = 0.5
+#: Longest single wait for a message (the budget may be unlimited; ``poll`` takes no infinite timeout).
+POLL_S = 0.5
 #: Seconds the parent waits for a message while it has no boxes and the worker gave none.
 STEAL_WAIT_S = 0.02
 
@@ -65,6 +67,12 @@ class _Worker:
     finished: bool = False
     counters: tuple[int, int, int] = (0, 0, 0)
     note: str = ""
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        try:
+            self.conn.send((kind, payload))
+        except OSError as exc:  # a broken pipe: the worker is gone
+            raise WorkerLost("the second search process ended without answering") from exc
 
     def recv(self) -> tuple[str, Any]:
         try:
@@ -219,14 +227,14 @@ def _drive(
             if done is not None:
                 return done
             if worker.idle and (part := give_half(stack)):
-                worker.conn.send(("work", part))
+                worker.send("work", part)
                 worker.idle = False
             continue
         if worker.idle:
             return None
-        worker.conn.send(("steal", None))
+        worker.send("steal")
         kind = ""
-        while kind != "work" and not worker.finished and worker.conn.poll(budget.remaining()):
+        while kind != "work" and not worker.finished and worker.conn.poll(min(budget.remaining(), POLL_S)):
             done, kind = _handle(search, stack, worker, backend, budget, accept)  # others are handled on the way
             if done is not None:
                 return done
