@@ -34,7 +34,6 @@ from nnverify.graph.layers import (
     pin_inputs,
 )
 from nnverify.options import Options
-from nnverify.search.exact import solve_box
 from nnverify.search.rows import StackedRows
 from nnverify.search.shrink import shrink_boxes
 from nnverify.spec.property import Disjunct
@@ -112,6 +111,8 @@ def _exact_leaf(
 ) -> tuple[SolveStatus, np.ndarray | None, str]:
     lbs = [v[i] for v in sym.lb]
     ubs = [v[i] for v in sym.ub]
+    from nnverify.search.exact import solve_box  # not on the path of a search without exact leaves (start-up)
+
     outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget)
     return outcome.status, outcome.x, outcome.note
 
