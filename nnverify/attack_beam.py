@@ -188,6 +188,8 @@ def beam_candidates(
     (``beam_levels``) and the boxes bounded (``beam_boxes``)."""
     config = config or BeamConfig()
     budget = budget or Budget.unlimited()
+    if any(d.n_rows == 0 for d in disjuncts):  # the box alone is unsafe
+        return [(disjuncts[0].lb + disjuncts[0].ub) / 2.0]
     rng = np.random.default_rng(seed)
     rows = _Rows.of(disjuncts)
     d0 = disjuncts[0]

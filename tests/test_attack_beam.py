@@ -99,6 +99,28 @@ def test_every_proposal_lies_in_a_disjunct_of_the_property(seed: int) -> None:
         assert any(d.contains_input(x[None, :])[0] and d.slack(x[None, :], out)[0] <= 0.0 for d in disjuncts)
 
 
+def test_a_smooth_network_and_a_disjunct_without_rows() -> None:
+    """A tanh layer (not a ReLU chain: ``backward_rows_lower``), and a disjunct whose box alone is unsafe."""
+    rng = np.random.default_rng(7)
+    w0, w1 = rng.normal(size=(6, 2)), rng.normal(size=(1, 6))
+    graph = LayerGraph(
+        (
+            InputLayer(2),
+            AffineLayer("fc0", (0,), (w0,), rng.normal(size=6)),
+            ActivationLayer("tanh", 1, ActKind.TANH, 6),
+            AffineLayer("fc1", (2,), (w1,), np.zeros(1)),
+        ),
+        3,
+    )
+    y = graph.eval(rng.uniform(0.0, 1.0, (500, 2)))[:, 0]
+    d = _below(float(np.quantile(y, 0.001)))
+    found = attack_beam.beam_candidates(graph, [d], attack_beam.layer_bound_fn(graph, [d], *MARGINS), seed=1)
+    assert found and all(d.slack(x[None, :], graph.eval(x[None, :]))[0] <= 0.0 for x in found)
+    free = Disjunct(np.zeros(2), np.ones(2), np.zeros((0, 2)), np.zeros((0, 1)), np.zeros(0))
+    found = attack_beam.beam_candidates(graph, [free], attack_beam.layer_bound_fn(graph, [free], *MARGINS))
+    assert found and free.contains_input(np.array(found)).all()
+
+
 def test_the_beam_looks_at_its_budget_and_its_share() -> None:
     graph, d = _needle(), _below(0.5)
     bound = attack_beam.layer_bound_fn(graph, [d], *MARGINS)
