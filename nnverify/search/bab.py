@@ -1,11 +1,13 @@
 """Branch and bound by input splitting, with forward symbolic bounds and an exact backend at the leaves.
 
-Boxes are processed in batches, depth first. In each box a disjunct is ruled out when a sound lower
-bound of one of its rows is positive; a box with every disjunct ruled out is proven. Each undecided box
-offers attack points (its centre and the vertex minimising the tightest row's linear bound) to the
-caller's replay callback, then is split in two along the dimension with the largest
+Boxes are processed in batches, depth first (``boxes.py`` bounds, shrinks and splits them). In each box a
+disjunct is ruled out when a sound lower bound of one of its rows is positive; a box with every disjunct ruled
+out is proven. Each undecided box offers attack points (its centre and the vertex minimising the tightest row's
+linear bound) to the caller's replay callback, is shrunk to where its disjuncts' linear lower bounds allow a
+counterexample (``shrink.py``), then is split in two along the dimension with the largest
 ``width * gradient bound`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
-backend with the box's symbolic bounds as big-M constants, so the search is complete.
+backend with the box's symbolic bounds as big-M constants, so the search is complete. A search still open after
+``SHARE_AFTER_S`` continues in two processes (``parallel.py``).
 """
 
 from __future__ import annotations
@@ -18,31 +20,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnverify.backends.base import Backend, SolveStatus
-from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
-from nnverify.bounds.interval import affine_interval
-from nnverify.bounds.lean import bound_chain, is_relu_chain
-from nnverify.bounds.symbolic import rows_lower_bound_symbolic, symbolic_bounds
+from nnverify.bounds.backward import LayerBounds
+from nnverify.bounds.lean import is_relu_chain
 from nnverify.budget import Budget
 from nnverify.graph.core import Graph
 from nnverify.graph.layers import (
-    AffineLayer,
     LayerGraph,
-    backpropagate,
-    box_slopes,
     exact_dot_plus,
     is_exact,
     pin_inputs,
 )
 from nnverify.options import Options
+from nnverify.search.boxes import Boxes, attack_points, bound_boxes, children, shrink, shrink_children
 from nnverify.search.rows import StackedRows
-from nnverify.search.shrink import shrink_boxes
 from nnverify.spec.property import Disjunct
 
 #: Boxes bounded together in one numpy call.
 BATCH = 128
-#: Child boxes of a ReLU chain are bounded in groups of about this many with similar numbers of unstable neurons
-#: in the parent (``lean.py`` pads each box's rows and neurons to the group's largest count).
-GROUP = 32
 #: Splits along one path before the exact backend decides the box.
 MAX_DEPTH = 48
 #: Networks with smooth activations (no exact leaf): splits along one path per free input before a box is
@@ -78,29 +72,6 @@ class SearchOutcome:
     stats: SearchStats = field(default_factory=SearchStats)
 
 
-def _attack_points(
-    coef: np.ndarray, lower: np.ndarray, live_rows: np.ndarray, lb: np.ndarray, ub: np.ndarray
-) -> np.ndarray:
-    """Per box: the centre and the vertex minimising the live row with the largest lower bound."""
-    masked = np.where(live_rows, lower, -np.inf)
-    row = np.argmax(masked, axis=1)
-    w = coef[np.arange(coef.shape[0]), row, :-1]
-    vertex = np.where(w > 0.0, lb, ub)
-    return np.vstack([(lb + ub) / 2.0, vertex])
-
-
-def _split(lb: np.ndarray, ub: np.ndarray, smear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two halves of each box along the dimension with the largest smear ``width * gradient bound``."""
-    score = (ub - lb) * (smear + 1e-12)
-    dim = np.argmax(score, axis=1)
-    rows = np.arange(lb.shape[0])
-    mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
-    left_ub, right_lb = ub.copy(), lb.copy()
-    left_ub[rows, dim] = mid
-    right_lb[rows, dim] = mid
-    return np.vstack([lb, right_lb]), np.vstack([left_ub, ub])
-
-
 def _exact_leaf(
     graph: LayerGraph,
     sym: LayerBounds,
@@ -117,139 +88,13 @@ def _exact_leaf(
     return outcome.status, outcome.x, outcome.note
 
 
-@dataclass(frozen=True, slots=True)
-class _Boxes:
-    """A batch of boxes, their depths, and sound bounds of every layer inherited from their parents."""
-
-    lb: np.ndarray
-    ub: np.ndarray
-    depth: np.ndarray
-    layer_lb: list[np.ndarray] | None = None
-    layer_ub: list[np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return int(self.lb.shape[0])
-
-    def part(self, sel: slice | np.ndarray) -> _Boxes:
-        lbs = None if self.layer_lb is None else [v[sel] for v in self.layer_lb]
-        ubs = None if self.layer_ub is None else [v[sel] for v in self.layer_ub]
-        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], lbs, ubs)
-
-
-def _pop_batch(stack: list[_Boxes]) -> _Boxes:
+def _pop_batch(stack: list[Boxes]) -> Boxes:
     """Take up to ``BATCH`` boxes from the top of the stack (depth first keeps the stack small)."""
     top = stack.pop()
     if len(top) > BATCH:
         stack.append(top.part(slice(BATCH, None)))
         top = top.part(slice(0, BATCH))
     return top
-
-
-def _bound(
-    graph: LayerGraph, rows: StackedRows, boxes: _Boxes, options: Options, lean: bool = False
-) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
-    """Layer bounds (forward symbolic, intersected with the parents', tightened by back-substitution) and the
-    rows' lower bounds ``(B, K)`` with their linear functions ``(B, K, n + 1)``; ``lean``: the graph is a ReLU
-    chain and the back-substitution is ``bounds/lean.py``'s."""
-    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
-    if lean and boxes.layer_lb is not None and boxes.layer_ub is not None:
-        return _bound_child(graph, rows, boxes, boxes.layer_lb, boxes.layer_ub, margins)
-    sym = symbolic_bounds(graph, boxes.lb, boxes.ub, **margins)
-    lbs, ubs = sym.lb, sym.ub
-    if boxes.layer_lb is not None and boxes.layer_ub is not None:  # a child box lies inside its parent
-        lbs = [np.maximum(a, b) for a, b in zip(lbs, boxes.layer_lb, strict=True)]
-        ubs = [np.minimum(a, b) for a, b in zip(ubs, boxes.layer_ub, strict=True)]
-    fwd_lower, _ = rows_lower_bound_symbolic(
-        sym, graph.output, rows.a_x, rows.a_y, rows.b, boxes.lb, boxes.ub, **margins
-    )
-    if lean:
-        tight, lower, coef = bound_chain(
-            graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, every_rule=True, **margins
-        )
-    else:
-        tight = crown_bounds(graph, lbs, ubs, **margins)
-        lower, coef = backward_rows_lower(
-            graph, tight.lb, tight.ub, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, **margins
-        )
-    return tight, np.maximum(lower, fwd_lower), coef
-
-
-def _bound_child(
-    graph: LayerGraph,
-    rows: StackedRows,
-    boxes: _Boxes,
-    parent_lb: list[np.ndarray],
-    parent_ub: list[np.ndarray],
-    margins: dict[str, float],
-) -> tuple[LayerBounds, np.ndarray, np.ndarray]:
-    """``_bound`` of child boxes of a ReLU chain without forward symbolic bounds: the parent's layer bounds
-    (valid in the child), the first layer's interval image of the child's box, then ``lean.bound_chain``
-    (which also intersects each layer with the interval image of the tightened layer below it). Large batches go
-    in groups of ``GROUP`` boxes sorted by their parent's count of unstable neurons."""
-    if GROUP and len(boxes) >= 2 * GROUP:
-        key = sum(((lo < 0.0) & (hi > 0.0)).sum(axis=1) for lo, hi in zip(parent_lb, parent_ub, strict=True))
-        order = np.argsort(key, kind="stable")
-        parts = [
-            _bound_child(graph, rows, boxes.part(p), [v[p] for v in parent_lb], [v[p] for v in parent_ub], margins)
-            for p in np.array_split(order, len(boxes) // GROUP)
-        ]
-        inv = np.argsort(order)
-        n_layers = len(parent_lb)
-        tight = LayerBounds(
-            [np.concatenate([r[0].lb[k] for r in parts])[inv] for k in range(n_layers)],
-            [np.concatenate([r[0].ub[k] for r in parts])[inv] for k in range(n_layers)],
-        )
-        return tight, np.concatenate([r[1] for r in parts])[inv], np.concatenate([r[2] for r in parts])[inv]
-    lbs, ubs = list(parent_lb), list(parent_ub)
-    lbs[0], ubs[0] = boxes.lb, boxes.ub
-    first = graph.layers[1]
-    assert isinstance(first, AffineLayer)
-    lo, hi = affine_interval([boxes.lb], [boxes.ub], first, **margins)
-    lbs[1], ubs[1] = np.maximum(lo, lbs[1]), np.minimum(hi, ubs[1])
-    return bound_chain(graph, lbs, ubs, rows.a_x, rows.a_y, rows.b, rules=SLOPE_RULES, every_rule=True, **margins)
-
-
-def _shrink(
-    boxes: _Boxes, coef: np.ndarray, rows: StackedRows, dead: np.ndarray, options: Options
-) -> tuple[_Boxes, np.ndarray]:
-    """The boxes shrunk to the hull of where their live disjuncts' linear lower bounds ``coef`` ``(B, K, m, n + 1)``
-    (``m`` per row: each slope rule's) allow a counterexample (``shrink.py``; the layer bounds stay valid in a
-    smaller box), and the disjuncts ruled out ``(B, D)``."""
-    batch, k, m, n = coef.shape
-    lb, ub, empty = shrink_boxes(
-        coef.reshape(batch, k * m, n),
-        np.repeat(rows.owner, m),
-        dead,
-        boxes.lb,
-        boxes.ub,
-        margin_rel=options.bound_margin_rel,
-        margin_abs=options.bound_margin_abs,
-    )
-    return _Boxes(lb, ub, boxes.depth, boxes.layer_lb, boxes.layer_ub), empty
-
-
-def _shrink_children(kids: _Boxes, coef: np.ndarray, empty: np.ndarray, rows: StackedRows, options: Options) -> _Boxes:
-    """Both halves of each box shrunk again with their parent's functions ``coef`` (valid in each half; with one
-    input narrower the others can shrink further), without the halves left empty (never bounded)."""
-    kids, kid_empty = _shrink(kids, np.concatenate([coef, coef]), rows, np.vstack([empty, empty]), options)
-    keep = ~np.all(kid_empty, axis=1)
-    return kids if np.all(keep) else kids.part(keep)
-
-
-def _children(graph: LayerGraph, rows: StackedRows, boxes: _Boxes, tight: LayerBounds, live_rows: np.ndarray) -> _Boxes:
-    """Both halves of every box, carrying the parent's layer bounds."""
-    row_weights = np.abs(live_rows.astype(np.float64) @ np.abs(rows.a_y))
-    smear = backpropagate(graph, row_weights, box_slopes(graph, tight.lb, tight.ub), absolute=True) + np.abs(
-        live_rows @ np.abs(rows.a_x)
-    )
-    new_lb, new_ub = _split(boxes.lb, boxes.ub, smear)
-    return _Boxes(
-        new_lb,
-        new_ub,
-        np.concatenate([boxes.depth + 1, boxes.depth + 1]),
-        [np.vstack([v, v]) for v in tight.lb],
-        [np.vstack([v, v]) for v in tight.ub],
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,26 +150,26 @@ class Search:
     note: str = ""
 
     def run_batch(
-        self, stack: list[_Boxes], is_counterexample: Callable[[np.ndarray], bool]
+        self, stack: list[Boxes], is_counterexample: Callable[[np.ndarray], bool]
     ) -> tuple[np.ndarray | None, list[Leaf]]:
         """Bound the top batch of ``stack``; a replayed counterexample among its attack points, else None and
         the batch's exact leaves (its other open boxes' children are pushed onto ``stack``)."""
         rows, stats = self.space.rows, self.stats
         boxes = _pop_batch(stack)
         stats.boxes += len(boxes)
-        tight, lower, coef = _bound(self.space.graph, rows, boxes, self.options, self.lean)
+        tight, lower, coef = bound_boxes(self.space.graph, rows, boxes, self.options, self.lean)
         dead = rows.dead(lower)
         open_box = ~np.all(dead, axis=1)
         if not np.any(open_box):
             return None, []
         live_rows = ~dead[:, rows.owner] & open_box[:, None]
         funcs = coef[:, :, None] if coef.ndim == 3 else coef  # (B, K, m, n + 1): the best rule's first
-        pts = _attack_points(funcs[:, :, 0], lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box] * 2)]
+        pts = attack_points(funcs[:, :, 0], lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box] * 2)]
         found = try_points(self.graph, self.disjuncts, self.space.full(pts), is_counterexample, stats)
         if found is not None:
             return found, []
         shrink_funcs = funcs[:, :, 1:] if funcs.shape[2] > 1 else funcs  # every rule's functions, if given
-        boxes, empty = _shrink(boxes, shrink_funcs, rows, dead, self.options)
+        boxes, empty = shrink(boxes, shrink_funcs, rows, dead, self.options)
         open_box &= ~np.all(empty, axis=1)
         live_rows = ~empty[:, rows.owner] & open_box[:, None]
         deep = open_box & (boxes.depth >= self.max_depth)
@@ -339,8 +184,8 @@ class Search:
         grow = open_box & ~deep
         if np.any(grow):
             grow_bounds = LayerBounds([v[grow] for v in tight.lb], [v[grow] for v in tight.ub])
-            kids = _children(self.space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow])
-            kids = _shrink_children(kids, shrink_funcs[grow], empty[grow], rows, self.options)
+            kids = children(self.space.graph, rows, boxes.part(grow), grow_bounds, live_rows[grow])
+            kids = shrink_children(kids, shrink_funcs[grow], empty[grow], rows, self.options)
             if len(kids):
                 stack.append(kids)
             stats.max_depth = max(stats.max_depth, int(boxes.depth[grow].max()) + 1)
@@ -387,7 +232,7 @@ def input_split_search(
     exact = is_exact(graph)
     max_depth = MAX_DEPTH if exact else max(MAX_DEPTH, SMOOTH_DEPTH_PER_INPUT * n_free)
     search = Search(graph, disjuncts, space, options, max_depth, exact, is_relu_chain(space.graph))
-    stack = [_Boxes(lb[None, space.free], ub[None, space.free], np.zeros(1, dtype=np.int64))]
+    stack = [Boxes(lb[None, space.free], ub[None, space.free], np.zeros(1, dtype=np.int64))]
     share_at = time.monotonic() + SHARE_AFTER_S if options.cores() >= 2 else math.inf
     while stack:
         if budget.expired():

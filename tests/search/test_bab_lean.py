@@ -11,6 +11,7 @@ from nnverify.backends import get_backend
 from nnverify.budget import Budget
 from nnverify.options import Options
 from nnverify.search import bab
+from nnverify.search import boxes as search_boxes
 from nnverify.search.bab import input_split_search
 from nnverify.search.exact import decide_box
 from nnverify.spec.property import Disjunct
@@ -21,7 +22,7 @@ def test_lean_search_agrees_with_the_exact_query(monkeypatch: pytest.MonkeyPatch
     the first near its minimum over the box (deep searches).
     Every ``unsat`` is also checked against 20,000 samples, and both verdicts occur."""
     monkeypatch.setattr(bab, "BATCH", 16)
-    monkeypatch.setattr(bab, "GROUP", 2)
+    monkeypatch.setattr(search_boxes, "GROUP", 2)
     rng = np.random.default_rng(11)
     options = Options()
     backend = get_backend("highs", options)

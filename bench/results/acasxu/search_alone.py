@@ -1,7 +1,8 @@
 """Run ``input_split_search`` alone on ACAS Xu instances in this process: per input box its status, boxes, exact
 leaves and depth, then CPU (user + system, with the second search process's) and wall seconds (no start-up, no
 attack); ``THREADS=1`` in the environment keeps the search in one process. ``--prof`` adds a cProfile on the
-process-time clock. ``GROUP``/``BATCH`` in the environment override ``search/bab.py``'s constants (A/B runs).
+process-time clock. ``GROUP``/``BATCH`` in the environment override ``search/boxes.py``'s and ``search/bab.py``'s
+constants (A/B runs).
 
 Usage: ``python search_alone.py [--prof] 4_2:2 3_3:9 ...`` (network ``i_j``, property number); run it with the
 tree to measure first on ``PYTHONPATH``.
@@ -24,7 +25,7 @@ from nnverify.graph.passes import to_layers
 from nnverify.graph.tail import strip_softmax
 from nnverify.options import Options
 from nnverify.pipeline import _group_by_box
-from nnverify.search import bab
+from nnverify.search import bab, boxes
 from nnverify.spec.vnnlib import load_property
 from nnverify.witness import OnnxRunner, check_counterexample
 
@@ -66,7 +67,7 @@ def _cpu() -> float:
 
 
 def main() -> None:
-    bab.GROUP = int(os.environ.get("GROUP", str(bab.GROUP)))
+    boxes.GROUP = int(os.environ.get("GROUP", str(boxes.GROUP)))
     bab.BATCH = int(os.environ.get("BATCH", str(bab.BATCH)))
     prof = "--prof" in sys.argv
     for inst in [a for a in sys.argv[1:] if not a.startswith("--")]:
