@@ -17,12 +17,14 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 @dataclass(frozen=True, slots=True)
 class Optimum:
     """Result of ``maximise_min``: the best point sampling and ascent found (seeded: reproducible), its value and
-    the MILP's proven upper bound (``inf`` when the MILP's wall-clock limit left none: may vary with the load)."""
+    the MILP's proven upper bound (``inf`` when the MILP's wall-clock limit left none: may vary with the load) and
+    the value at the MILP's own best point (``-inf`` if none)."""
 
     x: np.ndarray
     value: float
     bound: float
     seconds: float
+    milp_value: float = -np.inf
 
 
 def forward(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
@@ -169,4 +171,7 @@ def maximise_min(
     value = float(objective(layers, x[None, :], rows, consts)[0])
     dual = getattr(res, "mip_dual_bound", None)
     bound = -float(dual) if dual is not None and np.isfinite(dual) else np.inf
-    return Optimum(x=x, value=value, bound=max(bound, value), seconds=time.perf_counter() - start)
+    milp_value = (
+        -np.inf if res.x is None else float(objective(layers, np.clip(res.x[:n_in], lb, ub)[None, :], rows, consts)[0])
+    )
+    return Optimum(x, value, max(bound, value), time.perf_counter() - start, milp_value)
