@@ -87,15 +87,16 @@ class _Worker:
         self.idle = kind == "idle"
         return kind, payload
 
-    def stop(self) -> None:
-        """Ask the worker to stop, take its last counters, and reap it (killed if it does not leave in time)."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Ask the worker to stop, take its last counters, and reap it (killed if it does not leave within
+        ``wait_s`` twice: 0 once the budget is spent, so that the answer is not late)."""
         with contextlib.suppress(OSError, EOFError, ValueError, NnverifyError):
             if not self.finished:
                 self.conn.send(("stop", None))
-            end = time.monotonic() + STOP_WAIT_S
+            end = time.monotonic() + wait_s
             while not self.finished and (left := end - time.monotonic()) > 0 and self.conn.poll(left):
                 self.recv()
-        end = time.monotonic() + STOP_WAIT_S
+        end = time.monotonic() + wait_s
         while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
             if time.monotonic() > end:
                 with contextlib.suppress(ProcessLookupError):
@@ -190,7 +191,7 @@ def shared_search(
     except WorkerLost as exc:
         out = SearchOutcome(SolveStatus.UNKNOWN, note=str(exc))
     finally:
-        worker.stop()
+        worker.stop(min(STOP_WAIT_S, budget.remaining()))
         boxes, candidates, depth = worker.counters
         search.stats.boxes += boxes
         search.stats.candidates += candidates
