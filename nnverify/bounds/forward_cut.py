@@ -55,9 +55,12 @@ def _cut_candidates(graph: Graph) -> list[str]:
 
 
 #: Largest estimated back-substitution work per box (``sparse_view.backsub_cost``, multiply-adds over whole layers)
-#: of a suffix built sparse. The rows walk their receptive fields (``receptive.py``), far less than the estimate:
-#: the cGAN 64x64 nets' cut after their second ConvTranspose (3.1e12) passes, with the view's memory deciding.
-CUT_COST_MAX = 3.5e12
+#: of a suffix built sparse: the cheap cut (the cGAN 64x64 nets' generated image, 6.7e10; the upsample net's
+#: ``input.39``, 1.9e10), and the deep cut taken where the cheap one leaves the root box loose
+#: (``forward_split.ROOT_LOOSE``). The rows walk their receptive fields (``receptive.py``), far less than the
+#: estimate: the 64x64 nets' cut after their second ConvTranspose (3.1e12) passes, with the view's memory deciding.
+CUT_COST_MAX = 8e10
+DEEP_CUT_COST_MAX = 3.5e12
 
 
 #: Above this estimated work per root box from the input (``sparse_view.backsub_cost``), CROWN on the whole op
@@ -75,16 +78,18 @@ def prefers_cut(graph: Graph) -> bool:
     return backsub_cost(graph, graph.input_name, shapes) > WHOLE_COST_MAX
 
 
-def plan_cut(graph: Graph, limit_mb: float, budget: Budget | None = None) -> CutPlan | None:
-    """The earliest cut whose suffix's estimated back-substitution work is under ``CUT_COST_MAX`` and whose sparse
-    view (``sparse_view.py``, never dense) fits ``limit_mb``; else the earliest whose dense view fits ``limit_mb``.
-    Either must start with an affine layer on the cut alone; None if no cut qualifies."""
+def plan_cut(
+    graph: Graph, limit_mb: float, budget: Budget | None = None, cost_max: float | None = None
+) -> CutPlan | None:
+    """The earliest cut whose suffix's estimated back-substitution work is under ``cost_max`` (``CUT_COST_MAX`` if
+    None) and whose sparse view (``sparse_view.py``, never dense) fits ``limit_mb``; else the earliest whose dense
+    view fits ``limit_mb``. Either must start with an affine layer on the cut alone; None if no cut qualifies."""
     from nnverify.bounds.sparse_view import backsub_cost, sparse_view
 
     shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, graph.n_inputs))).items()}
     candidates = [cut for cut in _cut_candidates(graph) if cut != graph.output_name]
     for cut in candidates:
-        if backsub_cost(graph, cut, shapes) > CUT_COST_MAX:
+        if backsub_cost(graph, cut, shapes) > (CUT_COST_MAX if cost_max is None else cost_max):
             continue
         view = sparse_view(_after(graph, cut, shapes), limit_mb, budget)
         if view is not None and _starts_affine(view):

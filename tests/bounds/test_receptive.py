@@ -119,3 +119,27 @@ def test_walk_cost_is_below_the_whole_layer_cost(tmp_path: Path) -> None:
     shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, 4))).items()}
     view = _plan(graph).suffix
     assert 0.0 < receptive.walk_cost(view) < backsub_cost(graph, "img", shapes)
+
+
+def test_a_loose_root_box_at_the_cheap_cut_takes_the_deep_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nnverify.budget import Budget
+    from nnverify.search import forward_split
+    from nnverify.spec.property import Disjunct
+
+    graph = _net(tmp_path)
+    monkeypatch.setattr(forward_split, "OP_BACKWARD", False)  # the cut route, as for the 64x64 cGANs
+    from nnverify.bounds.sparse_view import backsub_cost
+
+    shapes = {name: value.shape[1:] for name, value in graph.eval_all(np.zeros((1, 4))).items()}
+    monkeypatch.setattr(forward_cut, "CUT_COST_MAX", backsub_cost(graph, "e1", shapes))  # cheap: after the 1st ReLU
+    lb, ub, _ = _boxes()
+    disjuncts = [Disjunct(lb[0], ub[0], np.zeros((1, 4)), np.array([[1.0]]), np.array([-3.0]))]
+    cuts = {}
+    for loose in (np.inf, -np.inf):
+        monkeypatch.setattr(forward_split, "ROOT_LOOSE", loose)
+        plan = forward_split._plan(graph, Budget.unlimited(), disjuncts)
+        assert isinstance(plan, CutPlan)
+        cuts[loose] = plan.cut
+    assert cuts[-np.inf] != cuts[np.inf]  # every root counts as loose: the deep (earlier) cut
+    order = forward_cut._cut_candidates(graph)
+    assert order.index(cuts[-np.inf]) < order.index(cuts[np.inf])
