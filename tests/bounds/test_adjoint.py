@@ -23,7 +23,7 @@ from nnverify.graph.ops import conv_kernels  # ConvMap lives in the op layer; ad
 from nnverify.graph.passes import to_layers
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "graph"))
-from onnx_nets import build_model
+from onnx_nets import build_model, small_cnn_layers
 
 CONVS = {
     "plain": ((1, 2, 5, 5), (3, 2, 3, 3), {}),
@@ -82,26 +82,7 @@ def test_a_map_that_disagrees_with_its_matrix_is_refused(tmp_path: Path) -> None
 
 
 def _cnn(tmp_path: Path) -> LayerGraph:
-    rng = np.random.default_rng(4)
-    nodes = [
-        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Flatten", ["r2"], ["f"]),
-        helper.make_node("Gemm", ["f", "G", "C"], ["y"], transB=1),
-    ]
-    inits = {
-        "W1": rng.uniform(-1, 1, (4, 2, 3, 3)),
-        "B1": rng.uniform(-0.3, 0.3, 4),
-        "W2": rng.uniform(-0.5, 0.5, (3, 4, 3, 3)),
-        "B2": rng.uniform(-0.3, 0.3, 3),
-        "G": rng.uniform(-1, 1, (3, 48)),
-        "C": rng.uniform(-0.3, 0.3, 3),
-    }
-    path = tmp_path / "cnn.onnx"
-    onnx.save(build_model(nodes, (1, 2, 8, 8), inits), path)
-    return to_layers(load_network(path), merge=False)
+    return small_cnn_layers(tmp_path / "cnn.onnx")
 
 
 def _dense(net: LayerGraph) -> LayerGraph:

@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from netgen import random_net
-from onnx import helper
 
 from nnverify.bounds import lean
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds
@@ -18,13 +16,11 @@ from nnverify.bounds.interval import interval_bounds
 from nnverify.bounds.lean import bound_chain, crown_chain, is_relu_chain, rows_lower_chain
 from nnverify.bounds.symbolic import symbolic_bounds
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
-from nnverify.graph.onnx_import import load_network
 from nnverify.graph.ops import conv_kernels
 from nnverify.graph.ops.base import ActKind
-from nnverify.graph.passes import to_layers
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "graph"))
-from onnx_nets import build_model
+from onnx_nets import small_cnn_layers
 
 CHAINS = {"relu-3": [3, 8, 8, 2], "relu-deep": [5, 12, 12, 12, 12, 5], "acas-like": [5, 20, 20, 20, 20, 20, 5]}
 
@@ -179,26 +175,7 @@ def test_the_margin_is_what_keeps_every_rule_function_sound(margin: bool) -> Non
 
 
 def _small_cnn(tmp_path: Path) -> LayerGraph:
-    rng = np.random.default_rng(4)
-    nodes = [
-        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Flatten", ["r2"], ["f"]),
-        helper.make_node("Gemm", ["f", "G", "C"], ["y"], transB=1),
-    ]
-    inits = {
-        "W1": rng.uniform(-1, 1, (4, 2, 3, 3)),
-        "B1": rng.uniform(-0.3, 0.3, 4),
-        "W2": rng.uniform(-0.5, 0.5, (3, 4, 3, 3)),
-        "B2": rng.uniform(-0.3, 0.3, 3),
-        "G": rng.uniform(-1, 1, (3, 48)),
-        "C": rng.uniform(-0.3, 0.3, 3),
-    }
-    path = tmp_path / "cnn.onnx"
-    onnx.save(build_model(nodes, (1, 2, 8, 8), inits), path)
-    return to_layers(load_network(path), merge=False)
+    return small_cnn_layers(tmp_path / "cnn.onnx")
 
 
 def test_a_small_cnn_with_kernel_maps_is_a_chain_whose_bounds_contain_samples(

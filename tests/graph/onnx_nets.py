@@ -67,3 +67,27 @@ def check_net(path: Path, n_points: int = 20, low: float = -1.0, high: float = 1
     layers = to_layers(graph)
     np.testing.assert_allclose(layers.eval(x), ours, rtol=1e-9, atol=1e-9 * scale)
     return graph, layers
+
+
+def small_cnn_layers(path: Path) -> LayerGraph:
+    """Conv(stride 2) -> ReLU -> Conv -> ReLU -> Flatten -> Gemm on a 2x8x8 input (seeded), saved at ``path`` and
+    read into the layer view (``merge=False``): the CNN of the kernel-route and ReLU-chain tests."""
+    rng = np.random.default_rng(4)
+    nodes = [
+        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Flatten", ["r2"], ["f"]),
+        helper.make_node("Gemm", ["f", "G", "C"], ["y"], transB=1),
+    ]
+    inits = {
+        "W1": rng.uniform(-1, 1, (4, 2, 3, 3)),
+        "B1": rng.uniform(-0.3, 0.3, 4),
+        "W2": rng.uniform(-0.5, 0.5, (3, 4, 3, 3)),
+        "B2": rng.uniform(-0.3, 0.3, 3),
+        "G": rng.uniform(-1, 1, (3, 48)),
+        "C": rng.uniform(-0.3, 0.3, 3),
+    }
+    onnx.save(build_model(nodes, (1, 2, 8, 8), inits), path)
+    return to_layers(load_network(path), merge=False)
