@@ -1,165 +1,32 @@
 """CROWN back-substitution on the op graph, down to the free inputs: no dense matrix is ever built.
 
-Coefficient tensors ``(B, R, *shape)`` are pulled through the nodes in reverse order (affine ops through their
-adjoint: a Conv's ``linear_map``, else ``attack_vjp.node_vjp``; activations through their ``relax`` lines) and
-stop at the *floor*: the tensors that are affine in the input, whose exact forward functions of the free inputs
-(``forward_ops``) turn them into ``(B, R, n + 1)`` functions.
+Intermediate bounds op by op (forward functions, each open activation input tightened by walks of
+``op_walk``), half boxes inheriting their parent's functions, and the property rows' lower bounds. The walk stops
+at the *floor*: the tensors affine in the input, whose exact forward functions (``forward_ops``) turn each row into
+an ``(n + 1)``-vector of the free inputs.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from nnverify.attack_vjp import node_vjp
-from nnverify.bounds.adjoint import ConvMap
 from nnverify.bounds.forward_ops import Form, _affine, activation_form, input_form
-from nnverify.bounds.forward_ops import unsupported as forward_unsupported
+from nnverify.bounds.op_plan import OpPlan, plan, unsupported
+from nnverify.bounds.op_walk import OpBounds, act_step, concretize, walk
 from nnverify.budget import Budget
 from nnverify.errors import ModelError
-from nnverify.graph.core import Graph
-from nnverify.graph.ops.base import REGISTRY, ActKind, Node
+from nnverify.graph.ops.base import REGISTRY
 from nnverify.graph.ops.interface import ACTIVATIONS
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
+
+__all__ = ["CHUNK", "ROW_RULES", "OpBounds", "OpPlan", "op_bounds", "plan", "rows_lower", "unsupported", "walk"]
 
 #: ReLU lower-slope rules tried for the property rows (``backward.SLOPE_RULES``; each is one more walk of K rows).
 ROW_RULES = ("adaptive", "parallel", "zero", "one")
 #: Elements (boxes x rows x widest tensor) of one back-substitution chunk (memory: 8 bytes each, a few copies).
 CHUNK = 1 << 22
-
-
-@dataclass(frozen=True, slots=True)
-class OpPlan:
-    """What the passes need to know about a graph once: tensor shapes, the floor, each affine node's operator.
-
-    Attributes:
-        graph: The op graph.
-        shapes: Each variable tensor's shape without the analysis batch axis.
-        prefix: Tensors affine in the input (no activation on the way): exact forward functions.
-        floor: Prefix tensors read by a node outside the prefix (where back-substitution stops).
-        maps: Affine node name -> its cheaper linear operator (``Op.linear_map``: Conv's kernel) or None.
-        bias: Affine node name -> its output at zero variable inputs (the constant term), batch axis 1.
-        depth: Variable tensor -> the most activations on a path from the input to it.
-    """
-
-    graph: Graph
-    shapes: dict[str, tuple[int, ...]]
-    prefix: frozenset[str]
-    floor: tuple[str, ...]
-    maps: dict[str, Any]
-    bias: dict[str, np.ndarray]
-    depth: dict[str, int]
-
-    @property
-    def widest(self) -> int:
-        return max(math.prod(s) for s in self.shapes.values())
-
-
-def unsupported(p: OpPlan) -> str | None:
-    """The first node the back-substitution cannot pass (named, with the reason), or None."""
-    reason = forward_unsupported(p.graph)
-    if reason is not None:
-        return reason
-    for node in p.graph.nodes:
-        if node.outputs[0] in p.prefix or not REGISTRY[node.op_type].affine or p.maps.get(node.name) is not None:
-            continue
-        try:
-            _pull(p, node, np.zeros((*p.shapes[node.outputs[0]], 1, 1)))
-        except (ModelError, ValueError, IndexError, TypeError) as exc:
-            return f"node '{node.name}' ({node.op_type}) has no adjoint: {exc}"
-    return None
-
-
-def plan(graph: Graph) -> OpPlan:
-    """The ``OpPlan`` of ``graph`` (one evaluation at zero for the shapes and constant terms)."""
-    env = graph.eval_all(np.zeros((1, graph.n_inputs)))
-    variable = {graph.input_name} | {node.outputs[0] for node in graph.nodes}
-    shapes = {name: tuple(env[name].shape[1:]) for name in variable}
-    prefix = {graph.input_name}
-    maps: dict[str, Any] = {}
-    bias: dict[str, np.ndarray] = {}
-    depth = {graph.input_name: 0}
-    for node in graph.nodes:
-        op = REGISTRY[node.op_type]
-        below = max((depth[n] for n in node.inputs if n in depth), default=0)
-        depth[node.outputs[0]] = below + (0 if op.affine else 1)
-        if not op.affine:
-            continue
-        if all(name in prefix for name in node.inputs if name in variable):
-            prefix.add(node.outputs[0])
-        data = node.inputs[0]
-        cmap = op.linear_map(node, graph.constants, shapes[data]) if data in variable else None
-        maps[node.name] = cmap if isinstance(cmap, ConvMap) else None  # the rows-last adjoint is ConvMap's
-        bias[node.name] = _call_at(graph, node, {n: np.zeros((1, *shapes[n])) for n in node.inputs if n in variable})
-    floor = [
-        name
-        for name in dict.fromkeys(n for node in graph.nodes if node.outputs[0] not in prefix for n in node.inputs)
-        if name in prefix
-    ]
-    if graph.output_name in prefix:
-        floor.append(graph.output_name)
-    return OpPlan(graph, shapes, frozenset(prefix), tuple(floor), maps, bias, depth)
-
-
-def _call_at(graph: Graph, node: Node, values: dict[str, np.ndarray], absolute: bool = False) -> np.ndarray:
-    args = []
-    for name in node.inputs:
-        if name in values:
-            args.append(values[name])
-        elif not name:
-            args.append(np.empty((1, 0)))
-        else:
-            value = graph.constants[name][None, ...]
-            args.append(np.abs(value) if absolute and np.issubdtype(value.dtype, np.floating) else value)
-    op = REGISTRY[node.op_type]
-    out = op.abs_eval(node, *args) if absolute and not op.nonnegative else op.eval(node, *args)
-    return np.asarray(out, dtype=np.float64)
-
-
-@dataclass(slots=True)
-class OpBounds:
-    """Sound bounds ``(B, *shape)`` of every variable tensor over a batch of boxes, and the floor's functions.
-
-    ``funcs`` holds, per tightened tensor, the flat elements ``idx`` and their lower and upper functions
-    ``(B, n + 1, m)`` of the normalised coordinates of ``box`` (``(lb, ub)``, ``(B, n_inputs)``): a half box
-    re-expresses them in its own coordinates and concretises them, cheaper than back-substituting again.
-    ``lines`` caches each activation's relaxation step (``_Step``, by its output tensor), ``pre`` each affine node's
-    ``|A| max|x| + |b|`` (the scale of the rounding of a step through it)."""
-
-    lb: dict[str, np.ndarray]
-    ub: dict[str, np.ndarray]
-    floor: dict[str, Form]
-    box: tuple[np.ndarray, np.ndarray] | None = None
-    funcs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
-    lines: dict[str, _Step] = field(default_factory=dict)
-    pre: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def part(self, sel: slice | np.ndarray) -> OpBounds:
-        """The bounds of the boxes ``sel`` (the floor's functions are recomputed per box, not kept)."""
-        return OpBounds(
-            {k: v[sel] for k, v in self.lb.items()},
-            {k: v[sel] for k, v in self.ub.items()},
-            {},
-            None if self.box is None else (self.box[0][sel], self.box[1][sel]),
-            {k: (idx, lo[sel], up[sel]) for k, (idx, lo, up) in self.funcs.items()},
-        )
-
-    def twice(self) -> OpBounds:
-        """The bounds for both halves of every box (the halves stacked as ``[lower halves, upper halves]``)."""
-
-        def two(v: np.ndarray) -> np.ndarray:
-            return np.concatenate([v, v])
-
-        return OpBounds(
-            {k: two(v) for k, v in self.lb.items()},
-            {k: two(v) for k, v in self.ub.items()},
-            {},
-            None if self.box is None else (two(self.box[0]), two(self.box[1])),
-            {k: (idx, two(lo), two(up)) for k, (idx, lo, up) in self.funcs.items()},
-        )
 
 
 def _inherit(
@@ -200,205 +67,6 @@ def _interval(low: np.ndarray, up: np.ndarray, margins: tuple[float, float]) -> 
     return lo - (margins[0] * np.abs(low).sum(axis=1) + margins[1]), hi + margins[0] * np.abs(up).sum(axis=1) + margins[
         1
     ]
-
-
-def _conv_adjoint(cmap: ConvMap, coef: np.ndarray) -> np.ndarray:
-    """``coef`` ``(M, *out, N)`` (rows last) through the transposed convolution: ``(C, *in, N)``. One GEMM of the
-    kernel's transpose per group, then one strided add per kernel offset (``ConvMap._adjoint`` without its
-    transposes to and from rows first)."""
-    n = coef.shape[-1]
-    channels, m = cmap.in_shape[0], cmap.out_shape[0]
-    cg, mg = channels // cmap.groups, m // cmap.groups
-    kshape, out_sizes = cmap.kernel.shape[2:], cmap.out_shape[1:]
-    rows = coef.reshape(m, -1)
-    padded = [size + lo + hi for size, (lo, hi) in zip(cmap.in_shape[1:], cmap.pads, strict=True)]
-    dx = np.zeros((channels, *padded, n))
-    for g in range(cmap.groups):
-        wt = cmap.kernel[g * mg : (g + 1) * mg].reshape(mg, -1).T  # (Cg * K, Mg)
-        cols = (wt @ rows[g * mg : (g + 1) * mg]).reshape(cg, *kshape, *out_sizes, n)
-        for offset, window in cmap._windows():
-            dx[(slice(g * cg, (g + 1) * cg), *window)] += cols[(slice(None), *offset)]
-    if any(lo or hi for lo, hi in cmap.pads):
-        crop = tuple(slice(lo, lo + size) for (lo, _), size in zip(cmap.pads, cmap.in_shape[1:], strict=True))
-        dx = np.ascontiguousarray(dx[(slice(None), *crop)])
-    return dx
-
-
-def _pull(p: OpPlan, node: Node, coef: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """``coef`` ``(*out, B, R)`` through the adjoint of the affine node's linear part, per variable input."""
-    batch, rows = coef.shape[-2:]
-    n = batch * rows
-    out_shape = p.shapes[node.outputs[0]]
-    cmap = p.maps.get(node.name)
-    data = node.inputs[0]
-    if cmap is not None and len(out_shape) == len(cmap.out_shape) + 1:
-        flat = _conv_adjoint(cmap, coef.reshape(*cmap.out_shape, n))
-        return [(data, flat.reshape(*p.shapes[data], batch, rows))]
-    g = np.moveaxis(coef.reshape(-1, n), -1, 0).reshape(n, *out_shape)
-    variable = [bool(name) and name in p.shapes for name in node.inputs]
-    args = [
-        np.broadcast_to(np.zeros((1, *p.shapes[name])), (n, *p.shapes[name]))
-        if var
-        else (p.graph.constants[name][None, ...] if name else np.empty((1, 0)))
-        for name, var in zip(node.inputs, variable, strict=True)
-    ]
-    parts = node_vjp(node, args, g, variable)
-    if parts is None:
-        raise ModelError(f"node '{node.name}' ({node.op_type}) has no adjoint rule")
-    out = []
-    for name, part, var in zip(node.inputs, parts, variable, strict=False):
-        if var and part is not None:
-            full = np.broadcast_to(part, (n, *p.shapes[name])).reshape(n, -1)
-            out.append((name, np.ascontiguousarray(full.T).reshape(*p.shapes[name], batch, rows)))
-    return out
-
-
-def _pre(p: OpPlan, state: OpBounds, node: Node) -> np.ndarray:
-    """``|A| max(|lb|, |ub|) + |b|`` of an affine node, ``(B, *out)`` (cached per batch)."""
-    if node.name not in state.pre:
-        values = {n: np.maximum(np.abs(state.lb[n]), np.abs(state.ub[n])) for n in node.inputs if n in p.shapes}
-        zeros = {n: np.zeros((1, *p.shapes[n])) for n in values}
-        cmap = p.maps.get(node.name)
-        if cmap is not None:
-            ((_, x),) = values.items()
-            part = cmap.forward(x.reshape(x.shape[0], -1), absolute=True)
-            part = part.reshape(x.shape[0], *p.shapes[node.outputs[0]])
-        else:
-            part = _call_at(p.graph, node, values, True) - _call_at(p.graph, node, zeros, True)
-        state.pre[node.name] = part + np.abs(p.bias[node.name])
-    return state.pre[node.name]
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """An activation's lines in the walk's layout: ``y >= lo_s x + lo_c`` where the row's coefficient is
-    positive, ``y <= up_s x + up_c`` where negative; ``inexact`` the flat elements where the two lines differ in
-    some box (elsewhere one multiplication passes the coefficient)."""
-
-    lo_s: np.ndarray  # (*shape, B, 1)
-    lo_c: np.ndarray | None  # (B, *shape), None if zero
-    inexact: np.ndarray  # (m,)
-    d_s: np.ndarray  # (m, B, 1): up_s - lo_s there
-    d_c: np.ndarray  # (B, m): up_c - lo_c there
-    term: np.ndarray  # (B, *shape): max|s| max|x| + max|c|, the rounding scale
-
-
-def _step(p: OpPlan, state: OpBounds, node: Node, margins: tuple[float, float], rule: str = "adaptive") -> _Step:
-    """The activation's ``_Step`` on its input's bounds (cached per batch); ``rule`` (``backward.SLOPE_RULES``)
-    picks a ReLU's lower slope where it is unstable (any slope in [0, 1] is sound), other activations keep
-    their ``relax`` lines."""
-    src, out = node.inputs[0], node.outputs[0]
-    key = out if rule == "adaptive" else f"{out}\0{rule}"
-    if key not in state.lines:
-        kind = REGISTRY[node.op_type].activation_of(node, p.graph.constants)
-        assert kind is not None
-        lo_s, lo_c, up_s, up_c = ACTIVATIONS[kind].relax(state.lb[src], state.ub[src], *margins)
-        if kind is ActKind.RELU and rule != "adaptive":
-            unstable = (state.lb[src] < 0.0) & (state.ub[src] > 0.0)
-            choice: np.ndarray | float = up_s if rule == "parallel" else {"zero": 0.0, "one": 1.0}[rule]
-            lo_s = np.where(unstable, choice, lo_s)
-        batch = lo_s.shape[0]
-        flat = [v.reshape(batch, -1) for v in (lo_s, lo_c, up_s, up_c)]
-        inexact = np.flatnonzero(np.any((flat[0] != flat[2]) | (flat[1] != flat[3]), axis=0))
-        mag = np.maximum(np.abs(state.lb[src]), np.abs(state.ub[src]))
-        term = np.maximum(np.abs(lo_s), np.abs(up_s)) * mag + np.maximum(np.abs(lo_c), np.abs(up_c))
-        state.lines[key] = _Step(
-            _last(lo_s),
-            lo_c if np.any(lo_c) else None,
-            inexact,
-            np.ascontiguousarray((flat[2] - flat[0])[:, inexact].T)[:, :, None],
-            flat[3][:, inexact] - flat[1][:, inexact],
-            term,
-        )
-    return state.lines[key]
-
-
-def _last(x: np.ndarray) -> np.ndarray:
-    """``(B, *s)`` -> ``(*s, B, 1)``: a per-box array broadcast over rows in the rows-last layout."""
-    return np.ascontiguousarray(np.moveaxis(x, 0, -1))[..., None]
-
-
-def _dot(vec: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """``sum over the shape of vec * coef``: ``(B, R)`` for ``vec`` ``(B or 1, *s)`` and ``coef`` ``(*s, B, R)``."""
-    batch, rows = coef.shape[-2:]
-    flat = coef.reshape(-1, batch, rows)
-    v = vec.reshape(vec.shape[0], -1)
-    if v.shape[0] == 1:
-        return (v[0] @ flat.reshape(-1, batch * rows)).reshape(batch, rows)
-    return np.stack([v[b] @ flat[:, b] for b in range(batch)])
-
-
-def walk(
-    p: OpPlan,
-    state: OpBounds,
-    lam: dict[str, np.ndarray],
-    const: np.ndarray,
-    scale: np.ndarray,
-    margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
-    rule: str = "adaptive",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lower-bound ``sum_t lam[t] . t + const`` over each box (``lam[t]`` ``(*shape_t, B, R)``, rows last so that
-    every elementwise step and every adjoint runs along them): back-substitute down to the floor, bound it there
-    by the floor's functions. Returns ``(lower (B, R), lower functions (B, R, n + 1))`` of the normalised
-    coordinates, the margin folded into each function's constant (so it is itself a sound lower bound)."""
-    lam = dict(lam)
-    const, scale = const.copy(), scale.copy()
-    for node in reversed(p.graph.nodes):
-        out = node.outputs[0]
-        if out in p.prefix or out not in lam:
-            continue
-        coef = lam.pop(out)
-        op = REGISTRY[node.op_type]
-        if op.affine:
-            const += _dot(p.bias[node.name], coef)
-            scale += _dot(_pre(p, state, node), np.abs(coef))
-            for name, part in _pull(p, node, coef):
-                lam[name] = lam[name] + part if name in lam else part
-            continue
-        src = node.inputs[0]
-        step = _step(p, state, node, margins, rule)
-        batch, rows = coef.shape[-2:]
-        c = coef.reshape(-1, batch, rows)
-        part = c * step.lo_s.reshape(-1, batch, 1)
-        if step.lo_c is not None:
-            const += _dot(step.lo_c, coef)
-        if step.inexact.size:
-            neg = np.minimum(c[step.inexact], 0.0)
-            part[step.inexact] += neg * step.d_s
-            const += np.einsum("mbr,bm->br", neg, step.d_c)
-        scale += _dot(step.term, np.abs(coef))
-        part = part.reshape(*p.shapes[src], batch, rows)
-        lam[src] = lam[src] + part if src in lam else part
-    return _concretize(state, lam, const, scale, margins)
-
-
-def _concretize(
-    state: OpBounds, lam: dict[str, np.ndarray], const: np.ndarray, scale: np.ndarray, margins: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """The coefficients left on the floor bounded by its functions ``centre -+ (dev + rad)``."""
-    batch, rows = const.shape
-    n1 = next(iter(state.floor.values())).centre.shape[1]
-    func = np.zeros((batch, rows, n1))
-    mag = scale + np.abs(const)
-    for name, coef in lam.items():
-        form = state.floor[name]
-        c = coef.reshape(-1, batch, rows)
-        abs_c = np.abs(c)
-        centre = form.centre.reshape(batch, n1, -1)
-        dev = None if form.dev is None else form.dev.reshape(batch, n1, -1)
-        rad, fmag = form.rad.reshape(batch, -1), form.mag.reshape(batch, -1)
-        for b in range(batch):
-            func[b] += (centre[b] @ c[:, b]).T
-            if dev is not None:
-                func[b] -= (dev[b] @ abs_c[:, b]).T
-            func[b, :, -1] -= rad[b] @ abs_c[:, b]
-            mag[b] += fmag[b] @ abs_c[:, b]
-    func[..., -1] += const
-    mag = mag + np.abs(func).sum(axis=2)
-    pad = margins[0] * mag + margins[1]
-    lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - pad
-    func[..., -1] -= pad
-    return lower, func
 
 
 def _side(
@@ -560,7 +228,7 @@ def op_bounds(
         lo, hi = act.interval(state.lb[src], state.ub[src], *margins)
         f_lo, f_hi = forms[out].interval(*margins)
         keep(out, np.maximum(lo, f_lo), np.minimum(hi, f_hi))
-        _step(p, state, node, margins)
+        act_step(p, state, node, margins)
     return state
 
 
@@ -586,7 +254,7 @@ def rows_lower(
     if np.any(a_x):
         x_state = OpBounds({}, {}, {"x": x_form})
         x_lam = {"x": np.ascontiguousarray(np.broadcast_to(a_x.T[:, None, :], (a_x.shape[1], batch, k)))}
-        _, x_func = _concretize(x_state, x_lam, zeros, zeros, margins)
+        _, x_func = concretize(x_state, x_lam, zeros, zeros, margins)
     best: tuple[np.ndarray, np.ndarray] | None = None
     for rule in rules:
         lower, func = walk(p, state, {out: coef}, zeros - b, zeros + np.abs(b), margins, rule)
