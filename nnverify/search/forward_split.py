@@ -2,7 +2,7 @@
 
 Each box is bounded by ``bounds/backward_ops.py`` (CROWN on the op graph down to the free inputs) where every node
 allows it, else by ``bounds/forward_cut.py`` or ``bounds/forward_ops.py``; open boxes offer attack points and are
-halved.
+halved. A search still open after its first batch continues in two processes (``parallel.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,11 +21,11 @@ from nnverify.attack_graph import DENSE_VIEW_MAX_MB, OnnxReplay, dense_view_mb, 
 from nnverify.backends.base import SolveStatus
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.forward_ops import forward_forms, input_form, rows_lower, unsupported
-from nnverify.budget import Budget
+from nnverify.budget import Budget, peak_mb, resident_mb
 from nnverify.graph.core import Graph
 from nnverify.options import Options
 from nnverify.result import Result, Verdict
-from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, SearchOutcome, SearchStats, try_points
+from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, TIMEOUT_NOTE, SearchOutcome, SearchStats, try_points
 from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct, Property
 
@@ -33,8 +33,15 @@ if TYPE_CHECKING:  # imported where used: forward_reason runs on every check and
     from nnverify.bounds.backward_ops import OpBounds, OpPlan
     from nnverify.bounds.forward_cut import CutPlan
 
-#: Boxes bounded together.
+#: Boxes bounded together (``SHARED_BATCH`` once two processes share the boxes: a batch costs seconds to minutes,
+#: and the other process may run dry meanwhile).
 BATCH = 4
+SHARED_BATCH = 2
+#: Seconds of searching before the open boxes are shared with a second process (``parallel.py``; every batch of
+#: the cGAN and bias-field nets takes longer, so they share from the second batch on), and the budget that must
+#: be left then.
+SHARE_AFTER_S = 0.5
+SHARE_MIN_LEFT_S = 1.0
 #: Largest view of the part after the cut (MB, estimated from the shapes; a dense one's build takes several times
 #: that); never more than a quarter of the memory cap. The cGAN 64x64 nets' sparse view after their second
 #: ConvTranspose takes 449 MB (the one after their third, 302 MB, leaves the root box's rows at -0.029, not -0.002).
@@ -53,6 +60,9 @@ class _Boxes:
     ub: np.ndarray
     depth: np.ndarray
     parent: LayerBounds | OpBounds | None = None
+
+    def __len__(self) -> int:
+        return int(self.lb.shape[0])
 
     def part(self, sel: slice | np.ndarray) -> _Boxes:
         return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], _part(self.parent, sel))
@@ -99,52 +109,111 @@ def _bound(
     return lower, func, None
 
 
+@dataclass(slots=True)
+class _Search:
+    """One forward-split search (the interface ``parallel.shared_search`` drives): bounds the top batch of a stack
+    of boxes and pushes both halves of each open one; it has no exact leaves."""
+
+    graph: Graph
+    plan: CutPlan | OpPlan | None
+    disjuncts: list[Disjunct]
+    budget: Budget
+    batch: int = BATCH
+    stats: SearchStats = field(default_factory=SearchStats)
+    note: str = ""
+    rows: StackedRows = field(init=False)
+    free: np.ndarray = field(init=False)
+    index: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = StackedRows.of(self.disjuncts)
+        self.free = self.disjuncts[0].lb < self.disjuncts[0].ub
+        self.index = np.flatnonzero(self.free)
+
+    def use(self, budget: Budget) -> None:
+        """Bound with ``budget`` from now on (the worker process's memory cap)."""
+        self.budget = budget
+
+    def run_batch(
+        self, stack: list[_Boxes], is_counterexample: Callable[[np.ndarray], bool]
+    ) -> tuple[np.ndarray | None, list[Any]]:
+        """Bound the top batch of ``stack``: a replayed counterexample among its points, else None (and no
+        leaves); the halves of its open boxes are pushed onto ``stack``."""
+        boxes = stack.pop()
+        if len(boxes) > self.batch:
+            stack.append(boxes.part(slice(self.batch, None)))
+            boxes = boxes.part(slice(0, self.batch))
+        lb, ub, depth, index, stats = boxes.lb, boxes.ub, boxes.depth, self.index, self.stats
+        stats.boxes += len(boxes)
+        lower, func, bounds = _bound(self.graph, self.plan, self.rows, boxes, self.free, self.budget)
+        dead = self.rows.dead(lower)
+        live = ~dead[:, self.rows.owner]
+        open_box = np.any(live, axis=1)
+        if not np.any(open_box):
+            return None, []
+        pts = _points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
+        found = try_points(self.graph, self.disjuncts, pts, is_counterexample, stats)
+        if found is not None:
+            return found, []
+        max_depth = SMOOTH_DEPTH_PER_INPUT * index.size
+        deep = open_box & (depth >= max_depth)
+        if np.any(deep):
+            self.note = f"the relaxation left a box open after {max_depth} splits"
+        grow = open_box & ~deep
+        if np.any(grow):
+            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index)
+            stack.append(_Boxes(*halves, _twice(bounds, grow)))
+            stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
+        return None, []
+
+    def settle(
+        self, leaves: list[Any], backend: Any, budget: Budget, is_counterexample: Callable[[np.ndarray], bool]
+    ) -> SearchOutcome | None:
+        """No exact leaves here: nothing to decide."""
+        return None
+
+    def outcome(self) -> SearchOutcome:
+        """The answer once every box is closed: proven, or undecided with the note."""
+        if self.note:
+            return SearchOutcome(SolveStatus.UNKNOWN, note=self.note, stats=self.stats)
+        return SearchOutcome(SolveStatus.INFEASIBLE, stats=self.stats)
+
+
 def forward_split_search(
     graph: Graph,
     plan: CutPlan | OpPlan | None,
     disjuncts: list[Disjunct],
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
+    cores: int = 1,
 ) -> SearchOutcome:
-    """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs."""
-    rows = StackedRows.of(disjuncts)
+    """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs; with
+    ``cores`` >= 2, a search still open after ``SHARE_AFTER_S`` continues in two processes if two fit the memory
+    cap (``fits_twice``)."""
+    search = _Search(graph, plan, disjuncts, budget)
     lb0, ub0 = disjuncts[0].lb, disjuncts[0].ub
-    free = lb0 < ub0
-    index = np.flatnonzero(free)
-    max_depth = SMOOTH_DEPTH_PER_INPUT * index.size
-    stats = SearchStats()
     stack = [_Boxes(lb0[None, :], ub0[None, :], np.zeros(1, dtype=np.int64))]
-    note = ""
+    share_at = time.monotonic() + SHARE_AFTER_S if cores >= 2 else math.inf
     while stack:
         if budget.expired():
-            return SearchOutcome(SolveStatus.TIMEOUT, note="budget spent during input splitting", stats=stats)
-        boxes = stack.pop()
-        if len(boxes.lb) > BATCH:
-            stack.append(boxes.part(slice(BATCH, None)))
-            boxes = boxes.part(slice(0, BATCH))
-        lb, ub, depth = boxes.lb, boxes.ub, boxes.depth
-        stats.boxes += lb.shape[0]
-        lower, func, bounds = _bound(graph, plan, rows, boxes, free, budget)
-        dead = rows.dead(lower)
-        live = ~dead[:, rows.owner]
-        open_box = np.any(live, axis=1)
-        if not np.any(open_box):
-            continue
-        pts = _points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
-        found = try_points(graph, disjuncts, pts, is_counterexample, stats)
+            return SearchOutcome(SolveStatus.TIMEOUT, note=TIMEOUT_NOTE, stats=search.stats)
+        if time.monotonic() >= share_at and budget.remaining() > SHARE_MIN_LEFT_S:
+            if fits_twice(budget):
+                from nnverify.search.parallel import shared_search
+
+                search.batch = SHARED_BATCH
+                return shared_search(search, stack, None, budget, is_counterexample, search.use)
+            share_at = math.inf
+        found, _ = search.run_batch(stack, is_counterexample)
         if found is not None:
-            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=stats)
-        deep = open_box & (depth >= max_depth)
-        if np.any(deep):
-            note = f"the relaxation left a box open after {max_depth} splits"
-        grow = open_box & ~deep
-        if np.any(grow):
-            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index)
-            stack.append(_Boxes(*halves, _twice(bounds, grow)))
-            stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
-    if note:
-        return SearchOutcome(SolveStatus.UNKNOWN, note=note, stats=stats)
-    return SearchOutcome(SolveStatus.INFEASIBLE, stats=stats)
+            return SearchOutcome(SolveStatus.FEASIBLE, found, stats=search.stats)
+    return search.outcome()
+
+
+def fits_twice(budget: Budget) -> bool:
+    """Whether a second process fits the memory cap: it starts at this process's resident memory (shared pages
+    count in both) and may grow to this process's peak so far (its boxes are like this one's)."""
+    return resident_mb() + peak_mb() <= budget.memory_limit_mb
 
 
 def _points(
@@ -259,7 +328,8 @@ def forward_route(
     undecided: list[str] = []
     timed_out = False
     for group in groups.values():
-        out = forward_split_search(analysis, plan, group, budget, functools.partial(accept, box=group[0]))
+        accept_group = functools.partial(accept, box=group[0])
+        out = forward_split_search(analysis, plan, group, budget, accept_group, options.cores())
         stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
         stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)
         if found:

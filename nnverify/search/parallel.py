@@ -1,5 +1,6 @@
 """Input splitting on two cores: a forked worker process takes part of the open boxes, and work moves between the
-two so that neither idles (README "Input splitting on two cores").
+two so that neither idles (README "Input splitting on two cores"). It drives any ``SplitSearch``: ``bab.Search``
+(boxes of milliseconds) and ``forward_split``'s searches (boxes of seconds to minutes).
 
 The parent keeps every side effect: it replays the worker's candidate points and solves its exact leaves, so a
 ``sat`` is replayed exactly as in one process. The worker is a fork (numpy only: it inherits the graph and the
@@ -14,21 +15,22 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pickle
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from nnverify.backends.base import Backend, SolveStatus
-from nnverify.budget import Budget, resident_mb
+from nnverify.backends.base import SolveStatus
+from nnverify.budget import Budget, BudgetExpired, resident_mb
 from nnverify.errors import NnverifyError
 
 if TYPE_CHECKING:
-    from nnverify.search.bab import Search, SearchOutcome
+    from nnverify.search.bab import SearchOutcome, SearchStats
 
 #: Seconds the parent waits for the worker's last message after ``stop``, and then for its exit, before a kill.
 STOP_WAIT_S = 0.5
@@ -36,6 +38,29 @@ STOP_WAIT_S = 0.5
 POLL_S = 0.5
 #: Seconds the parent waits for a message while it has no boxes and the worker gave none.
 STEAL_WAIT_S = 0.02
+
+
+class SplitSearch(Protocol):
+    """What ``shared_search`` drives: a search over a stack of box batches (entries with ``len`` and ``part``)."""
+
+    stats: SearchStats
+    note: str
+
+    def run_batch(
+        self, stack: list[Any], is_counterexample: Callable[[np.ndarray], bool]
+    ) -> tuple[np.ndarray | None, list[Any]]:
+        """Bound the top batch: a replayed counterexample, else None and the batch's leaves for ``settle``."""
+        ...
+
+    def settle(
+        self, leaves: list[Any], backend: Any, budget: Budget, is_counterexample: Callable[[np.ndarray], bool]
+    ) -> SearchOutcome | None:
+        """Decide leaves in the parent; an outcome to return now, else None."""
+        ...
+
+    def outcome(self) -> SearchOutcome:
+        """The answer once every box is closed."""
+        ...
 
 
 class WorkerLost(NnverifyError):
@@ -65,6 +90,8 @@ class _Worker:
     conn: Connection
     idle: bool = False
     finished: bool = False
+    #: A ``steal`` is unanswered (the worker answers between its batches: one question at a time).
+    asked: bool = False
     counters: tuple[int, int, int] = (0, 0, 0)
     note: str = ""
 
@@ -84,6 +111,8 @@ class _Worker:
             self.finished = kind == "bye"
         elif kind == "error":
             raise payload
+        elif kind == "work":
+            self.asked = False
         self.idle = kind == "idle"
         return kind, payload
 
@@ -131,7 +160,17 @@ def _fork(serve: Callable[[Connection, Budget], None], budget: Budget) -> _Worke
     return _Worker(pid, parent_conn)
 
 
-def _serve(search: Search, stack: list[Any], conn: Connection, budget: Budget) -> None:
+def _portable(exc: NnverifyError) -> NnverifyError:
+    """``exc`` if it survives pickling (an error whose constructor takes other arguments than its message does
+    not), else ``WorkerLost`` with its message."""
+    try:
+        back = pickle.loads(pickle.dumps(exc))
+    except Exception:  # any failure to rebuild it: send its message instead
+        back = None
+    return back if isinstance(back, NnverifyError) else WorkerLost(f"the second search process failed: {exc}")
+
+
+def _serve(search: SplitSearch, stack: list[Any], conn: Connection, budget: Budget) -> None:
     """The worker's loop: its batches, answering ``steal`` with half of its stack, ``idle`` when it has none."""
 
     def report() -> tuple[tuple[int, int, int], str]:
@@ -161,28 +200,35 @@ def _serve(search: Search, stack: list[Any], conn: Connection, budget: Budget) -
             continue
         try:
             _, leaves = search.run_batch(stack, propose)
+        except BudgetExpired:  # the deadline: the parent answers timeout
+            conn.send(("bye", report()))
+            return
         except NnverifyError as exc:
-            conn.send(("error", exc))
+            conn.send(("error", _portable(exc)))
             return
         if leaves:
             conn.send(("leaf", leaves))
 
 
 def shared_search(
-    search: Search,
+    search: SplitSearch,
     stack: list[Any],
-    backend: Backend,
+    backend: Any,
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
+    forked: Callable[[Budget], None] | None = None,
 ) -> SearchOutcome:
     """Continue ``search`` on ``stack`` in this process and a forked worker; the same answers as one process
-    (``sat`` only from a point replayed here), with the worker's counters added to ``search.stats``."""
+    (``sat`` only from a point replayed here), with the worker's counters added to ``search.stats``. ``forked``
+    is called in the worker with its budget (its memory cap: the run's minus this process's resident memory)."""
     from nnverify.search.bab import SearchOutcome, SearchStats
 
     give = give_half(stack)
 
     def serve(conn: Connection, child_budget: Budget) -> None:
         search.stats, search.note = SearchStats(), ""
+        if forked is not None:
+            forked(child_budget)
         _serve(search, give, conn, child_budget)
 
     worker = _fork(serve, budget)
@@ -203,10 +249,10 @@ def shared_search(
 
 
 def _drive(
-    search: Search,
+    search: SplitSearch,
     stack: list[Any],
     worker: _Worker,
-    backend: Backend,
+    backend: Any,
     budget: Budget,
     accept: Callable[[np.ndarray], bool],
 ) -> SearchOutcome | None:
@@ -221,19 +267,21 @@ def _drive(
             if done is not None:
                 return done
         if stack:
+            if worker.idle and (part := give_half(stack)):  # before the batch: a batch may take minutes
+                worker.send("work", part)
+                worker.idle = False
             found, leaves = search.run_batch(stack, accept)
             if found is not None:
                 return SearchOutcome(SolveStatus.FEASIBLE, found)
             done = search.settle(leaves, backend, budget, accept)
             if done is not None:
                 return done
-            if worker.idle and (part := give_half(stack)):
-                worker.send("work", part)
-                worker.idle = False
             continue
         if worker.idle:
             return None
-        worker.send("steal")
+        if not worker.asked:
+            worker.send("steal")
+            worker.asked = True
         kind = ""
         while kind != "work" and not worker.finished and worker.conn.poll(min(budget.remaining(), POLL_S)):
             done, kind = _handle(search, stack, worker, backend, budget, accept)  # others are handled on the way
@@ -244,10 +292,10 @@ def _drive(
 
 
 def _handle(
-    search: Search,
+    search: SplitSearch,
     stack: list[Any],
     worker: _Worker,
-    backend: Backend,
+    backend: Any,
     budget: Budget,
     accept: Callable[[np.ndarray], bool],
 ) -> tuple[SearchOutcome | None, str]:

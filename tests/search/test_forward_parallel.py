@@ -1,0 +1,191 @@
+"""Forward-split search on two processes (``search/forward_split.py`` through ``search/parallel.py``): the verdicts
+of one process with every bound route, a deadline ends both, the worker is reaped, no fork past the memory cap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from nnverify.backends.base import SolveStatus
+from nnverify.bounds import backward_ops
+from nnverify.bounds.forward_cut import plan_cut
+from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
+from nnverify.graph.core import Graph
+from nnverify.graph.onnx_import import load_network
+from nnverify.search import forward_split, parallel
+from nnverify.search.bab import SearchOutcome
+from nnverify.search.forward_split import forward_split_search
+from nnverify.spec.property import Disjunct
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "graph"))
+from onnx_nets import build_model
+
+LB, UB = np.array([-1.5, 0.1, -1.0]), np.array([1.5, 0.1, 1.5])  # two free inputs, one pinned
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Share from the second batch on, one box a batch; the pids of the forked workers."""
+    monkeypatch.setattr(forward_split, "SHARE_AFTER_S", 0.0)
+    monkeypatch.setattr(forward_split, "SHARE_MIN_LEFT_S", 0.0)
+    monkeypatch.setattr(forward_split, "SHARED_BATCH", 1)
+    pids: list[int] = []
+    real = parallel._fork
+
+    def spy(serve: Callable[[Connection, Budget], None], budget: Budget) -> parallel._Worker:
+        worker = real(serve, budget)
+        pids.append(worker.pid)
+        return worker
+
+    monkeypatch.setattr(parallel, "_fork", spy)
+    return pids
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def _net(tmp_path: Path, seed: int) -> Graph:
+    """Gemm 3 -> 2x3x3 image, Conv, Relu, Conv (stride 2), Relu, Gemm to 2 outputs (random weights)."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape: int) -> np.ndarray:
+        return rng.normal(0.0, 0.6, shape)
+
+    nodes = [
+        helper.make_node("Gemm", ["x", "G", "g"], ["h"]),
+        helper.make_node("Reshape", ["h", "s"], ["i"]),
+        helper.make_node("Conv", ["i", "W1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "W2", "b2"], ["c2"], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Flatten", ["r2"], ["f"]),
+        helper.make_node("Gemm", ["f", "F", "o"], ["y"]),
+    ]
+    inits = {"G": w(3, 18), "g": w(18), "s": np.array([1, 2, 3, 3]), "W1": w(4, 2, 3, 3), "b1": w(4)}
+    inits |= {"W2": w(3, 4, 2, 2), "b2": w(3), "F": w(3, 2), "o": w(2)}
+    path = tmp_path / f"net{seed}.onnx"
+    path.write_bytes(build_model(nodes, (1, 3), inits).SerializeToString())
+    return load_network(path)
+
+
+def _top(graph: Graph) -> float:
+    g0, g2 = np.meshgrid(np.linspace(LB[0], UB[0], 301), np.linspace(LB[2], UB[2], 301))
+    return float(graph.eval(np.stack([g0.ravel(), np.full(g0.size, 0.1), g2.ravel()], axis=1))[:, 0].max())
+
+
+def _plan(graph: Graph, route: str) -> object:
+    return {"ops": backward_ops.plan(graph), "cut": plan_cut(graph, 64.0), "forward": None}[route]
+
+
+def _run(
+    graph: Graph, route: str, shift: float, cores: int, seconds: float = 60.0, replay: bool = True
+) -> tuple[SearchOutcome, list[np.ndarray]]:
+    """Unsafe: ``Y_0 >= top + shift`` (``top``: the maximum on a fine grid; shift > 0 is proven, < 0 has a
+    counterexample). ``replay`` False refuses every candidate."""
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + shift)]))
+    found: list[np.ndarray] = []
+
+    def accept(point: np.ndarray) -> bool:
+        if replay and d.slack(point[None], graph.eval(point[None]))[0] <= 0.0:
+            found.append(point)
+        return bool(found)
+
+    plan = _plan(graph, route)
+    out = forward_split_search(graph, plan, [d], Budget.starting_now(seconds), accept, cores)  # type: ignore[arg-type]
+    return out, found
+
+
+@pytest.mark.parametrize("route", ["ops", "cut", "forward"])
+def test_two_processes_give_the_verdicts_of_one(tmp_path: Path, route: str, forks: list[int]) -> None:
+    """Proven just above the grid's top, a replayed point just below: the same verdict with one and two
+    processes, about the same boxes when every box is bounded (``unsat``), and every worker reaped."""
+    graph = _net(tmp_path, 1)
+    for shift, status in ((0.02, SolveStatus.INFEASIBLE), (-0.001, SolveStatus.FEASIBLE)):
+        before = len(forks)
+        one, _ = _run(graph, route, shift, 1)
+        assert len(forks) == before and one.stats.boxes > 16  # one process; a search of many boxes
+        two, found = _run(graph, route, shift, 2)
+        assert len(forks) == before + 1
+        assert one.status is two.status is status
+        assert bool(found) is (status is SolveStatus.FEASIBLE)
+        if status is SolveStatus.INFEASIBLE:  # the same tree, in batches of other sizes
+            assert abs(two.stats.boxes - one.stats.boxes) <= 0.1 * one.stats.boxes
+    assert all(_reaped(pid) for pid in forks)
+
+
+def test_a_deadline_ends_both_processes(tmp_path: Path, forks: list[int]) -> None:
+    """A ``sat`` case whose candidates are all refused splits without end: ``timeout`` at about the budget (an
+    outcome, or ``BudgetExpired`` from a bound pass, as in one process), the worker reaped."""
+    graph = _net(tmp_path, 1)
+    start = time.monotonic()
+    try:
+        status = _run(graph, "cut", -0.01, 2, seconds=1.5, replay=False)[0].status
+    except BudgetExpired:
+        status = SolveStatus.TIMEOUT
+    assert time.monotonic() - start < 4.0
+    assert status is SolveStatus.TIMEOUT
+    assert forks and all(_reaped(pid) for pid in forks)
+
+
+def test_no_second_process_past_the_memory_cap(tmp_path: Path, forks: list[int]) -> None:
+    """A cap below this process's resident memory plus its peak: the search stays in one process, same verdict."""
+    graph = _net(tmp_path, 1)
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
+    budget = Budget.starting_now(60.0, memory_limit_mb=1.5 * forward_split.resident_mb())
+    assert not forward_split.fits_twice(budget)
+    out = forward_split_search(graph, backward_ops.plan(graph), [d], budget, lambda x: False, 2)
+    assert out.status is SolveStatus.INFEASIBLE and not forks
+
+
+def test_a_worker_that_dies_leaves_the_search_undecided(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]
+) -> None:
+    """The worker killed at once: its boxes are lost, so the ``unsat`` case ends ``unknown``, never ``unsat``."""
+    real = parallel._fork
+
+    def killed(serve: Callable[[Connection, Budget], None], budget: Budget) -> parallel._Worker:
+        worker = real(serve, budget)
+        os.kill(worker.pid, signal.SIGKILL)
+        return worker
+
+    monkeypatch.setattr(parallel, "_fork", killed)
+    out, _ = _run(_net(tmp_path, 1), "ops", 0.02, 2)
+    assert out.status is SolveStatus.UNKNOWN and "ended without answering" in out.note
+
+
+def test_an_error_in_the_worker_reaches_the_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``ResourceLimitError`` in the worker (its constructor does not rebuild from a pickle) ends the search
+    ``unknown`` with its message, never ``unsat``; the worker is given its own budget (``_Search.use``)."""
+    monkeypatch.setattr(forward_split, "SHARE_AFTER_S", 0.0)
+    monkeypatch.setattr(forward_split, "SHARE_MIN_LEFT_S", 0.0)
+    real_use = forward_split._Search.use
+
+    def use(self: forward_split._Search, budget: Budget) -> None:
+        real_use(self, budget)
+        assert budget.memory_limit_mb < 1e9  # the worker's cap: the run's minus the parent's resident memory
+
+        def over(*args: object) -> NoReturn:
+            raise ResourceLimitError("bounding a box", 10.0, 5.0, 12.0)
+
+        monkeypatch.setattr(forward_split, "_bound", over)
+
+    monkeypatch.setattr(forward_split._Search, "use", use)
+    graph = _net(tmp_path, 1)
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
+    out = forward_split_search(graph, None, [d], Budget.starting_now(60.0, 1e9), lambda x: False, 2)
+    assert out.status is SolveStatus.UNKNOWN and "memory limit: bounding a box" in out.note
