@@ -17,8 +17,8 @@ then each ReLU through the line its coefficient used). Every evaluation, includi
 optimisation, carries the rounding scale of ``backward.py``, so every bound returned is sound in floating
 point whatever the parameters are; the optimisation only decides how tight it is.
 
-Only graphs made of affine layers and ReLUs are handled here (``supports``).
-"""
+Only graphs made of affine layers and ReLUs are handled (``relu_pass.supports``). One pass and its sound bound are
+``relu_pass.py``; the children of candidate splits, ``trial_splits.py``."""
 
 from __future__ import annotations
 
@@ -26,175 +26,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnverify.bounds.backward import (
-    LayerBounds,
-    _abs_max,
-    _add,
-    _concretize_lower,
-    _relu_lines,
-    back_through,
-    forward_through,
-)
-from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
-from nnverify.graph.ops.base import ActKind
+from nnverify.bounds.backward import LayerBounds, _concretize_lower, forward_through
+from nnverify.bounds.relu_pass import Duals, Fixed, Pass, box_rows, rows_lower, substitute
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 
 #: Adam step sizes for the slopes and the split multipliers (β-CROWN's defaults).
 LR_ALPHA = 0.1
 LR_BETA = 0.05
 
 
-def supports(graph: LayerGraph) -> bool:
-    """Whether every layer is the input, affine, or a ReLU."""
-    return all(
-        isinstance(layer, InputLayer | AffineLayer)
-        or (isinstance(layer, ActivationLayer) and layer.kind is ActKind.RELU)
-        for layer in graph.layers
-    )
-
-
-def relu_layers(graph: LayerGraph) -> list[int]:
-    """Indices of the ReLU layers, in order."""
-    return [k for k, layer in enumerate(graph.layers) if isinstance(layer, ActivationLayer)]
-
-
-@dataclass(slots=True)
-class Duals:
-    """Free parameters of a batch of bounds: ``alpha[r]`` ``(B, K, size)`` per ReLU layer ``r``, ``beta[s]``
-    ``(B, K, size)`` per pre-activation layer ``s`` that carries splits."""
-
-    alpha: dict[int, np.ndarray]
-    beta: dict[int, np.ndarray]
-
-    @classmethod
-    def initial(cls, graph: LayerGraph, bounds: LayerBounds, rows: int, splits: dict[int, np.ndarray]) -> Duals:
-        """CROWN's adaptive slopes (1 where ``ub > -lb``), zero multipliers."""
-        alpha = {}
-        for r in relu_layers(graph):
-            src = graph.layers[r].source  # type: ignore[union-attr]
-            lb, ub = bounds.lb[src], bounds.ub[src]
-            alpha[r] = np.repeat((ub > -lb).astype(np.float64)[:, None, :], rows, axis=1)
-        beta = {s: np.zeros((v.shape[0], rows, v.shape[1])) for s, v in splits.items()}
-        return cls(alpha, beta)
-
-    def take(self, sel: np.ndarray) -> Duals:
-        return Duals({k: v[sel] for k, v in self.alpha.items()}, {k: v[sel] for k, v in self.beta.items()})
-
-
-@dataclass(frozen=True, slots=True)
-class Pass:
-    """One back-substitution: input coefficients, constant, rounding scale, the coefficient on every ReLU
-    output (kept for the gradient and for branching), and the constant and scale accumulated above every
-    ReLU layer (``above``: a split below it leaves the pass down to there unchanged, ``split_lower``)."""
-
-    coef_x: np.ndarray
-    const: np.ndarray
-    scale: np.ndarray
-    lam: dict[int, np.ndarray]
-    above: dict[int, tuple[np.ndarray, np.ndarray]]
-
-    def take(self, sel: np.ndarray) -> Pass:
-        """The selected boxes' rows (copies)."""
-        return _take_pass(self, sel)
-
-
-@dataclass(frozen=True, slots=True)
-class _Fixed:
-    """What a batch's bounds fix for every evaluation of an optimisation: per ReLU layer the upper slope and
-    intercept and the unstable mask ``(B, n)``; per layer ``max(|lb|, |ub|)``; per affine layer the magnitude
-    ``|bias| + sum |W| max|src|`` of its pre-activations (for the rounding scale)."""
-
-    up: dict[int, np.ndarray]
-    icpt: dict[int, np.ndarray]
-    unstable: dict[int, np.ndarray]
-    active: dict[int, np.ndarray]
-    abs_max: list[np.ndarray]
-    pre: dict[int, np.ndarray]
-
-    @classmethod
-    def of(cls, graph: LayerGraph, bounds: LayerBounds, start: int) -> _Fixed:
-        up, icpt, unstable, active, pre = {}, {}, {}, {}, {}
-        abs_max = [_abs_max(bounds, k) if k <= start else np.empty(0) for k in range(len(graph.layers))]
-        for j in range(1, start + 1):
-            layer = graph.layers[j]
-            if isinstance(layer, ActivationLayer):
-                lb, ub = bounds.lb[layer.source], bounds.ub[layer.source]
-                _, up[j], icpt[j] = _relu_lines(lb, ub)
-                unstable[j] = (lb < 0.0) & (ub > 0.0)
-                active[j] = (lb >= 0.0).astype(np.float64)
-            elif isinstance(layer, AffineLayer):
-                acc = np.abs(layer.bias)[None, :]
-                for i, src in enumerate(layer.sources):
-                    acc = acc + forward_through(layer, i, abs_max[src], absolute=True)
-                pre[j] = acc
-        return cls(up, icpt, unstable, active, abs_max, pre)
-
-    def low(self, j: int, alpha: np.ndarray) -> np.ndarray:
-        """Lower slope ``(B, K, n)`` of ReLU layer ``j``: ``alpha`` where unstable, else 0 or 1."""
-        return np.where(self.unstable[j][:, None, :], alpha, self.active[j][:, None, :])
-
-    def take(self, sel: np.ndarray, upto: int | None = None) -> _Fixed:
-        """The selected boxes (rows may repeat); with ``upto``, only the layers up to it (the rest empty)."""
-
-        def keep(j: int) -> bool:
-            return upto is None or j <= upto
-
-        def rows_of(d: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-            return {k: _rows(v, sel) for k, v in d.items() if keep(k)}
-
-        return _Fixed(
-            rows_of(self.up),
-            rows_of(self.icpt),
-            rows_of(self.unstable),
-            rows_of(self.active),
-            [_rows(v, sel) if keep(k) else np.empty(0) for k, v in enumerate(self.abs_max)],
-            rows_of(self.pre),
-        )
-
-
-def _substitute(
-    graph: LayerGraph,
-    fixed: _Fixed,
-    start: int,
-    lam0: np.ndarray,
-    duals: Duals,
-    splits: dict[int, np.ndarray],
-    n_inputs: int,
-) -> Pass:
-    """Lower-bound ``lam0 @ value(start)`` by a linear function of the input (see ``backward._substitute``
-    for the rounding scale), with the given slopes and split multipliers."""
-    batch, k = lam0.shape[0], lam0.shape[1]
-    lam: dict[int, np.ndarray] = {start: lam0}
-    kept: dict[int, np.ndarray] = {}
-    above: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    const = np.zeros((batch, k))
-    scale = np.zeros((batch, k))
-    for j in range(start, 0, -1):
-        if j not in lam:
-            continue
-        coef = lam.pop(j)
-        if j in duals.beta and j in splits:
-            beta_term = duals.beta[j] * splits[j][:, None, :]
-            coef = coef - beta_term
-            scale += np.einsum("bkn,bn->bk", np.abs(beta_term), fixed.abs_max[j])
-        layer = graph.layers[j]
-        if isinstance(layer, AffineLayer):
-            const += coef @ layer.bias
-            for i, src in enumerate(layer.sources):
-                _add(lam, src, back_through(layer, i, coef))
-            scale += np.einsum("bkn,bn->bk", np.abs(coef), np.broadcast_to(fixed.pre[j], (batch, layer.size)))
-        elif isinstance(layer, ActivationLayer):
-            kept[j] = coef
-            above[j] = (const.copy(), scale.copy())
-            neg = np.minimum(coef, 0.0)
-            _add(lam, layer.source, (coef - neg) * fixed.low(j, duals.alpha[j]) + neg * fixed.up[j][:, None, :])
-            const += np.einsum("bkn,bn->bk", neg, fixed.icpt[j])
-            scale += np.einsum("bkn,bn->bk", np.abs(coef), fixed.abs_max[layer.source] + np.abs(fixed.icpt[j]))
-    return Pass(lam.get(0, np.zeros((batch, k, n_inputs))), const, scale, kept, above)
-
-
 def _gradients(
     graph: LayerGraph,
-    fixed: _Fixed,
+    fixed: Fixed,
     bounds: LayerBounds,
     start: int,
     coef_x: np.ndarray,
@@ -231,113 +74,6 @@ def _gradients(
     return Duals(grad_alpha, grad_beta)
 
 
-def rows_lower(
-    graph: LayerGraph,
-    bounds: LayerBounds,
-    start: int,
-    lam0: np.ndarray,
-    a_x: np.ndarray,
-    b: np.ndarray,
-    duals: Duals,
-    splits: dict[int, np.ndarray],
-    margin_rel: float,
-    margin_abs: float,
-    fixed: _Fixed | None = None,
-) -> tuple[np.ndarray, Pass, np.ndarray]:
-    """Sound lower bounds ``(B, K)`` of ``lam0 @ value(start) + a_x @ x - b`` over the boxes, the pass
-    behind them and the final input coefficients ``(B, K, n)``."""
-    fixed = fixed or _Fixed.of(graph, bounds, start)
-    passed = _substitute(graph, fixed, start, lam0, duals, splits, bounds.lb[0].shape[1])
-    coef_x = passed.coef_x + a_x
-    lower = _concretize_lower(coef_x, passed.const - b, passed.scale + np.abs(b), bounds, margin_rel, margin_abs)
-    return lower, passed, coef_x
-
-
-def _is_chain(graph: LayerGraph) -> bool:
-    """Whether every layer reads the one before it (and only it): then a back-substitution reaching a layer
-    has nothing pending for the layers below."""
-    for k, layer in enumerate(graph.layers[1:], start=1):
-        if isinstance(layer, AffineLayer) and layer.sources != (k - 1,):
-            return False
-        if isinstance(layer, ActivationLayer) and layer.source != k - 1:
-            return False
-    return True
-
-
-def split_lower(
-    graph: LayerGraph,
-    bounds: LayerBounds,
-    start: int,
-    passed: Pass,
-    lam0: np.ndarray,
-    a_x: np.ndarray,
-    b: np.ndarray,
-    duals: Duals,
-    splits: dict[int, np.ndarray],
-    cands: np.ndarray,
-    margin_rel: float,
-    margin_abs: float,
-) -> np.ndarray:
-    """Sound lower bounds ``(B, C, 2, K)`` of the rows of both children (active, inactive) of each candidate
-    split ``cands`` ``(B, C, 2)`` (pre-activation layer, neuron; layer -1: none, bound -inf), each child
-    with its parent's duals (``passed``: the parent's pass with them) and a new multiplier for the split that
-    keeps the parent's line (as ``relu_bab._Search._split`` seeds it: ``beta[s]`` must hold the parent's
-    positive coefficient at unsplit neurons).
-
-    A split of neuron ``j`` of layer ``s`` changes only the relaxation of the ReLU ``r`` after it, so on a
-    chain the children's back-substitution starts from the parent's coefficient on ``r`` and the constant and
-    scale above it (elsewhere from the top), and the bounds of every layer are the parent's: the split
-    neuron's only through its relaxation (stable now), its magnitude in the rounding scale kept (an upper
-    bound on the child's)."""
-    n_b, n_c = cands.shape[:2]
-    out = np.full((n_b, n_c, 2, lam0.shape[1]), -np.inf)
-    relu_of = {layer.source: r for r, layer in enumerate(graph.layers) if isinstance(layer, ActivationLayer)}
-    chain = _is_chain(graph)
-    fixed = _Fixed.of(graph, bounds, start)
-    n_inputs = bounds.lb[0].shape[1]
-    for s in np.unique(cands[:, :, 0]):
-        if s < 0:
-            continue
-        s, r = int(s), relu_of[int(s)]
-        bi, ci = np.nonzero(cands[:, :, 0] == s)
-        t = bi.size
-        par = np.concatenate([bi, bi])  # the trials' parents: active children, then inactive
-        j = np.concatenate([cands[bi, ci, 1], cands[bi, ci, 1]])
-        on = np.repeat([1.0, 0.0], t)
-        at = np.arange(2 * t)
-        top = r if chain else start
-        f = fixed.take(par, upto=top)
-        for field, value in ((f.up, on), (f.icpt, 0.0), (f.active, on), (f.unstable, False)):
-            field[r] = np.array(np.broadcast_to(field[r], (2 * t, field[r].shape[-1])))
-            field[r][at, j] = value
-        alpha = {q: v[par] for q, v in duals.alpha.items() if q <= top}
-        beta = {q: v[par] for q, v in duals.beta.items() if q <= top}
-        sp = {q: v[par] for q, v in splits.items() if q <= top}
-        if s in sp:
-            sp[s][at, j] = np.where(on > 0, 1, -1)
-        if s in beta:
-            slope = alpha[r][at, :, j]
-            beta[s][at, :, j] = beta[s][at, :, j] * np.where(on[:, None] > 0, 1.0 - slope, slope)
-        if chain:
-            head, c0, s0 = passed.lam[r][par], passed.above[r][0][par], passed.above[r][1][par]
-        else:
-            head, c0, s0 = lam0[par], np.zeros(1), np.zeros(1)
-        trial = _substitute(graph, f, top, head, Duals(alpha, beta), sp, n_inputs)
-        coef_x = trial.coef_x + (a_x[par] if a_x.ndim == 3 else a_x)
-        b_t = b[par] if b.ndim == 2 else b
-        x_lb, x_ub = bounds.lb[0], bounds.ub[0]
-        if x_lb.shape[0] == 1 or (x_lb.strides[0] == 0 and x_ub.strides[0] == 0):  # one box: stays shared
-            x_lb, x_ub = (np.broadcast_to(v[:1], (2 * t, n_inputs)) for v in (x_lb, x_ub))
-        else:
-            x_lb, x_ub = x_lb[par], x_ub[par]
-        box = LayerBounds([x_lb], [x_ub])
-        lower = _concretize_lower(
-            coef_x, trial.const + c0 - b_t, trial.scale + s0 + np.abs(b_t), box, margin_rel, margin_abs
-        )
-        out[bi, ci, 0], out[bi, ci, 1] = lower[:t], lower[t:]
-    return out
-
-
 @dataclass(slots=True)
 class _Adam:
     """Adam ascent state for one parameter dictionary."""
@@ -363,6 +99,55 @@ class _Adam:
             params[k] = params[k] + lr * m_hat / (np.sqrt(v_hat) + 1e-8)
 
 
+@dataclass(slots=True)
+class _Ascent:
+    """Adam state of the slopes and of the split multipliers."""
+
+    alpha: _Adam
+    beta: _Adam
+
+    @classmethod
+    def like(cls, duals: Duals) -> _Ascent:
+        return cls(_Adam.like(duals.alpha), _Adam.like(duals.beta))
+
+    def take(self, sel: np.ndarray) -> _Ascent:
+        return _Ascent(self.alpha.take(sel), self.beta.take(sel))
+
+    def step(self, cur: Duals, grads: Duals, t: int) -> None:
+        """One projected ascent step of ``cur`` (in place): slopes back into [0, 1], multipliers to >= 0."""
+        self.alpha.step(cur.alpha, grads.alpha, LR_ALPHA, t)
+        self.beta.step(cur.beta, grads.beta, LR_BETA, t)
+        for k in cur.alpha:
+            np.clip(cur.alpha[k], 0.0, 1.0, out=cur.alpha[k])
+        for k in cur.beta:
+            np.maximum(cur.beta[k], 0.0, out=cur.beta[k])
+
+
+@dataclass(slots=True)
+class _Best:
+    """The best sound lower bound ``(B, K)`` seen per row, and the duals, pass and input coefficients of the
+    last evaluation that gave it."""
+
+    lower: np.ndarray
+    duals: Duals
+    passed: Pass
+    coef_x: np.ndarray
+
+    def keep(self, idx: np.ndarray, lower: np.ndarray, cur: Duals, passed: Pass, coef_x: np.ndarray) -> None:
+        """Take the rows of boxes ``idx`` where ``lower`` beats the best (in place)."""
+        better = lower > self.lower[idx]  # (b, K): keep the best parameters per row
+        if not np.any(better):
+            return
+        self.lower[idx] = np.where(better, lower, self.lower[idx])
+        sel = better[..., None]
+        for k in self.duals.alpha:
+            self.duals.alpha[k][idx] = np.where(sel, cur.alpha[k], self.duals.alpha[k][idx])
+        for k in self.duals.beta:
+            self.duals.beta[k][idx] = np.where(sel, cur.beta[k], self.duals.beta[k][idx])
+        self.passed = _merge_pass(self.passed, passed, better, idx)
+        self.coef_x[idx] = np.where(sel, coef_x, self.coef_x[idx])
+
+
 def optimize(
     graph: LayerGraph,
     bounds: LayerBounds,
@@ -384,61 +169,26 @@ def optimize(
     With ``stop_proven`` a box leaves the optimisation as soon as one of its rows is positive (the caller only
     needs one proven row per box): later steps run on the boxes still open, so a batch of mostly easy boxes
     costs little more than its hard ones."""
-    fixed = _Fixed.of(graph, bounds, start)
-    best_lower, best_pass, best_cx = rows_lower(
-        graph, bounds, start, lam0, a_x, b, duals, splits, margin_rel, margin_abs, fixed
-    )
-    best = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
-    live = _Live(np.arange(best_lower.shape[0]), fixed, bounds, lam0, a_x, b, splits)
-    cur = Duals({k: v.copy() for k, v in duals.alpha.items()}, {k: v.copy() for k, v in duals.beta.items()})
-    passed, coef_x = best_pass, best_cx
-    adam_a, adam_b = _Adam.like(cur.alpha), _Adam.like(cur.beta)
+    fixed = Fixed.of(graph, bounds, start)
+    lower, passed, coef_x = rows_lower(graph, bounds, start, lam0, a_x, b, duals, splits, margin_rel, margin_abs, fixed)
+    best = _Best(lower, duals.copy(), passed, coef_x)
+    live = _Live(np.arange(lower.shape[0]), fixed, bounds, lam0, a_x, b, splits)
+    cur = duals.copy()
+    ascent = _Ascent.like(cur)
     for t in range(1, iterations + 1):
         if stop_proven:
-            open_ = best_lower[live.idx].max(axis=1) <= 0.0
+            open_ = best.lower[live.idx].max(axis=1) <= 0.0
             if not np.any(open_):
                 break
             if open_.sum() <= 0.75 * open_.size:  # compact once a quarter of the boxes is proven
-                live = live.take(open_)
-                cur, passed, coef_x = cur.take(open_), _take_pass(passed, open_), coef_x[open_]
-                adam_a, adam_b = adam_a.take(open_), adam_b.take(open_)
-        grads = _gradients(graph, live.fixed, live.bounds, start, coef_x, passed, cur, live.splits)
-        adam_a.step(cur.alpha, grads.alpha, LR_ALPHA, t)
-        adam_b.step(cur.beta, grads.beta, LR_BETA, t)
-        for k in cur.alpha:
-            np.clip(cur.alpha[k], 0.0, 1.0, out=cur.alpha[k])
-        for k in cur.beta:
-            np.maximum(cur.beta[k], 0.0, out=cur.beta[k])
+                live, ascent = live.take(open_), ascent.take(open_)
+                cur, passed, coef_x = cur.take(open_), passed.take(open_), coef_x[open_]
+        ascent.step(cur, _gradients(graph, live.fixed, live.bounds, start, coef_x, passed, cur, live.splits), t)
         lower, passed, coef_x = rows_lower(
-            graph,
-            live.bounds,
-            start,
-            live.lam0,
-            live.a_x,
-            live.b,
-            cur,
-            live.splits,
-            margin_rel,
-            margin_abs,
-            live.fixed,
+            graph, live.bounds, start, live.lam0, live.a_x, live.b, cur, live.splits, margin_rel, margin_abs, live.fixed
         )
-        idx = live.idx
-        better = lower > best_lower[idx]  # (b, K): keep the best parameters per row
-        if np.any(better):
-            best_lower[idx] = np.where(better, lower, best_lower[idx])
-            sel = better[..., None]
-            for k in best.alpha:
-                best.alpha[k][idx] = np.where(sel, cur.alpha[k], best.alpha[k][idx])
-            for k in best.beta:
-                best.beta[k][idx] = np.where(sel, cur.beta[k], best.beta[k][idx])
-            best_pass = _merge_pass(best_pass, passed, better, idx)
-            best_cx[idx] = np.where(sel, coef_x, best_cx[idx])
-    return best_lower, best, best_pass, best_cx
-
-
-def _rows(v: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """The selected boxes of a per-box array; arrays shared by the whole batch (leading 1, or none) as is."""
-    return v if v.ndim == 0 or v.shape[0] <= 1 else v[sel]
+        best.keep(live.idx, lower, cur, passed, coef_x)
+    return best.lower, best.duals, best.passed, best.coef_x
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +196,7 @@ class _Live:
     """The boxes an optimisation still works on: their indices in the batch and their slices of its inputs."""
 
     idx: np.ndarray
-    fixed: _Fixed
+    fixed: Fixed
     bounds: LayerBounds
     lam0: np.ndarray
     a_x: np.ndarray
@@ -454,38 +204,15 @@ class _Live:
     splits: dict[int, np.ndarray]
 
     def take(self, sel: np.ndarray) -> _Live:
-        f = self.fixed
-
-        def rows_of(d: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-            return {k: _rows(v, sel) for k, v in d.items()}
-
-        fixed = _Fixed(
-            rows_of(f.up),
-            rows_of(f.icpt),
-            rows_of(f.unstable),
-            rows_of(f.active),
-            [_rows(v, sel) for v in f.abs_max],
-            rows_of(f.pre),
-        )
         return _Live(
             self.idx[sel],
-            fixed,
-            LayerBounds([_rows(v, sel) for v in self.bounds.lb], [_rows(v, sel) for v in self.bounds.ub]),
+            self.fixed.take(sel),
+            LayerBounds([box_rows(v, sel) for v in self.bounds.lb], [box_rows(v, sel) for v in self.bounds.ub]),
             self.lam0[sel],
             self.a_x[sel] if self.a_x.ndim == 3 else self.a_x,
             self.b[sel] if self.b.ndim == 2 else self.b,
             {k: v[sel] for k, v in self.splits.items()},
         )
-
-
-def _take_pass(p: Pass, sel: np.ndarray) -> Pass:
-    return Pass(
-        p.coef_x[sel],
-        p.const[sel],
-        p.scale[sel],
-        {k: v[sel] for k, v in p.lam.items()},
-        {k: (c[sel], s[sel]) for k, (c, s) in p.above.items()},
-    )
 
 
 def _merge_pass(old: Pass, new: Pass, better: np.ndarray, idx: np.ndarray) -> Pass:
@@ -584,38 +311,43 @@ def neuron_bounds(
         duals.alpha = {r: a for r, a in duals.alpha.items() if r < k}
     layer = graph.layers[k]
     if iterations == 0 and isinstance(layer, AffineLayer) and len(layer.sources) == 1:
-        # the rows are +-e_j: their first substitution is +-W[idx] itself, no product needed
-        fixed = _Fixed.of(graph, bounds, k)
-        w, bias, pre = layer.weights[0][idx], layer.bias[idx], fixed.pre[k][:, idx]
-        head = np.broadcast_to(np.concatenate([w, -w])[None], (batch, rows, w.shape[1]))
-        passed = _substitute(graph, fixed, layer.sources[0], head, duals, {}, bounds.lb[0].shape[1])
-        lower = _concretize_lower(
-            passed.coef_x,
-            passed.const + np.concatenate([bias, -bias]),
-            passed.scale + np.concatenate([pre, pre], axis=1),
-            bounds,
-            margin_rel,
-            margin_abs,
-        )
+        lower = _weight_rows_lower(graph, bounds, layer, k, idx, duals, margin_rel, margin_abs)
     elif iterations == 0:
         lam0 = _unit_rows(batch, size, idx)
         lower, _, _ = rows_lower(graph, bounds, k, lam0, zeros_x, zeros_b, duals, {}, margin_rel, margin_abs)
     else:
         lam0 = _unit_rows(batch, size, idx)
         lower, duals, _, _ = optimize(
-            graph,
-            bounds,
-            k,
-            lam0,
-            zeros_x,
-            zeros_b,
-            duals,
-            {},
-            iterations=iterations,
-            margin_rel=margin_rel,
+            graph, bounds, k, lam0, zeros_x, zeros_b, duals, {}, iterations=iterations, margin_rel=margin_rel,
             margin_abs=margin_abs,
-        )
+        )  # fmt: skip
     return lower[:, : idx.size], -lower[:, idx.size :], duals.alpha
+
+
+def _weight_rows_lower(
+    graph: LayerGraph,
+    bounds: LayerBounds,
+    layer: AffineLayer,
+    k: int,
+    idx: np.ndarray,
+    duals: Duals,
+    margin_rel: float,
+    margin_abs: float,
+) -> np.ndarray:
+    """Sound lower bounds ``(B, 2 * len(idx))`` of the rows ``e_j`` then ``-e_j`` of neurons ``idx`` of the
+    single-source affine layer ``k``: their first substitution is ``+-W[idx]`` itself, no product needed."""
+    fixed = Fixed.of(graph, bounds, k)
+    w, bias, pre = layer.weights[0][idx], layer.bias[idx], fixed.pre[k][:, idx]
+    head = np.broadcast_to(np.concatenate([w, -w])[None], (bounds.lb[0].shape[0], 2 * idx.size, w.shape[1]))
+    passed = substitute(graph, fixed, layer.sources[0], head, duals, {}, bounds.lb[0].shape[1])
+    return _concretize_lower(
+        passed.coef_x,
+        passed.const + np.concatenate([bias, -bias]),
+        passed.scale + np.concatenate([pre, pre], axis=1),
+        bounds,
+        margin_rel,
+        margin_abs,
+    )
 
 
 def _unit_rows(batch: int, size: int, idx: np.ndarray) -> np.ndarray:

@@ -33,19 +33,11 @@ from nnverify.backends.base import Backend, SolverRangeError, SolveStatus
 from nnverify.backends.pool import SolverPool, default_pool
 from nnverify.bounds.backward import SLOPE_RULES, LayerBounds, backward_rows_lower, crown_bounds_checked
 from nnverify.bounds.interval import Bounds, interval_bounds
-from nnverify.bounds.optimized import (
-    Duals,
-    Pass,
-    Slopes,
-    neuron_bounds,
-    optimize,
-    optimized_layer_bounds,
-    relu_layers,
-    split_lower,
-    supports,
-)
+from nnverify.bounds.optimized import Slopes, neuron_bounds, optimize, optimized_layer_bounds
 from nnverify.bounds.propagate import propagate
 from nnverify.bounds.refine import RefineStats, refinable_layers, refine_bounds
+from nnverify.bounds.relu_pass import Duals, Pass, relu_layers, supports
+from nnverify.bounds.trial_splits import split_lower
 from nnverify.budget import Budget, BudgetExpired
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 from nnverify.options import Options

@@ -10,7 +10,8 @@ from scipy.optimize import linprog
 
 from nnverify.bounds.backward import LayerBounds, crown_bounds
 from nnverify.bounds.interval import interval_bounds
-from nnverify.bounds.optimized import Duals, optimize, optimized_layer_bounds, relu_layers, rows_lower
+from nnverify.bounds.optimized import optimize, optimized_layer_bounds
+from nnverify.bounds.relu_pass import Duals, relu_layers, rows_lower
 from nnverify.graph.layers import LayerGraph
 
 ZERO = {"margin_rel": 0.0, "margin_abs": 0.0}
@@ -92,8 +93,9 @@ def test_gradients_match_finite_differences() -> None:
         {s: rng.uniform(0.2, 1.0, size=(1, 1, v.shape[1])) for s, v in splits.items()},
     )
     from nnverify.bounds import optimized
+    from nnverify.bounds.relu_pass import Fixed
 
-    fixed = optimized._Fixed.of(net, dom, net.output)
+    fixed = Fixed.of(net, dom, net.output)
     lower, passed, coef_x = rows_lower(net, dom, net.output, c, zero_x, zero_b, duals, splits, **ZERO, fixed=fixed)
     grads = optimized._gradients(net, fixed, dom, net.output, coef_x, passed, duals, splits)
     h = 1e-6
@@ -250,7 +252,7 @@ def test_split_children_bounds_match_bounding_each_child_and_are_sound(residual:
     """``split_lower`` (a child's pass restarted from its parent's coefficient on the split's ReLU) equals
     bounding each child from scratch with its split clamped (up to the rounding margin, which keeps the
     parent's magnitudes), and sampled points of each child's region never go below it."""
-    from nnverify.bounds.optimized import split_lower
+    from nnverify.bounds.trial_splits import split_lower
 
     for seed in range(5):
         rng, net, lb, ub, bounds = _setup(seed, [4, 10, 10, 10, 3], residual)

@@ -206,7 +206,8 @@ def test_a_split_starts_from_its_parents_bound() -> None:
     optimisation) equals the parent's, so splitting never starts below the parent."""
     from nnverify.bounds.backward import LayerBounds
     from nnverify.bounds.interval import interval_bounds
-    from nnverify.bounds.optimized import optimized_layer_bounds, rows_lower
+    from nnverify.bounds.optimized import optimized_layer_bounds
+    from nnverify.bounds.relu_pass import rows_lower
     from nnverify.search import relu_bab
 
     rng = np.random.default_rng(8)
