@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from nnverify.bounds import op_windows
 from nnverify.bounds.forward_ops import Form, _affine, activation_form, input_form
 from nnverify.bounds.op_plan import OpPlan, plan, unsupported
 from nnverify.bounds.op_walk import OpBounds, act_step, concretize, walk
@@ -27,6 +28,9 @@ __all__ = ["CHUNK", "ROW_RULES", "OpBounds", "OpPlan", "op_bounds", "plan", "row
 ROW_RULES = ("adaptive", "parallel", "zero", "one")
 #: Elements (boxes x rows x widest tensor) of one back-substitution chunk (memory: 8 bytes each, a few copies).
 CHUNK = 1 << 22
+#: Whether rows of a tensor behind a chain of Conv and activation nodes walk their receptive fields
+#: (``op_windows``) instead of whole tensors.
+WINDOWS = True
 
 
 def _inherit(
@@ -80,6 +84,9 @@ def _side(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower bounds ``(B, m)`` of ``sign * x[idx]`` (flat elements of tensor ``name``) and their functions
     ``(B, m, n + 1)``, by back-substitution in chunks of rows."""
+    ch = op_windows.chain(p, name) if WINDOWS else None
+    if ch is not None:
+        return op_windows.side(p, state, ch, name, idx, sign, margins, budget)
     batch = state.lb[name].shape[0]
     size = math.prod(p.shapes[name])
     step = max(1, CHUNK // max(1, batch * p.widest))

@@ -24,7 +24,8 @@ class OpBounds:
     ``(B, n + 1, m)`` of the normalised coordinates of ``box`` (``(lb, ub)``, ``(B, n_inputs)``): a half box
     re-expresses them in its own coordinates and concretises them, cheaper than back-substituting again.
     ``lines`` caches each activation's relaxation step (``ActStep``, by its output tensor), ``pre`` each affine node's
-    ``|A| max|x| + |b|`` (the scale of the rounding of a step through it)."""
+    ``|A| max|x| + |b|`` (the scale of the rounding of a step through it), ``dense`` a step's line gaps as whole
+    tensors (``op_windows``)."""
 
     lb: dict[str, np.ndarray]
     ub: dict[str, np.ndarray]
@@ -33,6 +34,7 @@ class OpBounds:
     funcs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     lines: dict[str, ActStep] = field(default_factory=dict)
     pre: dict[str, np.ndarray] = field(default_factory=dict)
+    dense: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def part(self, sel: slice | np.ndarray) -> OpBounds:
         """The bounds of the boxes ``sel`` (the floor's functions are recomputed per box, not kept)."""
@@ -59,7 +61,7 @@ class OpBounds:
         )
 
 
-def _pre(p: OpPlan, state: OpBounds, node: Node) -> np.ndarray:
+def affine_scale(p: OpPlan, state: OpBounds, node: Node) -> np.ndarray:
     """``|A| max(|lb|, |ub|) + |b|`` of an affine node, ``(B, *out)`` (cached per batch)."""
     if node.name not in state.pre:
         values = {n: np.maximum(np.abs(state.lb[n]), np.abs(state.ub[n])) for n in node.inputs if n in p.shapes}
@@ -124,7 +126,7 @@ def _last(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(x, 0, -1))[..., None]
 
 
-def _dot(vec: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def dot(vec: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``sum over the shape of vec * coef``: ``(B, R)`` for ``vec`` ``(B or 1, *s)`` and ``coef`` ``(*s, B, R)``."""
     batch, rows = coef.shape[-2:]
     flat = coef.reshape(-1, batch, rows)
@@ -156,8 +158,8 @@ def walk(
         coef = lam.pop(out)
         op = REGISTRY[node.op_type]
         if op.affine:
-            const += _dot(p.bias[node.name], coef)
-            scale += _dot(_pre(p, state, node), np.abs(coef))
+            const += dot(p.bias[node.name], coef)
+            scale += dot(affine_scale(p, state, node), np.abs(coef))
             for name, part in pull(p, node, coef):
                 lam[name] = lam[name] + part if name in lam else part
             continue
@@ -167,12 +169,12 @@ def walk(
         c = coef.reshape(-1, batch, rows)
         part = c * step.lo_s.reshape(-1, batch, 1)
         if step.lo_c is not None:
-            const += _dot(step.lo_c, coef)
+            const += dot(step.lo_c, coef)
         if step.inexact.size:
             neg = np.minimum(c[step.inexact], 0.0)
             part[step.inexact] += neg * step.d_s
             const += np.einsum("mbr,bm->br", neg, step.d_c)
-        scale += _dot(step.term, np.abs(coef))
+        scale += dot(step.term, np.abs(coef))
         part = part.reshape(*p.shapes[src], batch, rows)
         lam[src] = lam[src] + part if src in lam else part
     return concretize(state, lam, const, scale, margins)
