@@ -13,6 +13,8 @@ from nnverify.backends.base import Capabilities, SolveStatus
 from nnverify.budget import Budget
 from nnverify.graph.layers import LayerGraph
 from nnverify.options import Options
+from nnverify.search import relu_bab, relu_branching, relu_domains, relu_frontier, relu_race, relu_search
+from nnverify.search.bab import SearchStats
 from nnverify.search.exact import decide_box
 from nnverify.search.relu_bab import relu_split_search, uses_relu_splitting
 from nnverify.spec.property import Disjunct
@@ -83,15 +85,13 @@ def test_agrees_with_the_milp_on_random_nets(
     and it restarts from them; ``workers``: refinement solves side by side (while the search's exact leaves
     may solve too); ``threads``: search threads sharing the stack of open domains."""
     if slow:
-        from nnverify.search import relu_bab
-
-        evaluate = relu_bab._Search.evaluate
+        evaluate = relu_search.ReluSearch.evaluate
 
         def slow_evaluate(self, dom, iterations):  # type: ignore[no-untyped-def]
             time.sleep(slow)
             return evaluate(self, dom, iterations)
 
-        monkeypatch.setattr(relu_bab._Search, "evaluate", slow_evaluate)
+        monkeypatch.setattr(relu_search.ReluSearch, "evaluate", slow_evaluate)
     refined = 0
     options = Options()
     backend = get_backend("highs", options)
@@ -208,7 +208,6 @@ def test_a_split_starts_from_its_parents_bound() -> None:
     from nnverify.bounds.interval import interval_bounds
     from nnverify.bounds.optimized import optimized_layer_bounds
     from nnverify.bounds.relu_pass import rows_lower
-    from nnverify.search import relu_bab
 
     rng = np.random.default_rng(8)
     net = random_net(rng, [5, 12, 12, 12, 2])
@@ -216,8 +215,8 @@ def test_a_split_starts_from_its_parents_bound() -> None:
     ib = interval_bounds(net, lb, ub)
     root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=10, margin_rel=1e-9, margin_abs=1e-12)
     d = Disjunct(lb, ub, np.zeros((1, 5)), rng.normal(size=(1, 2)), np.array([5.0]))
-    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
-    dom = relu_bab._root_domains(search)
+    search = relu_search.ReluSearch(net, root, relu_domains.Rows.of([d]), [d], Options())
+    dom = relu_search.root_domains(search)
     _, dom.duals, _, _ = search.evaluate(dom, 20)
     bounds = search.bounds_of(dom)
     args = (net.output, search.rows.a_y[[0]].copy(), search.rows.a_x[[0]], search.rows.b[[0]])
@@ -229,7 +228,7 @@ def test_a_split_starts_from_its_parents_bound() -> None:
         for j in np.nonzero(unstable & (lam > 1e-3))[0][:3]:
             for active in (True, False):
                 child = dom.take(np.array([0]))
-                search._split(child, 0, s, int(j), active)
+                relu_domains.split(child, 0, s, int(j), active, search.relu_of[s])
                 low, _, _ = rows_lower(net, search.bounds_of(child), *args, child.duals, child.splits, 1e-9, 1e-12)
                 assert low[0, 0] == pytest.approx(parent[0, 0], abs=1e-6)
                 tried += 1
@@ -242,7 +241,6 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     from nnverify.bounds.backward import LayerBounds
     from nnverify.bounds.interval import interval_bounds
     from nnverify.bounds.optimized import optimized_layer_bounds
-    from nnverify.search import relu_bab
 
     rng = np.random.default_rng(3)
     net = random_net(rng, [5, 12, 12, 12, 2])
@@ -250,10 +248,10 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     ib = interval_bounds(net, lb, ub)
     root = optimized_layer_bounds(net, LayerBounds(ib.lb, ib.ub), iterations=10, margin_rel=1e-9, margin_abs=1e-12)
     d = Disjunct(lb, ub, np.zeros((1, 5)), rng.normal(size=(1, 2)), np.array([50.0]))
-    search = relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options())
+    search = relu_search.ReluSearch(net, root, relu_domains.Rows.of([d]), [d], Options())
 
-    def domain(known: float) -> relu_bab._Domains:
-        dom = relu_bab._root_domains(search)
+    def domain(known: float) -> relu_domains.Domains:
+        dom = relu_search.root_domains(search)
         dom.known[:] = known
         return dom
 
@@ -265,7 +263,9 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
     stuck.duals = duals
     bounds = search.bounds_of(stuck)
     lam = {r: -np.ones((1, 1, root.lb[s].shape[1])) for r, s in search.relu.items()}
-    cands = search._candidates(bounds, lam, np.zeros(1, dtype=np.int64), stuck.splits, np.array([0]))
+    cands = relu_branching.candidates(
+        search.graph, bounds, lam, np.zeros(1, dtype=np.int64), stuck.splits, np.array([0])
+    )
     k = cands.shape[1]
     assert len({int(c) for c in cands[0, :, 0] if c >= 0}) >= 2
 
@@ -274,8 +274,14 @@ def test_when_no_split_lifts_the_worse_child_the_earliest_layer_is_split(monkeyp
         # layers come later in the candidate list)
         return np.array([[[[-2.0], [float(c)]] for c in range(k)]])
 
-    monkeypatch.setattr(relu_bab, "split_lower", crafted)
-    assert search._filter(stuck, cands, None)[0, 0] == cands[0, 0, 0] == layers[0]
+    monkeypatch.setattr(relu_branching, "split_lower", crafted)
+    assert (
+        relu_branching.choose(
+            search.graph, search.bounds_of(stuck), search.rows.take(stuck.disjunct), stuck, cands, None, search.margins
+        )[0, 0]
+        == cands[0, 0, 0]
+        == layers[0]
+    )
 
 
 def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,13 +291,12 @@ def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.M
     from nnverify.bounds import refine
     from nnverify.bounds.backward import LayerBounds, crown_bounds
     from nnverify.bounds.interval import interval_bounds
-    from nnverify.search import relu_bab
 
     solve_side = refine._solve_side
 
     def slow_solve(*args, **kwargs):  # type: ignore[no-untyped-def]
         solve_side(*args, **kwargs)
-        time.sleep(relu_bab.REFINE_SOLVE_S)
+        time.sleep(relu_race.REFINE_SOLVE_S)
         return None
 
     monkeypatch.setattr(refine, "_solve_side", slow_solve)
@@ -303,10 +308,10 @@ def test_stopping_the_race_waits_for_the_refinement_solves(monkeypatch: pytest.M
     options = Options()
     margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
     backend = get_backend("highs", options)
-    race = relu_bab._RacingMilp(
+    race = relu_race.RacingMilp(
         net, LayerBounds(root.lb, root.ub), disjuncts, backend, Budget.starting_now(60), True, margins, 2
     )
-    time.sleep(0.3 * relu_bab.REFINE_SOLVE_S)  # both workers are inside a solve
+    time.sleep(0.3 * relu_race.REFINE_SOLVE_S)  # both workers are inside a solve
     assert race.thread.is_alive()
     race.stop()
     assert not race.thread.is_alive()
@@ -317,22 +322,21 @@ def test_a_domains_recomputed_bounds_hold_on_its_region_and_tighten(seed: int) -
     """After splits, ``tighten`` recomputes the later layers' bounds of each domain: every sampled input
     that satisfies the domain's split signs has every pre-activation inside the new bounds, the new bounds
     lie inside the clamped parent's, and across the domains some bound is strictly tighter."""
-    from nnverify.search import relu_bab
 
     search, root, rng = _small_search(seed)
     net, lb, ub = search.graph, search.disjuncts[0].lb, search.disjuncts[0].ub
     n_dom = 6
-    dom = relu_bab._root_domains(search).take(np.zeros(n_dom, dtype=np.int64))
+    dom = relu_search.root_domains(search).take(np.zeros(n_dom, dtype=np.int64))
     first = search.pre[0]
     unstable = np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0]
     assert unstable.size >= 2
     anchors = net.eval_all(rng.uniform(lb, ub, size=(n_dom, 4)))[first]  # each region holds its anchor
     for i in range(n_dom):
         for j in rng.choice(unstable, size=2, replace=False):
-            search._split(dom, i, first, int(j), bool(anchors[i, j] >= 0))
+            relu_domains.split(dom, i, first, int(j), bool(anchors[i, j] >= 0), search.relu_of[first])
     before = ({k: v.copy() for k, v in dom.lb.items()}, {k: v.copy() for k, v in dom.ub.items()})
     search.tighten(dom)
-    assert np.all(dom.since == relu_bab._CLEAN)
+    assert np.all(dom.since == relu_domains.CLEAN)
     tighter = 0
     for k in search.pre:
         assert np.all(dom.lb[k] >= before[0][k]) and np.all(dom.ub[k] <= before[1][k])
@@ -355,7 +359,6 @@ def _small_search(seed: int):  # type: ignore[no-untyped-def]
     from nnverify.bounds.backward import LayerBounds
     from nnverify.bounds.interval import interval_bounds
     from nnverify.bounds.optimized import optimized_layer_bounds
-    from nnverify.search import relu_bab
 
     rng = np.random.default_rng(seed)
     net = random_net(rng, [4, 16, 16, 16, 2])
@@ -367,21 +370,20 @@ def _small_search(seed: int):  # type: ignore[no-untyped-def]
     )
     assert slopes  # the recomputation reuses the root's α-CROWN slopes
     d = Disjunct(lb, ub, np.zeros((1, 4)), rng.normal(size=(1, 2)), np.array([5.0]))
-    return relu_bab._Search(net, root, relu_bab._Rows.of([d]), [d], Options(), slopes), root, rng
+    return relu_search.ReluSearch(net, root, relu_domains.Rows.of([d]), [d], Options(), slopes), root, rng
 
 
 def test_refined_root_bounds_are_intersected_into_the_open_domains() -> None:
     """``absorb`` keeps the tree: every domain's bounds become the intersection with the refined root's, split
     clamps stay, and the layers after the first are marked for recomputation."""
     from nnverify.bounds.backward import LayerBounds
-    from nnverify.search import relu_bab
 
     search, root, _ = _small_search(5)
-    dom = relu_bab._root_domains(search).take(np.zeros(3, dtype=np.int64))
+    dom = relu_search.root_domains(search).take(np.zeros(3, dtype=np.int64))
     first = search.pre[0]
     j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
-    search._split(dom, 0, first, j, True)
-    search._split(dom, 1, first, j, False)
+    relu_domains.split(dom, 0, first, j, True, search.relu_of[first])
+    relu_domains.split(dom, 1, first, j, False, search.relu_of[first])
     search.tighten(dom)
     old = ({s: v.copy() for s, v in dom.lb.items()}, {s: v.copy() for s, v in dom.ub.items()})
     mid = [(lo + hi) / 2 for lo, hi in zip(root.lb, root.ub, strict=True)]
@@ -402,15 +404,14 @@ def test_a_domain_whose_bounds_cross_is_proven_empty() -> None:
     """A split the refined bounds contradict (active on a neuron proven negative) leaves an empty region:
     the domain is closed (bound +inf, nothing to branch on); its sibling stays open."""
     from nnverify.bounds.backward import LayerBounds
-    from nnverify.search import relu_bab
 
     search, root, _ = _small_search(6)
     first = search.pre[0]
-    dom = relu_bab._root_domains(search).take(np.zeros(2, dtype=np.int64))
+    dom = relu_search.root_domains(search).take(np.zeros(2, dtype=np.int64))
     _, dom.duals, _, _ = search.evaluate(dom, 5)
     j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
-    search._split(dom, 0, first, j, True)
-    search._split(dom, 1, first, j, False)
+    relu_domains.split(dom, 0, first, j, True, search.relu_of[first])
+    relu_domains.split(dom, 1, first, j, False, search.relu_of[first])
     ub = [v.copy() for v in root.ub]
     ub[first][0, j] = -0.01
     search.absorb(LayerBounds([v.copy() for v in root.lb], ub), search.slopes, [dom])
@@ -423,13 +424,11 @@ def test_absorb_takes_the_slopes_optimised_for_the_refined_bounds() -> None:
     """The slopes re-optimised with the refined bounds replace the root's (they were once dropped, and the
     domains kept recomputing their bounds with slopes chosen for the looser ones)."""
     from nnverify.bounds.backward import LayerBounds
-    from nnverify.search import relu_bab
+    from nnverify.bounds.optimized import Slopes
 
     search, root, _ = _small_search(7)
-    dom = relu_bab._root_domains(search)
-    fresh = {
-        k: relu_bab.Slopes(v.idx, {r: a * 0.5 for r, a in v.alpha.items()}, v.default) for k, v in search.slopes.items()
-    }
+    dom = relu_search.root_domains(search)
+    fresh = {k: Slopes(v.idx, {r: a * 0.5 for r, a in v.alpha.items()}, v.default) for k, v in search.slopes.items()}
     search.absorb(LayerBounds([v.copy() for v in root.lb], [v.copy() for v in root.ub]), fresh, [dom])
     assert search.slopes is fresh and search.generation == 1
 
@@ -440,22 +439,21 @@ def test_a_batch_bounded_while_refined_bounds_arrive_catches_up(monkeypatch: pyt
     import threading
 
     from nnverify.bounds.backward import LayerBounds
-    from nnverify.search import relu_bab
 
     search, root, _ = _small_search(5)
     backend = get_backend("highs", Options())
     first = search.pre[0]
     j = int(np.nonzero((root.lb[first][0] < 0) & (root.ub[first][0] > 0))[0][0])
-    dom = relu_bab._root_domains(search)
+    dom = relu_search.root_domains(search)
     _, dom.duals, _, _ = search.evaluate(dom, 5)
     choice = np.array([[first, j]])
-    frontier = relu_bab._Frontier([(dom, choice)], threading.Condition())
+    frontier = relu_frontier._Frontier([(dom, choice)], threading.Condition())
     mid = [(lo + hi) / 2 for lo, hi in zip(root.lb, root.ub, strict=True)]
     refined = LayerBounds(
         [np.minimum(lo + 0.2 * (m - lo), m) for lo, m in zip(root.lb, mid, strict=True)],
         [np.maximum(hi - 0.2 * (hi - m), m) for hi, m in zip(root.ub, mid, strict=True)],
     )
-    evaluate = relu_bab._Search.evaluate
+    evaluate = relu_search.ReluSearch.evaluate
 
     def evaluate_then_stop(self, dom, iterations):  # type: ignore[no-untyped-def]
         out = evaluate(self, dom, iterations)
@@ -465,9 +463,9 @@ def test_a_batch_bounded_while_refined_bounds_arrive_catches_up(monkeypatch: pyt
         lower = np.full(len(dom), -1.0)  # keep every child open, so it is pushed
         return lower, out[1], np.tile(np.array([[first, j]]), (len(dom), 1)), out[3]
 
-    monkeypatch.setattr(relu_bab._Search, "evaluate", evaluate_then_stop)
-    relu_bab._worker(
-        search, frontier, backend, Budget.starting_now(30), lambda x: False, relu_bab.SearchStats(), threading.Lock()
+    monkeypatch.setattr(relu_search.ReluSearch, "evaluate", evaluate_then_stop)
+    relu_frontier._worker(
+        search, frontier, backend, Budget.starting_now(30), lambda x: False, SearchStats(), threading.Lock()
     )
     assert frontier.stack, "the open children were pushed"
     for pushed, _ in frontier.stack:
@@ -481,7 +479,7 @@ def test_wide_networks_skip_the_symbolic_pass_and_the_race_and_still_agree_with_
 ) -> None:
     """With the width threshold at 0 every net counts as a CIFAR-sized one: the root starts CROWN from interval
     bounds, no MILP races (one would raise here), and the verdicts still match the exact MILP."""
-    from nnverify.search import exact, relu_bab
+    from nnverify.search import exact
 
     monkeypatch.setattr(relu_bab, "SYMBOLIC_MAX_MULADDS", 0)
 
@@ -502,7 +500,7 @@ def test_wide_networks_skip_the_symbolic_pass_and_the_race_and_still_agree_with_
             (net, lb, ub, disjuncts, decide_box(net, lb, ub, disjuncts, backend, Budget.starting_now(30), options))
         )
     monkeypatch.setattr(exact, "symbolic_bounds", no_symbolic)
-    monkeypatch.setattr(relu_bab, "_RacingMilp", no_race)
+    monkeypatch.setattr(relu_bab, "RacingMilp", no_race)
     seen = set()
     for net, lb, ub, disjuncts, reference in references:
 
