@@ -44,6 +44,8 @@ def _inherit(
     index = np.flatnonzero(free)
     p_mid = (parent.box[0][:, index] + parent.box[1][:, index]) / 2.0
     p_rad = (parent.box[1][:, index] - parent.box[0][:, index]) / 2.0
+    if not np.all(p_rad > 0.0):  # a free input the splits narrowed to one float: no normalised coordinates
+        return None
     shift = ((lb[:, index] + ub[:, index]) / 2.0 - p_mid) / p_rad  # e_parent = shift + ratio * e_child
     ratio = ((ub[:, index] - lb[:, index]) / 2.0) / p_rad
     # float error of shift and ratio, and of a child point's own coordinates (a few ulps of the box's magnitude

@@ -184,3 +184,20 @@ def test_verify_bounds_the_forward_route_on_the_op_graph(tmp_path: Path, monkeyp
         monkeypatch.setattr(forward_split, "OP_BACKWARD", enabled)
         result = pipeline.verify(graph, prop, Options(timeout_s=60.0))
         assert result.verdict is Verdict.UNSAT and result.stats["bounds"] == bounds
+
+
+def test_a_parent_narrowed_to_one_float_passes_nothing_on(tmp_path: Path) -> None:
+    """A parent box whose free input has no width left (deep splits) gives its children no functions (no
+    normalised coordinates to re-express them in; no division by zero), only its bounds."""
+    graph = fw._load(tmp_path, "conv_relu")
+    plan = backward_ops.plan(graph)
+    lb, ub, free = fw._boxes(graph.n_inputs, False)
+    lb, ub = lb[:1].copy(), ub[:1].copy()
+    ub[0, 0] = lb[0, 0]
+    parent = backward_ops.op_bounds(plan, lb, ub, free)
+    child = backward_ops.op_bounds(plan, lb, ub, free, parent=parent.part(np.array([0])))
+    x = fw._samples(lb[0], ub[0])
+    env = graph.eval_all(x)
+    for tensor in parent.lb:
+        value = env[tensor].reshape(x.shape[0], -1)
+        assert np.all(value >= child.lb[tensor].reshape(-1)) and np.all(value <= child.ub[tensor].reshape(-1))
