@@ -80,17 +80,8 @@ def relu_split_search(
         return SearchOutcome(SolveStatus.TIMEOUT, note=str(exc))
     if not query.live:
         return SearchOutcome(SolveStatus.INFEASIBLE, note="bounds")
-    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
-    slopes: dict[int, Slopes] = {}
-    root = optimized_layer_bounds(
-        graph,
-        LayerBounds([v[None, :] for v in query.lbs], [v[None, :] for v in query.ubs]),
-        iterations=ROOT_LAYER_ITERATIONS,
-        slopes=slopes,
-        **margins,
-    )
-    live = query.live
-    search = ReluSearch(graph, root, Rows.of(live), live, options, slopes)
+    search = _root_search(graph, query, options)
+    root, margins = search.root, search.margins
     races: list[RacingMilp] = []
 
     def start_race(open_disjuncts: list[Disjunct]) -> RacingMilp | None:
@@ -109,6 +100,21 @@ def relu_split_search(
         out.stats.stabilised += race.refine_stats.stabilised
         out.stats.refine_s += race.refine_seconds()
     return out
+
+
+def _root_search(graph: LayerGraph, query: BoxQuery, options: Options) -> ReluSearch:
+    """The search over the live disjuncts of ``query``, its root bounds tightened by α-CROWN layer by layer
+    (the slopes chosen for each layer kept for the domains' bounds)."""
+    margins = {"margin_rel": options.bound_margin_rel, "margin_abs": options.bound_margin_abs}
+    slopes: dict[int, Slopes] = {}
+    root = optimized_layer_bounds(
+        graph,
+        LayerBounds([v[None, :] for v in query.lbs], [v[None, :] for v in query.ubs]),
+        iterations=ROOT_LAYER_ITERATIONS,
+        slopes=slopes,
+        **margins,
+    )
+    return ReluSearch(graph, root, Rows.of(query.live), query.live, options, slopes)
 
 
 #: Multiply-adds of the forward symbolic pass above which the root skips it and starts CROWN from interval
