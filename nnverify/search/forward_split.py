@@ -186,14 +186,19 @@ def forward_split_search(
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     cores: int = 1,
+    presplit: int | None = None,
 ) -> SearchOutcome:
     """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs; with
     ``cores`` >= 2, a search still open after ``SHARE_AFTER_S`` continues in two processes if two fit the memory
-    cap (``fits_twice``)."""
+    cap (``fits_twice``), at once with ``presplit`` (an input along which the root box is halved unbounded)."""
     search = _Search(graph, plan, disjuncts, budget)
-    lb0, ub0 = disjuncts[0].lb, disjuncts[0].ub
-    stack = [_Boxes(lb0[None, :], ub0[None, :], np.zeros(1, dtype=np.int64))]
+    lb0, ub0, depth0 = disjuncts[0].lb[None, :], disjuncts[0].ub[None, :], np.zeros(1, dtype=np.int64)
     share_at = time.monotonic() + SHARE_AFTER_S if cores >= 2 else math.inf
+    if presplit is not None and lb0[0, presplit] < ub0[0, presplit]:
+        stack = [_Boxes(*_bisect(lb0, ub0, depth0, np.array([presplit])))]
+        share_at = -math.inf if cores >= 2 else math.inf
+    else:
+        stack = [_Boxes(lb0, ub0, depth0)]
     while stack:
         if budget.expired():
             return SearchOutcome(SolveStatus.TIMEOUT, note=TIMEOUT_NOTE, stats=search.stats)
@@ -232,8 +237,19 @@ def _halves(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both halves of every box, split along the free input with the largest weight in its live rows' lower
     functions (the coordinates are normalised, so the weight already includes the width)."""
+    return _bisect(lb, ub, depth, _split_dims(func, live, index))
+
+
+def _split_dims(func: np.ndarray, live: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Per box, the free input with the largest weight in its live rows' lower functions."""
     weight = np.einsum("bk,bki->bi", live.astype(np.float64), np.abs(func[..., :-1]))
-    dim = index[np.argmax(weight, axis=1)]
+    return index[np.argmax(weight, axis=1)]
+
+
+def _bisect(
+    lb: np.ndarray, ub: np.ndarray, depth: np.ndarray, dim: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both halves of every box along its input ``dim``: lower halves first, then upper halves."""
     rows = np.arange(lb.shape[0])
     mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
     left_ub, right_lb = ub.copy(), lb.copy()
@@ -261,21 +277,30 @@ def forward_reason(analysis: Graph, prop: Property, budget: Budget, max_free: in
 
 
 def _plan(analysis: Graph, budget: Budget, disjuncts: list[Disjunct] | None = None) -> CutPlan | OpPlan | None:
+    """The bounds a box gets (``_route`` without the split)."""
+    return _route(analysis, budget, disjuncts)[0]
+
+
+def _route(
+    analysis: Graph, budget: Budget, disjuncts: list[Disjunct] | None = None
+) -> tuple[CutPlan | OpPlan | None, int | None]:
     """The bounds a box gets: CROWN on the op graph down to the free inputs where every node allows it, else
     forward functions up to a cut and CROWN on the dense view after it (or forward functions alone): the cheap cut,
-    or the deep one where the cheap one leaves ``disjuncts``' root box loose (``ROOT_LOOSE``)."""
+    or the deep one where the cheap one leaves ``disjuncts``' root box loose (``ROOT_LOOSE``). With the deep cut,
+    also the free input along which the cheap cut's root rows would split the root box (``PRESPLIT``), else None."""
     from nnverify.bounds import backward_ops
     from nnverify.bounds.forward_cut import DEEP_CUT_COST_MAX, plan_cut, prefers_cut
 
     ops = backward_ops.plan(analysis)
     if backward_ops.unsupported(ops) is None and OP_BACKWARD and not prefers_cut(analysis):
-        return ops
+        return ops, None
     cap = getattr(budget, "memory_limit_mb", math.inf)
     limit = min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 4)
     plan = plan_cut(analysis, limit, budget)
-    if plan is None or not disjuncts or not _loose(plan, disjuncts, budget):
-        return plan
-    return plan_cut(analysis, limit, budget, DEEP_CUT_COST_MAX) or plan
+    dim = None if plan is None or not disjuncts else _loose(plan, disjuncts, budget)
+    if plan is None or dim is None:
+        return plan, None
+    return plan_cut(analysis, limit, budget, DEEP_CUT_COST_MAX) or plan, dim
 
 
 #: A cheap cut whose root box leaves some row below ``-ROOT_LOOSE`` is replaced by the deep cut (CROWN rows walk
@@ -283,16 +308,25 @@ def _plan(analysis: Graph, budget: Budget, disjuncts: list[Disjunct] | None = No
 #: rows at the cheap cut: cGAN 64x64 nets -8.6 (``imgSz64_nCh_1`` prop 1; -0.002 at the deep cut, 70 s CPU), -70
 #: (prop 0); the upsample cGAN -0.084 (its deep cut: -0.002 but 55 s CPU against 9.7 s).
 ROOT_LOOSE = 1.0
+#: On two processes, the deep cut's root box is split before it is bounded and its halves bounded one in each
+#: process: a root box there costs about a minute and was open on every cGAN 64x64 instance (-0.002 to -0.09);
+#: ``imgSz64_nCh_1`` prop 0, CPU s in one process: root 67.5 then halves 21 + 20 (inheriting the root's bounds),
+#: or halves 58.5 and 55.6 without it (the same rows), so 88 s to the depth-2 boxes on the critical path against 59.
+PRESPLIT = True
 
 
-def _loose(plan: CutPlan, disjuncts: list[Disjunct], budget: Budget) -> bool:
-    """Whether the root box of ``disjuncts`` (sharing one box) leaves some row below ``-ROOT_LOOSE`` at ``plan``."""
+def _loose(plan: CutPlan, disjuncts: list[Disjunct], budget: Budget) -> int | None:
+    """If the root box of ``disjuncts`` (sharing one box) leaves some row below ``-ROOT_LOOSE`` at ``plan``, the
+    free input its rows would split it along; else None."""
     from nnverify.bounds.forward_cut import cut_rows_lower
 
     rows = StackedRows.of(disjuncts)
     lb, ub = disjuncts[0].lb[None, :], disjuncts[0].ub[None, :]
-    lower, _, _ = cut_rows_lower(plan, lb, ub, lb[0] < ub[0], rows.a_x, rows.a_y, rows.b, budget=budget)
-    return bool(np.min(lower) < -ROOT_LOOSE)
+    free = lb[0] < ub[0]
+    lower, func, _ = cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, budget=budget)
+    if not np.min(lower) < -ROOT_LOOSE:
+        return None
+    return int(_split_dims(func, ~rows.dead(lower)[:, rows.owner], np.flatnonzero(free))[0])
 
 
 #: Whether the op-graph back-substitution (``bounds/backward_ops.py``) is used where it applies.
@@ -322,14 +356,17 @@ def forward_route(
     groups: dict[bytes, list[Disjunct]] = {}
     for d in prop.disjuncts:
         groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)
-    plan = _plan(analysis, budget, next(iter(groups.values())))
+    plan, presplit = _route(analysis, budget, next(iter(groups.values())))
+    cores = options.cores()
+    presplit = presplit if PRESPLIT and cores >= 2 else None
     stats["cut"] = plan.cut if isinstance(plan, CutPlan) else ""
     stats["bounds"] = "backward-ops" if isinstance(plan, OpPlan) else "forward-cut" if plan is not None else "forward"
     undecided: list[str] = []
     timed_out = False
     for group in groups.values():
         accept_group = functools.partial(accept, box=group[0])
-        out = forward_split_search(analysis, plan, group, budget, accept_group, options.cores())
+        out = forward_split_search(analysis, plan, group, budget, accept_group, cores, presplit)
+        presplit = None  # chosen for the first group's box
         stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
         stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)
         if found:

@@ -189,3 +189,53 @@ def test_an_error_in_the_worker_reaches_the_parent(tmp_path: Path, monkeypatch: 
     d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
     out = forward_split_search(graph, None, [d], Budget.starting_now(60.0, 1e9), lambda x: False, 2)
     assert out.status is SolveStatus.UNKNOWN and "memory limit: bounding a box" in out.note
+
+
+def test_the_deep_cut_halves_the_root_box_before_bounding_it(tmp_path: Path, forks: list[int]) -> None:
+    """``_route`` gives an input to split along exactly when the cheap cut's root box is loose (here: every root
+    counts as loose, or none); the search from the two halves gives the verdicts of the search from the root, in one
+    process and in two (forked at once, before any box is bounded)."""
+    graph = _net(tmp_path, 1)
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forward_split, "OP_BACKWARD", False)
+        patch.setattr(forward_split, "ROOT_LOOSE", np.inf)
+        assert forward_split._route(graph, Budget.unlimited(), [d])[1] is None
+        patch.setattr(forward_split, "ROOT_LOOSE", -np.inf)
+        plan, dim = forward_split._route(graph, Budget.unlimited(), [d])
+    assert dim in (0, 2)  # a free input (input 1 is pinned)
+    for shift, status in ((0.02, SolveStatus.INFEASIBLE), (-0.001, SolveStatus.FEASIBLE)):
+        d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + shift)]))
+        for cores in (1, 2):
+            before = len(forks)
+            found: list[np.ndarray] = []
+
+            def accept(x: np.ndarray, d: Disjunct = d, found: list[np.ndarray] = found) -> bool:
+                if d.slack(x[None], graph.eval(x[None]))[0] <= 0.0:
+                    found.append(x)
+                return bool(found)
+
+            out = forward_split_search(graph, plan, [d], Budget.starting_now(60.0), accept, cores, dim)
+            assert out.status is status and bool(found) is (status is SolveStatus.FEASIBLE)
+            assert len(forks) == before + (cores - 1)
+    assert all(_reaped(pid) for pid in forks)
+
+
+def test_verify_shares_the_forward_route_between_two_processes(tmp_path: Path, forks: list[int]) -> None:
+    """``verify`` on the forward route with ``--threads 2`` forks the worker and proves the bound; ``--threads 1``
+    does not fork."""
+    from nnverify import pipeline
+    from nnverify.options import Options
+    from nnverify.result import Verdict
+    from nnverify.spec.property import Property
+
+    graph = _net(tmp_path, 1)
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forward_split, "FORWARD_DENSE_MB", 0.0)
+        for threads in (1, 2):
+            before = len(forks)
+            result = pipeline.verify(graph, Property(3, 2, (d,)), Options(timeout_s=60.0, threads=threads))
+            assert result.verdict is Verdict.UNSAT and result.method == "forward-split"
+            assert len(forks) == before + (threads - 1)
+    assert all(_reaped(pid) for pid in forks)
