@@ -47,9 +47,10 @@ SHARE_MIN_LEFT_S = 1.0
 #: ConvTranspose takes 449 MB (the one after their third, 302 MB, leaves the root box's rows at -0.029, not -0.002).
 CUT_MAX_MB = 512.0
 #: Share of the budget the graph attack gets before the search, and its cap in seconds (every cGAN sat instance
-#: fell in < 1 s; the search replays its own candidates too).
+#: fell in < 1 s; the search replays its own candidates too). Each `unsat` instance spends the whole slice: 10 s
+#: was the largest share of the bias-field nets' `unsat` runs (cifar_bias_field_53: 9.9 of 34 s).
 ATTACK_SHARE = 0.05
-ATTACK_MAX_S = 10.0
+ATTACK_MAX_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,8 @@ class _Search:
             self.note = f"the relaxation left a box open after {max_depth} splits"
         grow = open_box & ~deep
         if np.any(grow):
-            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index)
+            root = (self.disjuncts[0].ub - self.disjuncts[0].lb)[index]
+            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index, root)
             stack.append(_Boxes(*halves, _twice(bounds, grow)))
             stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
         return None, []
@@ -233,16 +235,29 @@ def _points(
 
 
 def _halves(
-    func: np.ndarray, live: np.ndarray, lb: np.ndarray, ub: np.ndarray, depth: np.ndarray, index: np.ndarray
+    func: np.ndarray,
+    live: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    depth: np.ndarray,
+    index: np.ndarray,
+    root: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Both halves of every box, split along the free input with the largest weight in its live rows' lower
-    functions (the coordinates are normalised, so the weight already includes the width)."""
-    return _bisect(lb, ub, depth, _split_dims(func, live, index))
+    functions (the coordinates are normalised, so the weight already includes the width); ``root``: the root box's
+    widths of the free inputs (``_split_dims``)."""
+    width = None if root is None else (ub - lb)[:, index] / root
+    return _bisect(lb, ub, depth, _split_dims(func, live, index, width))
 
 
-def _split_dims(func: np.ndarray, live: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Per box, the free input with the largest weight in its live rows' lower functions."""
+def _split_dims(func: np.ndarray, live: np.ndarray, index: np.ndarray, width: np.ndarray | None = None) -> np.ndarray:
+    """Per box, the free input with the largest weight in its live rows' lower functions; where every weight is
+    0 (constant lower functions: the weights tell nothing, and the first input would be halved ever again), the
+    input of largest ``width`` (per box and free input, a share of the root box's width)."""
     weight = np.einsum("bk,bki->bi", live.astype(np.float64), np.abs(func[..., :-1]))
+    if width is not None:
+        flat = ~np.any(weight > 0.0, axis=1)
+        weight[flat] = width[flat]
     return index[np.argmax(weight, axis=1)]
 
 

@@ -239,3 +239,16 @@ def test_verify_shares_the_forward_route_between_two_processes(tmp_path: Path, f
             assert result.verdict is Verdict.UNSAT and result.method == "forward-split"
             assert len(forks) == before + (threads - 1)
     assert all(_reaped(pid) for pid in forks)
+
+
+def test_constant_lower_functions_split_the_widest_input() -> None:
+    """Where every live row's lower function is constant, the box is halved along its widest free input as a share
+    of the root box (the first free input, ever again, left a search open at any depth); else the weights decide."""
+    func = np.zeros((2, 1, 4))  # two boxes, one row, three inputs + constant
+    func[1, 0, :3] = [0.0, 0.5, 0.1]
+    live = np.ones((2, 1), dtype=bool)
+    lb, ub = np.zeros((2, 3)), np.array([[0.25, 1.0, 0.5], [0.25, 1.0, 0.5]])
+    root = np.array([1.0, 2.0, 0.5])
+    _, upper, _ = forward_split._halves(func, live, lb, ub, np.zeros(2, dtype=np.int64), np.arange(3), root)
+    assert np.flatnonzero(upper[0] != ub[0]).tolist() == [2]  # flat: input 2 is still as wide as the root's
+    assert np.flatnonzero(upper[1] != ub[1]).tolist() == [1]  # the weights
