@@ -133,6 +133,38 @@ def _descend(graph: LayerGraph, d: Disjunct, x: np.ndarray, budget: Budget) -> n
     return x
 
 
+def _worst(graph: LayerGraph, d: Disjunct, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per point its largest row ``a_x x + a_y y - b``, that row's index and the network's values."""
+    values = graph.eval_all(x)
+    rows = x @ d.a_x.T + values[graph.output] @ d.a_y.T - d.b
+    worst = np.argmax(rows, axis=1)
+    return rows[np.arange(x.shape[0]), worst], worst, values
+
+
+def descend_adaptive(graph: LayerGraph, d: Disjunct, x: np.ndarray, budget: Budget, steps: int) -> np.ndarray:
+    """Sign-gradient descent on the largest row with a step per point: a step that lowers the point's largest
+    row is taken and the step grows by half, else the step halves (from ``REFINE_FIRST_STEP`` of the box's
+    width, never below ``REFINE_LAST_STEP / 10``); ``steps`` steps, ending at the first point inside."""
+    width = d.ub - d.lb
+    step = np.full((x.shape[0], 1), REFINE_FIRST_STEP)
+    top, worst, values = _worst(graph, d, x)
+    for _ in range(steps):
+        budget.check("searching for a counterexample by gradient descent")
+        if np.any(top <= 0.0):
+            break
+        grad = backpropagate(graph, d.a_y[worst], point_slopes(graph, values)) + d.a_x[worst]
+        trial = np.clip(x - step * width * np.sign(grad), d.lb, d.ub)
+        t_top, t_worst, t_values = _worst(graph, d, trial)
+        take = t_top < top
+        x = np.where(take[:, None], trial, x)
+        top, worst = np.where(take, t_top, top), np.where(take, t_worst, worst)
+        values = [
+            np.where(take.reshape(-1, *([1] * (a.ndim - 1))), b, a) for a, b in zip(values, t_values, strict=True)
+        ]
+        step = np.clip(np.where(take[:, None], 1.5 * step, 0.5 * step), REFINE_LAST_STEP / 10.0, REFINE_FIRST_STEP)
+    return x
+
+
 def _slack(graph: LayerGraph, d: Disjunct, x: np.ndarray, budget: Budget) -> np.ndarray:
     budget.check(_PHASE)
     return d.slack(x, graph.eval(x))

@@ -48,6 +48,14 @@ SHARE_AFTER_S = 0.5
 #: ... and only while more than this many seconds of the budget are left.
 SHARE_MIN_LEFT_S = 1.0
 TIMEOUT_NOTE = "budget spent during input splitting"
+#: When a batch's attack points come closer to the unsafe set than any before in the search, its best
+#: ``POLISH_POINTS`` descend for ``POLISH_STEPS`` steps (``attack.descend_adaptive``; 0: never) before they are
+#: tried (``polish_best``).
+POLISH_STEPS = 30
+POLISH_POINTS = 4
+#: ... and in every this many-th batch with open boxes (0: only on a new record; every 4th or 8th batch cost ACAS Xu
+#: `unsat` searches 10-35 % more CPU).
+POLISH_EVERY = 0
 
 
 @dataclass(slots=True)
@@ -148,6 +156,10 @@ class Search:
     stats: SearchStats = field(default_factory=SearchStats)
     #: Why the search may end undecided (a smooth box open at the depth limit, a leaf that did not replay).
     note: str = ""
+    #: The smallest slack of any attack point so far (``polish_best``'s record).
+    record: float = math.inf
+    #: Batches with open boxes so far (``POLISH_EVERY``).
+    batches: int = 0
 
     def run_batch(
         self, stack: list[Boxes], is_counterexample: Callable[[np.ndarray], bool]
@@ -166,6 +178,12 @@ class Search:
         funcs = coef[:, :, None] if coef.ndim == 3 else coef  # (B, K, m, n + 1): the best rule's first
         pts = attack_points(funcs[:, :, 0], lower, live_rows, boxes.lb, boxes.ub)[np.concatenate([open_box] * 2)]
         found = try_points(self.graph, self.disjuncts, self.space.full(pts), is_counterexample, stats)
+        if found is None and POLISH_STEPS:
+            self.batches += 1
+            record = math.inf if POLISH_EVERY and self.batches % POLISH_EVERY == 0 else self.record
+            full = self.space.full(pts)
+            found, best = polish_best(self.graph, self.disjuncts, full, is_counterexample, stats, record)
+            self.record = min(self.record, best)
         if found is not None:
             return found, []
         shrink_funcs = funcs[:, :, 1:] if funcs.shape[2] > 1 else funcs  # every rule's functions, if given
@@ -265,6 +283,33 @@ def try_points(
     for d in disjuncts:
         best = np.minimum(best, np.where(d.contains_input(pts), d.slack(pts, y), np.inf))
     return replay_best(pts, best, is_counterexample, stats)
+
+
+def polish_best(
+    graph: LayerGraph,
+    disjuncts: list[Disjunct],
+    pts: np.ndarray,
+    is_counterexample: Callable[[np.ndarray], bool],
+    stats: SearchStats,
+    record: float,
+) -> tuple[np.ndarray | None, float]:
+    """When the smallest own-evaluator slack of ``pts`` beats ``record``: its disjunct's ``POLISH_POINTS`` points
+    of smallest slack after ``POLISH_STEPS`` steps of adaptive sign-gradient descent inside the disjunct's box,
+    replayed like ``try_points``. Returns the counterexample (or None) and the new record."""
+    if pts.shape[0] == 0:
+        return None, record
+    y = graph.eval(pts)
+    slack = np.stack([np.where(d.contains_input(pts), d.slack(pts, y), np.inf) for d in disjuncts])
+    k = int(np.argmin(slack.min(axis=1)))
+    best = float(slack[k].min())
+    if not best < record:
+        return None, record
+    from nnverify.attack import descend_adaptive  # not on the path of a search that never polishes (start-up)
+
+    order = np.argsort(slack[k])[:POLISH_POINTS]
+    start = pts[order[np.isfinite(slack[k][order])]]
+    x = descend_adaptive(graph, disjuncts[k], start, Budget.unlimited(), POLISH_STEPS)
+    return try_points(graph, disjuncts, x, is_counterexample, stats), best
 
 
 def replay_best(
