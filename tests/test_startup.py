@@ -43,9 +43,12 @@ NOT_IN_A_BOUNDS_CHECK = (
     "onnxruntime",
     "onnx.reference",
     "nnverify.search.relu_bab",
+    *(f"nnverify.search.relu_{m}" for m in ("branching", "domains", "frontier", "race", "search")),
     "nnverify.search.act_split",
     "nnverify.search.polish",
     "nnverify.bounds.optimized",
+    "nnverify.bounds.relu_pass",
+    "nnverify.bounds.trial_splits",
     "nnverify.bounds.refine",
     "nnverify.encode",  # the exact encodings: an exact leaf or a solver call imports them
     "nnverify.search.exact",
