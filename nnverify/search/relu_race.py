@@ -56,46 +56,58 @@ class RacingMilp:
         self.refined: tuple[LayerBounds, dict[int, Slopes]] | None = None
         self.refine_stats = RefineStats()
         self.refine_started: float | None = None
+        self._graph, self._margins = graph, margins
+        self._slopes: dict[int, Slopes] = {}
         lbs, ubs = [np.array(v[0]) for v in root.lb], [np.array(v[0]) for v in root.ub]
-
-        slopes: dict[int, Slopes] = {}
-
-        def reoptimise(lo: list[np.ndarray], hi: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-            nonlocal slopes
-            slopes = {}
-            b = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
-            b = optimized_layer_bounds(graph, b, iterations=ROOT_LAYER_ITERATIONS, slopes=slopes, **margins)
-            return [v[0] for v in b.lb], [v[0] for v in b.ub]
-
-        def publish(lo: list[np.ndarray], hi: list[np.ndarray]) -> None:
-            # one assignment, so the search never sees bounds with the slopes of other bounds
-            self.refined = (LayerBounds([v[None] for v in lo], [v[None] for v in hi]), slopes)
-
-        def run() -> None:
-            nonlocal lbs, ubs
-            if refine and refinable_layers(graph):
-                self.refine_started = time.monotonic()
-                lbs, ubs, _ = refine_bounds(
-                    graph,
-                    lbs,
-                    ubs,
-                    deadline=time.monotonic() + REFINE_SHARE * budget.remaining(),
-                    per_solve_s=REFINE_SOLVE_S,
-                    reoptimise=reoptimise,
-                    cancel=self.cancel,
-                    workers=workers,
-                    publish=publish,
-                    stats=self.refine_stats,
-                    pool=self.pool,
-                )
-            if not self.cancel.is_set():
-                try:
-                    self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
-                except SolverRangeError as exc:  # the search goes on; its own leaves will say so
-                    self.outcome = BoxOutcome(SolveStatus.UNKNOWN, note=str(exc))
-
-        self.thread = threading.Thread(target=run, name="nnverify-milp", daemon=True)
+        job = (graph, lbs, ubs, disjuncts, backend, budget, refine, workers)
+        self.thread = threading.Thread(target=self._run, args=job, name="nnverify-milp", daemon=True)
         self.thread.start()
+
+    def _run(
+        self,
+        graph: LayerGraph,
+        lbs: list[np.ndarray],
+        ubs: list[np.ndarray],
+        disjuncts: list[Disjunct],
+        backend: Backend,
+        budget: Budget,
+        refine: bool,
+        workers: int,
+    ) -> None:
+        """The thread: the refinement (with ``refine``), then the whole-box MILP unless cancelled."""
+        if refine and refinable_layers(graph):
+            self.refine_started = time.monotonic()
+            lbs, ubs, _ = refine_bounds(
+                graph,
+                lbs,
+                ubs,
+                deadline=time.monotonic() + REFINE_SHARE * budget.remaining(),
+                per_solve_s=REFINE_SOLVE_S,
+                reoptimise=self._reoptimise,
+                cancel=self.cancel,
+                workers=workers,
+                publish=self._publish,
+                stats=self.refine_stats,
+                pool=self.pool,
+            )
+        if not self.cancel.is_set():
+            try:
+                self.outcome = solve_box(graph, lbs, ubs, disjuncts, backend, budget, self.cancel)
+            except SolverRangeError as exc:  # the search goes on; its own leaves will say so
+                self.outcome = BoxOutcome(SolveStatus.UNKNOWN, note=str(exc))
+
+    def _reoptimise(self, lo: list[np.ndarray], hi: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """α-CROWN layer by layer on refined bounds; the slopes it chose kept for ``_publish``."""
+        self._slopes = {}
+        b = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
+        b = optimized_layer_bounds(
+            self._graph, b, iterations=ROOT_LAYER_ITERATIONS, slopes=self._slopes, **self._margins
+        )
+        return [v[0] for v in b.lb], [v[0] for v in b.ub]
+
+    def _publish(self, lo: list[np.ndarray], hi: list[np.ndarray]) -> None:
+        # one assignment, so the search never sees bounds with the slopes of other bounds
+        self.refined = (LayerBounds([v[None] for v in lo], [v[None] for v in hi]), self._slopes)
 
     def result(self) -> BoxOutcome | None:
         """The MILP's outcome once it has finished, else None."""
