@@ -2,7 +2,7 @@
 
 Each box is bounded by ``bounds/backward_ops.py`` (CROWN on the op graph down to the free inputs) where every node
 allows it, else by ``bounds/forward_cut.py`` or ``bounds/forward_ops.py``; open boxes offer attack points and are
-halved. A search still open after its first batch continues in two processes (``parallel.py``).
+halved (``forward_boxes.py``). A search still open after its first batch continues in two processes (``parallel.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from nnverify.graph.core import Graph
 from nnverify.options import Options
 from nnverify.result import Result, Verdict
 from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, TIMEOUT_NOTE, SearchOutcome, SearchStats, try_points
+from nnverify.search.forward_boxes import SplitBoxes, bisect, halves, points, split_dims, twice_bounds
 from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct, Property
 
@@ -51,43 +52,14 @@ CUT_MAX_MB = 512.0
 #: was the largest share of the bias-field nets' `unsat` runs (cifar_bias_field_53: 9.9 of 34 s).
 ATTACK_SHARE = 0.05
 ATTACK_MAX_S = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Boxes:
-    """A batch of boxes, their depths, and the bounds after the cut inherited from their parents (or None)."""
-
-    lb: np.ndarray
-    ub: np.ndarray
-    depth: np.ndarray
-    parent: LayerBounds | OpBounds | None = None
-
-    def __len__(self) -> int:
-        return int(self.lb.shape[0])
-
-    def part(self, sel: slice | np.ndarray) -> _Boxes:
-        return _Boxes(self.lb[sel], self.ub[sel], self.depth[sel], _part(self.parent, sel))
-
-
-def _part(bounds: LayerBounds | OpBounds | None, sel: slice | np.ndarray) -> LayerBounds | OpBounds | None:
-    from nnverify.bounds.backward_ops import OpBounds
-
-    if bounds is None or isinstance(bounds, OpBounds):
-        return None if bounds is None else bounds.part(sel)
-    return LayerBounds([v[sel] for v in bounds.lb], [v[sel] for v in bounds.ub])
-
-
-def _twice(bounds: LayerBounds | OpBounds | None, sel: np.ndarray) -> LayerBounds | OpBounds | None:
-    """The bounds of the boxes ``sel`` for both halves of each (stacked as ``_halves`` stacks them)."""
-    from nnverify.bounds.backward_ops import OpBounds
-
-    if bounds is None or isinstance(bounds, OpBounds):
-        return None if bounds is None else bounds.part(sel).twice()
-    return LayerBounds(*([np.vstack([v[sel], v[sel]]) for v in side] for side in (bounds.lb, bounds.ub)))
+#: While the search is open, the attack goes on after each of the main process's batches for ``ATTACK_SHARE`` of
+#: that batch's time, up to this many seconds of attack in all (a ``sat`` that needs a longer attack is still
+#: found; an ``unsat`` search pays 5 % of its time).
+ATTACK_TOTAL_S = 10.0
 
 
 def _bound(
-    graph: Graph, plan: CutPlan | OpPlan | None, rows: StackedRows, boxes: _Boxes, free: np.ndarray, budget: Budget
+    graph: Graph, plan: CutPlan | OpPlan | None, rows: StackedRows, boxes: SplitBoxes, free: np.ndarray, budget: Budget
 ) -> tuple[np.ndarray, np.ndarray, LayerBounds | OpBounds | None]:
     """Row lower bounds ``(B, K)``, their lower functions ``(B, K, n_free + 1)`` of normalised coordinates, and
     the bounds of the tensors or layers the children inherit (None without a plan)."""
@@ -120,6 +92,8 @@ class _Search:
     disjuncts: list[Disjunct]
     budget: Budget
     batch: int = BATCH
+    #: Called after each batch with its seconds, in the main process only: more attack; a replayed point or None.
+    between: Callable[[float], np.ndarray | None] | None = None
     stats: SearchStats = field(default_factory=SearchStats)
     note: str = ""
     rows: StackedRows = field(init=False)
@@ -132,14 +106,23 @@ class _Search:
         self.index = np.flatnonzero(self.free)
 
     def use(self, budget: Budget) -> None:
-        """Bound with ``budget`` from now on (the worker process's memory cap)."""
-        self.budget = budget
+        """Bound with ``budget`` from now on (the worker process's memory cap), without ``between``."""
+        self.budget, self.between = budget, None
 
     def run_batch(
-        self, stack: list[_Boxes], is_counterexample: Callable[[np.ndarray], bool]
+        self, stack: list[SplitBoxes], is_counterexample: Callable[[np.ndarray], bool]
     ) -> tuple[np.ndarray | None, list[Any]]:
-        """Bound the top batch of ``stack``: a replayed counterexample among its points, else None (and no
-        leaves); the halves of its open boxes are pushed onto ``stack``."""
+        """Bound the top batch of ``stack``: a replayed counterexample among its points or from ``between``, else
+        None (and no leaves); the halves of its open boxes are pushed onto ``stack``."""
+        started = time.monotonic()
+        found = self._bound_batch(stack, is_counterexample)
+        if found is None and self.between is not None:
+            found = self.between(time.monotonic() - started)
+        return found, []
+
+    def _bound_batch(
+        self, stack: list[SplitBoxes], is_counterexample: Callable[[np.ndarray], bool]
+    ) -> np.ndarray | None:
         boxes = stack.pop()
         if len(boxes) > self.batch:
             stack.append(boxes.part(slice(self.batch, None)))
@@ -151,11 +134,11 @@ class _Search:
         live = ~dead[:, self.rows.owner]
         open_box = np.any(live, axis=1)
         if not np.any(open_box):
-            return None, []
-        pts = _points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
+            return None
+        pts = points(func, lower, live, lb, ub, index)[np.concatenate([open_box, open_box])]
         found = try_points(self.graph, self.disjuncts, pts, is_counterexample, stats)
         if found is not None:
-            return found, []
+            return found
         max_depth = SMOOTH_DEPTH_PER_INPUT * index.size
         deep = open_box & (depth >= max_depth)
         if np.any(deep):
@@ -163,10 +146,10 @@ class _Search:
         grow = open_box & ~deep
         if np.any(grow):
             root = (self.disjuncts[0].ub - self.disjuncts[0].lb)[index]
-            halves = _halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index, root)
-            stack.append(_Boxes(*halves, _twice(bounds, grow)))
+            kids = halves(func[grow], live[grow], lb[grow], ub[grow], depth[grow], index, root)
+            stack.append(SplitBoxes(*kids, twice_bounds(bounds, grow)))
             stats.max_depth = max(stats.max_depth, int(depth[grow].max()) + 1)
-        return None, []
+        return None
 
     def settle(
         self, leaves: list[Any], backend: Any, budget: Budget, is_counterexample: Callable[[np.ndarray], bool]
@@ -189,18 +172,20 @@ def forward_split_search(
     is_counterexample: Callable[[np.ndarray], bool],
     cores: int = 1,
     presplit: int | None = None,
+    between: Callable[[float], np.ndarray | None] | None = None,
 ) -> SearchOutcome:
     """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs; with
     ``cores`` >= 2, a search still open after ``SHARE_AFTER_S`` continues in two processes if two fit the memory
-    cap (``fits_twice``), at once with ``presplit`` (an input along which the root box is halved unbounded)."""
-    search = _Search(graph, plan, disjuncts, budget)
+    cap (``fits_twice``), at once with ``presplit`` (an input along which the root box is halved unbounded);
+    ``between``: see ``_Search``."""
+    search = _Search(graph, plan, disjuncts, budget, between=between)
     lb0, ub0, depth0 = disjuncts[0].lb[None, :], disjuncts[0].ub[None, :], np.zeros(1, dtype=np.int64)
     share_at = time.monotonic() + SHARE_AFTER_S if cores >= 2 else math.inf
     if presplit is not None and lb0[0, presplit] < ub0[0, presplit]:
-        stack = [_Boxes(*_bisect(lb0, ub0, depth0, np.array([presplit])))]
+        stack = [SplitBoxes(*bisect(lb0, ub0, depth0, np.array([presplit])))]
         share_at = -math.inf if cores >= 2 else math.inf
     else:
-        stack = [_Boxes(lb0, ub0, depth0)]
+        stack = [SplitBoxes(lb0, ub0, depth0)]
     while stack:
         if budget.expired():
             return SearchOutcome(SolveStatus.TIMEOUT, note=TIMEOUT_NOTE, stats=search.stats)
@@ -221,56 +206,6 @@ def fits_twice(budget: Budget) -> bool:
     """Whether a second process fits the memory cap: it starts at this process's resident memory (shared pages
     count in both) and may grow to this process's peak so far (its boxes are like this one's)."""
     return resident_mb() + peak_mb() <= budget.memory_limit_mb
-
-
-def _points(
-    func: np.ndarray, lower: np.ndarray, live: np.ndarray, lb: np.ndarray, ub: np.ndarray, index: np.ndarray
-) -> np.ndarray:
-    """Per box: the centre, and the vertex minimising the live row with the largest lower bound."""
-    row = np.argmax(np.where(live, lower, -np.inf), axis=1)
-    coef = func[np.arange(func.shape[0]), row, :-1]
-    vertex = (lb + ub) / 2.0
-    vertex[:, index] = np.where(coef > 0.0, lb[:, index], ub[:, index])
-    return np.vstack([(lb + ub) / 2.0, vertex])
-
-
-def _halves(
-    func: np.ndarray,
-    live: np.ndarray,
-    lb: np.ndarray,
-    ub: np.ndarray,
-    depth: np.ndarray,
-    index: np.ndarray,
-    root: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both halves of every box, split along the free input with the largest weight in its live rows' lower
-    functions (the coordinates are normalised, so the weight already includes the width); ``root``: the root box's
-    widths of the free inputs (``_split_dims``)."""
-    width = None if root is None else (ub - lb)[:, index] / root
-    return _bisect(lb, ub, depth, _split_dims(func, live, index, width))
-
-
-def _split_dims(func: np.ndarray, live: np.ndarray, index: np.ndarray, width: np.ndarray | None = None) -> np.ndarray:
-    """Per box, the free input with the largest weight in its live rows' lower functions; where every weight is
-    0 (constant lower functions: the weights tell nothing, and the first input would be halved ever again), the
-    input of largest ``width`` (per box and free input, a share of the root box's width)."""
-    weight = np.einsum("bk,bki->bi", live.astype(np.float64), np.abs(func[..., :-1]))
-    if width is not None:
-        flat = ~np.any(weight > 0.0, axis=1)
-        weight[flat] = width[flat]
-    return index[np.argmax(weight, axis=1)]
-
-
-def _bisect(
-    lb: np.ndarray, ub: np.ndarray, depth: np.ndarray, dim: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both halves of every box along its input ``dim``: lower halves first, then upper halves."""
-    rows = np.arange(lb.shape[0])
-    mid = (lb[rows, dim] + ub[rows, dim]) / 2.0
-    left_ub, right_lb = ub.copy(), lb.copy()
-    left_ub[rows, dim] = mid
-    right_lb[rows, dim] = mid
-    return np.vstack([lb, right_lb]), np.vstack([left_ub, ub]), np.concatenate([depth + 1, depth + 1])
 
 
 #: Dense layer views above this size (MB, estimated from the shapes; building one takes 2-3 times that) are not
@@ -341,7 +276,7 @@ def _loose(plan: CutPlan, disjuncts: list[Disjunct], budget: Budget) -> int | No
     lower, func, _ = cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, budget=budget)
     if not np.min(lower) < -ROOT_LOOSE:
         return None
-    return int(_split_dims(func, ~rows.dead(lower)[:, rows.owner], np.flatnonzero(free))[0])
+    return int(split_dims(func, ~rows.dead(lower)[:, rows.owner], np.flatnonzero(free))[0])
 
 
 #: Whether the op-graph back-substitution (``bounds/backward_ops.py``) is used where it applies.
@@ -366,6 +301,19 @@ def forward_route(
     slice_end = min(budget.deadline, started + max(1.0, min(ATTACK_MAX_S, ATTACK_SHARE * budget.remaining())))
     attack = search(analysis, prop, dataclasses.replace(budget, deadline=slice_end), accept, options.seed)
     stats: dict[str, float | int | str] = {"graph_points": attack.points, "attack_s": round(attack.seconds, 4)}
+
+    def between(batch_s: float) -> np.ndarray | None:
+        """More attack after a batch (``ATTACK_TOTAL_S``), from another seed each time."""
+        spent, rounds = float(stats["attack_s"]), int(stats.get("attack_slices", 1))
+        seconds = min(ATTACK_SHARE * batch_s, ATTACK_TOTAL_S - spent)
+        if seconds > 0.0 and not found:
+            end = min(budget.deadline, time.monotonic() + seconds)
+            more = search(analysis, prop, dataclasses.replace(budget, deadline=end), accept, options.seed + rounds)
+            stats["attack_s"] = round(spent + more.seconds, 4)
+            stats["graph_points"] = int(stats["graph_points"]) + more.points
+            stats["attack_slices"] = rounds + 1
+        return found[0].x if found else None
+
     if found:
         return Result(Verdict.SAT, found[0], "graph-attack", time.monotonic() - started, "; ".join(notes), stats)
     groups: dict[bytes, list[Disjunct]] = {}
@@ -380,7 +328,7 @@ def forward_route(
     timed_out = False
     for group in groups.values():
         accept_group = functools.partial(accept, box=group[0])
-        out = forward_split_search(analysis, plan, group, budget, accept_group, cores, presplit)
+        out = forward_split_search(analysis, plan, group, budget, accept_group, cores, presplit, between)
         presplit = None  # chosen for the first group's box
         stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
         stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)

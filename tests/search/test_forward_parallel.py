@@ -22,7 +22,7 @@ from nnverify.bounds.forward_cut import plan_cut
 from nnverify.budget import Budget, BudgetExpired, ResourceLimitError
 from nnverify.graph.core import Graph
 from nnverify.graph.onnx_import import load_network
-from nnverify.search import forward_split, parallel
+from nnverify.search import forward_boxes, forward_split, parallel
 from nnverify.search.bab import SearchOutcome
 from nnverify.search.forward_split import forward_split_search
 from nnverify.spec.property import Disjunct
@@ -249,6 +249,34 @@ def test_constant_lower_functions_split_the_widest_input() -> None:
     live = np.ones((2, 1), dtype=bool)
     lb, ub = np.zeros((2, 3)), np.array([[0.25, 1.0, 0.5], [0.25, 1.0, 0.5]])
     root = np.array([1.0, 2.0, 0.5])
-    _, upper, _ = forward_split._halves(func, live, lb, ub, np.zeros(2, dtype=np.int64), np.arange(3), root)
+    _, upper, _ = forward_boxes.halves(func, live, lb, ub, np.zeros(2, dtype=np.int64), np.arange(3), root)
     assert np.flatnonzero(upper[0] != ub[0]).tolist() == [2]  # flat: input 2 is still as wide as the root's
     assert np.flatnonzero(upper[1] != ub[1]).tolist() == [1]  # the weights
+
+
+def test_the_attack_goes_on_between_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first attack slice that finds nothing: later slices (5 % of each batch's time, ``ATTACK_TOTAL_S`` in all)
+    run between the main process's batches, and the point one of them finds is the ``sat`` answer."""
+    from nnverify import pipeline
+    from nnverify.attack_graph import GraphAttackStats
+    from nnverify.options import Options
+    from nnverify.result import Verdict
+    from nnverify.spec.property import Property
+
+    graph = _net(tmp_path, 1)
+    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) - 0.001)]))
+    slices: list[float] = []
+
+    def attack(analysis: Graph, prop: Property, budget: Budget, accept: Callable[..., bool], seed: int) -> object:
+        slices.append(budget.remaining())
+        if len(slices) == 2:  # the grid's best point (a counterexample: the threshold is below the grid's top)
+            g0, g2 = np.meshgrid(np.linspace(LB[0], UB[0], 301), np.linspace(LB[2], UB[2], 301))
+            x = np.stack([g0.ravel(), np.full(g0.size, 0.1), g2.ravel()], axis=1)
+            accept(x[np.argmax(graph.eval(x)[:, 0])], d)
+        return GraphAttackStats(seconds=0.01)
+
+    monkeypatch.setattr(forward_split, "search", attack)
+    monkeypatch.setattr(forward_split, "FORWARD_DENSE_MB", 0.0)
+    result = pipeline.verify(graph, Property(3, 2, (d,)), Options(timeout_s=60.0, threads=1))
+    assert result.verdict is Verdict.SAT and result.method == "forward-split" and len(slices) == 2
+    assert result.stats["attack_slices"] == 2 and slices[1] <= forward_split.ATTACK_TOTAL_S
