@@ -9,7 +9,7 @@ snapshot of the code before the change and after; the two outputs must be identi
 
 Usage (repository root; one BLAS thread so matrix products add in one order)::
 
-    git archive HEAD | tar -x -C /tmp/before
+    mkdir -p /tmp/before && git archive HEAD | tar -x -C /tmp/before
     OPENBLAS_NUM_THREADS=1 PYTHONPATH=/tmp/before .venv/bin/python bench/refactor_trace.py > before.txt
     OPENBLAS_NUM_THREADS=1 .venv/bin/python bench/refactor_trace.py > after.txt && cmp before.txt after.txt
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,8 @@ from nnverify.options import Options
 from nnverify.spec.property import Disjunct
 from nnverify.spec.vnnlib import load_property
 
-BENCH = Path("/work/shared/benchmarks/mnistfc")
+#: The VNN-COMP MNIST-FC set (``NNVERIFY_BENCHMARKS``, as the tests read it).
+BENCH = Path(os.environ.get("NNVERIFY_BENCHMARKS", "/work/shared/benchmarks")) / "mnistfc"
 INSTANCES = (
     ("mnist-net_256x4.onnx", "prop_3_0.05.vnnlib"),
     ("mnist-net_256x4.onnx", "prop_8_0.03.vnnlib"),
