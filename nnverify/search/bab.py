@@ -51,8 +51,8 @@ TIMEOUT_NOTE = "budget spent during input splitting"
 #: When a batch's attack points come closer to the unsafe set than any before in the search, its best
 #: ``POLISH_POINTS`` descend for ``POLISH_STEPS`` steps (``attack.descend_adaptive``; 0: never) before they are
 #: tried (``polish_best``).
-POLISH_STEPS = 30
-POLISH_POINTS = 4
+POLISH_STEPS = 60
+POLISH_POINTS = 8
 #: ... and in every this many-th batch with open boxes (0: only on a new record; every 4th or 8th batch cost ACAS Xu
 #: `unsat` searches 10-35 % more CPU).
 POLISH_EVERY = 0

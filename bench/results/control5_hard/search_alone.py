@@ -1,6 +1,7 @@
 """Run ``input_split_search`` alone (no start-up, no attack) on instances in this process: per instance its status,
 boxes, exact leaves, depth, CPU (user + system, with the second search process's) and wall seconds. A/B knobs from
-the environment: ``THREADS`` (1: one process), ``POLISH_STEPS`` / ``POLISH_EVERY`` (``search/bab.py``), ``SAMPLES``
+the environment: ``THREADS`` (1: one process), ``POLISH_STEPS`` / ``POLISH_EVERY`` /
+``POLISH_POINTS`` (``search/bab.py``), ``SAMPLES``
 (the attack's), ``ATTACK=1`` (run the pipeline's attack first and report it; ``SEARCH=0``: only it), ``TIMEOUT``
 (seconds). The experiments that were not kept (a mixture of the rows in ``search/shrink.py``, other smear weights,
 an adaptive refinement in the attack) had knobs here too: see ``docs/engine.md``.
@@ -93,11 +94,12 @@ def _cpu() -> float:
 
 def main() -> None:
     bab.POLISH_EVERY = int(os.environ.get("POLISH_EVERY", str(bab.POLISH_EVERY)))
+    bab.POLISH_POINTS = int(os.environ.get("POLISH_POINTS", str(bab.POLISH_POINTS)))
     bab.POLISH_STEPS = int(os.environ.get("POLISH_STEPS", str(bab.POLISH_STEPS)))
     timeout = float(os.environ.get("TIMEOUT", "120"))
     for inst in sys.argv[1:]:
         res, cpu, wall = run(inst, timeout)
-        knobs = f"polish={bab.POLISH_STEPS}/{bab.POLISH_EVERY}"
+        knobs = f"polish={bab.POLISH_STEPS}/{bab.POLISH_EVERY}/{bab.POLISH_POINTS}"
         print(f"{inst} {knobs} {res} cpu={cpu:.2f} wall={wall:.2f}", flush=True)
 
 
