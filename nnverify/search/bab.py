@@ -3,7 +3,8 @@
 Boxes are processed in batches, depth first (``boxes.py`` bounds, shrinks and splits them). In each box a
 disjunct is ruled out when a sound lower bound of one of its rows is positive; a box with every disjunct ruled
 out is proven. Each undecided box offers attack points (its centre and the vertex minimising the tightest row's
-linear bound) to the caller's replay callback, is shrunk to where its disjuncts' linear lower bounds allow a
+linear bound) to the caller's replay callback (when a batch's points come closer than any before, its best first
+take a short descent: ``polish_best``), is shrunk to where its disjuncts' linear lower bounds allow a
 counterexample (``shrink.py``), then is split in two along the dimension with the largest
 ``width * gradient bound`` score (ReluVal's "smear" heuristic). Boxes at ``MAX_DEPTH`` go to the exact
 backend with the box's symbolic bounds as big-M constants, so the search is complete. A search still open after
