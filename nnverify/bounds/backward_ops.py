@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from nnverify.bounds import op_windows
+from nnverify.bounds import op_alpha, op_windows
 from nnverify.bounds.forward_ops import Form, _affine, activation_form, input_form
 from nnverify.bounds.op_plan import OpPlan, plan, unsupported
 from nnverify.bounds.op_walk import OpBounds, act_step, concretize, walk
@@ -31,6 +31,9 @@ CHUNK = 1 << 22
 #: Whether rows of a tensor behind a chain of Conv and activation nodes walk their receptive fields
 #: (``op_windows``) instead of whole tensors.
 WINDOWS = True
+#: Whether a row whose optimised slopes (``op_alpha``) gave the better bound also returns their function (else the
+#: slope rules' function, itself a sound lower function, which the search's split choice reads).
+ALPHA_FUNCS = False
 
 
 def _inherit(
@@ -250,10 +253,13 @@ def rows_lower(
     x_form: Form,
     margins: tuple[float, float] = (BOUND_MARGIN_REL, BOUND_MARGIN_ABS),
     rules: tuple[str, ...] = ROW_RULES,
+    alpha_steps: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sound lower bounds ``(B, K)`` of the rows ``a_x x + a_y y - b`` and their lower functions
     ``(B, K, n + 1)`` of the normalised coordinates; ``x_form`` is the input's function. Each row keeps its best
-    bound over the ReLU lower-slope ``rules`` (a few rows: a cheap stand-in for optimising the slopes)."""
+    bound over the ReLU lower-slope ``rules``; the rows still open in some box then get ``alpha_steps`` steps of
+    optimised slopes (``op_alpha``; None: ``op_alpha.STEPS``)."""
+    alpha_steps = op_alpha.STEPS if alpha_steps is None else alpha_steps
     batch = x_form.centre.shape[0]
     out = p.graph.output_name
     k = a_y.shape[0]
@@ -265,16 +271,38 @@ def rows_lower(
         x_lam = {"x": np.ascontiguousarray(np.broadcast_to(a_x.T[:, None, :], (a_x.shape[1], batch, k)))}
         _, x_func = concretize(x_state, x_lam, zeros, zeros, margins)
     best: tuple[np.ndarray, np.ndarray] | None = None
-    for rule in rules:
+    rule_index = np.zeros((batch, k), dtype=np.int64)
+    for i, rule in enumerate(rules):
         lower, func = walk(p, state, {out: coef}, zeros - b, zeros + np.abs(b), margins, rule)
-        if x_func is not None:
-            func = func + x_func  # both are sound lower functions, so is their sum (up to the rounding below)
-            pad = margins[0] * np.abs(func).sum(axis=2) + margins[1]
-            lower = func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - pad
+        lower, func = _with_x(lower, func, x_func, margins)
         if best is not None:
             better = lower > best[0]
+            rule_index[better] = i
             lower, func = np.where(better, lower, best[0]), np.where(better[..., None], func, best[1])
         best = (lower, func)
     assert best is not None
     lower, func = best
+    open_rows = np.flatnonzero(np.any(lower <= 0.0, axis=0))
+    if alpha_steps > 0 and open_rows.size:  # optimise the slopes of the rows not yet proven in every box
+        alpha = op_alpha.initial(p, state, rule_index[:, open_rows], rules, margins)
+        c, lo_b = coef[..., open_rows], b[open_rows]
+        low2, func2 = op_alpha.optimise(
+            p, state, c, zeros[:, open_rows] - lo_b, zeros[:, open_rows] + np.abs(lo_b), alpha, margins, alpha_steps
+        )
+        low2, func2 = _with_x(low2, func2, None if x_func is None else x_func[:, open_rows], margins)
+        better = low2 > lower[:, open_rows]
+        lower[:, open_rows] = np.where(better, low2, lower[:, open_rows])
+        if ALPHA_FUNCS:
+            func[:, open_rows] = np.where(better[..., None], func2, func[:, open_rows])
     return lower, func
+
+
+def _with_x(
+    lower: np.ndarray, func: np.ndarray, x_func: np.ndarray | None, margins: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' lower bounds and functions with the input part ``x_func`` added (None: no input part)."""
+    if x_func is None:
+        return lower, func
+    func = func + x_func  # both are sound lower functions, so is their sum (up to the rounding below)
+    pad = margins[0] * np.abs(func).sum(axis=2) + margins[1]
+    return func[..., -1] - np.abs(func[..., :-1]).sum(axis=2) - pad, func

@@ -34,7 +34,7 @@ class OpBounds:
     funcs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     lines: dict[str, ActStep] = field(default_factory=dict)
     pre: dict[str, np.ndarray] = field(default_factory=dict)
-    dense: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    dense: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
 
     def part(self, sel: slice | np.ndarray) -> OpBounds:
         """The bounds of the boxes ``sel`` (the floor's functions are recomputed per box, not kept)."""

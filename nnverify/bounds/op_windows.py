@@ -142,7 +142,8 @@ def _dense(state: OpBounds, node: Node, step_key: str, size: int, batch: int) ->
         d_c[:, step.inexact] = step.d_c
         shape = step.term.shape[1:]
         state.dense[step_key] = (d_s.reshape(*shape, batch, 1), d_c.reshape(batch, *shape))
-    return state.dense[step_key]
+    d_s, d_c = state.dense[step_key]
+    return d_s, d_c
 
 
 def _walk(
