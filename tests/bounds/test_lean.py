@@ -54,10 +54,11 @@ def test_layer_bounds_contain_sampled_values(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CHAINS), ids=list(CHAINS))
-def test_as_tight_as_backward_up_to_the_margin(name: str) -> None:
+def test_as_tight_as_backward_up_to_the_margin(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each box back-substitutes only its own unstable neurons; without the interval step the bounds of those
     match ``crown_bounds``' (which takes the batch's union) up to the margin, and the rows match
-    ``backward_rows_lower`` with every rule."""
+    ``backward_rows_lower`` with every rule (and are no looser with the primal rule)."""
+    monkeypatch.setattr(lean, "PRIMAL_RULE", 0)
     rng = np.random.default_rng(9)
     net = random_net(rng, CHAINS[name])
     lb, ub = _boxes(rng, net.n_inputs, 16)
@@ -71,6 +72,9 @@ def test_as_tight_as_backward_up_to_the_margin(name: str) -> None:
     want, _ = backward_rows_lower(net, ref.lb, ref.ub, a_x, a_y, b, rules=SLOPE_RULES)
     got, funcs = rows_lower_chain(net, ref.lb, ref.ub, a_x, a_y, b, rules=SLOPE_RULES)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(lean, "PRIMAL_RULE", 1)
+    primal, _ = rows_lower_chain(net, ref.lb, ref.ub, a_x, a_y, b, rules=SLOPE_RULES)
+    assert np.all(primal >= got) and np.any(primal > got + 1e-9)
     for box in range(16):
         x = rng.uniform(lb[box], ub[box], size=(1000, net.n_inputs))
         rows = x @ a_x.T + net.eval(x) @ a_y.T - b
@@ -142,7 +146,7 @@ def test_every_rule_function_is_below_the_row_on_samples(name: str) -> None:
     sym = symbolic_bounds(net, lb, ub)
     a_x, a_y, b = rng.normal(size=(3, net.n_inputs)), rng.normal(size=(3, net.n_outputs)), rng.normal(size=3)
     _, lower, funcs = bound_chain(net, sym.lb, sym.ub, a_x, a_y, b, rules=SLOPE_RULES, every_rule=True)
-    assert funcs.shape == (8, 3, 1 + len(SLOPE_RULES), net.n_inputs + 1)
+    assert funcs.shape == (8, 3, 1 + len(SLOPE_RULES) + lean.PRIMAL_RULE, net.n_inputs + 1)
     _, best = rows_lower_chain(net, *_tightened(net, sym), a_x, a_y, b, rules=SLOPE_RULES)
     np.testing.assert_array_equal(funcs[:, :, 0], best)
     for box in range(8):

@@ -23,6 +23,7 @@ import numpy as np
 from nnverify import attack
 from nnverify.backends import get_backend
 from nnverify.backends.pool import SolverPool
+from nnverify.bounds import lean
 from nnverify.budget import Budget
 from nnverify.graph.onnx_import import load_network
 from nnverify.graph.passes import to_layers
@@ -94,12 +95,13 @@ def _cpu() -> float:
 
 def main() -> None:
     bab.POLISH_EVERY = int(os.environ.get("POLISH_EVERY", str(bab.POLISH_EVERY)))
+    lean.PRIMAL_RULE = int(os.environ.get("PRIMAL", "0"))
     bab.POLISH_POINTS = int(os.environ.get("POLISH_POINTS", str(bab.POLISH_POINTS)))
     bab.POLISH_STEPS = int(os.environ.get("POLISH_STEPS", str(bab.POLISH_STEPS)))
     timeout = float(os.environ.get("TIMEOUT", "120"))
     for inst in sys.argv[1:]:
         res, cpu, wall = run(inst, timeout)
-        knobs = f"polish={bab.POLISH_STEPS}/{bab.POLISH_EVERY}/{bab.POLISH_POINTS}"
+        knobs = f"primal={lean.PRIMAL_RULE} polish={bab.POLISH_STEPS}/{bab.POLISH_EVERY}/{bab.POLISH_POINTS}"
         print(f"{inst} {knobs} {res} cpu={cpu:.2f} wall={wall:.2f}", flush=True)
 
 
