@@ -33,6 +33,8 @@ from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 #: Adam step sizes for the slopes and the split multipliers (β-CROWN's defaults).
 LR_ALPHA = 0.1
 LR_BETA = 0.05
+#: ``optimize(give_up=True)``: steps between the checks of whether an open box still gains enough to be proven.
+STALL_STEPS = 5
 
 
 def _gradients(
@@ -92,11 +94,26 @@ class _Adam:
         for k, g in grads.items():
             if k not in params:
                 continue
-            self.m[k] = 0.9 * self.m[k] + 0.1 * g
-            self.v[k] = 0.999 * self.v[k] + 0.001 * g * g
-            m_hat = self.m[k] / (1.0 - 0.9**t)
-            v_hat = self.v[k] / (1.0 - 0.999**t)
-            params[k] = params[k] + lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+            # in place, the same float operations in the same order as
+            # m = 0.9 m + 0.1 g; v = 0.999 v + 0.001 g g; p += lr (m / c1) / (sqrt(v / c2) + 1e-8)
+            m, v = self.m[k], self.v[k]
+            if m.shape != g.shape:  # state broadcast against the gradient: let it grow (first step only)
+                shape = np.broadcast_shapes(m.shape, g.shape)
+                m, v = np.broadcast_to(m, shape).copy(), np.broadcast_to(v, shape).copy()
+                self.m[k], self.v[k] = m, v
+            m *= 0.9
+            m += 0.1 * g
+            v *= 0.999
+            sq = np.multiply(0.001, g)
+            sq *= g
+            v += sq
+            step = np.divide(m, 1.0 - 0.9**t)
+            step *= lr
+            denom = np.divide(v, 1.0 - 0.999**t, out=sq)
+            np.sqrt(denom, out=denom)
+            denom += 1e-8
+            step /= denom
+            params[k] = params[k] + step
 
 
 @dataclass(slots=True)
@@ -162,22 +179,29 @@ def optimize(
     margin_rel: float,
     margin_abs: float,
     stop_proven: bool = False,
+    give_up: bool = False,
 ) -> tuple[np.ndarray, Duals, Pass, np.ndarray]:
     """Improve ``duals`` for ``iterations`` steps; the best sound lower bounds ``(B, K)`` seen, the duals that
     gave them, and the pass and input coefficients of the last evaluation of the best duals.
 
     With ``stop_proven`` a box leaves the optimisation as soon as one of its rows is positive (the caller only
     needs one proven row per box): later steps run on the boxes still open, so a batch of mostly easy boxes
-    costs little more than its hard ones."""
+    costs little more than its hard ones. With ``give_up`` too, a box also leaves when, every ``STALL_STEPS``
+    steps, its best bound's gain over those steps, kept up for the steps left, would not reach 0
+    (``_stalled``): the bounds stay sound, only less tight than the full run's."""
     fixed = Fixed.of(graph, bounds, start)
     lower, passed, coef_x = rows_lower(graph, bounds, start, lam0, a_x, b, duals, splits, margin_rel, margin_abs, fixed)
     best = _Best(lower, duals.copy(), passed, coef_x)
     live = _Live(np.arange(lower.shape[0]), fixed, bounds, lam0, a_x, b, splits)
     cur = duals.copy()
     ascent = _Ascent.like(cur)
+    mark = lower.max(axis=1)
     for t in range(1, iterations + 1):
         if stop_proven:
             open_ = best.lower[live.idx].max(axis=1) <= 0.0
+            if give_up and t > 1 and (t - 1) % STALL_STEPS == 0:
+                open_ &= ~_stalled(best.lower[live.idx].max(axis=1), mark[live.idx], iterations - t + 1)
+                mark = best.lower.max(axis=1)
             if not np.any(open_):
                 break
             if open_.sum() <= 0.75 * open_.size:  # compact once a quarter of the boxes is proven
@@ -189,6 +213,14 @@ def optimize(
         )
         best.keep(live.idx, lower, cur, passed, coef_x)
     return best.lower, best.duals, best.passed, best.coef_x
+
+
+def _stalled(now: np.ndarray, before: np.ndarray, left: int) -> np.ndarray:
+    """Boxes whose best bound ``now`` (``before``: ``STALL_STEPS`` steps earlier) would stay below 0 if it kept
+    gaining at that pace for the ``left`` steps left (the gains of Adam shrink, so this rarely drops a box
+    that the full run proves)."""
+    pace = np.maximum(now - before, 0.0) / STALL_STEPS
+    return now + pace * left <= 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import Slopes, neuron_bounds, optimize
 from nnverify.bounds.propagate import propagate
 from nnverify.bounds.relu_pass import Duals, relu_layers
-from nnverify.graph.layers import ActivationLayer, LayerGraph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 from nnverify.options import Options
 from nnverify.search.bab import SearchStats
 from nnverify.search.relu_branching import candidates, choose
@@ -48,6 +48,9 @@ class ReluSearch:
         self.stats = SearchStats()
         #: How many times refined root bounds were absorbed (a batch taken before the last one catches up).
         self.generation = 0
+        #: Conv networks: a domain's α/β ascent stops once it gains too slowly to prove it (``optimize``'s
+        #: ``give_up``); FC networks keep every step (their decisions are pinned by ``bench/refactor_trace.py``).
+        self.give_up = has_kernel_maps(graph)
 
     def bounds_of(self, dom: Domains, sel: np.ndarray | None = None) -> LayerBounds:
         """Every layer's bounds for a batch of domains (or the ``sel`` ones): the input box, the domains' own
@@ -138,6 +141,7 @@ class ReluSearch:
             margin_rel=self.margins["margin_rel"],
             margin_abs=self.margins["margin_abs"],
             stop_proven=True,
+            give_up=self.give_up,
         )
         # Seed the β slot of every unsplit neuron (where it has no effect) with its positive coefficient, so
         # that a split can start from the parent's own line (``relu_domains.split``).
@@ -164,6 +168,14 @@ class ReluSearch:
     def children(self, dom: Domains, choice: np.ndarray) -> Domains:
         """Both branches of every domain on its chosen neuron."""
         return children(dom, choice, self.relu_of)
+
+
+def has_kernel_maps(graph: LayerGraph) -> bool:
+    """Whether some affine layer goes through a kernel (a Conv that pays) instead of its dense matrix."""
+    return any(
+        isinstance(layer, AffineLayer) and any(layer.map_of(i) is not None for i in range(len(layer.sources)))
+        for layer in graph.layers
+    )
 
 
 def root_domains(search: ReluSearch) -> Domains:

@@ -247,6 +247,50 @@ def test_stopping_proven_boxes_early_keeps_every_bound_sound_and_consistent() ->
         assert rows.min() >= early[i, 0]
 
 
+def test_giving_up_on_stalled_boxes_keeps_bounds_sound_and_drops_only_boxes_that_cannot_reach_zero() -> None:
+    """``give_up``: a box whose gain over ``STALL_STEPS`` steps, kept up, would not reach 0 leaves the ascent.
+    Its bound is then at most the full run's and still below every sampled value; the duals returned
+    reproduce it; a box the full run proves by a wide margin is still proven; fewer passes are run."""
+    from nnverify.bounds import optimized as opt_module
+
+    rng, net, lb, ub, _ = _setup(5, [4, 12, 12, 2])
+    boxes = 12
+    centres = rng.uniform(lb, ub, size=(boxes, net.n_inputs))
+    radius = np.linspace(0.02, 0.6, boxes)[:, None] * (ub - lb)
+    blb, bub = centres - radius, centres + radius
+    ib = interval_bounds(net, blb, bub)
+    bounds = crown_bounds(net, ib.lb, ib.ub)
+    y = net.eval(centres)
+    c = np.broadcast_to(np.array([[1.0, -1.0]]), (boxes, 1, 2)).copy() * np.sign(y[:, 0] - y[:, 1])[:, None, None]
+    b = (np.abs(y[:, 0] - y[:, 1]) * 0.5)[:, None]
+    a_x = np.zeros((boxes, 1, net.n_inputs))
+    duals = Duals.initial(net, bounds, 1, {})
+    kw = {"iterations": 40, "stop_proven": True, **SAFE}
+    calls = {"n": 0}
+    real = opt_module.rows_lower
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls["n"] += int(np.asarray(args[3]).shape[0])  # boxes bounded in this pass
+        return real(*args, **kwargs)
+
+    opt_module.rows_lower = counted  # type: ignore[assignment]
+    try:
+        full, _, _, _ = optimize(net, bounds, net.output, c, a_x, b, duals, {}, **kw)
+        n_full, calls["n"] = calls["n"], 0
+        early, best, _, _ = optimize(net, bounds, net.output, c, a_x, b, duals, {}, give_up=True, **kw)
+        n_early = calls["n"]
+    finally:
+        opt_module.rows_lower = real  # type: ignore[assignment]
+    assert np.all(early <= full + 1e-12)
+    assert np.all(early[full[:, 0] > 0.1, 0] > 0.0)
+    assert n_early < n_full
+    again, _, _ = rows_lower(net, bounds, net.output, c, a_x, b, best, {}, **SAFE)
+    np.testing.assert_allclose(again, early, rtol=0, atol=1e-12)
+    for i in range(boxes):
+        x = rng.uniform(blb[i], bub[i], size=(2000, net.n_inputs))
+        assert (net.eval(x) @ c[i].T - b[i]).min() >= early[i, 0]
+
+
 @pytest.mark.parametrize("residual", [False, True], ids=["chain", "residual"])
 def test_split_children_bounds_match_bounding_each_child_and_are_sound(residual: bool) -> None:
     """``split_lower`` (a child's pass restarted from its parent's coefficient on the split's ReLU) equals
