@@ -95,7 +95,7 @@ def _cpu() -> float:
 
 def main() -> None:
     bab.POLISH_EVERY = int(os.environ.get("POLISH_EVERY", str(bab.POLISH_EVERY)))
-    lean.PRIMAL_RULE = int(os.environ.get("PRIMAL", "0"))
+    lean.PRIMAL_RULE = int(os.environ.get("PRIMAL", str(lean.PRIMAL_RULE)))
     bab.POLISH_POINTS = int(os.environ.get("POLISH_POINTS", str(bab.POLISH_POINTS)))
     bab.POLISH_STEPS = int(os.environ.get("POLISH_STEPS", str(bab.POLISH_STEPS)))
     timeout = float(os.environ.get("TIMEOUT", "120"))
