@@ -133,7 +133,7 @@ def dot(vec: np.ndarray, coef: np.ndarray) -> np.ndarray:
     v = vec.reshape(vec.shape[0], -1)
     if v.shape[0] == 1:
         return (v[0] @ flat.reshape(-1, batch * rows)).reshape(batch, rows)
-    return np.stack([v[b] @ flat[:, b] for b in range(batch)])
+    return np.einsum("bm,mbr->br", v, flat)
 
 
 def walk(
