@@ -26,7 +26,7 @@ from nnverify.graph.core import Graph
 from nnverify.options import Options
 from nnverify.result import Result, Verdict
 from nnverify.search.bab import SMOOTH_DEPTH_PER_INPUT, TIMEOUT_NOTE, SearchOutcome, SearchStats, try_points
-from nnverify.search.forward_boxes import SplitBoxes, bisect, halves, points, split_dims, twice_bounds
+from nnverify.search.forward_boxes import SplitBoxes, bisect, halves, points, twice_bounds
 from nnverify.search.rows import StackedRows
 from nnverify.spec.property import Disjunct, Property
 
@@ -171,19 +171,19 @@ def forward_split_search(
     budget: Budget,
     is_counterexample: Callable[[np.ndarray], bool],
     cores: int = 1,
-    presplit: int | None = None,
     between: Callable[[float], np.ndarray | None] | None = None,
 ) -> SearchOutcome:
     """Decide "some x in the disjuncts' common box reaches one of them" by bisecting the free inputs; with
-    ``cores`` >= 2, a search still open after ``SHARE_AFTER_S`` continues in two processes if two fit the memory
-    cap (``fits_twice``), at once with ``presplit`` (an input along which the root box is halved unbounded);
-    ``between``: see ``_Search``."""
+    ``cores`` >= 2 and if two processes fit the memory cap (``fits_twice``), the root box is halved unbounded and
+    the halves shared with a second process at once (``PRESPLIT``; else the boxes are shared once the search is
+    open after ``SHARE_AFTER_S``); ``between``: see ``_Search``."""
     search = _Search(graph, plan, disjuncts, budget, between=between)
     lb0, ub0, depth0 = disjuncts[0].lb[None, :], disjuncts[0].ub[None, :], np.zeros(1, dtype=np.int64)
     share_at = time.monotonic() + SHARE_AFTER_S if cores >= 2 else math.inf
-    if presplit is not None and lb0[0, presplit] < ub0[0, presplit]:
-        stack = [SplitBoxes(*bisect(lb0, ub0, depth0, np.array([presplit])))]
-        share_at = -math.inf if cores >= 2 else math.inf
+    if PRESPLIT and cores >= 2 and np.any(lb0 < ub0) and fits_twice(budget):
+        dim = sensitive_input(graph, disjuncts)
+        stack = [SplitBoxes(*bisect(lb0, ub0, depth0, np.array([dim])))]
+        share_at = -math.inf
     else:
         stack = [SplitBoxes(lb0, ub0, depth0)]
     while stack:
@@ -227,30 +227,21 @@ def forward_reason(analysis: Graph, prop: Property, budget: Budget, max_free: in
 
 
 def _plan(analysis: Graph, budget: Budget, disjuncts: list[Disjunct] | None = None) -> CutPlan | OpPlan | None:
-    """The bounds a box gets (``_route`` without the split)."""
-    return _route(analysis, budget, disjuncts)[0]
-
-
-def _route(
-    analysis: Graph, budget: Budget, disjuncts: list[Disjunct] | None = None
-) -> tuple[CutPlan | OpPlan | None, int | None]:
     """The bounds a box gets: CROWN on the op graph down to the free inputs where every node allows it, else
     forward functions up to a cut and CROWN on the dense view after it (or forward functions alone): the cheap cut,
-    or the deep one where the cheap one leaves ``disjuncts``' root box loose (``ROOT_LOOSE``). With the deep cut,
-    also the free input along which the cheap cut's root rows would split the root box (``PRESPLIT``), else None."""
+    or the deep one where the cheap one leaves ``disjuncts``' root box loose (``ROOT_LOOSE``)."""
     from nnverify.bounds import backward_ops
     from nnverify.bounds.forward_cut import DEEP_CUT_COST_MAX, plan_cut, prefers_cut
 
     ops = backward_ops.plan(analysis)
     if backward_ops.unsupported(ops) is None and OP_BACKWARD and not prefers_cut(analysis):
-        return ops, None
+        return ops
     cap = getattr(budget, "memory_limit_mb", math.inf)
     limit = min(CUT_MAX_MB, (DENSE_VIEW_MAX_MB if math.isinf(cap) else cap) / 4)
     plan = plan_cut(analysis, limit, budget)
-    dim = None if plan is None or not disjuncts else _loose(plan, disjuncts, budget)
-    if plan is None or dim is None:
-        return plan, None
-    return plan_cut(analysis, limit, budget, DEEP_CUT_COST_MAX) or plan, dim
+    if plan is None or not disjuncts or not _loose(plan, disjuncts, budget):
+        return plan
+    return plan_cut(analysis, limit, budget, DEEP_CUT_COST_MAX) or plan
 
 
 #: A cheap cut whose root box leaves some row below ``-ROOT_LOOSE`` is replaced by the deep cut (CROWN rows walk
@@ -258,25 +249,44 @@ def _route(
 #: rows at the cheap cut: cGAN 64x64 nets -8.6 (``imgSz64_nCh_1`` prop 1; -0.002 at the deep cut, 70 s CPU), -70
 #: (prop 0); the upsample cGAN -0.084 (its deep cut: -0.002 but 55 s CPU against 9.7 s).
 ROOT_LOOSE = 1.0
-#: On two processes, the deep cut's root box is split before it is bounded and its halves bounded one in each
-#: process: a root box there costs about a minute and was open on every cGAN 64x64 instance (-0.002 to -0.09);
-#: ``imgSz64_nCh_1`` prop 0, CPU s in one process: root 67.5 then halves 21 + 20 (inheriting the root's bounds),
-#: or halves 58.5 and 55.6 without it (the same rows), so 88 s to the depth-2 boxes on the critical path against 59.
-PRESPLIT = True
 
 
-def _loose(plan: CutPlan, disjuncts: list[Disjunct], budget: Budget) -> int | None:
-    """If the root box of ``disjuncts`` (sharing one box) leaves some row below ``-ROOT_LOOSE`` at ``plan``, the
-    free input its rows would split it along; else None."""
+def _loose(plan: CutPlan, disjuncts: list[Disjunct], budget: Budget) -> bool:
+    """Whether the root box of ``disjuncts`` (sharing one box) leaves some row below ``-ROOT_LOOSE`` at ``plan``."""
     from nnverify.bounds.forward_cut import cut_rows_lower
 
     rows = StackedRows.of(disjuncts)
     lb, ub = disjuncts[0].lb[None, :], disjuncts[0].ub[None, :]
-    free = lb[0] < ub[0]
-    lower, func, _ = cut_rows_lower(plan, lb, ub, free, rows.a_x, rows.a_y, rows.b, budget=budget)
-    if not np.min(lower) < -ROOT_LOOSE:
-        return None
-    return int(split_dims(func, ~rows.dead(lower)[:, rows.owner], np.flatnonzero(free))[0])
+    lower, _, _ = cut_rows_lower(plan, lb, ub, lb[0] < ub[0], rows.a_x, rows.a_y, rows.b, budget=budget)
+    return bool(np.min(lower) < -ROOT_LOOSE)
+
+
+#: On two processes the root box is halved before it is bounded, one half per process (``sensitive_input``
+#: chooses the input). In one process, CPU s: cGAN ``imgSz64_nCh_1`` prop 0 (deep cut) root 67.5 then halves 21 +
+#: 20 (inheriting the root's bounds), or halves 58.5 and 55.6 without it (the same rows): 88 s to the depth-2 boxes
+#: on the critical path against 59; ``imgSz32_nCh_1`` prop 3 (op graph) root 17.8 then halves 4.7 + 4.4, or halves
+#: 12.6 and 10.6 without it: 22.5 s against 12.6. A root box that would be proven alone costs more CPU this way.
+PRESPLIT = True
+#: Points (the centre and random ones) at which ``sensitive_input`` compares each input's two faces.
+SENSITIVITY_POINTS = 8
+
+
+def sensitive_input(graph: Graph, disjuncts: list[Disjunct], seed: int = 0) -> int:
+    """The free input along which the disjuncts' rows change most, sampled: at ``SENSITIVITY_POINTS`` points of
+    the box, the row values at the input's lower and upper face (the root box's bounds would cost up to a minute;
+    the cheap cut's rows chose another input than the deep cut's on ``imgSz64_nCh_1`` prop 1, where sampling
+    agrees with the deep cut's rows: input 0, weights 0.0042 against <= 8e-5)."""
+    rows = StackedRows.of(disjuncts)
+    lb, ub = disjuncts[0].lb, disjuncts[0].ub
+    free = np.flatnonzero(lb < ub)
+    base = np.vstack([(lb + ub) / 2.0, np.random.default_rng(seed).uniform(lb, ub, (SENSITIVITY_POINTS - 1, lb.size))])
+    faces = np.repeat(base[None], 2 * free.size, axis=0)
+    faces[0::2, :, free] = np.where(np.eye(free.size, dtype=bool)[:, None, :], lb[free], faces[0::2][:, :, free])
+    faces[1::2, :, free] = np.where(np.eye(free.size, dtype=bool)[:, None, :], ub[free], faces[1::2][:, :, free])
+    x = faces.reshape(-1, lb.size)
+    value = (x @ rows.a_x.T + graph.eval(x) @ rows.a_y.T).reshape(2 * free.size, base.shape[0], -1)
+    change = np.abs(value[1::2] - value[0::2]).mean(axis=1).sum(axis=1)
+    return int(free[np.argmax(np.nan_to_num(change))])
 
 
 #: Whether the op-graph back-substitution (``bounds/backward_ops.py``) is used where it applies.
@@ -319,17 +329,15 @@ def forward_route(
     groups: dict[bytes, list[Disjunct]] = {}
     for d in prop.disjuncts:
         groups.setdefault(d.lb.tobytes() + d.ub.tobytes(), []).append(d)
-    plan, presplit = _route(analysis, budget, next(iter(groups.values())))
+    plan = _plan(analysis, budget, next(iter(groups.values())))
     cores = options.cores()
-    presplit = presplit if PRESPLIT and cores >= 2 else None
     stats["cut"] = plan.cut if isinstance(plan, CutPlan) else ""
     stats["bounds"] = "backward-ops" if isinstance(plan, OpPlan) else "forward-cut" if plan is not None else "forward"
     undecided: list[str] = []
     timed_out = False
     for group in groups.values():
         accept_group = functools.partial(accept, box=group[0])
-        out = forward_split_search(analysis, plan, group, budget, accept_group, cores, presplit, between)
-        presplit = None  # chosen for the first group's box
+        out = forward_split_search(analysis, plan, group, budget, accept_group, cores, between)
         stats["boxes"] = int(stats.get("boxes", 0)) + out.stats.boxes
         stats["max_depth"] = max(int(stats.get("max_depth", 0)), out.stats.max_depth)
         if found:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -35,7 +35,7 @@ LB, UB = np.array([-1.5, 0.1, -1.0]), np.array([1.5, 0.1, 1.5])  # two free inpu
 
 @pytest.fixture
 def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Share from the second batch on, one box a batch; the pids of the forked workers."""
+    """Share from the start (one box: the worker starts idle), one box a batch; the pids of the forked workers."""
     monkeypatch.setattr(forward_split, "SHARE_AFTER_S", 0.0)
     monkeypatch.setattr(forward_split, "SHARE_MIN_LEFT_S", 0.0)
     monkeypatch.setattr(forward_split, "SHARED_BATCH", 1)
@@ -191,34 +191,40 @@ def test_an_error_in_the_worker_reaches_the_parent(tmp_path: Path, monkeypatch: 
     assert out.status is SolveStatus.UNKNOWN and "memory limit: bounding a box" in out.note
 
 
-def test_the_deep_cut_halves_the_root_box_before_bounding_it(tmp_path: Path, forks: list[int]) -> None:
-    """``_route`` gives an input to split along exactly when the cheap cut's root box is loose (here: every root
-    counts as loose, or none); the search from the two halves gives the verdicts of the search from the root, in one
-    process and in two (forked at once, before any box is bounded)."""
+def test_two_processes_halve_the_root_box_unbounded(tmp_path: Path, forks: list[int]) -> None:
+    """On two processes the root box is halved before any box is bounded (the worker is forked before the first
+    batch), along the input the rows change most with; the verdicts of one process, ``PRESPLIT`` off or on."""
     graph = _net(tmp_path, 1)
-    d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + 0.02)]))
+    me, first = os.getpid(), []
+    real = forward_split._bound
+
+    def counted(*args: Any) -> Any:
+        if os.getpid() == me:
+            first.append(len(forks))
+        return real(*args)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(forward_split, "OP_BACKWARD", False)
-        patch.setattr(forward_split, "ROOT_LOOSE", np.inf)
-        assert forward_split._route(graph, Budget.unlimited(), [d])[1] is None
-        patch.setattr(forward_split, "ROOT_LOOSE", -np.inf)
-        plan, dim = forward_split._route(graph, Budget.unlimited(), [d])
-    assert dim in (0, 2)  # a free input (input 1 is pinned)
-    for shift, status in ((0.02, SolveStatus.INFEASIBLE), (-0.001, SolveStatus.FEASIBLE)):
-        d = Disjunct(LB, UB, np.zeros((1, 3)), np.array([[-1.0, 0.0]]), np.array([-(_top(graph) + shift)]))
-        for cores in (1, 2):
-            before = len(forks)
-            found: list[np.ndarray] = []
-
-            def accept(x: np.ndarray, d: Disjunct = d, found: list[np.ndarray] = found) -> bool:
-                if d.slack(x[None], graph.eval(x[None]))[0] <= 0.0:
-                    found.append(x)
-                return bool(found)
-
-            out = forward_split_search(graph, plan, [d], Budget.starting_now(60.0), accept, cores, dim)
-            assert out.status is status and bool(found) is (status is SolveStatus.FEASIBLE)
-            assert len(forks) == before + (cores - 1)
-    assert all(_reaped(pid) for pid in forks)
+        patch.setattr(forward_split, "_bound", counted)
+        patch.setattr(forward_split, "SHARE_AFTER_S", 0.05)  # without the presplit: after a few batches
+        for presplit in (False, True):
+            patch.setattr(forward_split, "PRESPLIT", presplit)
+            for shift, status in ((0.02, SolveStatus.INFEASIBLE), (-0.001, SolveStatus.FEASIBLE)):
+                first.clear()
+                before = len(forks)
+                out, found = _run(graph, "cut", shift, 2)
+                assert out.status is status and bool(found) is (status is SolveStatus.FEASIBLE)
+                assert len(forks) == before + 1 and all(_reaped(pid) for pid in forks)
+                assert (first[0] == before + 1) is presplit  # forked before this process bounded a box
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["y"])]
+    path = tmp_path / "linear.onnx"
+    path.write_bytes(
+        build_model(nodes, (1, 3), {"W": np.array([[0.1, 1.0], [9.0, 0.0], [-0.5, 2.0]])}).SerializeToString()
+    )
+    linear = load_network(path)
+    rows = (np.zeros((1, 3)), np.array([[1.0, 1.0]]), np.zeros(1))
+    assert forward_split.sensitive_input(linear, [Disjunct(LB, UB, *rows)]) == 2  # input 1 is pinned
+    free = np.array([-1.0, -1.0, -1.0]), np.array([1.0, 1.0, 1.0])
+    assert forward_split.sensitive_input(linear, [Disjunct(*free, *rows)]) == 1
 
 
 def test_verify_shares_the_forward_route_between_two_processes(tmp_path: Path, forks: list[int]) -> None:

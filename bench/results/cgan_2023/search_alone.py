@@ -4,7 +4,7 @@ memory of both processes, and a cProfile on request.
 Usage, from the repository root: ``.venv/bin/python bench/results/cgan_2023/search_alone.py NET PROP SECONDS
 [CORES [profile]]``. ``NET`` is ``1`` or ``3`` (the 64x64 cGAN with that many channels), another cGAN's name after
 ``cGAN_`` (``imgSz32_nCh_3_upsample``) or an ONNX path (then ``PROP`` is the VNN-LIB path); ``CORES`` 1 (the
-default) or 2; ``profile``: a cProfile of the main process. Runs ``forward_split._route`` with the property, then
+default) or 2; ``profile``: a cProfile of the main process. Runs ``forward_split._plan`` with the property, then
 ``forward_split_search`` alone (no graph attack, no start-up); prints each batch's process, depths, CPU seconds and
 lowest row bound.
 """
@@ -40,10 +40,8 @@ p = load_property(vnnlib_path, g.n_inputs, g.n_outputs)
 budget = Budget.starting_now(secs)
 wall0, t0 = time.monotonic(), time.process_time()
 print("load cpu", round(t0, 1), flush=True)
-plan, presplit = forward_split._route(g, budget, list(p.disjuncts))
-presplit = presplit if cores >= 2 else None
-print("plan", type(plan).__name__, getattr(plan, "cut", None), "presplit", presplit, "cpu",
-      round(time.process_time() - t0, 1), flush=True)  # fmt: skip
+plan = forward_split._plan(g, budget, list(p.disjuncts))
+print("plan", type(plan).__name__, getattr(plan, "cut", None), "cpu", round(time.process_time() - t0, 1), flush=True)
 main = os.getpid()
 bound = forward_split._bound
 
@@ -63,7 +61,7 @@ profile = cProfile.Profile()
 if profiled:
     profile.enable()
 try:
-    out = forward_split.forward_split_search(g, plan, list(p.disjuncts), budget, lambda x: False, cores, presplit)
+    out = forward_split.forward_split_search(g, plan, list(p.disjuncts), budget, lambda x: False, cores)
     print(out.status, out.stats)
 except Exception as exc:  # the budget ran out: still print the figures
     print("stopped", exc)
