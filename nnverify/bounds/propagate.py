@@ -27,12 +27,15 @@ outward by ``margin_rel * scale + margin_abs`` with ``scale`` the row's sum of m
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.interval import activation_interval, affine_interval
-from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
+from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph, LinearMap
 from nnverify.graph.ops.base import ActKind
+from nnverify.graph.ops.conv_kernels import ConvMap
 from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 
 
@@ -55,7 +58,7 @@ def propagate(
             if isinstance(layers[s], InputLayer):
                 continue
             lo, hi = _rows_onto_source(
-                layer.weights[0], layer.bias, lbs[k], ubs[k], lbs[s], ubs[s], margin_rel, margin_abs
+                layer.weights[0], layer.bias, lbs[k], ubs[k], lbs[s], ubs[s], margin_rel, margin_abs, layer.map_of(0)
             )
             np.maximum(lbs[s], lo, out=lbs[s])
             np.minimum(ubs[s], hi, out=ubs[s])
@@ -92,34 +95,33 @@ def _rows_onto_source(
     uy: np.ndarray,
     margin_rel: float,
     margin_abs: float,
+    op: LinearMap | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bounds ``(B, n)`` on the sources ``y`` implied by the rows ``lz <= w y + bias <= uz`` (``w`` ``(m, n)``,
-    ``lz``/``uz`` ``(B, m)``, ``ly``/``uy`` ``(B, n)``); ``-inf``/``inf`` where no row implies anything."""
+    ``lz``/``uz`` ``(B, m)``, ``ly``/``uy`` ``(B, n)``); ``-inf``/``inf`` where no row implies anything. With
+    ``op`` (a Conv's kernel map standing for ``w``) the products over all rows go through kernels."""
     b, n = ly.shape
     new_lo, new_hi = np.full((b, n), -np.inf), np.full((b, n), np.inf)
     finite = np.all(np.isfinite(ly) & np.isfinite(uy), axis=1) & np.all(np.isfinite(lz) & np.isfinite(uz), axis=1)
     if not np.any(finite):
         return new_lo, new_hi
-    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
-    act_max = uy @ wp.T + ly @ wn.T
-    act_min = ly @ wp.T + uy @ wn.T
-    scale = np.abs(bias) + np.maximum(np.abs(lz), np.abs(uz)) + np.maximum(np.abs(ly), np.abs(uy)) @ np.abs(w).T
+    act_max, act_min, mag, reach = _row_products(w, op, ly, uy)
+    scale = np.abs(bias) + np.maximum(np.abs(lz), np.abs(uz)) + mag
     slack = margin_rel * scale + margin_abs
     # how far each row's activity can move away from its bound; a row implies something on y_j only when
     # that room is below |w_ij| (uy_j - ly_j), so rows with more room than the widest term are skipped (the
     # widest term is at most the 2-norm of the terms, one matrix product; skipping a row is always sound)
     room_lo = act_max - (lz - bias) + slack
     room_hi = (uz - bias) - act_min + slack
-    reach = np.sqrt(np.square(uy - ly) @ np.square(w).T)
     pick = ((room_lo < reach) | (room_hi < reach)) & finite[:, None]
     bi, ii = np.nonzero(pick)
     if bi.size == 0:
         return new_lo, new_hi
-    wpi, wni, ly_b, uy_b = wp[ii], wn[ii], ly[bi], uy[bi]
+    wi = w[ii]
+    wpi, wni, ly_b, uy_b = np.maximum(wi, 0.0), np.minimum(wi, 0.0), ly[bi], uy[bi]
     # lower and upper bounds on each term w_ij y_j from row i: its own extreme minus the row's room
     term_lo = (wpi * uy_b + wni * ly_b) - room_lo[bi, ii][:, None]
     term_hi = (wpi * ly_b + wni * uy_b) + room_hi[bi, ii][:, None]
-    wi = w[ii]
     nz = wi != 0.0
     inv = np.where(nz, 1.0 / np.where(nz, wi, 1.0), 0.0)
     pos = wi > 0.0
@@ -133,3 +135,29 @@ def _rows_onto_source(
     new_lo[boxes] = np.maximum.reduceat(lo, starts, axis=0)
     new_hi[boxes] = np.minimum.reduceat(hi, starts, axis=0)
     return new_lo, new_hi
+
+
+def _row_products(
+    w: np.ndarray, op: LinearMap | None, ly: np.ndarray, uy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per box and row ``(B, m)``: the largest and smallest activity ``w y`` over the box, ``max|y| @ |w|.T`` and
+    ``sqrt((uy - ly)^2 @ (w^2).T)``. A Conv's dense entries are each one kernel tap, so ``max(w, 0)``, ``|w|``
+    and ``w^2`` are the convolutions with ``max(kernel, 0)``, ``|kernel|`` and ``kernel^2`` (the sums differ
+    from the dense products' by their order only: the margins cover both)."""
+    if isinstance(op, ConvMap):
+        pos = dataclasses.replace(op, kernel=np.maximum(op.kernel, 0.0))
+        neg = dataclasses.replace(op, kernel=np.minimum(op.kernel, 0.0))
+        act_max = pos.forward(uy) + neg.forward(ly)
+        act_min = pos.forward(ly) + neg.forward(uy)
+        mag = op.forward(np.maximum(np.abs(ly), np.abs(uy)), absolute=True)
+        reach = np.sqrt(dataclasses.replace(op, kernel=np.square(op.kernel)).forward(np.square(uy - ly)))
+        return act_max, act_min, mag, reach
+    wp, wn = np.maximum(w, 0.0), np.minimum(w, 0.0)
+    act_max = uy @ wp.T + ly @ wn.T
+    act_min = ly @ wp.T + uy @ wn.T
+    return (
+        act_max,
+        act_min,
+        np.maximum(np.abs(ly), np.abs(uy)) @ np.abs(w).T,
+        np.sqrt(np.square(uy - ly) @ np.square(w).T),
+    )

@@ -39,7 +39,7 @@ from nnverify.search.exact import BoxQuery, bound_box, live_disjuncts
 from nnverify.search.relu_domains import Rows
 from nnverify.search.relu_frontier import run_search
 from nnverify.search.relu_race import RacingMilp
-from nnverify.search.relu_search import ROOT_LAYER_ITERATIONS, ReluSearch
+from nnverify.search.relu_search import ReluSearch, root_layer_iterations
 from nnverify.spec.property import Disjunct
 
 
@@ -110,7 +110,7 @@ def _root_search(graph: LayerGraph, query: BoxQuery, options: Options) -> ReluSe
     root = optimized_layer_bounds(
         graph,
         LayerBounds([v[None, :] for v in query.lbs], [v[None, :] for v in query.ubs]),
-        iterations=ROOT_LAYER_ITERATIONS,
+        iterations=root_layer_iterations(graph),
         slopes=slopes,
         **margins,
     )

@@ -16,7 +16,7 @@ from nnverify.bounds.refine import RefineStats, refinable_layers, refine_bounds
 from nnverify.budget import Budget
 from nnverify.graph.layers import LayerGraph
 from nnverify.search.exact import BoxOutcome, solve_box
-from nnverify.search.relu_search import ROOT_LAYER_ITERATIONS
+from nnverify.search.relu_search import root_layer_iterations
 from nnverify.spec.property import Disjunct
 
 #: The racing thread refines the intermediate bounds by MILPs for this share of the budget left when the root
@@ -101,7 +101,7 @@ class RacingMilp:
         self._slopes = {}
         b = LayerBounds([v[None] for v in lo], [v[None] for v in hi])
         b = optimized_layer_bounds(
-            self._graph, b, iterations=ROOT_LAYER_ITERATIONS, slopes=self._slopes, **self._margins
+            self._graph, b, iterations=root_layer_iterations(self._graph), slopes=self._slopes, **self._margins
         )
         return [v[0] for v in b.lb], [v[0] for v in b.ub]
 

@@ -19,6 +19,9 @@ from nnverify.spec.property import Disjunct
 
 #: α-CROWN iterations per pre-activation layer at the root, for the rows at the root, and per branching step.
 ROOT_LAYER_ITERATIONS = 20
+#: The same on Conv networks (``has_kernel_maps``): on cifar_base_kw's root the last 10 of 20 steps narrowed the
+#: unstable neurons' ranges by 0.2 % for 2.3 s CPU (``root_layer_iterations``).
+ROOT_LAYER_ITERATIONS_CONV = 10
 ROOT_ITERATIONS = 50
 BRANCH_ITERATIONS = 30
 #: Domains whose intermediate bounds are recomputed together (memory: rows x inputs per domain).
@@ -176,6 +179,11 @@ def has_kernel_maps(graph: LayerGraph) -> bool:
         isinstance(layer, AffineLayer) and any(layer.map_of(i) is not None for i in range(len(layer.sources)))
         for layer in graph.layers
     )
+
+
+def root_layer_iterations(graph: LayerGraph) -> int:
+    """α-CROWN steps per pre-activation layer for the root bounds of ``graph``."""
+    return ROOT_LAYER_ITERATIONS_CONV if has_kernel_maps(graph) else ROOT_LAYER_ITERATIONS
 
 
 def root_domains(search: ReluSearch) -> Domains:
