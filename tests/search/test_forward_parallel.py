@@ -261,7 +261,7 @@ def test_constant_lower_functions_split_the_widest_input() -> None:
 
 
 def test_the_attack_goes_on_between_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A first attack slice that finds nothing: later slices (5 % of each batch's time, ``ATTACK_TOTAL_S`` in all)
+    """A first attack slice that finds nothing: later slices (2 % of each batch's time, ``ATTACK_TOTAL_S`` in all)
     run between the main process's batches, and the point one of them finds is the ``sat`` answer."""
     from nnverify import pipeline
     from nnverify.attack_graph import GraphAttackStats
