@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from nnverify.bounds.backward import LayerBounds
+from nnverify.bounds.backward import LayerBounds, forward_through
 from nnverify.bounds.interval import activation_interval, affine_interval
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph, LinearMap
 from nnverify.graph.ops.base import ActKind
@@ -71,7 +71,7 @@ def propagate(
         if isinstance(layer, AffineLayer):
             if all(isinstance(layers[s], InputLayer) for s in layer.sources):
                 continue
-            lo, hi = affine_interval(
+            lo, hi = _affine_interval(
                 [lbs[s] for s in layer.sources], [ubs[s] for s in layer.sources], layer, margin_rel, margin_abs
             )
             np.maximum(lbs[k], lo, out=lbs[k])
@@ -161,3 +161,21 @@ def _row_products(
         np.maximum(np.abs(ly), np.abs(uy)) @ np.abs(w).T,
         np.sqrt(np.square(uy - ly) @ np.square(w).T),
     )
+
+
+def _affine_interval(
+    lbs: list[np.ndarray], ubs: list[np.ndarray], layer: AffineLayer, margin_rel: float, margin_abs: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``interval.affine_interval`` (same sums and margin), its products through the kernels of a layer that has
+    them (``forward_through``): a CIFAR Conv's dense 4,096 x 3,072 product is 16x its kernel's multiply-adds."""
+    if all(layer.map_of(i) is None for i in range(len(layer.sources))):
+        return affine_interval(lbs, ubs, layer, margin_rel, margin_abs)
+    mid = np.broadcast_to(layer.bias, (lbs[0].shape[0], layer.size)).copy()
+    rad = np.zeros_like(mid)
+    scale = np.broadcast_to(np.abs(layer.bias), mid.shape).copy()
+    for i, (lb, ub) in enumerate(zip(lbs, ubs, strict=True)):
+        mid += forward_through(layer, i, (lb + ub) / 2.0)
+        rad += forward_through(layer, i, (ub - lb) / 2.0, absolute=True)
+        scale += forward_through(layer, i, np.maximum(np.abs(lb), np.abs(ub)), absolute=True)
+    slack = margin_rel * scale + margin_abs
+    return mid - rad - slack, mid + rad + slack

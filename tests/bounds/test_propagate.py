@@ -11,8 +11,8 @@ import pytest
 from netgen import random_net
 
 from nnverify.bounds.backward import LayerBounds, crown_bounds
-from nnverify.bounds.interval import interval_bounds
-from nnverify.bounds.propagate import _row_products, propagate
+from nnverify.bounds.interval import affine_interval, interval_bounds
+from nnverify.bounds.propagate import _affine_interval, _row_products, propagate
 from nnverify.graph.layers import ActivationLayer, AffineLayer, InputLayer, LayerGraph
 from nnverify.graph.ops.base import ActKind
 
@@ -143,6 +143,10 @@ def test_conv_rows_through_kernels_equal_the_dense_products_and_stay_sound(
         s = net.layers[c].sources[0]  # type: ignore[union-attr]
         got = _row_products(net.layers[c].weights[0], net.layers[c].map_of(0), lbs[s], ubs[s])  # type: ignore[union-attr]
         want = _row_products(net.layers[c].weights[0], None, lbs[s], ubs[s])  # type: ignore[union-attr]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+        got = _affine_interval([lbs[s]], [ubs[s]], net.layers[c], 1e-9, 1e-12)  # type: ignore[arg-type]
+        want = affine_interval([lbs[s]], [ubs[s]], dense.layers[c], 1e-9, 1e-12)  # type: ignore[arg-type]
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
     tight, empty = propagate(net, bounds)
