@@ -2,7 +2,8 @@
 
 Each box is bounded by ``bounds/backward_ops.py`` (CROWN on the op graph down to the free inputs) where every node
 allows it, else by ``bounds/forward_cut.py`` or ``bounds/forward_ops.py``; open boxes offer attack points and are
-halved (``forward_boxes.py``). A search still open after its first batch continues in two processes (``parallel.py``).
+halved (``forward_boxes.py``). On two cores the root box is halved unbounded and the halves searched in two
+processes (``parallel.py``).
 """
 
 from __future__ import annotations
