@@ -23,11 +23,13 @@ Only graphs made of affine layers and ReLUs are handled (``relu_pass.supports``)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from nnverify.bounds.backward import LayerBounds, _concretize_lower, forward_through
 from nnverify.bounds.relu_pass import Duals, Fixed, Pass, box_rows, rows_lower, substitute
+from nnverify.bounds.relu_windows import windows_of
 from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
 
 #: Adam step sizes for the slopes and the split multipliers (β-CROWN's defaults).
@@ -296,6 +298,8 @@ def optimized_layer_bounds(
     lbs, ubs = [v.copy() for v in bounds.lb], [v.copy() for v in bounds.ub]
     tight = LayerBounds(lbs, ubs)
     feeds = {layer.source for layer in graph.layers if isinstance(layer, ActivationLayer)}
+    windows = windows_of(graph)  # Conv networks: each group of neurons on its receptive fields
+    bound = partial(neuron_bounds, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs)
     for k, layer in enumerate(graph.layers):
         if isinstance(layer, ActivationLayer):
             lbs[k] = np.maximum(lbs[layer.source], 0.0)
@@ -306,8 +310,8 @@ def optimized_layer_bounds(
         idx = np.nonzero(np.any((lbs[k] < 0.0) & (ubs[k] > 0.0), axis=0))[0]
         if idx.size == 0:
             continue
-        lower, upper, alpha = neuron_bounds(
-            graph, tight, k, idx, iterations=iterations, margin_rel=margin_rel, margin_abs=margin_abs
+        lower, upper, alpha = (
+            bound(graph, tight, k, idx) if windows is None else windows.neuron_bounds(tight, k, idx, bound)
         )
         lbs[k][:, idx] = np.maximum(lbs[k][:, idx], lower)
         ubs[k][:, idx] = np.minimum(ubs[k][:, idx], upper)

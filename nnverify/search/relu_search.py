@@ -10,7 +10,8 @@ from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import Slopes, neuron_bounds, optimize
 from nnverify.bounds.propagate import propagate
 from nnverify.bounds.relu_pass import Duals, relu_layers
-from nnverify.graph.layers import ActivationLayer, AffineLayer, LayerGraph
+from nnverify.bounds.relu_windows import has_kernel_maps
+from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.options import Options
 from nnverify.search.bab import SearchStats
 from nnverify.search.relu_branching import candidates, choose
@@ -171,14 +172,6 @@ class ReluSearch:
     def children(self, dom: Domains, choice: np.ndarray) -> Domains:
         """Both branches of every domain on its chosen neuron."""
         return children(dom, choice, self.relu_of)
-
-
-def has_kernel_maps(graph: LayerGraph) -> bool:
-    """Whether some affine layer goes through a kernel (a Conv that pays) instead of its dense matrix."""
-    return any(
-        isinstance(layer, AffineLayer) and any(layer.map_of(i) is not None for i in range(len(layer.sources)))
-        for layer in graph.layers
-    )
 
 
 def root_layer_iterations(graph: LayerGraph) -> int:
