@@ -34,6 +34,8 @@ WINDOWS = True
 #: Whether a row whose optimised slopes (``op_alpha``) gave the better bound also returns their function (else the
 #: slope rules' function, itself a sound lower function, which the search's split choice reads).
 ALPHA_FUNCS = False
+#: ReLU lower-slope rules of the intermediate rows (``ROW_RULES``' names): each element keeps its best bound.
+INTERMEDIATE_RULES: tuple[str, ...] = ("adaptive",)
 
 
 def _inherit(
@@ -88,10 +90,32 @@ def _side(
     budget: Budget | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lower bounds ``(B, m)`` of ``sign * x[idx]`` (flat elements of tensor ``name``) and their functions
-    ``(B, m, n + 1)``, by back-substitution in chunks of rows."""
+    ``(B, m, n + 1)``, by back-substitution in chunks of rows: each element's best over ``INTERMEDIATE_RULES``."""
+    best: tuple[np.ndarray, np.ndarray] | None = None
+    for rule in INTERMEDIATE_RULES:
+        low, func = _side_rule(p, state, name, idx, sign, margins, budget, rule)
+        if best is not None:
+            better = low > best[0]
+            low, func = np.where(better, low, best[0]), np.where(better[..., None], func, best[1])
+        best = (low, func)
+    assert best is not None
+    return best
+
+
+def _side_rule(
+    p: OpPlan,
+    state: OpBounds,
+    name: str,
+    idx: np.ndarray,
+    sign: float,
+    margins: tuple[float, float],
+    budget: Budget | None,
+    rule: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_side`` with one ReLU lower-slope rule."""
     ch = op_windows.chain(p, name) if WINDOWS else None
     if ch is not None:
-        return op_windows.side(p, state, ch, name, idx, sign, margins, budget)
+        return op_windows.side(p, state, ch, name, idx, sign, margins, budget, rule)
     batch = state.lb[name].shape[0]
     size = math.prod(p.shapes[name])
     step = max(1, CHUNK // max(1, batch * p.widest))
@@ -104,7 +128,8 @@ def _side(
         unit = np.zeros((size, batch, part.size))
         unit[part, :, np.arange(part.size)] = sign
         zeros = np.zeros((batch, part.size))
-        low, func = walk(p, state, {name: unit.reshape(*p.shapes[name], batch, part.size)}, zeros, zeros, margins)
+        coef = {name: unit.reshape(*p.shapes[name], batch, part.size)}
+        low, func = walk(p, state, coef, zeros, zeros, margins, rule)
         lows.append(low)
         funcs.append(func)
     return np.concatenate(lows, axis=1), np.concatenate(funcs, axis=1)

@@ -154,6 +154,7 @@ def _walk(
     elems: tuple[np.ndarray, ...],
     sign: float,
     margins: tuple[float, float],
+    rule: str = "adaptive",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``op_walk.walk`` of the rows ``sign * x[elems]`` (``elems``: channel and spatial indices) on their windows."""
     batch = state.lb[name].shape[0]
@@ -172,8 +173,9 @@ def _walk(
             coef, window = conv_adjoint_window(cmap, coef.reshape(cmap.out_shape[0], -1, batch * rows), window)
             coef = coef.reshape(*coef.shape[:-1], batch, rows)
             continue
-        step = act_step(p, state, node, margins)
-        d_s, d_c = _dense(state, node, node.outputs[0], math.prod(p.shapes[node.outputs[0]]), batch)
+        step = act_step(p, state, node, margins, rule)
+        key = node.outputs[0] if rule == "adaptive" else f"{node.outputs[0]}\0{rule}"
+        d_s, d_c = _dense(state, node, key, math.prod(p.shapes[node.outputs[0]]), batch)
         neg = np.minimum(coef, 0.0)
         if step.lo_c is not None:
             const += dot(_cut(step.lo_c, window, False), coef)
@@ -243,6 +245,7 @@ def side(
     sign: float,
     margins: tuple[float, float],
     budget: Budget | None,
+    rule: str = "adaptive",
 ) -> tuple[np.ndarray, np.ndarray]:
     """``backward_ops``' lower bounds ``(B, m)`` of ``sign * x[idx]`` and their functions ``(B, m, n + 1)``, each
     group of neighbouring rows walked on its windows."""
@@ -263,5 +266,5 @@ def side(
             if budget is not None:
                 budget.check("back-substitution on the op graph")
             rows = part[start : start + step]
-            low[:, rows], func[:, rows] = _walk(p, state, ch, name, tuple(a[rows] for a in elems), sign, margins)
+            low[:, rows], func[:, rows] = _walk(p, state, ch, name, tuple(a[rows] for a in elems), sign, margins, rule)
     return low, func
