@@ -30,9 +30,10 @@ from nnverify.options import BOUND_MARGIN_ABS, BOUND_MARGIN_REL
 #: which the chain still counts: ``lean`` gathers the dense weights per box, which at this size costs less than
 #: the generic passes through the map (a 20x20 CNN with 16 free pixels: timeout at 60 s -> 4.6 s CPU).
 DENSE_WITH_MAP_MAX = 1_000_000
-#: Rules from the primal point the rows also get (``_with_primal``; 0: none): ACAS Xu 4_2 prop_2 41,980 -> 16,693
-#: boxes (8.0 -> 4.3 s CPU), control5_hard ctrl_128x2_prop1 11,041 -> 10,526; a second step gained little more.
-PRIMAL_RULE = 1
+#: Rules from the primal point the rows also get (``_with_primal``; 0: none). Off: over all 186 ACAS Xu searches
+#: (one process) boxes 122,586 -> 94,065 but CPU 34.6 -> 39.4 s; it pays only on long searches (4_2 prop_2 41,980
+#: -> 16,693 boxes, 7.1 -> 4.2 s CPU; control5_hard ctrl_128x2_prop1 11,041 -> 10,526).
+PRIMAL_RULE = 0
 
 
 def is_relu_chain(graph: LayerGraph) -> bool:

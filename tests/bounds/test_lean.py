@@ -137,9 +137,10 @@ def test_the_margin_is_what_keeps_the_rows_sound(margin: bool) -> None:
 
 
 @pytest.mark.parametrize("name", list(CHAINS), ids=list(CHAINS))
-def test_every_rule_function_is_below_the_row_on_samples(name: str) -> None:
-    """``bound_chain(every_rule=True)``: the best rule's function first, then one per slope rule, each below the
-    row at sampled points of its box (input-box shrinking uses them all)."""
+def test_every_rule_function_is_below_the_row_on_samples(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bound_chain(every_rule=True)``: the best rule's function first, then one per slope rule (and the primal
+    rule's), each below the row at sampled points of its box (input-box shrinking uses them all)."""
+    monkeypatch.setattr(lean, "PRIMAL_RULE", 1)
     rng = np.random.default_rng(13)
     net = random_net(rng, CHAINS[name])
     lb, ub = _boxes(rng, net.n_inputs, 8)
