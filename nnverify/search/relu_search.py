@@ -4,13 +4,15 @@ branching choice for the open ones (``relu_branching.py``); the root domains (``
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from nnverify.bounds.backward import LayerBounds
 from nnverify.bounds.optimized import Slopes, neuron_bounds, optimize
 from nnverify.bounds.propagate import propagate
 from nnverify.bounds.relu_pass import Duals, relu_layers
-from nnverify.bounds.relu_windows import has_kernel_maps
+from nnverify.bounds.relu_windows import has_kernel_maps, windows_of
 from nnverify.graph.layers import ActivationLayer, LayerGraph
 from nnverify.options import Options
 from nnverify.search.bab import SearchStats
@@ -55,6 +57,8 @@ class ReluSearch:
         #: Conv networks: a domain's α/β ascent stops once it gains too slowly to prove it (``optimize``'s
         #: ``give_up``); FC networks keep every step (their decisions are pinned by ``bench/refactor_trace.py``).
         self.give_up = has_kernel_maps(graph)
+        #: Conv networks: a Conv layer's neurons are recomputed on their receptive fields (``relu_windows``).
+        self.windows = windows_of(graph)
 
     def bounds_of(self, dom: Domains, sel: np.ndarray | None = None) -> LayerBounds:
         """Every layer's bounds for a batch of domains (or the ``sel`` ones): the input box, the domains' own
@@ -90,10 +94,7 @@ class ReluSearch:
                 idx = np.nonzero(np.any((lb < 0.0) & (ub > 0.0), axis=0))[0]
                 if idx.size == 0:
                     continue
-                alpha = self.slopes[k].rows(idx) if k in self.slopes else None
-                lower, upper, _ = neuron_bounds(
-                    self.graph, self.bounds_of(dom, part), k, idx, iterations=0, alpha=alpha, **self.margins
-                )
+                lower, upper = self._recompute(self.bounds_of(dom, part), k, idx)
                 dom.lb[k][part[:, None], idx] = np.maximum(lb[:, idx], lower)
                 dom.ub[k][part[:, None], idx] = np.minimum(ub[:, idx], upper)
         sel = np.nonzero(todo)[0]
@@ -105,6 +106,18 @@ class ReluSearch:
             empty[part] = crossed
         dom.since[todo] = CLEAN
         return empty
+
+    def _recompute(self, bounds: LayerBounds, k: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds ``(B, len(idx))`` of neurons ``idx`` of layer ``k`` through ``bounds`` with the root's slopes (a
+        Conv layer's on its receptive fields, ``relu_windows``: the same bounds to rounding)."""
+        alpha = self.slopes[k].rows(idx) if k in self.slopes else None
+        rel, abs_ = self.margins["margin_rel"], self.margins["margin_abs"]
+        bound = partial(neuron_bounds, iterations=0, margin_rel=rel, margin_abs=abs_)
+        if self.windows is not None and self.graph.layers[k].map_of(0) is not None:  # type: ignore[union-attr]
+            lower, upper, _ = self.windows.neuron_bounds(bounds, k, idx, bound, given=alpha, slopes=False)
+        else:
+            lower, upper, _ = bound(self.graph, bounds, k, idx, alpha=alpha)
+        return lower, upper
 
     def absorb(self, refined: LayerBounds, slopes: dict[int, Slopes], domains: list[Domains]) -> None:
         """Take tighter root bounds (MILP-refined, valid on the whole box, so on every domain) and the
