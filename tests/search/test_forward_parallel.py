@@ -137,7 +137,9 @@ def test_a_deadline_ends_both_processes(tmp_path: Path, forks: list[int]) -> Non
         status = _run(graph, "cut", -0.01, 2, seconds=1.5, replay=False)[0].status
     except BudgetExpired:
         status = SolveStatus.TIMEOUT
-    assert time.monotonic() - start < 4.0
+    # A hang guard only (the split has no end without the deadline), not a timing assertion: generous for a
+    # loaded machine, where the 1.5 s budget's check between batches can come seconds late.
+    assert time.monotonic() - start < 60.0
     assert status is SolveStatus.TIMEOUT
     assert forks and all(_reaped(pid) for pid in forks)
 
