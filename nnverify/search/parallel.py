@@ -162,9 +162,12 @@ def _fork(serve: Callable[[Connection, Budget], None], budget: Budget) -> _Worke
 
 def _portable(exc: NnverifyError) -> NnverifyError:
     """``exc`` if it survives pickling (an error whose constructor takes other arguments than its message does
-    not), else ``WorkerLost`` with its message."""
+    not), else ``WorkerLost`` with its message.
+
+    Rebuilt as plain pickle rebuilds an exception (its class called with its ``args``), so the answer does not
+    depend on whether a library in the process (dask's ``tblib``) installed picklers that rebuild any exception."""
     try:
-        back = pickle.loads(pickle.dumps(exc))
+        back = pickle.loads(pickle.dumps(type(exc)(*exc.args)))
     except Exception:  # any failure to rebuild it: send its message instead
         back = None
     return back if isinstance(back, NnverifyError) else WorkerLost(f"the second search process failed: {exc}")

@@ -3,6 +3,7 @@ a deadline ends both, the worker is always reaped, and Ctrl-C ends ``nnverify ch
 
 from __future__ import annotations
 
+import copyreg
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from netgen import random_net
 
 from nnverify.backends import get_backend
 from nnverify.backends.base import SolveStatus
-from nnverify.budget import Budget
+from nnverify.budget import Budget, ResourceLimitError
 from nnverify.options import Options
 from nnverify.search import bab, parallel
 from nnverify.search.bab import input_split_search
@@ -184,3 +185,16 @@ def test_ctrl_c_ends_check_with_130_and_no_orphan(tmp_path: Path) -> None:
     while not all(_gone(k) for k in kids) and time.monotonic() < end:
         time.sleep(0.05)
     assert all(_gone(k) for k in kids)
+
+
+def test_a_worker_error_reaches_the_parent_the_same_whatever_picklers_are_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error whose constructor does not take its message back arrives as ``WorkerLost`` even when a library has
+    registered a pickler that rebuilds it (dask's ``tblib`` does for every exception), as without one."""
+    exc = ResourceLimitError("bounding a box", 10.0, 5.0, 12.0)
+    assert isinstance(parallel._portable(exc), parallel.WorkerLost)
+    monkeypatch.setitem(copyreg.dispatch_table, ResourceLimitError, lambda e: (ResourceLimitError, exc_args))
+    exc_args = ("bounding a box", 10.0, 5.0, 12.0)
+    sent = parallel._portable(exc)
+    assert isinstance(sent, parallel.WorkerLost) and "bounding a box" in str(sent)
