@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnverify.bounds.op_plan import OpPlan, call_at, pull
-from nnverify.bounds.op_walk import OpBounds, act_step, affine_scale, concretize, dot
+from nnverify.bounds.op_walk import OpBounds, act_step, affine_scale, concretize, dot, through_act
 from nnverify.graph.ops.base import REGISTRY, ActKind
 from nnverify.graph.ops.interface import ACTIVATIONS
 
@@ -81,18 +81,7 @@ def _walk(
             scale += dot(term, np.abs(coef))
             parts = [(src, coef * np.where(pos, alpha[out], up_s))]
         else:
-            step = act_step(p, state, node, margins)
-            batch, rows = coef.shape[-2:]
-            c = coef.reshape(-1, batch, rows)
-            part = c * step.lo_s.reshape(-1, batch, 1)
-            if step.lo_c is not None:
-                const += dot(step.lo_c, coef)
-            if step.inexact.size:
-                neg = np.minimum(c[step.inexact], 0.0)
-                part[step.inexact] += neg * step.d_s
-                const += np.einsum("mbr,bm->br", neg, step.d_c)
-            scale += dot(step.term, np.abs(coef))
-            parts = [(src, part.reshape(coef.shape))]
+            parts = [(src, through_act(act_step(p, state, node, margins), coef, const, scale))]
         for name, part in parts:
             lam[name] = lam[name] + part if name in lam else part
     return concretize(state, lam, const, scale, margins)

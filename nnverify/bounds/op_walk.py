@@ -164,20 +164,26 @@ def walk(
                 lam[name] = lam[name] + part if name in lam else part
             continue
         src = node.inputs[0]
-        step = act_step(p, state, node, margins, rule)
-        batch, rows = coef.shape[-2:]
-        c = coef.reshape(-1, batch, rows)
-        part = c * step.lo_s.reshape(-1, batch, 1)
-        if step.lo_c is not None:
-            const += dot(step.lo_c, coef)
-        if step.inexact.size:
-            neg = np.minimum(c[step.inexact], 0.0)
-            part[step.inexact] += neg * step.d_s
-            const += np.einsum("mbr,bm->br", neg, step.d_c)
-        scale += dot(step.term, np.abs(coef))
-        part = part.reshape(*p.shapes[src], batch, rows)
+        part = through_act(act_step(p, state, node, margins, rule), coef, const, scale)
         lam[src] = lam[src] + part if src in lam else part
     return concretize(state, lam, const, scale, margins)
+
+
+def through_act(step: ActStep, coef: np.ndarray, const: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Rows ``coef`` above an activation moved below it by ``step``'s lines (the lower line, the upper one where a
+    coefficient is negative on an inexact element): their part below, shaped as ``coef``; the constant and the
+    rounding scale they add go into ``const`` and ``scale`` in place."""
+    batch, rows = coef.shape[-2:]
+    c = coef.reshape(-1, batch, rows)
+    part = c * step.lo_s.reshape(-1, batch, 1)
+    if step.lo_c is not None:
+        const += dot(step.lo_c, coef)
+    if step.inexact.size:
+        neg = np.minimum(c[step.inexact], 0.0)
+        part[step.inexact] += neg * step.d_s
+        const += np.einsum("mbr,bm->br", neg, step.d_c)
+    scale += dot(step.term, np.abs(coef))
+    return part.reshape(coef.shape)
 
 
 def concretize(
