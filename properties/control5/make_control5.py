@@ -15,7 +15,6 @@ ascent, is a witness) or ``-delta`` (``unsat`` when the MILP's bound proves it w
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from onnx import helper, numpy_helper
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "small_cnn"))
 from relu_milp import forward, maximise_min  # noqa: E402
+from set_files import write_set  # noqa: E402
 
 #: Networks: name, layer sizes, seed.
 NETS = (("ctrl_32x2", (5, 32, 32, 5), 1), ("ctrl_64x3", (5, 64, 64, 64, 5), 2))
@@ -162,14 +162,7 @@ def main() -> None:
         metrics[f"{name}_test_rmse"] = round(float(np.sqrt(np.mean((forward(layers, test) - target(test)) ** 2))), 4)
         rng = np.random.default_rng(seed + 10)
         rows += [one_property(layers, rng, i, name) for i in range(PROPS)]
-    for r in rows:
-        (HERE / r["vnnlib"]).write_text(r.pop("text"))
-    (HERE / "instances.csv").write_text("".join(f"{r['onnx']},{r['vnnlib']},{TIMEOUT_S}\n" for r in rows))
-    keys = list(rows[0])
-    lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
-    (HERE / "expected.csv").write_text("\n".join(lines) + "\n")
-    (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics))
+    write_set(HERE, rows, metrics, TIMEOUT_S)
 
 
 if __name__ == "__main__":

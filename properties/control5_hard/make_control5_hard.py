@@ -16,7 +16,6 @@ scoring only) and ``metrics.json``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ sys.path.insert(0, str(HERE.parent / "small_cnn"))
 sys.path.insert(0, str(HERE.parent / "control5"))
 from make_control5 import save, target, train, vnnlib  # noqa: E402
 from relu_milp import forward, maximise_min, objective  # noqa: E402
+from set_files import write_set  # noqa: E402
 
 #: Networks: name, layer sizes, seed.
 NETS = (("ctrl_64x4", (5, 64, 64, 64, 64, 5), 3), ("ctrl_128x2", (5, 128, 128, 5), 4))
@@ -129,14 +129,7 @@ def main() -> None:
         rows += [one_property(layers, rng, i, name) for i in range(PROPS)]
         if only and name in only:
             break
-    for r in rows:
-        (HERE / r["vnnlib"]).write_text(r.pop("text"))
-    (HERE / "instances.csv").write_text("".join(f"{r['onnx']},{r['vnnlib']},{TIMEOUT_S}\n" for r in rows))
-    keys = list(rows[0])
-    lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
-    (HERE / "expected.csv").write_text("\n".join(lines) + "\n")
-    (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics))
+    write_set(HERE, rows, metrics, TIMEOUT_S)
 
 
 if __name__ == "__main__":

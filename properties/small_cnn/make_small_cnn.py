@@ -14,7 +14,6 @@ README says what nnverify decided) or inside it (``sat``: the point is a witness
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from relu_milp import forward as dense_forward  # noqa: E402
 from relu_milp import maximise_min  # noqa: E402
+from set_files import write_set  # noqa: E402
 
 #: Networks: name, input (height, width), conv channels, hidden units, seed.
 NETS = (("cnn20", (20, 20), (4, 8), 32, 1), ("cnn20x40", (20, 40), (4, 8), 32, 2))
@@ -264,14 +264,7 @@ def main() -> None:
         metrics[f"{name}_test_mae_digits"] = round(float(np.mean(np.abs(pred - tt))), 4)
         for i in range(IMAGES[name]):
             rows += properties(name, p, shape, xt[i], f"img{i}", i)
-    for r in rows:
-        (HERE / r["vnnlib"]).write_text(r.pop("text"))
-    (HERE / "instances.csv").write_text("".join(f"{r['onnx']},{r['vnnlib']},{TIMEOUT_S}\n" for r in rows))
-    keys = list(rows[0])
-    lines = [",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]
-    (HERE / "expected.csv").write_text("\n".join(lines) + "\n")
-    (HERE / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics))
+    write_set(HERE, rows, metrics, TIMEOUT_S)
 
 
 if __name__ == "__main__":
