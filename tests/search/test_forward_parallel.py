@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pytest
+from fork_spy import reaped, spy_forks
 from onnx import helper
 
 from nnverify.backends.base import SolveStatus
@@ -39,24 +40,7 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(forward_split, "SHARE_AFTER_S", 0.0)
     monkeypatch.setattr(forward_split, "SHARE_MIN_LEFT_S", 0.0)
     monkeypatch.setattr(forward_split, "SHARED_BATCH", 1)
-    pids: list[int] = []
-    real = parallel._fork
-
-    def spy(serve: Callable[[Connection, Budget], None], budget: Budget) -> parallel._Worker:
-        worker = real(serve, budget)
-        pids.append(worker.pid)
-        return worker
-
-    monkeypatch.setattr(parallel, "_fork", spy)
-    return pids
-
-
-def _reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+    return spy_forks(monkeypatch)
 
 
 def _net(tmp_path: Path, seed: int) -> Graph:
@@ -125,7 +109,7 @@ def test_two_processes_give_the_verdicts_of_one(tmp_path: Path, route: str, fork
         assert bool(found) is (status is SolveStatus.FEASIBLE)
         if status is SolveStatus.INFEASIBLE:  # the same tree, in batches of other sizes
             assert abs(two.stats.boxes - one.stats.boxes) <= 0.1 * one.stats.boxes
-    assert all(_reaped(pid) for pid in forks)
+    assert all(reaped(pid) for pid in forks)
 
 
 def test_a_deadline_ends_both_processes(tmp_path: Path, forks: list[int]) -> None:
@@ -141,7 +125,7 @@ def test_a_deadline_ends_both_processes(tmp_path: Path, forks: list[int]) -> Non
     # loaded machine, where the 1.5 s budget's check between batches can come seconds late.
     assert time.monotonic() - start < 60.0
     assert status is SolveStatus.TIMEOUT
-    assert forks and all(_reaped(pid) for pid in forks)
+    assert forks and all(reaped(pid) for pid in forks)
 
 
 def test_no_second_process_past_the_memory_cap(tmp_path: Path, forks: list[int]) -> None:
@@ -215,7 +199,7 @@ def test_two_processes_halve_the_root_box_unbounded(tmp_path: Path, forks: list[
                 before = len(forks)
                 out, found = _run(graph, "cut", shift, 2)
                 assert out.status is status and bool(found) is (status is SolveStatus.FEASIBLE)
-                assert len(forks) == before + 1 and all(_reaped(pid) for pid in forks)
+                assert len(forks) == before + 1 and all(reaped(pid) for pid in forks)
                 assert (first[0] == before + 1) is presplit  # forked before this process bounded a box
     nodes = [helper.make_node("Gemm", ["x", "W"], ["y"])]
     path = tmp_path / "linear.onnx"
@@ -246,7 +230,7 @@ def test_verify_shares_the_forward_route_between_two_processes(tmp_path: Path, f
             result = pipeline.verify(graph, Property(3, 2, (d,)), Options(timeout_s=60.0, threads=threads))
             assert result.verdict is Verdict.UNSAT and result.method == "forward-split"
             assert len(forks) == before + (threads - 1)
-    assert all(_reaped(pid) for pid in forks)
+    assert all(reaped(pid) for pid in forks)
 
 
 def test_constant_lower_functions_split_the_widest_input() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fork_spy import reaped, spy_forks
 from netgen import random_net
 
 from nnverify.backends import get_backend
@@ -32,24 +33,7 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(bab, "SHARE_AFTER_S", 0.0)
     monkeypatch.setattr(bab, "SHARE_MIN_LEFT_S", 0.0)
     monkeypatch.setattr(bab, "BATCH", 8)
-    pids: list[int] = []
-    real = parallel._fork
-
-    def spy(serve, budget):  # type: ignore[no-untyped-def]
-        worker = real(serve, budget)
-        pids.append(worker.pid)
-        return worker
-
-    monkeypatch.setattr(parallel, "_fork", spy)
-    return pids
-
-
-def _reaped(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+    return spy_forks(monkeypatch)
 
 
 def _case(seed: int) -> tuple[object, Disjunct]:
@@ -81,7 +65,7 @@ def test_two_processes_give_the_verdicts_and_boxes_of_one(forks: list[int]) -> N
             assert abs(two.stats.boxes - one.stats.boxes) <= 0.05 * one.stats.boxes
         seen.add(one.status)
     assert seen == {SolveStatus.INFEASIBLE, SolveStatus.FEASIBLE}
-    assert forks and all(_reaped(pid) for pid in forks)
+    assert forks and all(reaped(pid) for pid in forks)
 
 
 def test_a_rejected_candidate_does_not_end_the_search(forks: list[int]) -> None:
@@ -98,7 +82,7 @@ def test_a_rejected_candidate_does_not_end_the_search(forks: list[int]) -> None:
     backend = get_backend("highs", options)
     out = input_split_search(net, [d], d.lb, d.ub, backend, Budget.starting_now(2.0), options, refuse)
     assert out.status is not SolveStatus.FEASIBLE and calls
-    assert forks and all(_reaped(pid) for pid in forks)
+    assert forks and all(reaped(pid) for pid in forks)
 
 
 def test_a_deadline_ends_both_processes(forks: list[int]) -> None:
@@ -115,7 +99,7 @@ def test_a_deadline_ends_both_processes(forks: list[int]) -> None:
     )
     assert time.monotonic() - start < 3.0
     assert out.status is SolveStatus.TIMEOUT
-    assert forks and all(_reaped(pid) for pid in forks)
+    assert forks and all(reaped(pid) for pid in forks)
 
 
 def _yes(x: np.ndarray) -> bool:
